@@ -1,0 +1,420 @@
+//! Turns what the handler decided into DNS: the health order of a name's permitted endpoints, the
+//! response message, and its wire encoding within the client's size limit (TC when it does not
+//! fit). Pure functions; no I/O.
+
+use std::cmp::Reverse;
+use std::net::IpAddr;
+
+use hickory_proto::op::{Edns, Message, MessageType, Metadata, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use crate::health::{EndpointHealth, State};
+use crate::zones::Endpoint;
+
+/// The largest UDP payload we send, whatever the client advertises: the DNS Flag Day 2020 value,
+/// which avoids IP fragmentation on ordinary paths.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+/// The UDP limit for a client that sent no EDNS OPT record (RFC 1035 §4.2.1).
+pub const CLASSIC_UDP_PAYLOAD: u16 = 512;
+
+/// An endpoint in answer order, with the health that put it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderedEndpoint {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Its health when the order was computed.
+    pub health: EndpointHealth,
+}
+
+impl OrderedEndpoint {
+    /// Up, unknown or down.
+    pub fn state(&self) -> State {
+        self.health.state()
+    }
+}
+
+/// Orders permitted endpoints (given in configuration order) for an answer, deduplicated by
+/// address:
+/// - up endpoints (a success newer than any failure), most recent success first;
+/// - then unknown endpoints (no report yet), in configuration order;
+/// - then down endpoints (a failure newer than any success), oldest failure first, so failed
+///   paths are retried in rotation rather than abandoned.
+pub fn order_endpoints(
+    permitted: impl IntoIterator<Item = Endpoint>,
+    health_of: impl Fn(IpAddr) -> EndpointHealth,
+) -> Vec<OrderedEndpoint> {
+    let mut ordered: Vec<OrderedEndpoint> = Vec::new();
+    for endpoint in permitted {
+        if ordered
+            .iter()
+            .any(|o| o.endpoint.address == endpoint.address)
+        {
+            continue;
+        }
+        let health = health_of(endpoint.address);
+        ordered.push(OrderedEndpoint { endpoint, health });
+    }
+    // A stable sort keeps configuration order among unknown endpoints.
+    ordered.sort_by_key(|o| match o.state() {
+        State::Up => (
+            0,
+            Reverse(o.health.last_success.map_or(0, |s| s.sequence)),
+            0,
+        ),
+        State::Unknown => (1, Reverse(0), 0),
+        State::Down => (
+            2,
+            Reverse(0),
+            o.health.last_failure.map_or(0, |s| s.sequence),
+        ),
+    });
+    ordered
+}
+
+/// Address records for `qtype` from ordered endpoints, owned by the name as the client asked it.
+/// `ANY` gets every address (RFC 8482 allows a subset; the addresses are what a client wants).
+pub fn address_records(
+    owner: &Name,
+    qtype: RecordType,
+    ordered: &[OrderedEndpoint],
+    ttl: u32,
+) -> Vec<Record> {
+    ordered
+        .iter()
+        .filter_map(|o| match (o.endpoint.address, qtype) {
+            (IpAddr::V4(v4), RecordType::A | RecordType::ANY) => Some(RData::A(A(v4))),
+            (IpAddr::V6(v6), RecordType::AAAA | RecordType::ANY) => Some(RData::AAAA(AAAA(v6))),
+            _ => None,
+        })
+        .map(|rdata| Record::from_rdata(owner.clone(), ttl, rdata))
+        .collect()
+}
+
+/// PTR records naming `targets`, owned by the reverse name as asked.
+pub fn ptr_records<'a>(
+    owner: &Name,
+    targets: impl IntoIterator<Item = &'a Name>,
+    ttl: u32,
+) -> Vec<Record> {
+    targets
+        .into_iter()
+        .map(|target| Record::from_rdata(owner.clone(), ttl, RData::PTR(PTR(target.clone()))))
+        .collect()
+}
+
+/// What the request path decided for one query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Authoritative data for an owned name.
+    Answer {
+        /// The answer section.
+        records: Vec<Record>,
+    },
+    /// The name exists but has no data of the asked type: NOERROR, no answers, SOA.
+    NoData {
+        /// The zone's SOA for the authority section.
+        soa: Record,
+    },
+    /// The name does not exist for this client: NXDOMAIN with SOA.
+    NxDomain {
+        /// The zone's SOA for the authority section.
+        soa: Record,
+    },
+    /// Not ours to answer (outside the owned zones; forwarding is not configured).
+    Refused,
+    /// The query is malformed (no question, several questions).
+    FormErr,
+    /// An opcode we do not implement.
+    NotImp,
+    /// The client's EDNS version is higher than 0 (RFC 6891 §6.1.3).
+    BadVersion,
+}
+
+impl Decision {
+    /// A word for logs and counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Answer { .. } => "answer",
+            Decision::NoData { .. } => "nodata",
+            Decision::NxDomain { .. } => "nxdomain",
+            Decision::Refused => "refused",
+            Decision::FormErr => "formerr",
+            Decision::NotImp => "notimp",
+            Decision::BadVersion => "badvers",
+        }
+    }
+}
+
+/// The transport a query came in on; it sets the response size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: limited by the client's EDNS payload size (512 without EDNS).
+    Udp,
+    /// TCP: up to 65535 bytes.
+    Tcp,
+}
+
+/// The largest response the client accepts over `transport`.
+pub fn size_limit(request: &Message, transport: Transport) -> usize {
+    match transport {
+        Transport::Tcp => usize::from(u16::MAX),
+        Transport::Udp => match &request.edns {
+            Some(edns) => usize::from(
+                edns.max_payload()
+                    .clamp(CLASSIC_UDP_PAYLOAD, MAX_UDP_PAYLOAD),
+            ),
+            None => usize::from(CLASSIC_UDP_PAYLOAD),
+        },
+    }
+}
+
+/// Builds the response message for `request`.
+pub fn build_response(request: &Message, decision: Decision) -> Message {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    let mut answers = Vec::new();
+    let mut authorities = Vec::new();
+    match decision {
+        Decision::Answer { records } => {
+            metadata.authoritative = true;
+            answers = records;
+        }
+        Decision::NoData { soa } => {
+            metadata.authoritative = true;
+            authorities.push(soa);
+        }
+        Decision::NxDomain { soa } => {
+            metadata.authoritative = true;
+            metadata.response_code = ResponseCode::NXDomain;
+            authorities.push(soa);
+        }
+        Decision::Refused => metadata.response_code = ResponseCode::Refused,
+        Decision::FormErr => metadata.response_code = ResponseCode::FormErr,
+        Decision::NotImp => metadata.response_code = ResponseCode::NotImp,
+        Decision::BadVersion => metadata.response_code = ResponseCode::BADVERS,
+    }
+    let mut response = Message::new(metadata.id, MessageType::Response, metadata.op_code);
+    response.metadata = metadata;
+    response.queries = request.queries.clone();
+    response.answers = answers;
+    response.authorities = authorities;
+    if request.edns.is_some() {
+        // RFC 6891 §7: a reply to a query with OPT carries OPT.
+        let mut edns = Edns::new();
+        edns.set_max_payload(MAX_UDP_PAYLOAD);
+        edns.set_version(0);
+        response.edns = Some(edns);
+    }
+    response
+}
+
+/// Encodes `response` in at most `limit` bytes. When the full message does not fit, the
+/// authority and additional sections are dropped, as many answers as fit are kept, and TC is
+/// set so the client retries over TCP (RFC 1035 §4.2.1, RFC 2181 §9). The OPT record is kept
+/// (RFC 6891 §7).
+pub fn encode_response(response: &Message, limit: usize) -> Vec<u8> {
+    match response.to_vec() {
+        Ok(bytes) if bytes.len() <= limit => return bytes,
+        Ok(_) => {}
+        Err(_) => return servfail_bytes(response),
+    }
+    let mut truncated = response.clone();
+    truncated.metadata.truncation = true;
+    truncated.authorities.clear();
+    truncated.additionals.clear();
+    let answers = std::mem::take(&mut truncated.answers);
+    // Binary search for the most answers that fit; encoding is monotonic in the answer count.
+    let (mut fits, mut too_many) = (0usize, answers.len());
+    while fits + 1 < too_many {
+        let middle = fits + (too_many - fits) / 2;
+        truncated.answers = answers[..middle].to_vec();
+        match truncated.to_vec() {
+            Ok(bytes) if bytes.len() <= limit => fits = middle,
+            _ => too_many = middle,
+        }
+    }
+    truncated.answers = answers[..fits].to_vec();
+    match truncated.to_vec() {
+        Ok(bytes) if bytes.len() <= limit => bytes,
+        _ => {
+            // Even the question does not fit (a 255-octet name into 512 bytes cannot happen, but
+            // never send more than allowed): header only.
+            truncated.queries.clear();
+            truncated.answers.clear();
+            truncated.edns = None;
+            truncated
+                .to_vec()
+                .unwrap_or_else(|_| servfail_bytes(response))
+        }
+    }
+}
+
+/// A bare SERVFAIL header for `response`'s ID, used when encoding fails.
+fn servfail_bytes(response: &Message) -> Vec<u8> {
+    header_only(response.metadata.id, 0, ResponseCode::ServFail)
+}
+
+/// A reply to bytes that did not parse as a DNS message: FORMERR with the query's ID and opcode
+/// and an empty question, or nothing when there is no complete header or the packet is itself a
+/// response (answering responses invites packet loops, RUSTSEC-2023-0041).
+pub fn formerr_for_unparsable(packet: &[u8]) -> Option<Vec<u8>> {
+    let header = packet.get(..12)?;
+    let is_response = header[2] & 0x80 != 0;
+    if is_response {
+        return None;
+    }
+    let id = u16::from_be_bytes([header[0], header[1]]);
+    // Keep the opcode (bits 3–6) and RD (bit 0) of the third byte.
+    let opcode_and_rd = header[2] & 0x79;
+    Some(header_only(id, opcode_and_rd, ResponseCode::FormErr))
+}
+
+fn header_only(id: u16, opcode_and_rd: u8, code: ResponseCode) -> Vec<u8> {
+    let [id_high, id_low] = id.to_be_bytes();
+    vec![
+        id_high,
+        id_low,
+        0x80 | opcode_and_rd,
+        code.low(),
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{HealthTable, Outcome, Report};
+    use crate::zones::DestinationId;
+    use std::net::Ipv4Addr;
+
+    fn endpoint(last: u8) -> Endpoint {
+        Endpoint {
+            destination: DestinationId::new(usize::from(last)),
+            address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
+        }
+    }
+
+    fn order_after(reports: &[(u8, Outcome)], configured: &[u8]) -> Vec<u8> {
+        let table = HealthTable::new();
+        for (last, outcome) in reports {
+            table.report(Report {
+                address: endpoint(*last).address,
+                outcome: *outcome,
+                rtt: None,
+            });
+        }
+        order_endpoints(configured.iter().map(|&l| endpoint(l)), |a| table.get(a))
+            .iter()
+            .map(|o| match o.endpoint.address {
+                IpAddr::V4(v4) => v4.octets()[3],
+                IpAddr::V6(_) => 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn answer_order_table() {
+        use Outcome::{Failure as F, Success as S};
+        type Case<'a> = (&'a str, &'a [(u8, Outcome)], &'a [u8], &'a [u8]);
+        let cases: &[Case] = &[
+            (
+                "nothing reported: configuration order",
+                &[],
+                &[1, 2, 3],
+                &[1, 2, 3],
+            ),
+            (
+                "first fails: it goes last",
+                &[(1, F)],
+                &[1, 2, 3],
+                &[2, 3, 1],
+            ),
+            (
+                "a success puts that one first",
+                &[(3, S)],
+                &[1, 2, 3],
+                &[3, 1, 2],
+            ),
+            (
+                "most recent success first",
+                &[(2, S), (3, S)],
+                &[1, 2, 3],
+                &[3, 2, 1],
+            ),
+            (
+                "several failures rotate oldest failure first",
+                &[(1, F), (2, F), (3, F)],
+                &[1, 2, 3],
+                &[1, 2, 3],
+            ),
+            (
+                "a failed endpoint failing again goes behind the others",
+                &[(1, F), (2, F), (3, F), (1, F)],
+                &[1, 2, 3],
+                &[2, 3, 1],
+            ),
+            (
+                "recovered endpoint is up again",
+                &[(1, F), (1, S)],
+                &[1, 2, 3],
+                &[1, 2, 3],
+            ),
+            (
+                "up, then unknown, then down",
+                &[(1, F), (3, S)],
+                &[1, 2, 3, 4],
+                &[3, 2, 4, 1],
+            ),
+            (
+                "duplicates by address collapse",
+                &[],
+                &[1, 2, 1, 2],
+                &[1, 2],
+            ),
+            ("no endpoints", &[(1, F)], &[], &[]),
+        ];
+        for (what, reports, configured, expected) in cases {
+            assert_eq!(&order_after(reports, configured), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn records_follow_the_asked_type() {
+        let v6 = Endpoint {
+            destination: DestinationId::new(9),
+            address: "2001:db8::1".parse().expect("literal"),
+        };
+        let ordered = order_endpoints([endpoint(1), v6], |_| EndpointHealth::default());
+        let owner = Name::from_ascii("App.Internal.").expect("literal");
+        let count = |t| address_records(&owner, t, &ordered, 5).len();
+        assert_eq!(
+            (
+                count(RecordType::A),
+                count(RecordType::AAAA),
+                count(RecordType::ANY),
+                count(RecordType::MX)
+            ),
+            (1, 1, 2, 0)
+        );
+    }
+
+    #[test]
+    fn formerr_only_for_queries_with_a_header() {
+        assert_eq!(formerr_for_unparsable(&[1, 2, 3]), None);
+        let response_packet = [0u8, 1, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(formerr_for_unparsable(&response_packet), None);
+        let query = [0xab, 0xcd, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0];
+        let reply = formerr_for_unparsable(&query).expect("a query gets FORMERR");
+        let parsed = Message::from_vec(&reply).expect("FORMERR parses");
+        assert_eq!(parsed.metadata.id, 0xabcd);
+        assert_eq!(parsed.metadata.response_code, ResponseCode::FormErr);
+        assert!(parsed.metadata.recursion_desired);
+    }
+}

@@ -1,0 +1,390 @@
+//! The command line: `serve` (the default), `check`, `report` and `status`, and what each does.
+//! The binary only parses this and calls [`run`].
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::{Args, Parser, Subcommand};
+use tracing::info;
+
+use crate::config::load_zone_dir;
+use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
+use crate::handler::Handler;
+use crate::health::{HealthTable, Outcome};
+use crate::location::ConfigError;
+use crate::policy::partial_grants;
+use crate::settings::{Settings, parse_listen};
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::status::render_text;
+
+/// failover-dns: a small DNS server for a zero-trust agent. For a shared name it answers with
+/// every endpoint this client's policies permit, ordered by a live health table the agent feeds,
+/// so ordinary applications fail over to a working path.
+///
+/// With no command it serves: `failover-dns` serves ./zones on 127.0.0.1:5300.
+#[derive(Debug, Parser)]
+#[command(name = "failover-dns", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options for serving when no command is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve DNS (UDP and TCP) and the control socket until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Validate the settings and zone files without serving. Exit 1 with file:line:column on
+    /// errors; exit 0 with a warning for each shared name that a policy grants only in part.
+    Check(ConfigArgs),
+    /// Feed one connection outcome for an endpoint address to the running server.
+    Report(ReportArgs),
+    /// Show every shared name with its current answer order and each endpoint's health.
+    Status(StatusArgs),
+}
+
+/// Where settings and zone data come from, and who this client is.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// Settings file (TOML): zones, listen, control, [identity]. Flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of zone and policy files (*.toml) [default: ./zones]
+    #[arg(long, value_name = "DIR")]
+    pub zones: Option<PathBuf>,
+    /// This client's user, for policy sources `user:NAME` [default: alice]
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// This client's groups, for policy sources `group:NAME` (repeatable; replaces the default
+    /// `engineering`)
+    #[arg(long = "group", value_name = "NAME")]
+    pub groups: Vec<String>,
+    /// This client's device, for policy sources `device:NAME` [default: alice-laptop]
+    #[arg(long, value_name = "NAME")]
+    pub device: Option<String>,
+}
+
+/// Options of `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Settings, zones and identity.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address to serve DNS on, UDP and TCP (repeatable; port 0 picks a free port)
+    /// [default: 127.0.0.1:5300]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]
+    pub listen: Vec<SocketAddr>,
+    /// Control socket path [default: $XDG_RUNTIME_DIR/failover-dns.sock or
+    /// /tmp/failover-dns-UID.sock]
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+}
+
+/// How to reach the running server.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ControlArgs {
+    /// Control socket path [default: as the server's]
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Settings file to take the control socket path from.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of `report`.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("outcome").required(true).args(["ok", "fail"])))]
+pub struct ReportArgs {
+    /// The connection to ADDRESS worked.
+    #[arg(long)]
+    pub ok: bool,
+    /// The connection to ADDRESS failed.
+    #[arg(long)]
+    pub fail: bool,
+    /// The endpoint address the outcome is for.
+    #[arg(value_name = "ADDRESS")]
+    pub address: IpAddr,
+    /// Measured round-trip time in milliseconds.
+    #[arg(long, value_name = "N")]
+    pub rtt_ms: Option<f64>,
+    /// How to reach the server.
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// Options of `status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Print the raw JSON reply instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// How to reach the server.
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Settings or zone data are invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The control socket failed.
+    #[error("{0}")]
+    Control(#[from] ControlError),
+    /// A DNS address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing output failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ConfigArgs {
+    /// Settings from the embedded defaults, the settings file and these flags.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut settings = match &self.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        if let Some(zones) = &self.zones {
+            settings.zones_dir = zones.clone();
+        }
+        if let Some(user) = &self.user {
+            settings.identity.user = Some(user.clone());
+        }
+        if !self.groups.is_empty() {
+            settings.identity.groups = self.groups.clone();
+        }
+        if let Some(device) = &self.device {
+            settings.identity.device = Some(device.clone());
+        }
+        Ok(settings)
+    }
+}
+
+impl ControlArgs {
+    fn path(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(path) = &self.control {
+            return Ok(path.clone());
+        }
+        Ok(match &self.config {
+            Some(file) => Settings::from_file(file)?.control,
+            None => Settings::default().control,
+        })
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Check(args)) => check(&args),
+        Some(Command::Report(args)) => report(&args),
+        Some(Command::Status(args)) => status(&args),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
+    let mut settings = args.config.settings()?;
+    if !args.listen.is_empty() {
+        settings.listen = args.listen.clone();
+    }
+    if let Some(control) = &args.control {
+        settings.control = control.clone();
+    }
+    let data = load_zone_dir(&settings.zones_dir)?;
+    let snapshot = Snapshot::new(data, settings.identity.clone());
+    let (zone_count, name_count) = (
+        snapshot.zones.data().zones.len(),
+        snapshot.zones.data().names.len(),
+    );
+    let handler = Handler::new(SharedSnapshot::new(snapshot), HealthTable::new());
+    let mut listeners = Vec::new();
+    for &address in &settings.listen {
+        let listener = crate::server::bind(address)
+            .await
+            .map_err(|source| CommandError::Bind { address, source })?;
+        listeners.push(listener);
+    }
+    let control = ControlSocket::bind(&settings.control)?;
+    let mut out = std::io::stdout().lock();
+    for listener in &listeners {
+        writeln!(out, "listening on udp+tcp {}", listener.local_addr()?)?;
+    }
+    writeln!(out, "control socket {}", control.path().display())?;
+    writeln!(
+        out,
+        "ready: {name_count} shared names in {zone_count} zones from {}",
+        settings.zones_dir.display()
+    )?;
+    out.flush()?;
+    drop(out);
+    info!(zones = zone_count, names = name_count, "serving");
+    crate::server::run(handler, listeners, Some(control), shutdown_signal()).await;
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
+        () = terminate => info!("SIGTERM received, shutting down"),
+    }
+}
+
+fn check(args: &ConfigArgs) -> Result<ExitCode, CommandError> {
+    let settings = match args.settings() {
+        Ok(settings) => settings,
+        Err(error) => return Ok(print_config_errors(&error)),
+    };
+    let data = match load_zone_dir(&settings.zones_dir) {
+        Ok(data) => data,
+        Err(error) => return Ok(print_config_errors(&error)),
+    };
+    let snapshot = Snapshot::new(data, settings.identity.clone());
+    let warnings = check_warnings(&snapshot);
+    let mut out = std::io::stdout().lock();
+    for warning in &warnings {
+        writeln!(out, "warning: {warning}")?;
+    }
+    let data = snapshot.zones.data();
+    writeln!(
+        out,
+        "ok: {} zones, {} shared names, {} destinations, {} policies in {} ({} warnings)",
+        data.zones.len(),
+        data.names.len(),
+        data.destinations.len(),
+        data.policies.len(),
+        settings.zones_dir.display(),
+        warnings.len()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_config_errors(error: &ConfigError) -> ExitCode {
+    for diagnostic in &error.diagnostics {
+        eprintln!("{}: error: {}", diagnostic.location, diagnostic.message);
+    }
+    ExitCode::FAILURE
+}
+
+/// The warnings `check` prints: zone files without zones, and every policy that grants some but
+/// not all destinations of a shared name (failover cannot work for its clients).
+pub fn check_warnings(snapshot: &Snapshot) -> Vec<String> {
+    let data = snapshot.zones.data();
+    let mut warnings = Vec::new();
+    if data.zones.is_empty() {
+        warnings.push("no [[zone]] is declared: every query will be refused".to_string());
+    }
+    let describe = |ids: &[crate::zones::DestinationId]| -> String {
+        ids.iter()
+            .filter_map(|&id| snapshot.zones.destination(id))
+            .map(|d| format!("{} ({})", d.id, d.kind.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for shared in &data.names {
+        let destinations = shared.destinations();
+        for partial in partial_grants(
+            &data.policies,
+            &snapshot.grants,
+            &snapshot.identity,
+            &destinations,
+        ) {
+            let Some(policy) = data.policies.get(partial.policy) else {
+                continue;
+            };
+            let effect = if !partial.applies_to_identity {
+                "it does not apply to this identity, but its clients get nothing to fail over to"
+                    .to_string()
+            } else if partial.missing_for_identity.is_empty() {
+                "another policy grants this identity the rest, but clients of this policy alone cannot fail over".to_string()
+            } else {
+                format!(
+                    "this identity gets no endpoint of {}: failover cannot work",
+                    describe(&partial.missing_for_identity)
+                )
+            };
+            warnings.push(format!(
+                "shared name {}: policy {:?} grants {} but not {}; {effect}",
+                shared.name,
+                policy.id,
+                describe(&partial.granted),
+                describe(&partial.missing),
+            ));
+        }
+    }
+    warnings
+}
+
+fn report(args: &ReportArgs) -> Result<ExitCode, CommandError> {
+    let path = args.control.path()?;
+    let outcome = if args.ok {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    let reply = crate::control::request(
+        &path,
+        &ControlRequest::Report {
+            address: args.address,
+            outcome,
+            rtt_ms: args.rtt_ms,
+        },
+    )?;
+    let mut out = std::io::stdout().lock();
+    match reply {
+        ControlReply::Reported {
+            address,
+            state,
+            consecutive_failures,
+            names,
+        } => writeln!(
+            out,
+            "{address}: {state} ({consecutive_failures} consecutive failures); names: {}",
+            names.join(", ")
+        )?,
+        other => writeln!(out, "{}", serde_json::to_string(&other).unwrap_or_default())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(args: &StatusArgs) -> Result<ExitCode, CommandError> {
+    let path = args.control.path()?;
+    let reply = crate::control::request(&path, &ControlRequest::Status)?;
+    let mut out = std::io::stdout().lock();
+    match reply {
+        ControlReply::Status(report) if !args.json => {
+            write!(out, "{}", render_text(&report, SystemTime::now()))?;
+        }
+        reply => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&reply).unwrap_or_default()
+        )?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

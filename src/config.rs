@@ -1,0 +1,715 @@
+//! Zone and policy files (`zones/*.toml`, as the management console pushes them): the serde edge
+//! types, and their conversion into validated [`ZoneData`] with every error located by file, line
+//! and column. Unknown fields are rejected.
+//!
+//! The format is plain serde data (arrays of tables), so the same shape can arrive as JSON.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::location::{ConfigError, Diagnostic, Location, SourceFile};
+use crate::policy::{Policy, Source};
+use crate::zones::{
+    Destination, DestinationId, DestinationKind, Endpoint, SharedName, SoaValues, Zone, ZoneData,
+};
+
+/// Largest answer TTL accepted for shared names: answers must stay fresh (design.md).
+pub const MAX_ANSWER_TTL: u32 = 300;
+/// Answer TTL when a zone does not set one.
+pub const DEFAULT_ANSWER_TTL: u32 = 5;
+/// Negative TTL (SOA minimum) when a zone does not set one.
+pub const DEFAULT_NEGATIVE_TTL: u32 = 5;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    zone: Vec<RawZone>,
+    #[serde(default)]
+    asset: Vec<RawAsset>,
+    #[serde(default)]
+    virtual_asset: Vec<RawVirtualAsset>,
+    #[serde(default)]
+    subnet: Vec<RawSubnet>,
+    #[serde(default)]
+    policy: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    origin: Spanned<String>,
+    #[serde(default)]
+    ttl: Option<Spanned<u32>>,
+    #[serde(default)]
+    soa: RawSoa,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSoa {
+    mname: Option<Spanned<String>>,
+    rname: Option<Spanned<String>>,
+    serial: Option<u32>,
+    refresh: Option<i32>,
+    retry: Option<i32>,
+    expire: Option<i32>,
+    minimum: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawAssetKind {
+    Primary,
+    Gateway,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAsset {
+    id: Spanned<String>,
+    kind: RawAssetKind,
+    #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    names: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVirtualAsset {
+    id: Spanned<String>,
+    gateway: Spanned<String>,
+    addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    names: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubnet {
+    id: Spanned<String>,
+    gateway: Spanned<String>,
+    cidr: Spanned<String>,
+    #[serde(default)]
+    hosts: Vec<RawHost>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: Spanned<String>,
+    address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    id: Spanned<String>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    sources: Vec<Spanned<String>>,
+    destinations: Vec<Spanned<String>>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// The `*.toml` files of a zones directory, sorted by name so that configuration order is
+/// stable. Hidden files (editor swap files, `.#name.toml`) are skipped.
+pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|error| {
+        ConfigError::one(
+            Location::file(dir),
+            format!("cannot read zones directory: {error}"),
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| {
+            ConfigError::one(
+                Location::file(dir),
+                format!("cannot read zones directory: {error}"),
+            )
+        })?;
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads and validates every zone file in `dir`.
+pub fn load_zone_dir(dir: &Path) -> Result<ZoneData, ConfigError> {
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    for path in zone_files(dir)? {
+        match SourceFile::read(&path) {
+            Ok(source) => sources.push(source),
+            Err(error) => errors.extend(error.diagnostics),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError {
+            diagnostics: errors,
+        });
+    }
+    load_zone_sources(&sources)
+}
+
+/// Parses and validates zone data from already-read files (the order given is configuration
+/// order). All problems are collected and returned together.
+pub fn load_zone_sources(sources: &[SourceFile]) -> Result<ZoneData, ConfigError> {
+    let mut parsed = Vec::new();
+    let mut diagnostics = Vec::new();
+    for source in sources {
+        match source.parse_toml::<RawFile>() {
+            Ok(raw) => parsed.push((source, raw)),
+            Err(error) => diagnostics.extend(error.diagnostics),
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(ConfigError { diagnostics });
+    }
+    let mut builder = Builder::default();
+    builder.build(&parsed);
+    if builder.diagnostics.is_empty() {
+        Ok(builder.data)
+    } else {
+        Err(ConfigError {
+            diagnostics: builder.diagnostics,
+        })
+    }
+}
+
+/// Parses a DNS name from configuration, fully qualified.
+pub fn parse_name(text: &str) -> Result<Name, String> {
+    if text.is_empty() || text == "." {
+        return Err("a name must not be empty or the root".to_string());
+    }
+    let mut name =
+        Name::from_ascii(text).map_err(|error| format!("invalid name {text:?}: {error}"))?;
+    name.set_fqdn(true);
+    Ok(name)
+}
+
+/// An endpoint with its configuration-order key: (destination kind rank, declaration order).
+type RankedEndpoint = (u8, usize, Endpoint);
+
+#[derive(Default)]
+struct Builder {
+    data: ZoneData,
+    diagnostics: Vec<Diagnostic>,
+    destination_ids: HashMap<String, (DestinationId, Location)>,
+    /// name index → the name and its endpoints, each with its configuration-order key.
+    names: BTreeMap<usize, (Name, Vec<RankedEndpoint>)>,
+    name_index: HashMap<Name, usize>,
+    declaration: usize,
+}
+
+struct Located<'a> {
+    source: &'a SourceFile,
+}
+
+impl Located<'_> {
+    fn at(&self, span: Range<usize>) -> Location {
+        self.source.locate(span)
+    }
+}
+
+impl Builder {
+    fn error(&mut self, location: Location, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            location,
+            message: message.into(),
+        });
+    }
+
+    fn build(&mut self, files: &[(&SourceFile, RawFile)]) {
+        for (source, raw) in files {
+            let at = Located { source };
+            for zone in &raw.zone {
+                self.add_zone(&at, zone);
+            }
+        }
+        // Assets first so that virtual assets and subnets can name a gateway declared in any
+        // file.
+        for (source, raw) in files {
+            let at = Located { source };
+            for asset in &raw.asset {
+                self.add_asset(&at, asset);
+            }
+        }
+        for (source, raw) in files {
+            let at = Located { source };
+            for virtual_asset in &raw.virtual_asset {
+                self.add_virtual_asset(&at, virtual_asset);
+            }
+            for subnet in &raw.subnet {
+                self.add_subnet(&at, subnet);
+            }
+        }
+        for (source, raw) in files {
+            let at = Located { source };
+            for policy in &raw.policy {
+                self.add_policy(&at, policy);
+            }
+        }
+        self.finish_names();
+    }
+
+    fn add_zone(&mut self, at: &Located<'_>, raw: &RawZone) {
+        let location = at.at(raw.origin.span());
+        let origin = match parse_name(raw.origin.get_ref()) {
+            Ok(origin) => origin,
+            Err(message) => return self.error(location, format!("zone origin: {message}")),
+        };
+        if let Some(existing) = self.data.zones.iter().find(|z| z.origin == origin) {
+            let first = existing.location.clone();
+            return self.error(
+                location,
+                format!("zone {origin} is declared twice (first at {first})"),
+            );
+        }
+        let answer_ttl = match &raw.ttl {
+            Some(ttl) if *ttl.get_ref() > MAX_ANSWER_TTL => {
+                let message = format!(
+                    "ttl {} is above the maximum of {MAX_ANSWER_TTL} s: answers for shared names must stay fresh",
+                    ttl.get_ref()
+                );
+                return self.error(at.at(ttl.span()), message);
+            }
+            Some(ttl) => *ttl.get_ref(),
+            None => DEFAULT_ANSWER_TTL,
+        };
+        let mname = self.soa_name(at, raw.soa.mname.as_ref(), &origin, "failover-dns");
+        let rname = self.soa_name(at, raw.soa.rname.as_ref(), &origin, "hostmaster");
+        let minimum = match &raw.soa.minimum {
+            Some(minimum) if *minimum.get_ref() > 86_400 => {
+                let message = format!(
+                    "soa.minimum {} is above one day; it is the negative-answer TTL",
+                    minimum.get_ref()
+                );
+                return self.error(at.at(minimum.span()), message);
+            }
+            Some(minimum) => *minimum.get_ref(),
+            None => DEFAULT_NEGATIVE_TTL,
+        };
+        let (Some(mname), Some(rname)) = (mname, rname) else {
+            return;
+        };
+        let soa = SoaValues {
+            mname,
+            rname,
+            serial: raw.soa.serial.unwrap_or(1),
+            refresh: raw.soa.refresh.unwrap_or(3600),
+            retry: raw.soa.retry.unwrap_or(600),
+            expire: raw.soa.expire.unwrap_or(86_400),
+            minimum,
+        };
+        self.data
+            .zones
+            .push(Zone::new(origin, answer_ttl, soa, location));
+    }
+
+    fn soa_name(
+        &mut self,
+        at: &Located<'_>,
+        raw: Option<&Spanned<String>>,
+        origin: &Name,
+        default_label: &str,
+    ) -> Option<Name> {
+        match raw {
+            Some(text) => match parse_name(text.get_ref()) {
+                Ok(name) => Some(name),
+                Err(message) => {
+                    self.error(at.at(text.span()), message);
+                    None
+                }
+            },
+            None => match Name::from_ascii(default_label).and_then(|n| n.append_domain(origin)) {
+                Ok(name) => Some(name),
+                Err(error) => {
+                    self.error(
+                        Location::file(&at.source.path),
+                        format!("cannot build default SOA name under {origin}: {error}"),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn add_destination(
+        &mut self,
+        at: &Located<'_>,
+        id: &Spanned<String>,
+        kind: DestinationKind,
+    ) -> Option<DestinationId> {
+        let location = at.at(id.span());
+        let text = id.get_ref().trim();
+        if text.is_empty() {
+            self.error(location, "id must not be empty");
+            return None;
+        }
+        if let Some((_, first)) = self.destination_ids.get(text) {
+            let message = format!("duplicate destination id {text:?} (first declared at {first})");
+            self.error(location, message);
+            return None;
+        }
+        let destination = DestinationId::new(self.data.destinations.len());
+        self.destination_ids
+            .insert(text.to_string(), (destination, location.clone()));
+        self.data.destinations.push(Destination {
+            id: text.to_string(),
+            kind,
+            location,
+        });
+        Some(destination)
+    }
+
+    fn gateway(&mut self, at: &Located<'_>, reference: &Spanned<String>) -> Option<DestinationId> {
+        let location = at.at(reference.span());
+        let text = reference.get_ref();
+        let Some((id, _)) = self.destination_ids.get(text.as_str()) else {
+            self.error(location, format!("unknown gateway asset {text:?}"));
+            return None;
+        };
+        let id = *id;
+        let is_gateway = self
+            .data
+            .destinations
+            .get(id.index())
+            .is_some_and(|d| d.kind == DestinationKind::GatewayAsset);
+        if !is_gateway {
+            self.error(
+                location,
+                format!("{text:?} is not a gateway asset (kind = \"gateway\")"),
+            );
+            return None;
+        }
+        Some(id)
+    }
+
+    fn address(&mut self, at: &Located<'_>, raw: &Spanned<String>) -> Option<IpAddr> {
+        match raw.get_ref().parse::<IpAddr>() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                let message = format!("invalid IP address {:?}", raw.get_ref());
+                self.error(at.at(raw.span()), message);
+                None
+            }
+        }
+    }
+
+    fn addresses(&mut self, at: &Located<'_>, raw: &[Spanned<String>]) -> Vec<IpAddr> {
+        raw.iter().filter_map(|a| self.address(at, a)).collect()
+    }
+
+    fn add_asset(&mut self, at: &Located<'_>, raw: &RawAsset) {
+        let kind = match raw.kind {
+            RawAssetKind::Primary => DestinationKind::PrimaryAsset,
+            RawAssetKind::Gateway => DestinationKind::GatewayAsset,
+        };
+        let addresses = self.addresses(at, &raw.addresses);
+        let Some(id) = self.add_destination(at, &raw.id, kind) else {
+            return;
+        };
+        if !raw.names.is_empty() && raw.addresses.is_empty() {
+            let message = "an asset that carries names needs at least one address";
+            return self.error(at.at(raw.id.span()), message);
+        }
+        for name in &raw.names {
+            for &address in &addresses {
+                self.add_endpoint(at, name, id, address);
+            }
+        }
+    }
+
+    fn add_virtual_asset(&mut self, at: &Located<'_>, raw: &RawVirtualAsset) {
+        let gateway = self.gateway(at, &raw.gateway);
+        let addresses = self.addresses(at, &raw.addresses);
+        if raw.addresses.is_empty() {
+            self.error(at.at(raw.id.span()), "a virtual asset needs an address");
+        }
+        let Some(gateway) = gateway else { return };
+        let kind = DestinationKind::VirtualAsset { gateway };
+        let Some(id) = self.add_destination(at, &raw.id, kind) else {
+            return;
+        };
+        for name in &raw.names {
+            for &address in &addresses {
+                self.add_endpoint(at, name, id, address);
+            }
+        }
+    }
+
+    fn add_subnet(&mut self, at: &Located<'_>, raw: &RawSubnet) {
+        let gateway = self.gateway(at, &raw.gateway);
+        let cidr = match raw.cidr.get_ref().parse::<IpNet>() {
+            Ok(cidr) => Some(cidr),
+            Err(_) => {
+                let message = format!("invalid CIDR {:?}", raw.cidr.get_ref());
+                self.error(at.at(raw.cidr.span()), message);
+                None
+            }
+        };
+        let (Some(gateway), Some(cidr)) = (gateway, cidr) else {
+            return;
+        };
+        let kind = DestinationKind::Subnet { gateway, cidr };
+        let Some(id) = self.add_destination(at, &raw.id, kind) else {
+            return;
+        };
+        for host in &raw.hosts {
+            let Some(address) = self.address(at, &host.address) else {
+                continue;
+            };
+            if !cidr.contains(&address) {
+                let message = format!("address {address} is outside the subnet's CIDR {cidr}");
+                self.error(at.at(host.address.span()), message);
+                continue;
+            }
+            self.add_endpoint(at, &host.name, id, address);
+        }
+    }
+
+    fn add_endpoint(
+        &mut self,
+        at: &Located<'_>,
+        raw_name: &Spanned<String>,
+        destination: DestinationId,
+        address: IpAddr,
+    ) {
+        let location = at.at(raw_name.span());
+        let name = match parse_name(raw_name.get_ref()) {
+            Ok(name) => name,
+            Err(message) => return self.error(location, message),
+        };
+        let rank = self
+            .data
+            .destinations
+            .get(destination.index())
+            .map_or(u8::MAX, |d| d.kind.order_rank());
+        let declaration = self.declaration;
+        self.declaration += 1;
+        let next_index = self.name_index.len();
+        let index = *self.name_index.entry(name.clone()).or_insert(next_index);
+        let entry = self
+            .names
+            .entry(index)
+            .or_insert_with(|| (name.clone(), Vec::new()));
+        let endpoint = Endpoint {
+            destination,
+            address,
+        };
+        if entry.1.iter().any(|(_, _, e)| *e == endpoint) {
+            let message =
+                format!("{name} is given address {address} twice by the same destination");
+            return self.error(location, message);
+        }
+        entry.1.push((rank, declaration, endpoint));
+        if self.zone_index(&name).is_none() {
+            self.error(
+                location,
+                format!("name {name} is not inside any declared zone ([[zone]] origin)"),
+            );
+        }
+    }
+
+    fn zone_index(&self, name: &Name) -> Option<usize> {
+        self.data
+            .zones
+            .iter()
+            .enumerate()
+            .filter(|(_, zone)| zone.origin.zone_of(name))
+            .max_by_key(|(_, zone)| zone.origin.num_labels())
+            .map(|(index, _)| index)
+    }
+
+    fn add_policy(&mut self, at: &Located<'_>, raw: &RawPolicy) {
+        let location = at.at(raw.id.span());
+        let id = raw.id.get_ref().trim().to_string();
+        if id.is_empty() {
+            return self.error(location, "policy id must not be empty");
+        }
+        if self.data.policies.iter().any(|p| p.id == id) {
+            return self.error(location, format!("duplicate policy id {id:?}"));
+        }
+        let mut sources = Vec::new();
+        for source in &raw.sources {
+            match Source::parse(source.get_ref()) {
+                Ok(parsed) => sources.push(parsed),
+                Err(message) => self.error(at.at(source.span()), message),
+            }
+        }
+        let mut destinations = Vec::new();
+        for reference in &raw.destinations {
+            match self.destination_ids.get(reference.get_ref().as_str()) {
+                Some((destination, _)) => destinations.push(*destination),
+                None => {
+                    let message = format!(
+                        "unknown destination {:?} (not an asset, virtual asset or subnet id)",
+                        reference.get_ref()
+                    );
+                    self.error(at.at(reference.span()), message);
+                }
+            }
+        }
+        self.data.policies.push(Policy {
+            id,
+            enabled: raw.enabled,
+            sources,
+            destinations,
+        });
+    }
+
+    fn finish_names(&mut self) {
+        let names = std::mem::take(&mut self.names);
+        for (_, (name, mut endpoints)) in names {
+            endpoints.sort_by_key(|(rank, declaration, _)| (*rank, *declaration));
+            let Some(zone) = self.zone_index(&name) else {
+                continue;
+            };
+            self.data.names.push(SharedName {
+                name,
+                zone,
+                endpoints: endpoints.into_iter().map(|(_, _, e)| e).collect(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn source(name: &str, text: &str) -> SourceFile {
+        SourceFile {
+            path: Arc::from(Path::new(name)),
+            text: text.to_string(),
+        }
+    }
+
+    const ZONE: &str = "[[zone]]\norigin = \"internal\"\n";
+
+    fn load(text: &str) -> Result<ZoneData, ConfigError> {
+        load_zone_sources(&[source("zone.toml", ZONE), source("data.toml", text)])
+    }
+
+    #[test]
+    fn endpoints_follow_configuration_order_primary_first() {
+        let data = load(
+            r#"
+[[virtual_asset]]
+id = "va"
+gateway = "gw"
+addresses = ["192.0.2.2"]
+names = ["app.internal"]
+
+[[asset]]
+id = "gw"
+kind = "gateway"
+addresses = ["100.64.0.9"]
+
+[[asset]]
+id = "primary"
+kind = "primary"
+addresses = ["100.64.0.1"]
+names = ["APP.internal."]
+"#,
+        )
+        .expect("valid data loads");
+        assert_eq!(data.names.len(), 1);
+        let addresses: Vec<String> = data.names[0]
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
+        assert_eq!(addresses, ["100.64.0.1", "192.0.2.2"]);
+        assert_eq!(data.zones[0].answer_ttl, DEFAULT_ANSWER_TTL);
+        assert_eq!(data.zones[0].soa.minimum, DEFAULT_NEGATIVE_TTL);
+    }
+
+    #[test]
+    fn errors_are_located_table() {
+        // (file text, expected "line:column" and a word the message must contain)
+        let cases: &[(&str, &str, &str)] = &[
+            ("[[asset]\n", "1:9", "expected `]`"),
+            (
+                "[[asset]]\nid = \"a\"\nkind = \"primary\"\ncolour = 1\n",
+                "4:1",
+                "unknown field",
+            ),
+            (
+                "[[asset]]\nid = \"a\"\nkind = \"primary\"\naddresses = [\"10.0.0.300\"]\n",
+                "4:15",
+                "invalid IP address",
+            ),
+            (
+                "[[policy]]\nid = \"p\"\nsources = [\"*\"]\ndestinations = [\"nope\"]\n",
+                "4:17",
+                "unknown destination",
+            ),
+            (
+                "[[policy]]\nid = \"p\"\nsources = [\"role:x\"]\ndestinations = []\n",
+                "3:12",
+                "unknown kind",
+            ),
+            (
+                "[[asset]]\nid = \"a\"\nkind = \"gateway\"\n[[asset]]\nid = \"a\"\nkind = \"gateway\"\n",
+                "5:6",
+                "duplicate destination id",
+            ),
+            (
+                "[[asset]]\nid = \"gw\"\nkind = \"gateway\"\n[[subnet]]\nid = \"s\"\ngateway = \"gw\"\ncidr = \"10.1.0.0/24\"\nhosts = [{ name = \"f.internal\", address = \"10.2.0.1\" }]\n",
+                "8:45",
+                "outside the subnet",
+            ),
+            (
+                "[[virtual_asset]]\nid = \"v\"\ngateway = \"missing\"\naddresses = [\"10.0.0.1\"]\n",
+                "3:11",
+                "unknown gateway",
+            ),
+            (
+                "[[asset]]\nid = \"a\"\nkind = \"primary\"\naddresses = [\"10.0.0.1\"]\nnames = [\"app.example\"]\n",
+                "5:10",
+                "not inside any declared zone",
+            ),
+            (
+                "[[zone]]\norigin = \"other\"\nttl = 301\n",
+                "3:7",
+                "above the maximum",
+            ),
+        ];
+        for (text, position, word) in cases {
+            let error = load(text).expect_err("broken data must be rejected");
+            let rendered = error.to_string();
+            assert!(
+                rendered.starts_with(&format!("data.toml:{position}")),
+                "expected data.toml:{position} for {text:?}, got {rendered}"
+            );
+            assert!(rendered.contains(word), "expected {word:?} in {rendered}");
+        }
+    }
+
+    #[test]
+    fn all_errors_are_reported_together() {
+        let error =
+            load("[[policy]]\nid = \"p\"\nsources = [\"bad\"]\ndestinations = [\"x\", \"y\"]\n")
+                .expect_err("rejected");
+        assert_eq!(error.diagnostics.len(), 3, "{error}");
+    }
+}

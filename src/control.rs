@@ -1,0 +1,338 @@
+//! The local control socket: a Unix domain socket (mode 0600, owner only) speaking
+//! newline-delimited JSON, through which an agent out of process feeds reports and asks for
+//! status. Also the client side used by `failover-dns report` and `status`.
+//!
+//! Protocol: one JSON object per line each way.
+//! - `{"op":"report","address":"10.0.0.1","outcome":"failure","rtt_ms":12.5}` →
+//!   `{"reply":"reported","address":"10.0.0.1","state":"down","consecutive_failures":1,"names":["app.internal."]}`
+//! - `{"op":"status"}` → `{"reply":"status","names":[...]}`
+//! - anything else → `{"reply":"error","error":"..."}`; the connection stays open.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, info, warn};
+
+use crate::handler::Handler;
+use crate::health::{Outcome, Report, State};
+use crate::status::{StatusReport, status_report};
+
+/// Longest request line accepted; a longer one gets an error reply and the connection closes.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// A request on the control socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ControlRequest {
+    /// One connection outcome for an endpoint address.
+    Report {
+        /// The endpoint address.
+        address: IpAddr,
+        /// `success` or `failure`.
+        outcome: Outcome,
+        /// Measured round-trip time in milliseconds, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_ms: Option<f64>,
+    },
+    /// Every shared name with its answer order and endpoint health.
+    Status,
+}
+
+/// A reply on the control socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum ControlReply {
+    /// The report was recorded.
+    Reported {
+        /// The endpoint address.
+        address: IpAddr,
+        /// Its state now.
+        state: State,
+        /// Failures since its last success.
+        consecutive_failures: u32,
+        /// The shared names that carry the address.
+        names: Vec<String>,
+    },
+    /// The status of every shared name.
+    Status(StatusReport),
+    /// The request was not understood or not accepted.
+    Error {
+        /// What was wrong.
+        error: String,
+    },
+}
+
+/// Errors of the control socket, on either side.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The socket path holds something that is not a stale socket.
+    #[error("{path}: exists and is not a socket; refusing to replace it")]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Another server answers on the socket.
+    #[error("{path}: another failover-dns is already serving this control socket")]
+    InUse {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Nothing listens on the socket.
+    #[error(
+        "cannot reach failover-dns at {path}: {source} (is the server running? use --control PATH)"
+    )]
+    NotRunning {
+        /// The path.
+        path: PathBuf,
+        /// Why the connection failed.
+        source: std::io::Error,
+    },
+    /// The server replied with an error.
+    #[error("{0}")]
+    Rejected(String),
+    /// An I/O error on the socket.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The server's reply was not understood.
+    #[error("unexpected reply from failover-dns: {0}")]
+    BadReply(String),
+}
+
+/// A bound control socket. Dropping it removes the socket file.
+#[derive(Debug)]
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Binds `path` with mode 0600. A stale socket left by a crashed server is replaced; a live
+    /// one, or any other kind of file, is an error.
+    pub fn bind(path: &Path) -> Result<Self, ControlError> {
+        let io_error = |source| ControlError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(metadata) if metadata.file_type().is_socket() => {
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(ControlError::InUse {
+                        path: path.to_path_buf(),
+                    });
+                }
+                info!(path = %path.display(), "removing stale control socket");
+                std::fs::remove_file(path).map_err(io_error)?;
+            }
+            Ok(_) => {
+                return Err(ControlError::NotASocket {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(error)),
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        // Bind under a temporary name, restrict it, then move it into place, so the socket is
+        // never reachable at its real path with wider permissions.
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(format!(".{}.tmp", std::process::id()));
+        let temporary = PathBuf::from(temporary);
+        let _ = std::fs::remove_file(&temporary);
+        let listener = UnixListener::bind(&temporary).map_err(io_error)?;
+        let restrict = std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| std::fs::rename(&temporary, path));
+        if let Err(error) = restrict {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(io_error(error));
+        }
+        Ok(ControlSocket {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts connections and serves them until the task is dropped.
+    pub async fn serve(&self, handler: Handler) {
+        let own_uid = crate::settings::current_uid();
+        loop {
+            let stream = match self.listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    warn!(%error, "control socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if let Ok(credentials) = stream.peer_cred() {
+                let peer = credentials.uid();
+                if peer != 0 && Some(peer) != own_uid {
+                    warn!(
+                        peer_uid = peer,
+                        "control connection from another user refused"
+                    );
+                    continue;
+                }
+            }
+            tokio::spawn(serve_connection(stream, handler.clone()));
+        }
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_file(&self.path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(path = %self.path.display(), %error, "could not remove control socket");
+        }
+    }
+}
+
+async fn serve_connection(stream: UnixStream, handler: Handler) {
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = AsyncBufReader::new(reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await;
+        let too_long = line.len() > MAX_LINE_BYTES;
+        let reply = match read {
+            Ok(0) => return,
+            Ok(_) if too_long => ControlReply::Error {
+                error: format!("request line longer than {MAX_LINE_BYTES} bytes"),
+            },
+            Ok(_) => handle_line(&line, &handler),
+            Err(error) => {
+                debug!(%error, "control connection read failed");
+                return;
+            }
+        };
+        let mut bytes = serde_json::to_vec(&reply).unwrap_or_else(|_| b"{}".to_vec());
+        bytes.push(b'\n');
+        if writer.write_all(&bytes).await.is_err() || too_long {
+            return;
+        }
+    }
+}
+
+/// Handles one request line (the part of the protocol that does not touch the socket).
+pub fn handle_line(line: &[u8], handler: &Handler) -> ControlReply {
+    let text = match std::str::from_utf8(line) {
+        Ok(text) => text.trim(),
+        Err(_) => {
+            return ControlReply::Error {
+                error: "request is not UTF-8".to_string(),
+            };
+        }
+    };
+    if text.is_empty() {
+        return ControlReply::Error {
+            error: "empty request line".to_string(),
+        };
+    }
+    match serde_json::from_str::<ControlRequest>(text) {
+        Ok(request) => handle_request(request, handler),
+        Err(error) => ControlReply::Error {
+            error: format!("invalid request: {error}"),
+        },
+    }
+}
+
+/// Carries out one control request.
+pub fn handle_request(request: ControlRequest, handler: &Handler) -> ControlReply {
+    match request {
+        ControlRequest::Report {
+            address,
+            outcome,
+            rtt_ms,
+        } => {
+            let rtt = match rtt_ms {
+                None => None,
+                Some(ms) => match Duration::try_from_secs_f64(ms / 1000.0) {
+                    Ok(rtt) => Some(rtt),
+                    Err(_) => {
+                        return ControlReply::Error {
+                            error: format!(
+                                "rtt_ms {ms} is not a non-negative number of milliseconds"
+                            ),
+                        };
+                    }
+                },
+            };
+            let snapshot = handler.snapshot().load();
+            let Some(names) = snapshot.zones.names_with_address(address) else {
+                return ControlReply::Error {
+                    error: format!("{address} is not the address of any endpoint"),
+                };
+            };
+            let health = handler.health().report(Report {
+                address,
+                outcome,
+                rtt,
+            });
+            info!(%address, ?outcome, state = %health.state(), "report");
+            ControlReply::Reported {
+                address,
+                state: health.state(),
+                consecutive_failures: health.consecutive_failures,
+                names,
+            }
+        }
+        ControlRequest::Status => {
+            let snapshot = handler.snapshot().load();
+            ControlReply::Status(status_report(&snapshot, handler.health()))
+        }
+    }
+}
+
+/// Sends one request to the server at `path` and waits for its reply (client side).
+pub fn request(path: &Path, request: &ControlRequest) -> Result<ControlReply, ControlError> {
+    let io_error = |source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
+        ControlError::NotRunning {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    let timeout = Some(Duration::from_secs(10));
+    stream.set_read_timeout(timeout).map_err(io_error)?;
+    stream.set_write_timeout(timeout).map_err(io_error)?;
+    let mut line =
+        serde_json::to_vec(request).map_err(|e| ControlError::BadReply(e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io_error)?;
+    let mut reply = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .map_err(io_error)?;
+    let reply: ControlReply = serde_json::from_str(reply.trim())
+        .map_err(|e| ControlError::BadReply(format!("{e}: {reply:?}")))?;
+    match reply {
+        ControlReply::Error { error } => Err(ControlError::Rejected(error)),
+        reply => Ok(reply),
+    }
+}

@@ -1,0 +1,30 @@
+//! failover-dns: the small DNS server a zero-trust agent embeds. For a shared name it answers with
+//! every endpoint this client's policies permit, ordered by a live health table the agent feeds;
+//! every other name is not ours.
+//!
+//! ```text
+//!   zones/*.toml ──config──▶ ZoneData ──snapshot (+ identity → policy grants)──┐
+//!                                                                              ▼
+//!   UDP/TCP socket ─server─▶ handler: parse → zones.lookup → policy filter → health order
+//!                                          → answer (records, NXDOMAIN/NODATA + SOA, TC) ─▶ socket
+//!                                                                ▲
+//!   agent ─control socket (NDJSON)─▶ health table ───────────────┘
+//! ```
+//!
+//! `policy`, `answer` and `zones` are pure; `server` and `control` are the only socket I/O.
+
+#![forbid(unsafe_code)]
+
+pub mod answer;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod handler;
+pub mod health;
+pub mod location;
+pub mod policy;
+pub mod server;
+pub mod settings;
+pub mod snapshot;
+pub mod status;
+pub mod zones;

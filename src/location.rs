@@ -1,0 +1,187 @@
+//! Where a piece of configuration came from (file, line, column) and the diagnostics that point
+//! at it, so every configuration error can name the exact spot a human has to fix.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A position in a configuration file. Line and column are 1-based; both are 0 when unknown
+/// (for example when a whole file could not be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file the item was read from.
+    pub file: Arc<Path>,
+    /// 1-based line, or 0 when not known.
+    pub line: usize,
+    /// 1-based column (in characters), or 0 when not known.
+    pub column: usize,
+}
+
+impl Location {
+    /// A location for a whole file.
+    pub fn file(file: &Path) -> Self {
+        Location {
+            file: Arc::from(file),
+            line: 0,
+            column: 0,
+        }
+    }
+
+    /// The location of byte `offset` in `source`, which is the text of `file`.
+    pub fn at_offset(file: &Arc<Path>, source: &str, offset: usize) -> Self {
+        let offset = floor_char_boundary(source, offset.min(source.len()));
+        let before = &source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        Location {
+            file: Arc::clone(file),
+            line,
+            column,
+        }
+    }
+}
+
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while index > 0 && !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        Ok(())
+    }
+}
+
+/// One problem found in configuration, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Where the problem is.
+    pub location: Location,
+    /// What is wrong, in words a user can act on.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Configuration that could not be loaded: every problem found, not only the first one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ConfigError {
+    /// An error with a single diagnostic.
+    pub fn one(location: Location, message: impl Into<String>) -> Self {
+        ConfigError {
+            diagnostics: vec![Diagnostic {
+                location,
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, diagnostic) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{diagnostic}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The text of one configuration file, kept so spans can be turned into line and column.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The file's path as given to the loader.
+    pub path: Arc<Path>,
+    /// The whole text.
+    pub text: String,
+}
+
+impl SourceFile {
+    /// Reads a file, naming it in the error when it cannot be read.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::one(Location::file(path), format!("cannot read file: {error}"))
+        })?;
+        Ok(SourceFile {
+            path: Arc::from(path),
+            text,
+        })
+    }
+
+    /// The location of a span (from `toml::Spanned` or a parse error) in this file.
+    pub fn locate(&self, span: Range<usize>) -> Location {
+        Location::at_offset(&self.path, &self.text, span.start)
+    }
+
+    /// A diagnostic at a span of this file.
+    pub fn diagnostic(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            location: self.locate(span),
+            message: message.into(),
+        }
+    }
+
+    /// Parses the file as TOML into `T`, turning a syntax or schema error into a diagnostic
+    /// with line and column.
+    pub fn parse_toml<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        toml::from_str(&self.text).map_err(|error| {
+            let location = match error.span() {
+                Some(span) => self.locate(span),
+                None => Location::file(&self.path),
+            };
+            ConfigError::one(location, error.message().trim().to_string())
+        })
+    }
+}
+
+/// Path helper: `dir/name` unless `name` is absolute.
+pub fn resolve_relative(base_dir: &Path, name: &Path) -> PathBuf {
+    if name.is_absolute() {
+        name.to_path_buf()
+    } else {
+        base_dir.join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_become_one_based_line_and_column() {
+        let file: Arc<Path> = Arc::from(Path::new("z.toml"));
+        let text = "a = 1\nbé = 2\n";
+        let cases = [(0, 1, 1), (4, 1, 5), (6, 2, 1), (9, 2, 3), (100, 3, 1)];
+        for (offset, line, column) in cases {
+            let location = Location::at_offset(&file, text, offset);
+            assert_eq!(
+                (location.line, location.column),
+                (line, column),
+                "offset {offset}"
+            );
+        }
+        assert_eq!(
+            Location::at_offset(&file, text, 6).to_string(),
+            "z.toml:2:1"
+        );
+    }
+}

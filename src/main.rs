@@ -1,0 +1,30 @@
+//! The `failover-dns` binary: parse the command line, start logging, call the library.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use failover_dns::cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Serving logs state changes at info; the one-shot commands only warn.
+    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
+    let default_filter = if serving { "info" } else { "warn" };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match failover_dns::cli::run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("failover-dns: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

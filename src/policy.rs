@@ -1,0 +1,369 @@
+//! Which destinations this client's identity may see: policies (sources → destinations) evaluated
+//! against the identity. Pure functions of plain data; no I/O.
+//!
+//! Primary asset and virtual asset are separate destinations (the seed's "Policies" section): a
+//! policy that grants only one of them gives this client only that one's addresses.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::zones::DestinationId;
+
+/// Who this client is. Policies are evaluated against it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// The signed-in user, if any.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The groups the user belongs to.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// This device's name, if any.
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+/// One entry of a policy's `sources`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `*`: every identity.
+    Anyone,
+    /// `user:NAME`.
+    User(String),
+    /// `group:NAME`.
+    Group(String),
+    /// `device:NAME`.
+    Device(String),
+}
+
+impl Source {
+    /// Parses `*`, `user:NAME`, `group:NAME` or `device:NAME`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text == "*" {
+            return Ok(Source::Anyone);
+        }
+        let Some((kind, name)) = text.split_once(':') else {
+            return Err(format!(
+                "source {text:?} is not \"*\", \"user:NAME\", \"group:NAME\" or \"device:NAME\""
+            ));
+        };
+        if name.is_empty() {
+            return Err(format!("source {text:?} has an empty name"));
+        }
+        let name = name.to_string();
+        match kind {
+            "user" => Ok(Source::User(name)),
+            "group" => Ok(Source::Group(name)),
+            "device" => Ok(Source::Device(name)),
+            _ => Err(format!(
+                "source {text:?}: unknown kind {kind:?} (expected user, group or device)"
+            )),
+        }
+    }
+
+    /// Whether this source names `identity`.
+    pub fn matches(&self, identity: &Identity) -> bool {
+        match self {
+            Source::Anyone => true,
+            Source::User(user) => identity.user.as_deref() == Some(user.as_str()),
+            Source::Group(group) => identity.groups.iter().any(|g| g == group),
+            Source::Device(device) => identity.device.as_deref() == Some(device.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Anyone => write!(f, "*"),
+            Source::User(name) => write!(f, "user:{name}"),
+            Source::Group(name) => write!(f, "group:{name}"),
+            Source::Device(name) => write!(f, "device:{name}"),
+        }
+    }
+}
+
+/// A validated policy: sources → destinations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The policy's id, unique in the zone data.
+    pub id: String,
+    /// A disabled policy grants nothing.
+    pub enabled: bool,
+    /// Who the policy applies to.
+    pub sources: Vec<Source>,
+    /// What it grants.
+    pub destinations: Vec<DestinationId>,
+}
+
+impl Policy {
+    /// Whether this policy grants anything to `identity`.
+    pub fn applies_to(&self, identity: &Identity) -> bool {
+        self.enabled && self.sources.iter().any(|source| source.matches(identity))
+    }
+}
+
+/// Index of a policy in the zone data's policy list.
+pub type PolicyIndex = usize;
+
+/// The destinations granted to one identity, with the policies that grant each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    granted_by: Vec<Vec<PolicyIndex>>,
+}
+
+impl Grants {
+    /// Evaluates every enabled policy against `identity`. `destination_count` is the number of
+    /// destinations in the zone data (ids are dense indices below it).
+    pub fn evaluate(policies: &[Policy], identity: &Identity, destination_count: usize) -> Self {
+        let mut granted_by = vec![Vec::new(); destination_count];
+        for (index, policy) in policies.iter().enumerate() {
+            if !policy.applies_to(identity) {
+                continue;
+            }
+            for destination in &policy.destinations {
+                if let Some(list) = granted_by.get_mut(destination.index())
+                    && !list.contains(&index)
+                {
+                    list.push(index);
+                }
+            }
+        }
+        Grants { granted_by }
+    }
+
+    /// Whether any enabled policy grants `destination` to this identity.
+    pub fn permits(&self, destination: DestinationId) -> bool {
+        self.granted_by
+            .get(destination.index())
+            .is_some_and(|list| !list.is_empty())
+    }
+
+    /// The policies that grant `destination` to this identity.
+    pub fn granting_policies(&self, destination: DestinationId) -> &[PolicyIndex] {
+        self.granted_by
+            .get(destination.index())
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A policy that grants some but not all destinations of a shared name: failover cannot work for
+/// the clients it applies to, unless another policy grants them the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialGrant {
+    /// Index of the policy in the zone data.
+    pub policy: PolicyIndex,
+    /// Destinations of the name the policy grants.
+    pub granted: Vec<DestinationId>,
+    /// Destinations of the name the policy does not grant.
+    pub missing: Vec<DestinationId>,
+    /// Whether the policy applies to this identity.
+    pub applies_to_identity: bool,
+    /// The missing destinations that this identity still does not get from any policy.
+    pub missing_for_identity: Vec<DestinationId>,
+}
+
+/// Finds every enabled policy that grants some but not all of `name_destinations` (the distinct
+/// destinations carrying one shared name). The seed: "every policy that grants access to the
+/// primary Asset must also grant access to the Virtual Asset (and vice versa)".
+pub fn partial_grants(
+    policies: &[Policy],
+    grants: &Grants,
+    identity: &Identity,
+    name_destinations: &[DestinationId],
+) -> Vec<PartialGrant> {
+    let mut found = Vec::new();
+    if name_destinations.len() < 2 {
+        return found;
+    }
+    for (index, policy) in policies.iter().enumerate() {
+        if !policy.enabled {
+            continue;
+        }
+        let (granted, missing): (Vec<DestinationId>, Vec<DestinationId>) = name_destinations
+            .iter()
+            .copied()
+            .partition(|d| policy.destinations.contains(d));
+        if granted.is_empty() || missing.is_empty() {
+            continue;
+        }
+        let applies_to_identity = policy.applies_to(identity);
+        let missing_for_identity = if applies_to_identity {
+            missing
+                .iter()
+                .copied()
+                .filter(|d| !grants.permits(*d))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        found.push(PartialGrant {
+            policy: index,
+            granted,
+            missing,
+            applies_to_identity,
+            missing_for_identity,
+        });
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(i: usize) -> DestinationId {
+        DestinationId::new(i)
+    }
+
+    fn policy(name: &str, enabled: bool, sources: &[&str], destinations: &[usize]) -> Policy {
+        Policy {
+            id: name.to_string(),
+            enabled,
+            sources: sources
+                .iter()
+                .map(|s| Source::parse(s).expect("test source parses"))
+                .collect(),
+            destinations: destinations.iter().map(|&d| id(d)).collect(),
+        }
+    }
+
+    fn alice() -> Identity {
+        Identity {
+            user: Some("alice".into()),
+            groups: vec!["engineering".into(), "oncall".into()],
+            device: Some("alice-laptop".into()),
+        }
+    }
+
+    #[test]
+    fn source_parsing_table() {
+        let cases: &[(&str, Result<Source, ()>)] = &[
+            ("*", Ok(Source::Anyone)),
+            ("user:alice", Ok(Source::User("alice".into()))),
+            ("group:eng", Ok(Source::Group("eng".into()))),
+            ("device:pc-1", Ok(Source::Device("pc-1".into()))),
+            ("user:", Err(())),
+            ("alice", Err(())),
+            ("role:admin", Err(())),
+            ("", Err(())),
+        ];
+        for (text, expected) in cases {
+            let parsed = Source::parse(text).map_err(|_| ());
+            assert_eq!(&parsed, expected, "source {text:?}");
+        }
+    }
+
+    #[test]
+    fn which_destinations_are_permitted_table() {
+        // (policies, destination → expected permitted)
+        let cases: Vec<(&str, Vec<Policy>, Vec<bool>)> = vec![
+            (
+                "one policy grants both",
+                vec![policy("p", true, &["group:engineering"], &[0, 1])],
+                vec![true, true, false],
+            ),
+            (
+                "policy grants only the primary",
+                vec![policy("p", true, &["user:alice"], &[0])],
+                vec![true, false, false],
+            ),
+            (
+                "disabled policy grants nothing",
+                vec![policy("p", false, &["*"], &[0, 1, 2])],
+                vec![false, false, false],
+            ),
+            (
+                "policy for another user grants nothing",
+                vec![policy("p", true, &["user:bob", "group:sales"], &[0, 1])],
+                vec![false, false, false],
+            ),
+            (
+                "union of two policies",
+                vec![
+                    policy("a", true, &["device:alice-laptop"], &[0]),
+                    policy("b", true, &["group:oncall"], &[2]),
+                ],
+                vec![true, false, true],
+            ),
+            (
+                "wildcard source",
+                vec![policy("p", true, &["*"], &[1])],
+                vec![false, true, false],
+            ),
+            ("no policies", vec![], vec![false, false, false]),
+        ];
+        for (what, policies, expected) in cases {
+            let grants = Grants::evaluate(&policies, &alice(), 3);
+            let permitted: Vec<bool> = (0..3).map(|d| grants.permits(id(d))).collect();
+            assert_eq!(permitted, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn granting_policies_lists_every_grant_once() {
+        let policies = vec![
+            policy("a", true, &["*"], &[0, 0]),
+            policy("b", true, &["user:alice"], &[0]),
+            policy("c", false, &["*"], &[0]),
+        ];
+        let grants = Grants::evaluate(&policies, &alice(), 1);
+        assert_eq!(grants.granting_policies(id(0)), &[0, 1]);
+        assert!(grants.granting_policies(id(5)).is_empty());
+        assert!(!grants.permits(id(5)));
+    }
+
+    #[test]
+    fn partial_grants_table() {
+        let name = [id(0), id(1)];
+        // (what, policies, expected (policy index, applies to identity, missing for identity))
+        type Expected = Vec<(usize, bool, Vec<usize>)>;
+        let cases: Vec<(&str, Vec<Policy>, Expected)> = vec![
+            (
+                "complete policy: no warning",
+                vec![policy("p", true, &["*"], &[0, 1])],
+                vec![],
+            ),
+            (
+                "primary only, applies to identity, nothing else grants the rest",
+                vec![policy("p", true, &["user:alice"], &[0])],
+                vec![(0, true, vec![1])],
+            ),
+            (
+                "primary only, but another policy covers the virtual asset",
+                vec![
+                    policy("p", true, &["user:alice"], &[0]),
+                    policy("q", true, &["*"], &[1]),
+                ],
+                vec![(0, true, vec![]), (1, true, vec![])],
+            ),
+            (
+                "partial policy for someone else still warns",
+                vec![policy("p", true, &["user:bob"], &[1])],
+                vec![(0, false, vec![])],
+            ),
+            (
+                "disabled partial policy: no warning",
+                vec![policy("p", false, &["*"], &[0])],
+                vec![],
+            ),
+        ];
+        for (what, policies, expected) in cases {
+            let grants = Grants::evaluate(&policies, &alice(), 2);
+            let found: Vec<(usize, bool, Vec<usize>)> =
+                partial_grants(&policies, &grants, &alice(), &name)
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p.policy,
+                            p.applies_to_identity,
+                            p.missing_for_identity.iter().map(|d| d.index()).collect(),
+                        )
+                    })
+                    .collect();
+            assert_eq!(found, expected, "{what}");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The immutable state one query is answered from: the zone data, this client's identity, and
+//! the grants its policies give that identity. Built whole, then swapped in; a query holds one
+//! snapshot from start to finish, so it never sees half of a change.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::answer::{OrderedEndpoint, order_endpoints};
+use crate::health::HealthTable;
+use crate::policy::{Grants, Identity};
+use crate::zones::{Endpoint, NameIndex, SharedName, ZoneData, Zones};
+
+/// Zone data evaluated for one identity.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The zone data and its indexes.
+    pub zones: Zones,
+    /// Who this client is.
+    pub identity: Identity,
+    /// What the identity's policies grant.
+    pub grants: Grants,
+}
+
+impl Snapshot {
+    /// Evaluates `data`'s policies for `identity`.
+    pub fn new(data: ZoneData, identity: Identity) -> Self {
+        let grants = Grants::evaluate(&data.policies, &identity, data.destinations.len());
+        Snapshot {
+            zones: Zones::new(data),
+            identity,
+            grants,
+        }
+    }
+
+    /// The policy stage: the endpoints of `name` this identity may see, in configuration order.
+    pub fn permitted_endpoints<'a>(
+        &'a self,
+        name: &'a SharedName,
+    ) -> impl Iterator<Item = Endpoint> + 'a {
+        name.endpoints
+            .iter()
+            .copied()
+            .filter(|endpoint| self.grants.permits(endpoint.destination))
+    }
+
+    /// Whether the shared name at `index` exists for this identity (has a permitted endpoint).
+    pub fn is_visible(&self, index: NameIndex) -> bool {
+        self.zones
+            .name(index)
+            .is_some_and(|name| self.permitted_endpoints(name).next().is_some())
+    }
+
+    /// The health stage: the permitted endpoints of `name` in answer order.
+    pub fn answer_order(&self, name: &SharedName, health: &HealthTable) -> Vec<OrderedEndpoint> {
+        order_endpoints(self.permitted_endpoints(name), |address| {
+            health.get(address)
+        })
+    }
+}
+
+/// The current snapshot, replaceable atomically while queries run. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SharedSnapshot {
+    current: Arc<ArcSwap<Snapshot>>,
+}
+
+impl SharedSnapshot {
+    /// Starts with `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Self {
+        SharedSnapshot {
+            current: Arc::new(ArcSwap::from_pointee(snapshot)),
+        }
+    }
+
+    /// The snapshot to answer one query from.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Replaces the snapshot; queries already running finish on the old one.
+    pub fn store(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}

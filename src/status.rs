@@ -1,0 +1,196 @@
+//! What `status` shows: every shared name with its current answer order and each endpoint's
+//! health, built from a snapshot and the health table, and rendered as text or JSON.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::health::{EndpointHealth, HealthTable, Stamp, State};
+use crate::snapshot::Snapshot;
+
+/// The status of every shared name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Shared names, in zone-data order.
+    pub names: Vec<NameStatus>,
+}
+
+/// One shared name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NameStatus {
+    /// The name, fully qualified.
+    pub name: String,
+    /// The addresses an A/AAAA answer would give now, in order. Empty: NXDOMAIN for this client.
+    pub order: Vec<IpAddr>,
+    /// Every endpoint of the name, in answer order, then those hidden by policy.
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// One endpoint of a name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    /// The endpoint address.
+    pub address: IpAddr,
+    /// The id of the destination carrying the name.
+    pub destination: String,
+    /// What kind of destination it is.
+    pub kind: String,
+    /// Whether this client's policies grant the destination.
+    pub permitted: bool,
+    /// Up, unknown or down.
+    pub state: State,
+    /// Last success, milliseconds since the Unix epoch.
+    pub last_success_unix_ms: Option<u64>,
+    /// Last failure, milliseconds since the Unix epoch.
+    pub last_failure_unix_ms: Option<u64>,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Last reported round-trip time, milliseconds.
+    pub rtt_ms: Option<f64>,
+}
+
+fn unix_ms(stamp: Option<Stamp>) -> Option<u64> {
+    stamp
+        .and_then(|s| s.at.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn endpoint_status(
+    snapshot: &Snapshot,
+    address: IpAddr,
+    destination: crate::zones::DestinationId,
+    health: EndpointHealth,
+) -> EndpointStatus {
+    let (id, kind) = snapshot
+        .zones
+        .destination(destination)
+        .map_or(("?".to_string(), "?"), |d| (d.id.clone(), d.kind.label()));
+    EndpointStatus {
+        address,
+        destination: id,
+        kind: kind.to_string(),
+        permitted: snapshot.grants.permits(destination),
+        state: health.state(),
+        last_success_unix_ms: unix_ms(health.last_success),
+        last_failure_unix_ms: unix_ms(health.last_failure),
+        consecutive_failures: health.consecutive_failures,
+        rtt_ms: health.last_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+    }
+}
+
+/// Builds the status of every shared name.
+pub fn status_report(snapshot: &Snapshot, health: &HealthTable) -> StatusReport {
+    let mut names = Vec::new();
+    for shared in &snapshot.zones.data().names {
+        let ordered = snapshot.answer_order(shared, health);
+        let mut endpoints: Vec<EndpointStatus> = ordered
+            .iter()
+            .map(|o| {
+                endpoint_status(
+                    snapshot,
+                    o.endpoint.address,
+                    o.endpoint.destination,
+                    o.health,
+                )
+            })
+            .collect();
+        for endpoint in &shared.endpoints {
+            if !snapshot.grants.permits(endpoint.destination) {
+                let health = health.get(endpoint.address);
+                endpoints.push(endpoint_status(
+                    snapshot,
+                    endpoint.address,
+                    endpoint.destination,
+                    health,
+                ));
+            }
+        }
+        names.push(NameStatus {
+            name: shared.name.to_string(),
+            order: ordered.iter().map(|o| o.endpoint.address).collect(),
+            endpoints,
+        });
+    }
+    StatusReport { names }
+}
+
+fn ago(unix_ms: Option<u64>, now: SystemTime) -> String {
+    let Some(ms) = unix_ms else {
+        return "-".to_string();
+    };
+    let then = UNIX_EPOCH + Duration::from_millis(ms);
+    match now.duration_since(then) {
+        Ok(elapsed) if elapsed.as_secs() >= 1 => format!("{}s ago", elapsed.as_secs()),
+        Ok(elapsed) => format!("{}ms ago", elapsed.as_millis()),
+        Err(_) => "just now".to_string(),
+    }
+}
+
+/// Renders a status report for people.
+pub fn render_text(report: &StatusReport, now: SystemTime) -> String {
+    let mut out = String::new();
+    for name in &report.names {
+        let order: Vec<String> = name.order.iter().map(IpAddr::to_string).collect();
+        let order = if order.is_empty() {
+            "(none: NXDOMAIN for this identity)".to_string()
+        } else {
+            order.join(", ")
+        };
+        let _ = writeln!(out, "{}\n  answer order: {order}", name.name);
+        let _ = writeln!(
+            out,
+            "  {:<3} {:<26} {:<24} {:<14} {:<8} {:<13} {:<13} {:>5} {:>9}",
+            "#",
+            "address",
+            "destination",
+            "kind",
+            "state",
+            "last success",
+            "last failure",
+            "fails",
+            "rtt"
+        );
+        let mut position = 0;
+        for endpoint in &name.endpoints {
+            let place = if endpoint.permitted {
+                position += 1;
+                position.to_string()
+            } else {
+                "-".to_string()
+            };
+            let state = if endpoint.permitted {
+                endpoint.state.to_string()
+            } else {
+                "hidden".to_string()
+            };
+            let rtt = endpoint
+                .rtt_ms
+                .map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}ms"));
+            let _ = writeln!(
+                out,
+                "  {:<3} {:<26} {:<24} {:<14} {:<8} {:<13} {:<13} {:>5} {:>9}",
+                place,
+                endpoint.address.to_string(),
+                endpoint.destination,
+                endpoint.kind,
+                state,
+                ago(endpoint.last_success_unix_ms, now),
+                ago(endpoint.last_failure_unix_ms, now),
+                endpoint.consecutive_failures,
+                rtt
+            );
+        }
+        if name.endpoints.iter().any(|e| !e.permitted) {
+            let _ = writeln!(
+                out,
+                "  (hidden: no enabled policy grants this identity that destination)"
+            );
+        }
+    }
+    if report.names.is_empty() {
+        out.push_str("no shared names are configured\n");
+    }
+    out
+}
