@@ -655,7 +655,7 @@ names = ["APP.internal."]
             ),
             (
                 "[[asset]]\nid = \"a\"\nkind = \"primary\"\naddresses = [\"10.0.0.300\"]\n",
-                "4:15",
+                "4:14",
                 "invalid IP address",
             ),
             (
@@ -675,7 +675,7 @@ names = ["APP.internal."]
             ),
             (
                 "[[asset]]\nid = \"gw\"\nkind = \"gateway\"\n[[subnet]]\nid = \"s\"\ngateway = \"gw\"\ncidr = \"10.1.0.0/24\"\nhosts = [{ name = \"f.internal\", address = \"10.2.0.1\" }]\n",
-                "8:45",
+                "8:43",
                 "outside the subnet",
             ),
             (
