@@ -129,6 +129,8 @@ pub enum Decision {
     NotImp,
     /// The client's EDNS version is higher than 0 (RFC 6891 §6.1.3).
     BadVersion,
+    /// Forwarding failed: every upstream failed or timed out.
+    ServFail,
 }
 
 impl Decision {
@@ -142,6 +144,7 @@ impl Decision {
             Decision::FormErr => "formerr",
             Decision::NotImp => "notimp",
             Decision::BadVersion => "badvers",
+            Decision::ServFail => "servfail",
         }
     }
 }
@@ -169,9 +172,11 @@ pub fn size_limit(request: &Message, transport: Transport) -> usize {
     }
 }
 
-/// Builds the response message for `request`.
-pub fn build_response(request: &Message, decision: Decision) -> Message {
+/// Builds the response message for `request`. `recursion_available` is the RA bit: set when
+/// names outside the owned zones are forwarded.
+pub fn build_response(request: &Message, decision: Decision, recursion_available: bool) -> Message {
     let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.recursion_available = recursion_available;
     let mut answers = Vec::new();
     let mut authorities = Vec::new();
     match decision {
@@ -192,6 +197,7 @@ pub fn build_response(request: &Message, decision: Decision) -> Message {
         Decision::FormErr => metadata.response_code = ResponseCode::FormErr,
         Decision::NotImp => metadata.response_code = ResponseCode::NotImp,
         Decision::BadVersion => metadata.response_code = ResponseCode::BADVERS,
+        Decision::ServFail => metadata.response_code = ResponseCode::ServFail,
     }
     let mut response = Message::new(metadata.id, MessageType::Response, metadata.op_code);
     response.metadata = metadata;

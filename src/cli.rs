@@ -8,15 +8,18 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
-use tracing::info;
+use std::time::Duration;
+
+use tracing::{info, warn};
 
 use crate::config::load_zone_dir;
 use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
+use crate::forward::{Forwarder, parse_upstream};
 use crate::handler::Handler;
 use crate::health::{HealthTable, Outcome};
 use crate::location::ConfigError;
 use crate::policy::partial_grants;
-use crate::settings::{Settings, parse_listen};
+use crate::settings::{Settings, parse_listen, parse_upstream_timeout};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::status::render_text;
 
@@ -85,6 +88,27 @@ pub struct ServeArgs {
     /// /tmp/failover-dns-UID.sock]
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Upstream resolver for names outside the zones (repeatable, tried in order; port 53 if
+    /// none given) [default: the nameservers of --resolv-conf]
+    #[arg(long = "upstream", value_name = "ADDR[:PORT]", value_parser = parse_upstream)]
+    pub upstreams: Vec<SocketAddr>,
+    /// Resolver configuration to read upstreams from when none are named
+    /// [default: /etc/resolv.conf]
+    #[arg(long, value_name = "FILE")]
+    pub resolv_conf: Option<PathBuf>,
+    /// How long one upstream may take before the next is tried, in milliseconds [default: 2000]
+    #[arg(long, value_name = "MS", value_parser = parse_timeout_ms)]
+    pub upstream_timeout_ms: Option<Duration>,
+    /// Most forwarded answers to cache; 0 disables the cache [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub cache_size: Option<usize>,
+}
+
+fn parse_timeout_ms(text: &str) -> Result<Duration, String> {
+    let milliseconds: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))?;
+    parse_upstream_timeout(milliseconds)
 }
 
 /// How to reach the running server.
@@ -206,13 +230,34 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     if let Some(control) = &args.control {
         settings.control = control.clone();
     }
+    if !args.upstreams.is_empty() {
+        settings.upstreams = Some(args.upstreams.clone());
+    }
+    if let Some(resolv_conf) = &args.resolv_conf {
+        settings.resolv_conf = resolv_conf.clone();
+    }
+    if let Some(timeout) = args.upstream_timeout_ms {
+        settings.upstream_timeout = timeout;
+    }
+    if let Some(cache_size) = args.cache_size {
+        settings.cache_size = cache_size;
+    }
     let data = load_zone_dir(&settings.zones_dir)?;
+    let (forward_settings, notes) = settings.forward_settings();
+    for note in notes {
+        warn!("{note}");
+    }
+    let forwarder = Forwarder::new(forward_settings);
     let snapshot = Snapshot::new(data, settings.identity.clone());
     let (zone_count, name_count) = (
         snapshot.zones.data().zones.len(),
         snapshot.zones.data().names.len(),
     );
-    let handler = Handler::new(SharedSnapshot::new(snapshot), HealthTable::new());
+    let handler = Handler::new(
+        SharedSnapshot::new(snapshot),
+        HealthTable::new(),
+        forwarder.clone(),
+    );
     let mut listeners = Vec::new();
     for &address in &settings.listen {
         let listener = crate::server::bind(address)
@@ -226,6 +271,19 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
         writeln!(out, "listening on udp+tcp {}", listener.local_addr()?)?;
     }
     writeln!(out, "control socket {}", control.path().display())?;
+    let upstreams: Vec<String> = forwarder
+        .upstreams()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if upstreams.is_empty() {
+        writeln!(
+            out,
+            "forwarding: off (no upstream; names outside the zones are refused)"
+        )?;
+    } else {
+        writeln!(out, "forwarding to {}", upstreams.join(", "))?;
+    }
     writeln!(
         out,
         "ready: {name_count} shared names in {zone_count} zones from {}",

@@ -1,27 +1,62 @@
 //! The request path, top to bottom: bytes → parse → shape checks → zone lookup → policy filter →
-//! health order → response → bytes. Every stage is a call into its own module; this file only
-//! says in which order they run.
+//! health order → response → bytes; or, for a name we do not own: → cache → forwarder → bytes.
+//! Every stage is a call into its own module; this file only says in which order they run.
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, RecordType};
 use tracing::debug;
 
 use crate::answer::{self, Decision, Transport};
+use crate::forward::Forwarder;
 use crate::health::HealthTable;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::zones::Lookup;
 
-/// Answers DNS queries from the current snapshot and the health table. Cheap to clone.
+/// Answers DNS queries from the current snapshot and the health table, and forwards the rest.
+/// Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Handler {
     snapshot: SharedSnapshot,
     health: HealthTable,
+    forwarder: Forwarder,
+}
+
+/// What the synchronous part of the request path decided.
+#[derive(Debug)]
+pub enum Step {
+    /// Send these bytes back.
+    Reply(Vec<u8>),
+    /// Not ours and not cached: finish with [`Handler::finish_forward`], off the receive loop.
+    Forward(ForwardJob),
+    /// Send nothing (the packet is a response, or has no complete header).
+    Drop,
+}
+
+/// A query to forward upstream.
+#[derive(Debug)]
+pub struct ForwardJob {
+    request: Message,
+    packet: Vec<u8>,
+    transport: Transport,
+}
+
+/// Where a query goes.
+#[derive(Debug)]
+enum Route {
+    /// Answered here.
+    Local(Decision),
+    /// Forwarded upstream.
+    Forward,
 }
 
 impl Handler {
-    /// A handler over `snapshot` ordered by `health`.
-    pub fn new(snapshot: SharedSnapshot, health: HealthTable) -> Self {
-        Handler { snapshot, health }
+    /// A handler over `snapshot` ordered by `health`, forwarding through `forwarder`.
+    pub fn new(snapshot: SharedSnapshot, health: HealthTable, forwarder: Forwarder) -> Self {
+        Handler {
+            snapshot,
+            health,
+            forwarder,
+        }
     }
 
     /// The snapshot handle (for reload and status).
@@ -34,62 +69,119 @@ impl Handler {
         &self.health
     }
 
-    /// Handles one DNS message from a client and returns the bytes to send back, or `None` when
-    /// the packet must be dropped (it is a response, or too short to carry an ID).
-    pub fn handle(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    /// The forwarder.
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
+    }
+
+    /// Handles one DNS message as far as it can without waiting: owned names, cached forwarded
+    /// answers and every error are answered at once; the rest becomes a [`ForwardJob`].
+    pub fn handle(&self, packet: &[u8], transport: Transport) -> Step {
         let request = match Message::from_vec(packet) {
             Ok(request) => request,
             Err(error) => {
                 debug!(%error, "unparsable query");
-                return answer::formerr_for_unparsable(packet);
+                return answer::formerr_for_unparsable(packet).map_or(Step::Drop, Step::Reply);
             }
         };
         if request.metadata.message_type != MessageType::Query {
-            return None;
+            return Step::Drop;
         }
-        let decision = self.decide(&request);
+        let limit = answer::size_limit(&request, transport);
+        let decision = match self.route(&request) {
+            Route::Local(decision) => decision,
+            Route::Forward => {
+                if let Some(cached) = self.forwarder.cached(&request) {
+                    debug!(id = request.metadata.id, "forwarded answer from cache");
+                    return Step::Reply(answer::encode_response(&cached, limit));
+                }
+                return Step::Forward(ForwardJob {
+                    request,
+                    packet: packet.to_vec(),
+                    transport,
+                });
+            }
+        };
         debug!(
             id = request.metadata.id,
             question = ?request.queries.first().map(|q| q.to_string()),
             outcome = decision.label(),
             "query"
         );
-        let response = answer::build_response(&request, decision);
-        Some(answer::encode_response(
-            &response,
-            answer::size_limit(&request, transport),
-        ))
+        let response = answer::build_response(&request, decision, self.forwarder.is_enabled());
+        Step::Reply(answer::encode_response(&response, limit))
     }
 
-    /// Decides the answer for a parsed query.
-    pub fn decide(&self, request: &Message) -> Decision {
+    /// Forwards a query upstream and returns the reply for the client: the upstream's own bytes
+    /// when they fit the client's limit, else the same message truncated; SERVFAIL when every
+    /// upstream failed.
+    pub async fn finish_forward(&self, job: ForwardJob) -> Vec<u8> {
+        let ForwardJob {
+            request,
+            packet,
+            transport,
+        } = job;
+        let limit = answer::size_limit(&request, transport);
+        match self.forwarder.forward(&request, &packet, transport).await {
+            Some(forwarded) if forwarded.bytes.len() <= limit => forwarded.bytes,
+            Some(forwarded) => answer::encode_response(&forwarded.message, limit),
+            None => {
+                debug!(id = request.metadata.id, "every upstream failed");
+                let response = answer::build_response(&request, Decision::ServFail, true);
+                answer::encode_response(&response, limit)
+            }
+        }
+    }
+
+    /// The whole request path, waiting for upstreams when needed.
+    pub async fn respond(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        match self.handle(packet, transport) {
+            Step::Reply(bytes) => Some(bytes),
+            Step::Forward(job) => Some(self.finish_forward(job).await),
+            Step::Drop => None,
+        }
+    }
+
+    /// Decides where a parsed query goes.
+    fn route(&self, request: &Message) -> Route {
         if request.metadata.op_code != OpCode::Query {
-            return Decision::NotImp;
+            return Route::Local(Decision::NotImp);
         }
         if request.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
-            return Decision::BadVersion;
+            return Route::Local(Decision::BadVersion);
         }
         let [query] = request.queries.as_slice() else {
-            return Decision::FormErr;
+            return Route::Local(Decision::FormErr);
         };
-        if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
-            return Decision::Refused;
-        }
         let snapshot = self.snapshot.load();
-        answer_query(&snapshot, &self.health, query)
+        if let Some(decision) = answer_owned(&snapshot, &self.health, query) {
+            return Route::Local(decision);
+        }
+        if self.forwarder.is_enabled() {
+            Route::Forward
+        } else {
+            Route::Local(Decision::Refused)
+        }
     }
 }
 
-/// Zone lookup → policy filter → health order → records, for one question.
-fn answer_query(snapshot: &Snapshot, health: &HealthTable, query: &Query) -> Decision {
+/// Zone lookup → policy filter → health order → records, for one question; `None` when the
+/// name is not ours.
+fn answer_owned(snapshot: &Snapshot, health: &HealthTable, query: &Query) -> Option<Decision> {
     let qname = query.name();
     let qtype = query.query_type();
-    match snapshot.zones.lookup(qname) {
+    let lookup = snapshot.zones.lookup(qname);
+    if !matches!(lookup, Lookup::NotOwned)
+        && !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY)
+    {
+        return Some(Decision::Refused);
+    }
+    let decision = match lookup {
         Lookup::Name { zone, index, name } => {
             if !snapshot.is_visible(index) {
-                return Decision::NxDomain {
+                return Some(Decision::NxDomain {
                     soa: zone.soa_record.clone(),
-                };
+                });
             }
             let ordered = snapshot.answer_order(name, health);
             let records = answer::address_records(qname, qtype, &ordered, zone.answer_ttl);
@@ -118,8 +210,9 @@ fn answer_query(snapshot: &Snapshot, health: &HealthTable, query: &Query) -> Dec
                 Decision::NxDomain { soa }
             }
         }
-        Lookup::NotOwned => reverse_lookup(snapshot, query).unwrap_or(Decision::Refused),
-    }
+        Lookup::NotOwned => return reverse_lookup(snapshot, query),
+    };
+    Some(decision)
 }
 
 /// PTR for an endpoint address: the shared names carrying it that this client may see.

@@ -16,9 +16,11 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod forward;
 pub mod handler;
 pub mod health;
 pub mod location;

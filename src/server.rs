@@ -16,12 +16,14 @@ use tracing::{debug, warn};
 
 use crate::answer::Transport;
 use crate::control::ControlSocket;
-use crate::handler::Handler;
+use crate::handler::{Handler, Step};
 
 /// How long a TCP connection may stay idle between queries (RFC 7766 §6.2.3 suggests seconds).
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many TCP connections are served at once; more wait in the kernel's backlog.
 pub const MAX_TCP_CONNECTIONS: usize = 256;
+/// How many forwarded UDP queries may wait for upstreams at once, per socket.
+pub const MAX_UDP_FORWARDS_IN_FLIGHT: usize = 1024;
 /// The largest UDP datagram read; larger ones are cut by the kernel and fail to parse.
 const UDP_RECEIVE_BUFFER: usize = 65_535;
 
@@ -96,6 +98,8 @@ pub async fn run(
 }
 
 async fn serve_udp(socket: UdpSocket, handler: Handler) {
+    let socket = Arc::new(socket);
+    let forwards = Arc::new(Semaphore::new(MAX_UDP_FORWARDS_IN_FLIGHT));
     let mut buffer = vec![0u8; UDP_RECEIVE_BUFFER];
     loop {
         let (length, peer) = match socket.recv_from(&mut buffer).await {
@@ -108,10 +112,29 @@ async fn serve_udp(socket: UdpSocket, handler: Handler) {
         let Some(packet) = buffer.get(..length) else {
             continue;
         };
-        if let Some(reply) = handler.handle(packet, Transport::Udp)
-            && let Err(error) = socket.send_to(&reply, peer).await
-        {
-            debug!(%error, %peer, "udp send failed");
+        match handler.handle(packet, Transport::Udp) {
+            Step::Reply(reply) => {
+                if let Err(error) = socket.send_to(&reply, peer).await {
+                    debug!(%error, %peer, "udp send failed");
+                }
+            }
+            Step::Forward(job) => {
+                // Upstream round trips run off the receive loop, bounded in number; past the
+                // bound the query is dropped and the client retries.
+                let Ok(permit) = Arc::clone(&forwards).try_acquire_owned() else {
+                    debug!(%peer, "too many forwarded queries in flight; dropping");
+                    continue;
+                };
+                let (handler, socket) = (handler.clone(), Arc::clone(&socket));
+                tokio::spawn(async move {
+                    let reply = handler.finish_forward(job).await;
+                    if let Err(error) = socket.send_to(&reply, peer).await {
+                        debug!(%error, %peer, "udp send failed");
+                    }
+                    drop(permit);
+                });
+            }
+            Step::Drop => {}
         }
     }
 }
@@ -156,7 +179,7 @@ async fn serve_tcp_connection(mut stream: TcpStream, handler: &Handler) -> io::R
         tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut message))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "query body timed out"))??;
-        let Some(reply) = handler.handle(&message, Transport::Tcp) else {
+        let Some(reply) = handler.respond(&message, Transport::Tcp).await else {
             continue;
         };
         let Ok(reply_length) = u16::try_from(reply.len()) else {

@@ -4,10 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::forward::{ForwardSettings, is_own_address, parse_resolv_conf, parse_upstream};
 use crate::location::{ConfigError, SourceFile, resolve_relative};
 use crate::policy::Identity;
 
@@ -16,6 +18,8 @@ use crate::policy::Identity;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5300";
 /// The zones directory when nothing else is said, relative to the working directory.
 pub const DEFAULT_ZONES_DIR: &str = "zones";
+/// Where upstreams come from when none are named.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// Validated server settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +32,15 @@ pub struct Settings {
     pub control: PathBuf,
     /// Who this client is; policies are evaluated against it.
     pub identity: Identity,
+    /// Upstream resolvers named in the settings or on the command line; `None`: read them from
+    /// `resolv_conf`.
+    pub upstreams: Option<Vec<SocketAddr>>,
+    /// The system resolver configuration to take upstreams from when none are named.
+    pub resolv_conf: PathBuf,
+    /// How long one upstream may take to answer.
+    pub upstream_timeout: Duration,
+    /// Most forwarded answers cached; 0 disables the cache.
+    pub cache_size: usize,
 }
 
 impl Default for Settings {
@@ -37,6 +50,10 @@ impl Default for Settings {
             listen: vec![default_listen()],
             control: default_control_path(),
             identity: default_identity(),
+            upstreams: None,
+            resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
+            upstream_timeout: ForwardSettings::default().timeout,
+            cache_size: ForwardSettings::default().cache_size,
         }
     }
 }
@@ -78,6 +95,10 @@ struct RawSettings {
     listen: Option<Vec<Spanned<String>>>,
     control: Option<String>,
     identity: Option<Identity>,
+    upstreams: Option<Vec<Spanned<String>>>,
+    resolv_conf: Option<String>,
+    upstream_timeout_ms: Option<Spanned<u64>>,
+    cache_size: Option<usize>,
 }
 
 impl Settings {
@@ -97,6 +118,27 @@ impl Settings {
         if let Some(identity) = raw.identity {
             settings.identity = identity;
         }
+        if let Some(resolv_conf) = raw.resolv_conf {
+            settings.resolv_conf = resolve_relative(base, Path::new(&resolv_conf));
+        }
+        if let Some(cache_size) = raw.cache_size {
+            settings.cache_size = cache_size;
+        }
+        if let Some(timeout) = raw.upstream_timeout_ms {
+            settings.upstream_timeout = parse_upstream_timeout(*timeout.get_ref())
+                .map_err(|message| ConfigError::one(source.locate(timeout.span()), message))?;
+        }
+        if let Some(upstreams) = raw.upstreams {
+            let mut addresses = Vec::new();
+            for entry in &upstreams {
+                addresses.push(
+                    parse_upstream(entry.get_ref()).map_err(|message| {
+                        ConfigError::one(source.locate(entry.span()), message)
+                    })?,
+                );
+            }
+            settings.upstreams = Some(addresses);
+        }
         if let Some(listen) = raw.listen {
             let mut addresses = Vec::new();
             for entry in &listen {
@@ -115,6 +157,57 @@ impl Settings {
             settings.listen = addresses;
         }
         Ok(settings)
+    }
+}
+
+/// Checks an upstream timeout in milliseconds: 10 ms to 30 s.
+pub fn parse_upstream_timeout(milliseconds: u64) -> Result<Duration, String> {
+    if (10..=30_000).contains(&milliseconds) {
+        Ok(Duration::from_millis(milliseconds))
+    } else {
+        Err(format!(
+            "upstream timeout {milliseconds} ms is outside 10..=30000 ms"
+        ))
+    }
+}
+
+impl Settings {
+    /// The forwarding settings: the named upstreams, else the `nameserver` lines of
+    /// `resolv_conf`; either way without this server's own listen addresses (a forwarding
+    /// loop). Returns the settings and one note per upstream dropped or problem found, for the
+    /// log.
+    pub fn forward_settings(&self) -> (ForwardSettings, Vec<String>) {
+        let mut notes = Vec::new();
+        let candidates = match &self.upstreams {
+            Some(upstreams) => upstreams.clone(),
+            None => match std::fs::read_to_string(&self.resolv_conf) {
+                Ok(text) => parse_resolv_conf(&text),
+                Err(error) => {
+                    notes.push(format!(
+                        "cannot read {}: {error}; names outside the zones will be refused",
+                        self.resolv_conf.display()
+                    ));
+                    Vec::new()
+                }
+            },
+        };
+        let mut upstreams = Vec::new();
+        for upstream in candidates {
+            if is_own_address(upstream, &self.listen) {
+                notes.push(format!(
+                    "upstream {upstream} is this server's own listen address; dropped to avoid a forwarding loop"
+                ));
+            } else if !upstreams.contains(&upstream) {
+                upstreams.push(upstream);
+            }
+        }
+        let settings = ForwardSettings {
+            upstreams,
+            timeout: self.upstream_timeout,
+            cache_size: self.cache_size,
+            ..ForwardSettings::default()
+        };
+        (settings, notes)
     }
 }
 

@@ -1,0 +1,287 @@
+//! The cache of forwarded answers: bounded (least recently used entries go first), keyed by
+//! question and the DO/CD bits, honouring record TTLs and RFC 2308 negative caching. Owned names
+//! never reach it: the handler answers them before forwarding is considered.
+
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use lru::LruCache;
+
+/// Longest time an answer is kept, whatever its TTL says (RFC 2181 §8 allows capping).
+pub const MAX_CACHE_TTL: u32 = 86_400;
+
+/// What makes two queries share a cached answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    name: Name,
+    query_type: RecordType,
+    query_class: DNSClass,
+    dnssec_ok: bool,
+    checking_disabled: bool,
+}
+
+impl CacheKey {
+    /// The key for a single-question query, or `None` for any other shape.
+    pub fn for_request(request: &Message) -> Option<Self> {
+        let [query] = request.queries.as_slice() else {
+            return None;
+        };
+        Some(CacheKey {
+            // `Name` compares and hashes case-insensitively.
+            name: query.name().clone(),
+            query_type: query.query_type(),
+            query_class: query.query_class(),
+            dnssec_ok: request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+            checking_disabled: request.metadata.checking_disabled,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    response: Message,
+    stored: Instant,
+    ttl: u32,
+}
+
+/// A bounded, thread-safe answer cache. A size of 0 disables it.
+#[derive(Debug)]
+pub struct AnswerCache {
+    entries: Option<Mutex<LruCache<CacheKey, Entry>>>,
+}
+
+impl AnswerCache {
+    /// A cache holding at most `capacity` answers.
+    pub fn new(capacity: usize) -> Self {
+        AnswerCache {
+            entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+        }
+    }
+
+    /// Stores an upstream response if it may be cached: NOERROR with answers (the smallest
+    /// TTL), or a negative answer (NXDOMAIN or NODATA) with an SOA (RFC 2308 §5: the smaller of
+    /// the SOA's TTL and its MINIMUM). Truncated responses and errors are not cached.
+    pub fn store(&self, key: CacheKey, response: &Message, now: Instant) {
+        let Some(entries) = &self.entries else {
+            return;
+        };
+        let Some(ttl) = cacheable_ttl(response) else {
+            return;
+        };
+        if ttl == 0 {
+            return;
+        }
+        let entry = Entry {
+            response: response.clone(),
+            stored: now,
+            ttl: ttl.min(MAX_CACHE_TTL),
+        };
+        if let Ok(mut entries) = entries.lock() {
+            entries.put(key, entry);
+        }
+    }
+
+    /// The cached response for `request`, re-addressed to it (its ID, question as asked, RD
+    /// and CD bits) with TTLs lowered by the time spent in the cache; `None` on a miss or when
+    /// the entry has expired.
+    pub fn lookup(&self, request: &Message, now: Instant) -> Option<Message> {
+        let entries = self.entries.as_ref()?;
+        let key = CacheKey::for_request(request)?;
+        let entry = {
+            let mut entries = entries.lock().ok()?;
+            let entry = entries.get(&key)?;
+            let age = now.saturating_duration_since(entry.stored);
+            if age >= Duration::from_secs(u64::from(entry.ttl)) {
+                entries.pop(&key);
+                return None;
+            }
+            entry.clone()
+        };
+        let age = u32::try_from(now.saturating_duration_since(entry.stored).as_secs())
+            .unwrap_or(u32::MAX);
+        let mut response = entry.response;
+        response.metadata.id = request.metadata.id;
+        response.metadata.recursion_desired = request.metadata.recursion_desired;
+        response.metadata.checking_disabled = request.metadata.checking_disabled;
+        response.queries = request.queries.clone();
+        for record in response
+            .answers
+            .iter_mut()
+            .chain(response.authorities.iter_mut())
+            .chain(response.additionals.iter_mut())
+        {
+            record.ttl = record.ttl.saturating_sub(age);
+        }
+        if request.edns.is_none() {
+            response.edns = None;
+        }
+        Some(response)
+    }
+
+    /// Forgets every answer.
+    pub fn clear(&self) {
+        if let Some(entries) = &self.entries
+            && let Ok(mut entries) = entries.lock()
+        {
+            entries.clear();
+        }
+    }
+}
+
+fn soa_negative_ttl(record: &Record) -> Option<u32> {
+    match &record.data {
+        RData::SOA(soa) => Some(record.ttl.min(soa.minimum)),
+        _ => None,
+    }
+}
+
+/// How long `response` may be cached, or `None` when it must not be.
+pub fn cacheable_ttl(response: &Message) -> Option<u32> {
+    if response.metadata.truncation {
+        return None;
+    }
+    let code = response.metadata.response_code;
+    let positive = code == ResponseCode::NoError && !response.answers.is_empty();
+    if positive {
+        return response
+            .answers
+            .iter()
+            .chain(response.authorities.iter())
+            .map(|record| record.ttl)
+            .min();
+    }
+    if code == ResponseCode::NoError || code == ResponseCode::NXDomain {
+        return response.authorities.iter().find_map(soa_negative_ttl);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::{A, SOA};
+
+    fn query(name: &str) -> Message {
+        let mut message = Message::new(7, MessageType::Query, OpCode::Query);
+        let name = Name::from_ascii(name).expect("literal name");
+        message.queries.push(Query::query(name, RecordType::A));
+        message
+    }
+
+    fn soa(ttl: u32, minimum: u32) -> Record {
+        let origin = Name::from_ascii("example.").expect("literal");
+        Record::from_rdata(
+            origin.clone(),
+            ttl,
+            RData::SOA(SOA::new(origin.clone(), origin, 1, 1, 1, 1, minimum)),
+        )
+    }
+
+    fn response(code: ResponseCode, answers: &[u32], authority: Option<Record>) -> Message {
+        let mut message = query("www.example.");
+        message.metadata.message_type = MessageType::Response;
+        message.metadata.response_code = code;
+        let name = Name::from_ascii("www.example.").expect("literal");
+        for ttl in answers {
+            let data = RData::A(A::new(198, 51, 100, 1));
+            message
+                .answers
+                .push(Record::from_rdata(name.clone(), *ttl, data));
+        }
+        message.authorities.extend(authority);
+        message
+    }
+
+    #[test]
+    fn what_is_cached_and_for_how_long_table() {
+        let cases: Vec<(&str, Message, Option<u32>)> = vec![
+            (
+                "positive: smallest TTL",
+                response(ResponseCode::NoError, &[300, 60], None),
+                Some(60),
+            ),
+            (
+                "NXDOMAIN: min(SOA ttl, minimum)",
+                response(ResponseCode::NXDomain, &[], Some(soa(900, 30))),
+                Some(30),
+            ),
+            (
+                "NODATA: min(SOA ttl, minimum)",
+                response(ResponseCode::NoError, &[], Some(soa(20, 600))),
+                Some(20),
+            ),
+            (
+                "negative without SOA: not cached",
+                response(ResponseCode::NXDomain, &[], None),
+                None,
+            ),
+            (
+                "SERVFAIL: not cached",
+                response(ResponseCode::ServFail, &[], Some(soa(60, 60))),
+                None,
+            ),
+            (
+                "REFUSED: not cached",
+                response(ResponseCode::Refused, &[], None),
+                None,
+            ),
+        ];
+        for (what, message, expected) in cases {
+            assert_eq!(cacheable_ttl(&message), expected, "{what}");
+        }
+        let mut truncated = response(ResponseCode::NoError, &[60], None);
+        truncated.metadata.truncation = true;
+        assert_eq!(cacheable_ttl(&truncated), None, "truncated");
+    }
+
+    #[test]
+    fn hits_are_readdressed_aged_and_expire() {
+        let cache = AnswerCache::new(8);
+        let start = Instant::now();
+        let upstream = response(ResponseCode::NoError, &[10], None);
+        let key = CacheKey::for_request(&query("www.example.")).expect("one question");
+        cache.store(key, &upstream, start);
+
+        let mut asked = query("WWW.Example.");
+        asked.metadata.id = 4242;
+        let hit = cache
+            .lookup(&asked, start + Duration::from_secs(3))
+            .expect("hit within the TTL");
+        assert_eq!(hit.metadata.id, 4242);
+        assert_eq!(hit.queries[0].name().to_string(), "WWW.Example.");
+        assert_eq!(hit.answers[0].ttl, 7);
+        assert!(
+            cache
+                .lookup(&asked, start + Duration::from_secs(10))
+                .is_none()
+        );
+        assert!(
+            cache.lookup(&asked, start).is_none(),
+            "expired entries are removed"
+        );
+    }
+
+    #[test]
+    fn capacity_is_bounded_and_zero_disables() {
+        let cache = AnswerCache::new(2);
+        let now = Instant::now();
+        for name in ["a.example.", "b.example.", "c.example."] {
+            let key = CacheKey::for_request(&query(name)).expect("one question");
+            cache.store(key, &response(ResponseCode::NoError, &[60], None), now);
+        }
+        assert!(
+            cache.lookup(&query("a.example."), now).is_none(),
+            "oldest evicted"
+        );
+        assert!(cache.lookup(&query("c.example."), now).is_some());
+
+        let disabled = AnswerCache::new(0);
+        let key = CacheKey::for_request(&query("a.example.")).expect("one question");
+        disabled.store(key, &response(ResponseCode::NoError, &[60], None), now);
+        assert!(disabled.lookup(&query("a.example."), now).is_none());
+    }
+}

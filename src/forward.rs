@@ -1,0 +1,433 @@
+//! Upstream forwarding, the only outbound DNS I/O: sends a query for a name we do not own to the
+//! upstream resolvers in order, with a per-upstream timeout, the next upstream on timeout, error,
+//! SERVFAIL or REFUSED, a hold-down for upstreams that keep failing, TCP when the UDP answer is
+//! truncated, and a bounded total time. Answers are cached (see `cache`).
+//!
+//! Every upstream query gets a fresh random ID and, over UDP, a fresh socket (a random source
+//! port); a reply must match ID and question or it is ignored (RFC 5452).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::timeout_at;
+use tracing::{debug, info, warn};
+
+use crate::answer::Transport;
+use crate::cache::{AnswerCache, CacheKey};
+
+/// How forwarding behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardSettings {
+    /// Upstream resolvers, in order of preference.
+    pub upstreams: Vec<SocketAddr>,
+    /// How long one upstream may take to answer.
+    pub timeout: Duration,
+    /// How long a forwarded query may take in all, across every upstream tried.
+    pub total_timeout: Duration,
+    /// Consecutive failures after which an upstream is held down.
+    pub failures_before_hold_down: u32,
+    /// How long a held-down upstream is skipped (unless every upstream is held down).
+    pub hold_down: Duration,
+    /// Most answers kept in the cache; 0 disables it.
+    pub cache_size: usize,
+}
+
+impl Default for ForwardSettings {
+    fn default() -> Self {
+        ForwardSettings {
+            upstreams: Vec::new(),
+            timeout: Duration::from_secs(2),
+            total_timeout: Duration::from_secs(5),
+            failures_before_hold_down: 2,
+            hold_down: Duration::from_secs(30),
+            cache_size: 10_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Upstream {
+    address: SocketAddr,
+    health: Mutex<UpstreamHealth>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct UpstreamHealth {
+    consecutive_failures: u32,
+    held_until: Option<Instant>,
+}
+
+/// Why one attempt at one upstream did not give a usable answer.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("timed out")]
+    Timeout,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("answered {0}")]
+    Failed(ResponseCode),
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+}
+
+/// The upstream resolvers and the answer cache. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: ForwardSettings,
+    upstreams: Vec<Upstream>,
+    cache: AnswerCache,
+}
+
+/// An upstream answer: the bytes as received (with the client's ID), and the parsed message.
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    /// The upstream's reply bytes with the client's ID written in, for pass-through.
+    pub bytes: Vec<u8>,
+    /// The parsed reply.
+    pub message: Message,
+}
+
+impl Forwarder {
+    /// A forwarder over `settings.upstreams` (may be empty: then nothing is forwarded).
+    pub fn new(settings: ForwardSettings) -> Self {
+        let upstreams = settings
+            .upstreams
+            .iter()
+            .map(|&address| Upstream {
+                address,
+                health: Mutex::new(UpstreamHealth::default()),
+            })
+            .collect();
+        Forwarder {
+            inner: Arc::new(Inner {
+                cache: AnswerCache::new(settings.cache_size),
+                upstreams,
+                settings,
+            }),
+        }
+    }
+
+    /// Whether any upstream is configured.
+    pub fn is_enabled(&self) -> bool {
+        !self.inner.upstreams.is_empty()
+    }
+
+    /// The upstream addresses, in order.
+    pub fn upstreams(&self) -> Vec<SocketAddr> {
+        self.inner.upstreams.iter().map(|u| u.address).collect()
+    }
+
+    /// A cached answer for `request`, if there is a fresh one.
+    pub fn cached(&self, request: &Message) -> Option<Message> {
+        self.inner.cache.lookup(request, Instant::now())
+    }
+
+    /// Forgets every cached answer.
+    pub fn clear_cache(&self) {
+        self.inner.cache.clear();
+    }
+
+    /// Forwards `packet` (the client's query, parsed as `request`) to the upstreams in order and
+    /// returns the first usable answer, or `None` when every upstream failed within the total
+    /// time (the caller answers SERVFAIL).
+    pub async fn forward(
+        &self,
+        request: &Message,
+        packet: &[u8],
+        transport: Transport,
+    ) -> Option<Forwarded> {
+        let deadline = Instant::now() + self.inner.settings.total_timeout;
+        let mut last_failure: Option<Forwarded> = None;
+        for upstream in self.attempt_order() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let attempt_deadline = deadline.min(now + self.inner.settings.timeout);
+            match exchange(
+                upstream.address,
+                request,
+                packet,
+                transport,
+                attempt_deadline,
+            )
+            .await
+            {
+                Ok(forwarded) => {
+                    let code = forwarded.message.metadata.response_code;
+                    if matches!(code, ResponseCode::ServFail | ResponseCode::Refused) {
+                        self.failed(upstream, &AttemptError::Failed(code));
+                        last_failure = Some(forwarded);
+                        continue;
+                    }
+                    self.succeeded(upstream);
+                    if let Some(key) = CacheKey::for_request(request) {
+                        self.inner
+                            .cache
+                            .store(key, &forwarded.message, Instant::now());
+                    }
+                    return Some(forwarded);
+                }
+                Err(error) => self.failed(upstream, &error),
+            }
+        }
+        // Every upstream failed. An upstream's own SERVFAIL is passed on as the answer.
+        last_failure
+    }
+
+    /// Upstreams not held down, in configured order; when all are held down, all of them,
+    /// the one whose hold-down ends first first.
+    fn attempt_order(&self) -> Vec<&Upstream> {
+        let now = Instant::now();
+        let health = |u: &Upstream| u.health.lock().map(|h| *h).unwrap_or_default();
+        let available: Vec<&Upstream> = self
+            .inner
+            .upstreams
+            .iter()
+            .filter(|u| health(u).held_until.is_none_or(|until| until <= now))
+            .collect();
+        if !available.is_empty() {
+            return available;
+        }
+        let mut all: Vec<&Upstream> = self.inner.upstreams.iter().collect();
+        all.sort_by_key(|u| health(u).held_until);
+        all
+    }
+
+    fn succeeded(&self, upstream: &Upstream) {
+        if let Ok(mut health) = upstream.health.lock() {
+            if health.held_until.is_some() {
+                info!(upstream = %upstream.address, "upstream answers again");
+            }
+            *health = UpstreamHealth::default();
+        }
+    }
+
+    fn failed(&self, upstream: &Upstream, error: &AttemptError) {
+        let Ok(mut health) = upstream.health.lock() else {
+            return;
+        };
+        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
+        debug!(upstream = %upstream.address, %error, failures = health.consecutive_failures, "upstream attempt failed");
+        if health.consecutive_failures >= self.inner.settings.failures_before_hold_down {
+            let hold_down = self.inner.settings.hold_down;
+            if health
+                .held_until
+                .is_none_or(|until| until <= Instant::now())
+            {
+                warn!(upstream = %upstream.address, %error, seconds = hold_down.as_secs(), "upstream keeps failing; holding it down");
+            }
+            health.held_until = Some(Instant::now() + hold_down);
+        }
+    }
+}
+
+/// One query to one upstream: UDP (then TCP when the reply is truncated) or TCP.
+async fn exchange(
+    upstream: SocketAddr,
+    request: &Message,
+    packet: &[u8],
+    transport: Transport,
+    deadline: Instant,
+) -> Result<Forwarded, AttemptError> {
+    let upstream_id: u16 = rand::random();
+    let mut query = packet.to_vec();
+    let Some(id_bytes) = query.get_mut(..2) else {
+        return Err(AttemptError::Malformed(
+            "query shorter than a header".into(),
+        ));
+    };
+    id_bytes.copy_from_slice(&upstream_id.to_be_bytes());
+    let deadline = tokio::time::Instant::from_std(deadline);
+    let mut reply = match transport {
+        Transport::Udp => {
+            let reply = udp_exchange(upstream, &query, upstream_id, request, deadline).await?;
+            if reply.message.metadata.truncation {
+                debug!(%upstream, "truncated UDP reply; retrying over TCP");
+                tcp_exchange(upstream, &query, upstream_id, request, deadline).await?
+            } else {
+                reply
+            }
+        }
+        Transport::Tcp => tcp_exchange(upstream, &query, upstream_id, request, deadline).await?,
+    };
+    // Give the reply the client's ID, in both forms.
+    let client_id = request.metadata.id;
+    reply.message.metadata.id = client_id;
+    if let Some(id_bytes) = reply.bytes.get_mut(..2) {
+        id_bytes.copy_from_slice(&client_id.to_be_bytes());
+    }
+    Ok(reply)
+}
+
+/// Parses an upstream reply and checks that it answers our query: QR set, our ID, and the same
+/// question (case-insensitively).
+fn matching_reply(bytes: &[u8], id: u16, request: &Message) -> Option<Message> {
+    let reply = Message::from_vec(bytes).ok()?;
+    let same_question = reply.queries.len() == request.queries.len()
+        && reply.queries.iter().zip(&request.queries).all(|(a, b)| {
+            a.name() == b.name()
+                && a.query_type() == b.query_type()
+                && a.query_class() == b.query_class()
+        });
+    (reply.metadata.message_type == MessageType::Response
+        && reply.metadata.id == id
+        && same_question)
+        .then_some(reply)
+}
+
+async fn udp_exchange(
+    upstream: SocketAddr,
+    query: &[u8],
+    id: u16,
+    request: &Message,
+    deadline: tokio::time::Instant,
+) -> Result<Forwarded, AttemptError> {
+    let local: SocketAddr = match upstream.ip() {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(upstream).await?;
+    socket.send(query).await?;
+    let mut buffer = vec![0u8; 65_535];
+    loop {
+        let length = timeout_at(deadline, socket.recv(&mut buffer))
+            .await
+            .map_err(|_| AttemptError::Timeout)??;
+        let bytes = buffer.get(..length).unwrap_or_default();
+        if let Some(message) = matching_reply(bytes, id, request) {
+            return Ok(Forwarded {
+                bytes: bytes.to_vec(),
+                message,
+            });
+        }
+        debug!(%upstream, "ignoring a UDP reply that does not match the query");
+    }
+}
+
+async fn tcp_exchange(
+    upstream: SocketAddr,
+    query: &[u8],
+    id: u16,
+    request: &Message,
+    deadline: tokio::time::Instant,
+) -> Result<Forwarded, AttemptError> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(upstream).await?;
+        let length = u16::try_from(query.len())
+            .map_err(|_| AttemptError::Malformed("query longer than 65535 bytes".into()))?;
+        let mut framed = Vec::with_capacity(query.len() + 2);
+        framed.extend_from_slice(&length.to_be_bytes());
+        framed.extend_from_slice(query);
+        stream.write_all(&framed).await?;
+        let length = usize::from(stream.read_u16().await?);
+        let mut bytes = vec![0u8; length];
+        stream.read_exact(&mut bytes).await?;
+        let message = matching_reply(&bytes, id, request)
+            .ok_or_else(|| AttemptError::Malformed("TCP reply does not match the query".into()))?;
+        Ok::<_, AttemptError>(Forwarded { bytes, message })
+    };
+    timeout_at(deadline, exchange)
+        .await
+        .map_err(|_| AttemptError::Timeout)?
+}
+
+/// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT` (port 53 when none is given).
+pub fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!(
+        "invalid upstream {text:?}: expected ADDR or ADDR:PORT, e.g. 192.0.2.53, 127.0.0.1:5353 or [2001:db8::53]:53"
+    ))
+}
+
+/// The `nameserver` addresses of a resolv.conf text (port 53). Scoped IPv6 link-local entries
+/// (`fe80::1%eth0`) are skipped: they need an interface we cannot name portably.
+pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split(['#', ';']).next()?.trim();
+            let mut words = line.split_whitespace();
+            if words.next()? != "nameserver" {
+                return None;
+            }
+            let ip: IpAddr = words.next()?.parse().ok()?;
+            Some(SocketAddr::new(ip, 53))
+        })
+        .collect()
+}
+
+/// Whether sending to `upstream` would reach this server itself on one of `listen`.
+pub fn is_own_address(upstream: SocketAddr, listen: &[SocketAddr]) -> bool {
+    listen.iter().any(|own| {
+        own.port() == upstream.port()
+            && (own.ip() == upstream.ip()
+                || (own.ip().is_unspecified()
+                    && (upstream.ip().is_loopback() || upstream.ip().is_unspecified())))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_syntax_table() {
+        let cases = [
+            ("192.0.2.53", Some("192.0.2.53:53")),
+            ("127.0.0.1:5353", Some("127.0.0.1:5353")),
+            ("::1", Some("[::1]:53")),
+            ("[::1]:5353", Some("[::1]:5353")),
+            ("dns.example", None),
+            ("127.0.0.1:", None),
+        ];
+        for (text, expected) in cases {
+            let parsed = parse_upstream(text).ok().map(|a| a.to_string());
+            assert_eq!(parsed.as_deref(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn resolv_conf_nameservers() {
+        let text = "# generated\nsearch example\nnameserver 10.255.255.53\nnameserver ::1 # v6\n;nameserver 9.9.9.9\nnameserver fe80::1%eth0\noptions edns0\n";
+        let parsed: Vec<String> = parse_resolv_conf(text)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(parsed, ["10.255.255.53:53", "[::1]:53"]);
+    }
+
+    #[test]
+    fn own_address_table() {
+        let listen: Vec<SocketAddr> = vec![
+            "127.0.0.53:53".parse().expect("literal"),
+            "0.0.0.0:5300".parse().expect("literal"),
+        ];
+        let cases = [
+            ("127.0.0.53:53", true),
+            ("127.0.0.1:53", false),
+            ("127.0.0.1:5300", true),
+            ("10.255.255.53:5300", false),
+            ("127.0.0.53:5353", false),
+        ];
+        for (upstream, expected) in cases {
+            let upstream: SocketAddr = upstream.parse().expect("literal");
+            assert_eq!(is_own_address(upstream, &listen), expected, "{upstream}");
+        }
+    }
+}
