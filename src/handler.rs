@@ -42,6 +42,10 @@ pub struct ForwardJob {
 
 /// Where a query goes.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a short-lived stack value; boxing the decision would allocate on every query"
+)]
 enum Route {
     /// Answered here.
     Local(Decision),
