@@ -266,6 +266,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
         listeners.push(listener);
     }
     let control = ControlSocket::bind(&settings.control)?;
+    let shutdown = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
     for listener in &listeners {
         writeln!(out, "listening on udp+tcp {}", listener.local_addr()?)?;
@@ -292,25 +293,23 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     out.flush()?;
     drop(out);
     info!(zones = zone_count, names = name_count, "serving");
-    crate::server::run(handler, listeners, Some(control), shutdown_signal()).await;
+    crate::server::run(handler, listeners, Some(control), shutdown).await;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now (so a signal that arrives right after `ready:`
+/// is a clean shutdown, not the default kill) and returns the future that completes on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => info!("SIGINT received, shutting down"),
+            _ = terminate.recv() => info!("SIGTERM received, shutting down"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
-        () = terminate => info!("SIGTERM received, shutting down"),
-    }
+    })
 }
 
 fn check(args: &ConfigArgs) -> Result<ExitCode, CommandError> {
@@ -432,7 +431,7 @@ fn report(args: &ReportArgs) -> Result<ExitCode, CommandError> {
 
 fn status(args: &StatusArgs) -> Result<ExitCode, CommandError> {
     let path = args.control.path()?;
-    let reply = crate::control::request(&path, &ControlRequest::Status)?;
+    let reply = crate::control::request(&path, &ControlRequest::Status {})?;
     let mut out = std::io::stdout().lock();
     match reply {
         ControlReply::Status(report) if !args.json => {

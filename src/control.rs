@@ -41,7 +41,7 @@ pub enum ControlRequest {
         rtt_ms: Option<f64>,
     },
     /// Every shared name with its answer order and endpoint health.
-    Status,
+    Status {},
 }
 
 /// A reply on the control socket.
@@ -299,7 +299,7 @@ pub fn handle_request(request: ControlRequest, handler: &Handler) -> ControlRepl
                 names,
             }
         }
-        ControlRequest::Status => {
+        ControlRequest::Status {} => {
             let snapshot = handler.snapshot().load();
             ControlReply::Status(status_report(&snapshot, handler.health()))
         }
@@ -334,5 +334,44 @@ pub fn request(path: &Path, request: &ControlRequest) -> Result<ControlReply, Co
     match reply {
         ControlReply::Error { error } => Err(ControlError::Rejected(error)),
         reply => Ok(reply),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_table() {
+        let cases = [
+            (r#"{"op":"status"}"#, true),
+            (
+                r#"{"op":"report","address":"10.0.0.1","outcome":"success"}"#,
+                true,
+            ),
+            (
+                r#"{"op":"report","address":"::1","outcome":"failure","rtt_ms":1.5}"#,
+                true,
+            ),
+            (r#"{"op":"status","extra":1}"#, false),
+            (
+                r#"{"op":"report","address":"10.0.0.1","outcome":"success","x":1}"#,
+                false,
+            ),
+            (
+                r#"{"op":"report","address":"10.0.0.300","outcome":"success"}"#,
+                false,
+            ),
+            (
+                r#"{"op":"report","address":"10.0.0.1","outcome":"maybe"}"#,
+                false,
+            ),
+            (r#"{"op":"reboot"}"#, false),
+            ("garbage", false),
+        ];
+        for (line, valid) in cases {
+            let parsed = serde_json::from_str::<ControlRequest>(line);
+            assert_eq!(parsed.is_ok(), valid, "{line}: {parsed:?}");
+        }
     }
 }

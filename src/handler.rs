@@ -174,49 +174,39 @@ impl Handler {
 fn answer_owned(snapshot: &Snapshot, health: &HealthTable, query: &Query) -> Option<Decision> {
     let qname = query.name();
     let qtype = query.query_type();
-    let lookup = snapshot.zones.lookup(qname);
-    if !matches!(lookup, Lookup::NotOwned)
-        && !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY)
-    {
-        return Some(Decision::Refused);
-    }
-    let decision = match lookup {
-        Lookup::Name { zone, index, name } => {
-            if !snapshot.is_visible(index) {
-                return Some(Decision::NxDomain {
-                    soa: zone.soa_record.clone(),
-                });
-            }
-            let ordered = snapshot.answer_order(name, health);
-            let records = answer::address_records(qname, qtype, &ordered, zone.answer_ttl);
-            if records.is_empty() {
-                Decision::NoData {
-                    soa: zone.soa_record.clone(),
-                }
-            } else {
-                Decision::Answer { records }
-            }
-        }
-        Lookup::Apex { zone } => match qtype {
-            RecordType::SOA | RecordType::ANY => Decision::Answer {
-                records: vec![zone.soa_record.clone()],
-            },
-            _ => Decision::NoData {
-                soa: zone.soa_record.clone(),
-            },
-        },
-        Lookup::Absent { zone, below } => {
-            let soa = zone.soa_record.clone();
-            if below.iter().any(|&index| snapshot.is_visible(index)) {
-                // An empty non-terminal above a visible name exists (RFC 8020).
-                Decision::NoData { soa }
-            } else {
-                Decision::NxDomain { soa }
-            }
-        }
+    let owned = match snapshot.zones.lookup(qname) {
+        Lookup::Owned(owned) => owned,
         Lookup::NotOwned => return reverse_lookup(snapshot, query),
     };
-    Some(decision)
+    if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
+        return Some(Decision::Refused);
+    }
+    let zone = owned.zone;
+    let mut records = Vec::new();
+    let visible_name = owned
+        .shared
+        .filter(|&(index, _)| snapshot.is_visible(index));
+    if let Some((_, name)) = visible_name {
+        let ordered = snapshot.answer_order(name, health);
+        records = answer::address_records(qname, qtype, &ordered, zone.answer_ttl);
+    }
+    if owned.is_apex && matches!(qtype, RecordType::SOA | RecordType::ANY) {
+        records.push(zone.soa_record.clone());
+    }
+    if !records.is_empty() {
+        return Some(Decision::Answer { records });
+    }
+    let soa = zone.soa_record.clone();
+    // The name exists for this client when it has visible data, is the apex, or lies above a
+    // visible name (an empty non-terminal, RFC 8020); else it does not exist for this client.
+    let exists = visible_name.is_some()
+        || owned.is_apex
+        || owned.below.iter().any(|&index| snapshot.is_visible(index));
+    Some(if exists {
+        Decision::NoData { soa }
+    } else {
+        Decision::NxDomain { soa }
+    })
 }
 
 /// PTR for an endpoint address: the shared names carrying it that this client may see.

@@ -201,29 +201,23 @@ pub struct ZoneData {
 pub enum Lookup<'a> {
     /// The name is outside every owned zone.
     NotOwned,
-    /// A shared name.
-    Name {
-        /// Its zone.
-        zone: &'a Zone,
-        /// The name's index in [`ZoneData::names`].
-        index: NameIndex,
-        /// The name.
-        name: &'a SharedName,
-    },
-    /// The zone apex: it exists and has an SOA, but no addresses.
-    Apex {
-        /// The zone.
-        zone: &'a Zone,
-    },
-    /// A name in an owned zone that is not a shared name. `below` lists the shared names under
-    /// it: when one of them is visible, the name is an empty non-terminal (NODATA), else it
-    /// does not exist (NXDOMAIN).
-    Absent {
-        /// The zone.
-        zone: &'a Zone,
-        /// Shared names below this name.
-        below: &'a [NameIndex],
-    },
+    /// The name is in an owned zone.
+    Owned(OwnedName<'a>),
+}
+
+/// A name inside an owned zone: possibly a shared name, possibly the apex, possibly above other
+/// shared names. Whether it exists for a client depends on which of those the client may see.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OwnedName<'a> {
+    /// The zone (for a shared name: the zone it was declared in).
+    pub zone: &'a Zone,
+    /// The shared name, when the query name is one: its index and data.
+    pub shared: Option<(NameIndex, &'a SharedName)>,
+    /// Whether the name is the zone apex (which always exists and has an SOA).
+    pub is_apex: bool,
+    /// Shared names strictly below this name: when one of them is visible, this name exists
+    /// even without data of its own (an empty non-terminal, RFC 8020).
+    pub below: &'a [NameIndex],
 }
 
 /// Zone data with the indexes the query path needs.
@@ -290,23 +284,20 @@ impl Zones {
         let Some((_, zone)) = self.zone_of(name) else {
             return Lookup::NotOwned;
         };
-        // A name declared in a parent zone but shadowed by a child zone is served from its own
-        // zone.
-        if let Some(&index) = self.by_name.get(name)
-            && let Some(shared) = self.data.names.get(index)
-            && let Some(own_zone) = self.data.zones.get(shared.zone)
-        {
-            return Lookup::Name {
-                zone: own_zone,
-                index,
-                name: shared,
-            };
-        }
-        if name.num_labels() == zone.origin.num_labels() {
-            return Lookup::Apex { zone };
-        }
-        let below = self.below.get(name).map_or(&[][..], Vec::as_slice);
-        Lookup::Absent { zone, below }
+        let shared = self
+            .by_name
+            .get(name)
+            .and_then(|&index| Some((index, self.data.names.get(index)?)));
+        // A shared name is answered with its own zone's TTL and SOA.
+        let zone = shared
+            .and_then(|(_, s)| self.data.zones.get(s.zone))
+            .unwrap_or(zone);
+        Lookup::Owned(OwnedName {
+            zone,
+            shared,
+            is_apex: name.num_labels() == zone.origin.num_labels(),
+            below: self.below.get(name).map_or(&[][..], Vec::as_slice),
+        })
     }
 
     /// For a reverse-lookup name (`d.c.b.a.in-addr.arpa.` or the `ip6.arpa.` form) of an

@@ -1,1 +1,26 @@
-//! placeholder
+//! Integration tests: each test starts the real `failover-dns` binary on a free loopback port with
+//! a zone directory of its own, then talks to it the way users and the agent do — `dig` for DNS,
+//! the control socket and the `report`/`status`/`check` subcommands for everything else.
+//!
+//! One test binary (`autotests = false`), one harness in [`support`], and one module per area:
+//!
+//! - `answers`: what a shared name resolves to, record types, case, empty non-terminals;
+//! - `failover`: how reports reorder the answer;
+//! - `policy`: what policies and the identity hide or show, in forward and reverse lookups;
+//! - `truncation`: UDP size limits, TC and the TCP retry;
+//! - `not_owned`: names outside the owned zones;
+//! - `check`: `failover-dns check` errors and warnings;
+//! - `control`: the control socket, `report`, `status` and shutdown.
+//!
+//! Tests run in parallel: every server has its own port, temporary directory and control socket.
+//! Nothing sends traffic anywhere but 127.0.0.1; endpoint addresses are only data.
+
+mod support;
+
+mod answers;
+mod check;
+mod control;
+mod failover;
+mod not_owned;
+mod policy;
+mod truncation;

@@ -1,0 +1,204 @@
+//! `failover-dns check`: a bad zone file exits 1 naming FILE:LINE:COL of every problem on stderr;
+//! good files exit 0, with a warning on stdout for each policy that grants only part of a shared
+//! name (the seed's pitfall: failover cannot work for its clients).
+
+use std::process::Output;
+
+use crate::support::{failover_dns, zone_dir};
+
+const ZONE: &str = "[[zone]]\norigin = \"internal\"\n";
+
+/// Runs `check` on `files` and returns the zones directory's path (for expected messages) with
+/// the output.
+fn run_check(files: &[(&str, &str)]) -> (String, Output) {
+    let dir = zone_dir(files);
+    let zones = dir.path().join("zones");
+    let zones = zones.to_str().expect("temporary paths are UTF-8");
+    let output = failover_dns(&["check", "--zones", zones]);
+    (zones.to_string(), output)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("check prints UTF-8")
+}
+
+#[test]
+fn broken_files_are_rejected_with_file_line_and_column() {
+    // (contents of 10-broken.toml, the expected "LINE:COL" of each error in order, a phrase of
+    // the first message)
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "[[asset]]\nid = \"a\"\nkind = \"primary\"\ncolour = 1\n",
+            &["4:1"],
+            "unknown field `colour`",
+        ),
+        (
+            "[[policy]]\nid = \"p\"\nsources = [\"*\"]\ndestinations = [\"nope\"]\n",
+            &["4:17"],
+            "unknown destination \"nope\"",
+        ),
+        (
+            "[[asset]]\nid = \"a\"\nkind = \"primary\"\naddresses = [\"100.64.0.1\", \"10.0.0.300\"]\n",
+            &["4:28"],
+            "invalid IP address \"10.0.0.300\"",
+        ),
+        ("\n[[asset]\n", &["2:9"], "expected `]`"),
+        (
+            "[[asset]]\nid = \"a\"\nkind = \"router\"\n",
+            &["3:8"],
+            "unknown variant `router`",
+        ),
+        (
+            "[[asset]]\nid = \"a\"\nkind = \"primary\"\naddresses = [\"10.0.0.1\"]\nnames = [\"app.example\"]\n",
+            &["5:10"],
+            "not inside any declared zone",
+        ),
+        (
+            "[[asset]]\nid = \"gw\"\nkind = \"gateway\"\n\n[[subnet]]\nid = \"lan\"\ngateway = \"gw\"\ncidr = \"10.1.0.0/24\"\nhosts = [{ name = \"f.internal\", address = \"10.2.0.1\" }]\n",
+            &["9:43"],
+            "outside the subnet's CIDR",
+        ),
+        (
+            "[[virtual_asset]]\nid = \"v\"\ngateway = \"missing\"\naddresses = [\"10.0.0.1\"]\n",
+            &["3:11"],
+            "unknown gateway asset \"missing\"",
+        ),
+        (
+            "[[zone]]\norigin = \"other\"\nttl = 301\n",
+            &["3:7"],
+            "above the maximum",
+        ),
+        // Every problem is reported, columns count characters (not bytes).
+        (
+            "[[policy]]\nid = \"p\"\nsources = [\"*\", \"role:x\"]\ndestinations = [\"büro\", \"nope\"]\n",
+            &["3:17", "4:17", "4:25"],
+            "unknown kind \"role\"",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (broken, positions, phrase) in cases {
+        let (zones, output) = run_check(&[("00-zone.toml", ZONE), ("10-broken.toml", broken)]);
+        let stderr = text(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let expected: Vec<String> = positions
+            .iter()
+            .map(|p| format!("{zones}/10-broken.toml:{p}: error: "))
+            .collect();
+        let located = lines.len() == expected.len()
+            && lines.iter().zip(&expected).all(|(l, e)| l.starts_with(e));
+        let ok = output.status.code() == Some(1)
+            && located
+            && lines.first().is_some_and(|l| l.contains(phrase))
+            && output.stdout.is_empty();
+        if !ok {
+            failures.push(format!(
+                "{broken:?}\n  expected exit 1, {expected:?}, {phrase:?}\n  got {}, stderr:\n{stderr}  stdout: {}",
+                output.status,
+                text(&output.stdout)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn policy_granting_part_of_a_shared_name_is_warned_about() {
+    let names = r#"
+[[asset]]
+id = "gw"
+kind = "gateway"
+addresses = ["100.64.0.2"]
+
+[[asset]]
+id = "app-host"
+kind = "primary"
+addresses = ["100.64.1.10"]
+names = ["app.internal"]
+
+[[virtual_asset]]
+id = "app-via-gw"
+gateway = "gw"
+addresses = ["10.10.0.10"]
+names = ["app.internal"]
+
+[[asset]]
+id = "db-host"
+kind = "primary"
+addresses = ["100.64.2.10"]
+names = ["db.internal"]
+
+[[virtual_asset]]
+id = "db-via-gw"
+gateway = "gw"
+addresses = ["10.10.0.20"]
+names = ["db.internal"]
+
+# The pitfall: only the primary is granted.
+[[policy]]
+id = "app-primary-only"
+sources = ["group:engineering"]
+destinations = ["app-host"]
+
+# Complete, and a disabled partial one: neither is warned about.
+[[policy]]
+id = "db"
+sources = ["*"]
+destinations = ["db-host", "db-via-gw"]
+
+[[policy]]
+id = "db-draft"
+enabled = false
+sources = ["*"]
+destinations = ["db-via-gw"]
+"#;
+    let (_, output) = run_check(&[("00-zone.toml", ZONE), ("10-names.toml", names)]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    let [warning] = warnings.as_slice() else {
+        panic!("expected exactly one warning:\n{stdout}");
+    };
+    assert!(
+        warning.starts_with(
+            "warning: shared name app.internal.: policy \"app-primary-only\" grants app-host \
+             (primary asset) but not app-via-gw (virtual asset)"
+        ),
+        "{warning}"
+    );
+    assert!(stdout.contains("(1 warnings)"), "{stdout}");
+}
+
+#[test]
+fn shipped_sample_zones_check_with_the_wiki_pitfall_warning_only() {
+    let zones = concat!(env!("CARGO_MANIFEST_DIR"), "/zones");
+    let output = failover_dns(&["check", "--zones", zones]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    let [warning] = warnings.as_slice() else {
+        panic!("expected exactly one warning:\n{stdout}");
+    };
+    for part in [
+        "shared name wiki.internal.",
+        "policy \"engineering-wiki-primary-only\"",
+        "but not wiki-via-berlin",
+    ] {
+        assert!(warning.contains(part), "{part:?} missing from {warning}");
+    }
+}

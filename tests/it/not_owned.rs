@@ -1,0 +1,57 @@
+//! Names outside the owned zones. Forwarding upstream is a later feature; until then such names
+//! are REFUSED, promptly (never a timeout). When forwarding lands, these tests change to expect
+//! the upstream's answer from a local fake upstream — their names say so.
+
+use crate::support::{Server, check};
+
+const ZONE: &str = r#"
+[[zone]]
+origin = "internal"
+
+[[asset]]
+id = "app-host"
+kind = "primary"
+addresses = ["100.64.1.10"]
+names = ["app.internal"]
+
+[[policy]]
+id = "app"
+sources = ["*"]
+destinations = ["app-host"]
+"#;
+
+#[test]
+fn names_outside_the_zones_are_refused_until_forwarding_exists() {
+    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    check(
+        &server,
+        &[
+            (&["example.com", "A"], "REFUSED", &[]),
+            (&["example.com", "AAAA"], "REFUSED", &[]),
+            (&[".", "NS"], "REFUSED", &[]),
+            // Ends with the zone's label but is not below the zone.
+            (&["notinternal", "A"], "REFUSED", &[]),
+            (&["app.internal.example", "A"], "REFUSED", &[]),
+            (&["app.notinternal", "A"], "REFUSED", &[]),
+            // Owned names next to them are still answered.
+            (&["app.internal", "A"], "NOERROR", &["100.64.1.10"]),
+        ],
+    );
+    // The question is echoed on REFUSED too.
+    let reply = server.dig(&["Example.COM", "A"]);
+    let question = reply.question.as_ref().expect("the question is echoed");
+    assert_eq!(question.name, "Example.COM.", "{reply}");
+}
+
+#[test]
+fn ptr_for_addresses_that_are_no_endpoint_is_refused_until_forwarding_exists() {
+    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    check(
+        &server,
+        &[
+            (&["-x", "192.0.2.1"], "REFUSED", &[]),
+            (&["-x", "2001:db8::1"], "REFUSED", &[]),
+            (&["-x", "100.64.1.10"], "NOERROR", &["app.internal."]),
+        ],
+    );
+}

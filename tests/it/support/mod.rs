@@ -1,0 +1,490 @@
+//! The harness: start the real `failover-dns` binary on a free loopback port with zone files of
+//! the test's own, wait until it answers DNS, talk to it with `dig` and the CLI, and stop it with
+//! SIGTERM when the test is done.
+//!
+//! Readiness is observed, never slept for: the server announces its port and then `ready:` on
+//! stdout, and [`Server::start`] returns only once `dig` got a reply for the zone apex SOA.
+//! Every server lives in a temporary directory of its own (zones, control socket), so tests run
+//! in parallel.
+
+mod dig;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub use dig::Dig;
+
+/// The binary under test.
+const BINARY: &str = env!("CARGO_BIN_EXE_failover-dns");
+/// How long the server may take to print `ready:` and answer its first query.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the server may take to exit after SIGTERM.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound on readiness probes; each one waits for `dig`, so this is not a busy loop bound
+/// but a guard against one.
+const MAX_READINESS_PROBES: usize = 200;
+
+/// One expected DNS exchange for [`check`]: the `dig` arguments, the status, and the RDATA of
+/// the answer section in order.
+pub type Case<'a> = (&'a [&'a str], &'a str, &'a [&'a str]);
+
+/// Writes `files` (name, contents) into a fresh temporary directory's `zones/`.
+pub fn zone_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).expect("create the zones directory");
+    for (name, text) in files {
+        std::fs::write(zones.join(name), text).expect("write a zone file");
+    }
+    dir
+}
+
+/// Runs the binary with `args` and waits for it (for subcommands that need no server).
+pub fn failover_dns(args: &[&str]) -> Output {
+    Command::new(BINARY)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run failover-dns")
+}
+
+/// A running `failover-dns serve`. Dropping it sends SIGTERM and waits for the process.
+pub struct Server {
+    child: Option<Child>,
+    dir: TempDir,
+    port: u16,
+    origin: Option<String>,
+    stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts a server on `zone_files` with `extra_args` (identity flags, ...) and returns once
+    /// it answers DNS.
+    pub fn start(zone_files: &[(&str, &str)], extra_args: &[&str]) -> Server {
+        let server = Server::spawn(zone_files, extra_args, false);
+        server.wait_until_answering();
+        server
+    }
+
+    /// Starts a server and sends it SIGTERM the moment it prints `ready:`, as a supervisor may.
+    /// The signal comes from a shell that is already waiting for the word, so it lands within
+    /// microseconds of the line rather than after a process start. [`Server::stop`] then
+    /// collects the exit status.
+    pub fn spawn_and_terminate_at_ready(zone_files: &[(&str, &str)]) -> Server {
+        Server::spawn(zone_files, &[], true)
+    }
+
+    /// Starts a server and returns as soon as it printed `ready:` (after SIGTERM, when
+    /// `terminate_at_ready`), without querying it.
+    fn spawn(zone_files: &[(&str, &str)], extra_args: &[&str], terminate_at_ready: bool) -> Server {
+        let dir = zone_dir(zone_files);
+        let zones = dir.path().join("zones");
+        let control = dir.path().join("control.sock");
+        let resolv_conf = dir.path().join("resolv.conf");
+        std::fs::write(&resolv_conf, "# no upstreams unless a test names them\n")
+            .expect("write an empty resolv.conf");
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .arg("--zones")
+            .arg(&zones)
+            .args(["--listen", "127.0.0.1:0", "--control"])
+            .arg(&control)
+            // Never the machine's own resolv.conf: its nameservers are not on loopback. Tests
+            // that forward name their upstreams with --upstream.
+            .arg("--resolv-conf")
+            .arg(&resolv_conf)
+            .args(extra_args)
+            // Query outcomes in the log that a failing test prints, without colour codes.
+            .env("RUST_LOG", "failover_dns=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn failover-dns serve");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_reader = {
+            let mut pipe = child.stderr.take().expect("stderr is piped");
+            let stderr = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(read @ 1..) = pipe.read(&mut chunk) {
+                    let text = String::from_utf8_lossy(&chunk[..read]);
+                    stderr.lock().expect("stderr buffer").push_str(&text);
+                }
+            })
+        };
+        let lines = {
+            let pipe = child.stdout.take().expect("stdout is piped");
+            let (sender, receiver) = mpsc::channel();
+            // Keeps draining stdout after `ready:` so the server never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = sender.send(line);
+                }
+            });
+            receiver
+        };
+        let mut terminator = terminate_at_ready.then(|| {
+            let pid = child.id().to_string();
+            Command::new("sh")
+                .args(["-c", "read -r _ && kill -TERM \"$1\"", "sh", &pid])
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("spawn sh")
+        });
+        let mut server = Server {
+            child: Some(child),
+            dir,
+            port: 0,
+            origin: first_zone_origin(zone_files),
+            stdout: Vec::new(),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let ready = line.starts_with("ready: ");
+                    server.stdout.push(line);
+                    if ready {
+                        if let Some(terminator) = &mut terminator {
+                            let mut stdin = terminator.stdin.take().expect("stdin is piped");
+                            stdin.write_all(b"go\n").expect("arm the terminator");
+                            drop(stdin);
+                            terminator.wait().expect("wait for the terminator");
+                        }
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    server.fail_startup("printed no `ready:` line within 20 s")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    server.fail_startup("closed stdout before `ready:`")
+                }
+            }
+        }
+        server.port = server.announced_port(&control);
+        server
+    }
+
+    /// Checks the startup announcement (`listening on udp+tcp ADDR` once per listen address,
+    /// `control socket PATH`, `forwarding …`, `ready: …`, in that order) and returns the port of
+    /// the first listen address (the harness's own `127.0.0.1:0`).
+    fn announced_port(&self, control: &Path) -> u16 {
+        let listening = self
+            .stdout
+            .iter()
+            .take_while(|line| line.starts_with("listening on udp+tcp "))
+            .count();
+        let (listen_lines, rest) = self.stdout.split_at(listening);
+        let ([first, ..], [control_line, forwarding, ready]) = (listen_lines, rest) else {
+            panic!("unexpected startup lines {:?}", self.stdout);
+        };
+        let address: SocketAddr = first
+            .strip_prefix("listening on udp+tcp ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("bad listening line {first:?}"));
+        assert_eq!(
+            *control_line,
+            format!("control socket {}", control.display()),
+            "control socket line"
+        );
+        assert!(
+            forwarding.starts_with("forwarding"),
+            "forwarding line: {forwarding:?}"
+        );
+        assert!(
+            ready.ends_with(&format!("from {}", self.zones_dir().display())),
+            "ready line names the zones directory: {ready:?}"
+        );
+        assert!(
+            address.ip().is_loopback() && address.port() != 0,
+            "{address}"
+        );
+        address.port()
+    }
+
+    /// The startup line that says where names outside the zones go.
+    pub fn forwarding_line(&self) -> &str {
+        self.stdout
+            .iter()
+            .find(|line| line.starts_with("forwarding"))
+            .map_or("", String::as_str)
+    }
+
+    /// Queries the zone apex SOA until a reply comes back (the port answers, the handler runs).
+    fn wait_until_answering(&self) {
+        let apex = self.origin.clone().unwrap_or_else(|| ".".to_string());
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut last_error = String::new();
+        for _ in 0..MAX_READINESS_PROBES {
+            if Instant::now() > deadline {
+                break;
+            }
+            match self.try_dig(&[&apex, "SOA"]) {
+                Ok(reply) if reply.has_flag("qr") => return,
+                Ok(reply) => last_error = format!("reply without qr:\n{reply}"),
+                Err(error) => last_error = error,
+            }
+        }
+        panic!(
+            "server on port {} did not answer `dig {apex} SOA`: {last_error}\n--- server stderr \
+             ---\n{}",
+            self.port,
+            self.stderr()
+        );
+    }
+
+    fn fail_startup(&mut self, what: &str) -> ! {
+        let status = self.terminate();
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        panic!(
+            "failover-dns serve {what} (exit: {status:?})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout.join("\n"),
+            self.stderr()
+        );
+    }
+
+    /// The control socket's path.
+    pub fn control_path(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+
+    /// The zones directory the server was started on.
+    pub fn zones_dir(&self) -> PathBuf {
+        self.dir.path().join("zones")
+    }
+
+    /// Everything the server logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr buffer").clone()
+    }
+
+    /// Runs `dig @127.0.0.1 -p PORT +time=2 +tries=1 ARGS...` and parses the reply; panics with
+    /// the raw output (and the server's log) when there is no reply or it cannot be parsed.
+    pub fn dig(&self, args: &[&str]) -> Dig {
+        self.try_dig(args)
+            .unwrap_or_else(|error| panic!("{error}\n--- server stderr ---\n{}", self.stderr()))
+    }
+
+    /// Like [`Server::dig`], but a `dig` that got no reply is an `Err`. A reply that cannot be
+    /// parsed still panics.
+    pub fn try_dig(&self, args: &[&str]) -> Result<Dig, String> {
+        let output = Command::new("dig")
+            .arg("@127.0.0.1")
+            .args(["-p", &self.port.to_string(), "+time=2", "+tries=1"])
+            .args(args)
+            // No ~/.digrc of the machine running the tests.
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dig (bind9-dnsutils)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(format!(
+                "dig {} exited with {}:\n{stdout}{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(Dig::parse(&stdout).unwrap_or_else(|error| panic!("{error}\n--- raw ---\n{stdout}")))
+    }
+
+    /// Runs `failover-dns ARGS... --control PATH` against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut full: Vec<&str> = args.to_vec();
+        let control = self.control_path();
+        let control = control.to_str().expect("temporary paths are UTF-8");
+        full.extend(["--control", control]);
+        failover_dns(&full)
+    }
+
+    /// Reports one connection outcome for `address` and returns the command's stdout; panics
+    /// when the report is rejected.
+    pub fn report(&self, ok: bool, address: &str) -> String {
+        let outcome = if ok { "--ok" } else { "--fail" };
+        let output = self.cli(&["report", outcome, address]);
+        assert!(
+            output.status.success(),
+            "report {outcome} {address} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("report prints UTF-8")
+    }
+
+    /// The A answers for `name`, in order.
+    pub fn addresses(&self, name: &str) -> Vec<String> {
+        let reply = self.dig(&[name, "A"]);
+        assert_eq!(reply.status, "NOERROR", "dig {name} A:\n{reply}");
+        reply
+            .answer_data()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit. The temporary directory stays until
+    /// the `Server` is dropped, so the test can look at what the process left behind.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.terminate()
+            .unwrap_or_else(|| panic!("server did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM"))
+    }
+
+    /// SIGTERM, wait up to [`SHUTDOWN_TIMEOUT`], SIGKILL after that. `None` when it had to be
+    /// killed (or was already reaped).
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = child.id().to_string();
+        // The crate forbids `unsafe`, so no libc::kill: the `kill` command does the same.
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(child.wait());
+        });
+        match receiver.recv_timeout(SHUTDOWN_TIMEOUT) {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                let _ = receiver.recv();
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let status = self.terminate();
+        // A failed startup already reported the log; a failed test gets it here.
+        if std::thread::panicking() && self.port != 0 {
+            if let Some(reader) = self.stderr_reader.take() {
+                let _ = reader.join();
+            }
+            eprintln!(
+                "--- failover-dns serve on port {} (exit {status:?}) stderr ---\n{}",
+                self.port,
+                self.stderr()
+            );
+        }
+    }
+}
+
+/// The origin of the first `[[zone]]` in the files, in the order the server reads them (by file
+/// name), fully qualified.
+fn first_zone_origin(files: &[(&str, &str)]) -> Option<String> {
+    let mut files = files.to_vec();
+    files.sort_by_key(|(name, _)| *name);
+    files.iter().find_map(|(_, text)| {
+        let table: toml::Table = toml::from_str(text).ok()?;
+        let origin = table.get("zone")?.as_array()?.first()?.get("origin")?;
+        let origin = origin.as_str()?.trim_end_matches('.');
+        Some(format!("{}.", origin.to_ascii_lowercase()))
+    })
+}
+
+/// Runs every case against `server` and fails once, listing every case that did not hold.
+///
+/// Beyond status and answer data (in order), every case checks what must hold for any reply:
+/// no TC; nothing in the additional section but OPT; answers owned by the name as asked; for
+/// NOERROR and NXDOMAIN the AA flag, and when there are no answers exactly one SOA of the
+/// (first) zone in the authority section (RFC 2308), else an empty authority section; for
+/// REFUSED no AA and no authority section.
+pub fn check(server: &Server, cases: &[Case<'_>]) {
+    let mut failures = Vec::new();
+    for (ask, status, answers) in cases {
+        let reply = server.dig(ask);
+        let problems = problems(server, &reply, status, answers);
+        if !problems.is_empty() {
+            failures.push(format!(
+                "dig {}: {}\n{reply}",
+                ask.join(" "),
+                problems.join("; ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+fn problems(server: &Server, reply: &Dig, status: &str, answers: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if reply.status != status {
+        problems.push(format!("status {} (expected {status})", reply.status));
+    }
+    if reply.answer_data() != answers {
+        problems.push(format!(
+            "answers {:?} (expected {answers:?})",
+            reply.answer_data()
+        ));
+    }
+    if reply.has_flag("tc") {
+        problems.push("TC is set".to_string());
+    }
+    if !reply.additional.is_empty() {
+        problems.push("records in the additional section".to_string());
+    }
+    let asked = reply.question.as_ref().map(|q| q.name.as_str());
+    if let Some(record) = reply
+        .answers
+        .iter()
+        .find(|r| Some(r.name.as_str()) != asked)
+    {
+        problems.push(format!(
+            "answer owner {} differs from the question {asked:?}",
+            record.name
+        ));
+    }
+    match status {
+        "NOERROR" | "NXDOMAIN" => {
+            if !reply.has_flag("aa") {
+                problems.push("AA is not set".to_string());
+            }
+            let soa_only = matches!(
+                reply.authority.as_slice(),
+                [soa] if soa.rtype == "SOA"
+                    && Some(soa.name.to_ascii_lowercase()) == server.origin
+            );
+            if answers.is_empty() && !soa_only {
+                problems.push(format!(
+                    "authority is not exactly the SOA of {:?}",
+                    server.origin
+                ));
+            }
+            if !answers.is_empty() && !reply.authority.is_empty() {
+                problems.push("authority section on a positive answer".to_string());
+            }
+        }
+        "REFUSED" => {
+            if reply.has_flag("aa") {
+                problems.push("AA is set on REFUSED".to_string());
+            }
+            if !reply.authority.is_empty() {
+                problems.push("authority section on REFUSED".to_string());
+            }
+        }
+        _ => {}
+    }
+    problems
+}
