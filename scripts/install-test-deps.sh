@@ -5,9 +5,11 @@ set -euo pipefail
 
 # tool → Debian package
 declare -A packages=(
-  [dig]=bind9-dnsutils
-  [curl]=curl
-  [unshare]=util-linux
+  [dig]=bind9-dnsutils    # queries in every DNS test
+  [unbound]=unbound       # the real upstream resolver forwarding tests start on loopback
+  [curl]=curl             # the end-to-end failover test
+  [unshare]=util-linux    # a private /etc/resolv.conf for C-library resolver tests
+  [mount]=mount
   [getent]=libc-bin
 )
 
@@ -21,5 +23,19 @@ echo "installing test dependencies: ${missing[*]}" >&2
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
+
+# The tests start unbound themselves on loopback ports. Installing the package must not start
+# the system service (on port 53, fetching root trust anchors from the internet): deny service
+# starts for the duration of the install unless the machine already has a policy.
+policy=/usr/sbin/policy-rc.d
+added_policy=""
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod +x "$policy"
+  added_policy=yes
+fi
+cleanup() { [ -z "$added_policy" ] || $sudo rm -f "$policy"; }
+trap cleanup EXIT
+
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -8,12 +8,14 @@
 //! - `failover`: how reports reorder the answer;
 //! - `policy`: what policies and the identity hide or show, in forward and reverse lookups;
 //! - `truncation`: UDP size limits, TC and the TCP retry;
-//! - `not_owned`: names outside the owned zones;
+//! - `not_owned`: names outside the owned zones when there is no upstream;
+//! - `forwarding`: forwarding to real upstreams (`unbound`), the cache, timeouts, loop avoidance;
+//! - `os_resolver`: the C library (`getent`) and `curl` resolving through the server;
 //! - `check`: `failover-dns check` errors and warnings;
 //! - `control`: the control socket, `report`, `status` and shutdown.
 //!
 //! Tests run in parallel: every server has its own port, temporary directory and control socket.
-//! Nothing sends traffic anywhere but 127.0.0.1; endpoint addresses are only data.
+//! Nothing sends traffic anywhere but 127.0.0.0/8; endpoint addresses are only data.
 
 mod support;
 
@@ -21,6 +23,8 @@ mod answers;
 mod check;
 mod control;
 mod failover;
+mod forwarding;
 mod not_owned;
+mod os_resolver;
 mod policy;
 mod truncation;

@@ -1,6 +1,6 @@
-//! Names outside the owned zones. Forwarding upstream is a later feature; until then such names
-//! are REFUSED, promptly (never a timeout). When forwarding lands, these tests change to expect
-//! the upstream's answer from a local fake upstream — their names say so.
+//! Names outside the owned zones when no upstream is configured (an empty resolv.conf and no
+//! --upstream): they are REFUSED, promptly (never a timeout), and owned names still answer.
+//! Forwarding to real upstreams is in `forwarding`.
 
 use crate::support::{Server, check};
 
@@ -21,7 +21,7 @@ destinations = ["app-host"]
 "#;
 
 #[test]
-fn names_outside_the_zones_are_refused_until_forwarding_exists() {
+fn names_outside_the_zones_are_refused_without_an_upstream() {
     let server = Server::start(&[("zone.toml", ZONE)], &[]);
     check(
         &server,
@@ -44,7 +44,7 @@ fn names_outside_the_zones_are_refused_until_forwarding_exists() {
 }
 
 #[test]
-fn ptr_for_addresses_that_are_no_endpoint_is_refused_until_forwarding_exists() {
+fn ptr_for_addresses_that_are_no_endpoint_is_refused_without_an_upstream() {
     let server = Server::start(&[("zone.toml", ZONE)], &[]);
     check(
         &server,

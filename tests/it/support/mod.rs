@@ -8,6 +8,7 @@
 //! in parallel.
 
 mod dig;
+pub mod upstream;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -56,6 +57,31 @@ pub fn failover_dns(args: &[&str]) -> Output {
         .expect("run failover-dns")
 }
 
+/// Runs `dig @SERVER -p PORT +time=2 +tries=1 ARGS...` against any DNS server (ours or an
+/// upstream a test started) and parses the reply. A `dig` that got no reply is an `Err`; a reply
+/// that cannot be parsed panics with the raw output.
+pub fn dig_at(server: &str, port: u16, args: &[&str]) -> Result<Dig, String> {
+    let output = Command::new("dig")
+        .arg(format!("@{server}"))
+        .args(["-p", &port.to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        // No ~/.digrc of the machine running the tests.
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dig (bind9-dnsutils)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "dig {} exited with {}:\n{stdout}{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(Dig::parse(&stdout).unwrap_or_else(|error| panic!("{error}\n--- raw ---\n{stdout}")))
+}
+
 /// A running `failover-dns serve`. Dropping it sends SIGTERM and waits for the process.
 pub struct Server {
     child: Option<Child>,
@@ -90,19 +116,22 @@ impl Server {
         let dir = zone_dir(zone_files);
         let zones = dir.path().join("zones");
         let control = dir.path().join("control.sock");
-        let resolv_conf = dir.path().join("resolv.conf");
-        std::fs::write(&resolv_conf, "# no upstreams unless a test names them\n")
-            .expect("write an empty resolv.conf");
-        let mut child = Command::new(BINARY)
+        let mut command = Command::new(BINARY);
+        command
             .arg("serve")
             .arg("--zones")
             .arg(&zones)
             .args(["--listen", "127.0.0.1:0", "--control"])
-            .arg(&control)
-            // Never the machine's own resolv.conf: its nameservers are not on loopback. Tests
-            // that forward name their upstreams with --upstream.
-            .arg("--resolv-conf")
-            .arg(&resolv_conf)
+            .arg(&control);
+        // Never the machine's own resolv.conf: its nameservers are not on loopback. Tests that
+        // forward name their upstreams (--upstream) or a --resolv-conf of their own.
+        if !extra_args.contains(&"--resolv-conf") {
+            let resolv_conf = dir.path().join("resolv.conf");
+            std::fs::write(&resolv_conf, "# no upstreams unless a test names them\n")
+                .expect("write an empty resolv.conf");
+            command.arg("--resolv-conf").arg(resolv_conf);
+        }
+        let mut child = command
             .args(extra_args)
             // Query outcomes in the log that a failing test prints, without colour codes.
             .env("RUST_LOG", "failover_dns=debug")
@@ -286,25 +315,7 @@ impl Server {
     /// Like [`Server::dig`], but a `dig` that got no reply is an `Err`. A reply that cannot be
     /// parsed still panics.
     pub fn try_dig(&self, args: &[&str]) -> Result<Dig, String> {
-        let output = Command::new("dig")
-            .arg("@127.0.0.1")
-            .args(["-p", &self.port.to_string(), "+time=2", "+tries=1"])
-            .args(args)
-            // No ~/.digrc of the machine running the tests.
-            .env("HOME", self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run dig (bind9-dnsutils)");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            return Err(format!(
-                "dig {} exited with {}:\n{stdout}{}",
-                args.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        Ok(Dig::parse(&stdout).unwrap_or_else(|error| panic!("{error}\n--- raw ---\n{stdout}")))
+        dig_at("127.0.0.1", self.port, args)
     }
 
     /// Runs `failover-dns ARGS... --control PATH` against this server.
