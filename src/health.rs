@@ -165,7 +165,9 @@ impl HealthTable {
     /// address that was ever configured.
     pub fn retain_endpoints(&self, is_endpoint: impl Fn(IpAddr) -> bool) -> usize {
         let before = self.inner.entries.len();
-        self.inner.entries.retain(|address, _| is_endpoint(*address));
+        self.inner
+            .entries
+            .retain(|address, _| is_endpoint(*address));
         before.saturating_sub(self.inner.entries.len())
     }
 }

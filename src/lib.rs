@@ -25,6 +25,7 @@ pub mod handler;
 pub mod health;
 pub mod location;
 pub mod policy;
+pub mod reload;
 pub mod server;
 pub mod settings;
 pub mod snapshot;
