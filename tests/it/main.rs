@@ -10,7 +10,8 @@
 //! - `truncation`: UDP size limits, TC and the TCP retry;
 //! - `not_owned`: names outside the owned zones;
 //! - `check`: `failover-dns check` errors and warnings;
-//! - `control`: the control socket, `report`, `status` and shutdown.
+//! - `control`: the control socket, `report`, `status` and shutdown;
+//! - `reload`: live reload (file watcher, SIGHUP, control request, `reload`), what survives it.
 //!
 //! Tests run in parallel: every server has its own port, temporary directory and control socket.
 //! Nothing sends traffic anywhere but 127.0.0.1; endpoint addresses are only data.
@@ -23,4 +24,5 @@ mod control;
 mod failover;
 mod not_owned;
 mod policy;
+mod reload;
 mod truncation;
