@@ -345,7 +345,6 @@ pub fn start_triggers(
     let on_signal = reloader.clone();
     tasks.push(tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            info!("SIGHUP received, reloading");
             // The outcome is logged and recorded by the reload itself.
             let _ = on_signal.reload(Trigger::Signal).await;
         }
@@ -353,7 +352,14 @@ pub fn start_triggers(
     let (changed, changes) = mpsc::channel(1);
     let watcher = match watch_files(reloader.zones_dir(), settings_file, changed) {
         Ok(watcher) => {
-            tasks.push(tokio::spawn(reload_on_changes(changes, reloader.clone())));
+            let on_change = reloader.clone();
+            tasks.push(tokio::spawn(debounced(changes, move || {
+                let reloader = on_change.clone();
+                async move {
+                    // The outcome is logged and recorded by the reload itself.
+                    let _ = reloader.reload(Trigger::FileChange).await;
+                }
+            })));
             Some(watcher)
         }
         Err(error) => {
@@ -435,9 +441,14 @@ fn watch_files(
     Ok(watcher)
 }
 
-/// Reloads once per burst of changes: after [`DEBOUNCE_QUIET`] without a change, or after
-/// [`DEBOUNCE_MAX_WAIT`] when changes keep coming. A change during a reload starts another.
-async fn reload_on_changes(mut changes: mpsc::Receiver<()>, reloader: Reloader) {
+/// Calls `on_burst` once per burst of changes: after [`DEBOUNCE_QUIET`] without a change, or
+/// after [`DEBOUNCE_MAX_WAIT`] when changes keep coming. A change while `on_burst` runs starts
+/// another burst, so the last change is never missed. Returns when the sender is gone.
+async fn debounced<F, Fut>(mut changes: mpsc::Receiver<()>, mut on_burst: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     while changes.recv().await.is_some() {
         let deadline = tokio::time::Instant::now() + DEBOUNCE_MAX_WAIT;
         loop {
@@ -448,8 +459,7 @@ async fn reload_on_changes(mut changes: mpsc::Receiver<()>, reloader: Reloader) 
                 Ok(None) => return,
             }
         }
-        // The outcome is logged and recorded by the reload itself.
-        let _ = reloader.reload(Trigger::FileChange).await;
+        on_burst().await;
     }
 }
 
@@ -673,6 +683,44 @@ mod tests {
             f.health.get(address("100.64.1.10")).state(),
             crate::health::State::Unknown
         );
+    }
+
+    /// Sends a change every `every` for `count` times, as the watcher does (a full channel
+    /// already holds one).
+    async fn changes(sender: &mpsc::Sender<()>, count: usize, every: Duration) {
+        for _ in 0..count {
+            let _ = sender.try_send(());
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bursts_of_changes_reload_once_and_never_miss_the_last() {
+        let (sender, receiver) = mpsc::channel(1);
+        let bursts = Arc::new(Mutex::new(Vec::new()));
+        let start = tokio::time::Instant::now();
+        let seen = Arc::clone(&bursts);
+        let task = tokio::spawn(debounced(receiver, move || {
+            let seen = Arc::clone(&seen);
+            async move {
+                let at = tokio::time::Instant::now() - start;
+                seen.lock().expect("bursts").push(at.as_millis());
+            }
+        }));
+        let ms = Duration::from_millis;
+        // An editor's write-rename-delete: three changes within 100 ms reload once, 150 ms
+        // after the last.
+        changes(&sender, 3, ms(50)).await;
+        tokio::time::sleep(ms(500)).await;
+        assert_eq!(*bursts.lock().expect("bursts"), [250]);
+        // Changes every 90 ms from 675 ms to 2835 ms never leave 150 ms of quiet: they still
+        // reload once a second (1675, 2755), and once more 150 ms after the last (2985).
+        tokio::time::sleep(ms(25)).await;
+        changes(&sender, 25, ms(90)).await;
+        tokio::time::sleep(ms(500)).await;
+        drop(sender);
+        task.await.expect("the debouncer ends with its sender");
+        assert_eq!(*bursts.lock().expect("bursts"), [250, 1675, 2755, 2985]);
     }
 
     #[tokio::test]
