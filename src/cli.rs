@@ -230,35 +230,33 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
     }
 }
 
-impl ServeArgs {
-    /// The settings to serve with: defaults, the settings file, then every flag. A reload
-    /// calls this again, so flags keep overriding the file.
-    pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let mut settings = self.config.settings()?;
-        if !self.listen.is_empty() {
-            settings.listen = self.listen.clone();
-        }
-        if let Some(control) = &self.control {
-            settings.control = control.clone();
-        }
-        if !self.upstreams.is_empty() {
-            settings.upstreams = Some(self.upstreams.clone());
-        }
-        if let Some(resolv_conf) = &self.resolv_conf {
-            settings.resolv_conf = resolv_conf.clone();
-        }
-        if let Some(timeout) = self.upstream_timeout_ms {
-            settings.upstream_timeout = timeout;
-        }
-        if let Some(cache_size) = self.cache_size {
-            settings.cache_size = cache_size;
-        }
-        Ok(settings)
+/// The settings to serve with: defaults, the settings file, then every flag. A reload calls
+/// this again, so flags keep overriding the file.
+pub fn serve_settings(args: &ServeArgs) -> Result<Settings, ConfigError> {
+    let mut settings = args.config.settings()?;
+    if !args.listen.is_empty() {
+        settings.listen = args.listen.clone();
     }
+    if let Some(control) = &args.control {
+        settings.control = control.clone();
+    }
+    if !args.upstreams.is_empty() {
+        settings.upstreams = Some(args.upstreams.clone());
+    }
+    if let Some(resolv_conf) = &args.resolv_conf {
+        settings.resolv_conf = resolv_conf.clone();
+    }
+    if let Some(timeout) = args.upstream_timeout_ms {
+        settings.upstream_timeout = timeout;
+    }
+    if let Some(cache_size) = args.cache_size {
+        settings.cache_size = cache_size;
+    }
+    Ok(settings)
 }
 
 async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
-    let settings = args.settings()?;
+    let settings = serve_settings(&args)?;
     let data = load_zone_dir(&settings.zones_dir)?;
     let (forward_settings, notes) = settings.forward_settings();
     for note in notes {
@@ -276,7 +274,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
         snapshot.clone(),
         health.clone(),
         settings.clone(),
-        Arc::new(move || reload_args.settings()),
+        Arc::new(move || serve_settings(&reload_args)),
     );
     let handler = Handler::new(snapshot, health, forwarder.clone()).with_reloader(reloader.clone());
     let mut listeners = Vec::new();

@@ -287,7 +287,7 @@ fn build(
 
 /// The settings (by their name in the settings file) that differ between `running` and `new`
 /// but cannot change without a restart: they own sockets, the forwarder or the watched
-/// directory. Only the identity is taken over by a reload.
+/// directory. Only the identity is taken over by a reload; any other difference is reported.
 pub fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<&'static str> {
     let mut changed = Vec::new();
     let mut compare = |name, differs: bool| {
@@ -305,6 +305,14 @@ pub fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<&'static 
         running.upstream_timeout != new.upstream_timeout,
     );
     compare("cache_size", running.cache_size != new.cache_size);
+    // A setting added later and not named above still needs a restart, and still gets said.
+    let only_identity_differs = Settings {
+        identity: new.identity.clone(),
+        ..running.clone()
+    } == *new;
+    if changed.is_empty() && !only_identity_differs {
+        changed.push("other server settings");
+    }
     changed
 }
 
