@@ -141,13 +141,20 @@ pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
             )
         })?;
         let path = entry.path();
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
+        if is_zone_file_name(&entry.file_name()) && path.is_file() {
             files.push(path);
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// Whether a file in the zones directory is read as zone data by its name: `*.toml`, not hidden.
+/// The reload watcher uses the same rule to tell which changes matter.
+pub fn is_zone_file_name(name: &std::ffi::OsStr) -> bool {
+    let name = Path::new(name);
+    let hidden = name.to_string_lossy().starts_with('.');
+    !hidden && name.extension().is_some_and(|ext| ext == "toml")
 }
 
 /// Loads and validates every zone file in `dir`.
