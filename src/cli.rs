@@ -17,6 +17,7 @@ use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
 use crate::forward::{Forwarder, parse_upstream};
 use crate::handler::Handler;
 use crate::health::{HealthTable, Outcome};
+use crate::limits::LimitArgs;
 use crate::location::ConfigError;
 use crate::policy::partial_grants;
 use crate::settings::{Settings, parse_listen, parse_upstream_timeout};
@@ -102,6 +103,9 @@ pub struct ServeArgs {
     /// Most forwarded answers to cache; 0 disables the cache [default: 10000]
     #[arg(long, value_name = "N")]
     pub cache_size: Option<usize>,
+    /// Connection limits, timeouts and who may use forwarding.
+    #[command(flatten)]
+    pub limits: Box<LimitArgs>,
 }
 
 fn parse_timeout_ms(text: &str) -> Result<Duration, String> {
@@ -242,6 +246,8 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     if let Some(cache_size) = args.cache_size {
         settings.cache_size = cache_size;
     }
+    args.limits
+        .apply(&mut settings.limits, &mut settings.forward_allow);
     let data = load_zone_dir(&settings.zones_dir)?;
     let (forward_settings, notes) = settings.forward_settings();
     for note in notes {
@@ -257,7 +263,15 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
         SharedSnapshot::new(snapshot),
         HealthTable::new(),
         forwarder.clone(),
-    );
+    )
+    .with_forward_allow(settings.forward_allow.clone());
+    if settings.forward_allow.allows_everyone()
+        && settings.listen.iter().any(|a| !a.ip().is_loopback())
+    {
+        warn!(
+            "forward_allow admits every address and a listen address is not loopback: this is an open resolver"
+        );
+    }
     let mut listeners = Vec::new();
     for &address in &settings.listen {
         let listener = crate::server::bind(address)
@@ -293,7 +307,8 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     out.flush()?;
     drop(out);
     info!(zones = zone_count, names = name_count, "serving");
-    crate::server::run(handler, listeners, Some(control), shutdown).await;
+    crate::server::run_with_limits(handler, listeners, Some(control), settings.limits, shutdown)
+        .await;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

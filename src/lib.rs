@@ -23,6 +23,7 @@ pub mod control;
 pub mod forward;
 pub mod handler;
 pub mod health;
+pub mod limits;
 pub mod location;
 pub mod policy;
 pub mod server;
