@@ -21,6 +21,8 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod health;
 pub mod limits;

@@ -21,6 +21,7 @@ mod answers;
 mod check;
 mod control;
 mod failover;
+mod fuzz_corpus;
 mod not_owned;
 mod policy;
 mod truncation;
