@@ -257,6 +257,53 @@ mod tests {
     }
 
     #[test]
+    fn limits_and_forward_allow_from_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("settings.toml");
+        std::fs::write(
+            &path,
+            "forward_allow = [\"10.0.0.0/8\", \"::1\"]\n[limits]\nmax_tcp_connections = 8\ntcp_idle_timeout_ms = 250\n",
+        )
+        .expect("write");
+        let settings = Settings::from_file(&path).expect("valid settings");
+        assert_eq!(settings.limits.max_tcp_connections, 8);
+        assert_eq!(settings.limits.tcp_idle_timeout, Duration::from_millis(250));
+        assert_eq!(
+            settings.limits.tcp_queries_in_flight,
+            Limits::default().tcp_queries_in_flight
+        );
+        assert!(
+            settings
+                .forward_allow
+                .permits("10.9.8.7".parse().expect("literal"))
+        );
+        assert!(
+            !settings
+                .forward_allow
+                .permits("127.0.0.1".parse().expect("literal"))
+        );
+        for (text, position, words) in [
+            (
+                "[limits]\nmax_tcp_connections = 0\n",
+                ":2:23",
+                "outside 1..=65535",
+            ),
+            ("[limits]\ntcp_idle_ms = 5\n", ":2:1", "unknown field"),
+            ("forward_allow = [\"lan\"]\n", ":1:18", "invalid network"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let error = Settings::from_file(&path)
+                .expect_err("rejected")
+                .to_string();
+            assert!(
+                error.contains(&format!("settings.toml{position}")),
+                "{error}"
+            );
+            assert!(error.contains(words), "{error}");
+        }
+    }
+
+    #[test]
     fn bad_settings_are_located() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("settings.toml");
