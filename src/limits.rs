@@ -1,6 +1,6 @@
 //! Bounds on what clients can make the server do: how many TCP and control connections it
 //! serves at once, how long they may stay idle or trickle a message, how many queries one TCP
-//! connection may have in flight, how many forwarded UDP queries wait at once, and which
+//! connection may have in flight, how many forwarded queries wait at once, and which
 //! clients may use forwarding at all (so a server reachable off loopback is never an open
 //! resolver).
 //!
@@ -30,9 +30,11 @@ pub struct Limits {
     /// Queries one TCP connection may have waiting for upstreams at once (RFC 7766 pipelining);
     /// the connection is not read further until one finishes.
     pub tcp_queries_in_flight: usize,
-    /// Forwarded UDP queries waiting for upstreams at once, per listen socket; more are dropped
-    /// and the client retries.
-    pub udp_forwards_in_flight: usize,
+    /// Forwarded queries waiting for upstreams at once, over every listen address and both
+    /// transports. Each holds one upstream socket, so this also bounds the file descriptors
+    /// forwarding can take. Past it a UDP query is dropped (the client retries) and a TCP
+    /// connection is not read further until a forward finishes.
+    pub forwards_in_flight: usize,
     /// Control connections served at once; another one gets an error line and is closed.
     pub max_control_connections: usize,
     /// How long a control connection may take to send its next request line.
@@ -45,7 +47,8 @@ impl Default for Limits {
             max_tcp_connections: 128,
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_queries_in_flight: 16,
-            udp_forwards_in_flight: 1024,
+            // With 128 TCP connections, this stays well inside the usual 1024 descriptors.
+            forwards_in_flight: 512,
             max_control_connections: 16,
             control_idle_timeout: Duration::from_secs(60),
         }
@@ -74,8 +77,8 @@ const TCP_QUERIES_IN_FLIGHT: Bound = Bound {
     min: 1,
     max: 1024,
 };
-const UDP_FORWARDS_IN_FLIGHT: Bound = Bound {
-    name: "udp_forwards_in_flight",
+const FORWARDS_IN_FLIGHT: Bound = Bound {
+    name: "forwards_in_flight",
     min: 1,
     max: 65_535,
 };
@@ -118,7 +121,7 @@ pub struct RawLimits {
     max_tcp_connections: Option<Spanned<u64>>,
     tcp_idle_timeout_ms: Option<Spanned<u64>>,
     tcp_queries_in_flight: Option<Spanned<u64>>,
-    udp_forwards_in_flight: Option<Spanned<u64>>,
+    forwards_in_flight: Option<Spanned<u64>>,
     max_control_connections: Option<Spanned<u64>>,
     control_idle_timeout_ms: Option<Spanned<u64>>,
 }
@@ -141,8 +144,8 @@ impl RawLimits {
         if let Some(value) = &self.tcp_queries_in_flight {
             limits.tcp_queries_in_flight = to_usize(located(value, &TCP_QUERIES_IN_FLIGHT)?);
         }
-        if let Some(value) = &self.udp_forwards_in_flight {
-            limits.udp_forwards_in_flight = to_usize(located(value, &UDP_FORWARDS_IN_FLIGHT)?);
+        if let Some(value) = &self.forwards_in_flight {
+            limits.forwards_in_flight = to_usize(located(value, &FORWARDS_IN_FLIGHT)?);
         }
         if let Some(value) = &self.max_control_connections {
             limits.max_control_connections = to_usize(located(value, &MAX_CONTROL_CONNECTIONS)?);
@@ -174,9 +177,10 @@ pub struct LimitArgs {
     /// [default: 16]
     #[arg(long, value_name = "N", value_parser = |t: &str| TCP_QUERIES_IN_FLIGHT.parse(t))]
     pub tcp_queries_in_flight: Option<u64>,
-    /// Forwarded UDP queries waiting for upstreams at once, per listen socket [default: 1024]
-    #[arg(long, value_name = "N", value_parser = |t: &str| UDP_FORWARDS_IN_FLIGHT.parse(t))]
-    pub udp_forwards_in_flight: Option<u64>,
+    /// Forwarded queries waiting for upstreams at once, all listen addresses and transports
+    /// together [default: 512]
+    #[arg(long, value_name = "N", value_parser = |t: &str| FORWARDS_IN_FLIGHT.parse(t))]
+    pub forwards_in_flight: Option<u64>,
     /// Control socket connections served at once [default: 16]
     #[arg(long, value_name = "N", value_parser = |t: &str| MAX_CONTROL_CONNECTIONS.parse(t))]
     pub max_control_connections: Option<u64>,
@@ -201,8 +205,8 @@ impl LimitArgs {
         if let Some(n) = self.tcp_queries_in_flight {
             limits.tcp_queries_in_flight = to_usize(n);
         }
-        if let Some(n) = self.udp_forwards_in_flight {
-            limits.udp_forwards_in_flight = to_usize(n);
+        if let Some(n) = self.forwards_in_flight {
+            limits.forwards_in_flight = to_usize(n);
         }
         if let Some(n) = self.max_control_connections {
             limits.max_control_connections = to_usize(n);
@@ -375,7 +379,7 @@ mod tests {
             (&TCP_QUERIES_IN_FLIGHT, "0", false),
             (&CONTROL_IDLE_TIMEOUT_MS, "3600000", true),
             (&MAX_CONTROL_CONNECTIONS, "-1", false),
-            (&UDP_FORWARDS_IN_FLIGHT, "x", false),
+            (&FORWARDS_IN_FLIGHT, "x", false),
         ];
         for (bound, text, ok) in cases {
             assert_eq!(bound.parse(text).is_ok(), ok, "{} {text}", bound.name);

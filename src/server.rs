@@ -3,7 +3,7 @@
 //! so tests and embedders can use port 0.
 //!
 //! Every loop is bounded ([`Limits`]): each UDP socket has its own task, so a flood on one
-//! cannot starve another, and forwarded UDP queries in flight are capped per socket; TCP
+//! cannot starve another, and forwarded queries in flight are capped for the whole server; TCP
 //! connections are capped in number (the rest wait in the kernel's backlog, UDP is
 //! unaffected), in idle time, in the time a started message or a reply write may take (a
 //! client that trickles bytes or never reads is cut off), and in queries in flight each.
@@ -89,19 +89,23 @@ pub async fn run_with_limits(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut tasks = JoinSet::new();
-    // One pool of TCP connection slots for every listen address.
+    // One pool of TCP connection slots and one of forward slots for every listen address.
     let connections = Arc::new(Semaphore::new(limits.max_tcp_connections));
+    let forwards = Arc::new(Semaphore::new(limits.forwards_in_flight));
     for listener in listeners {
         tasks.spawn(serve_udp(
             listener.udp,
             handler.clone(),
-            limits.udp_forwards_in_flight,
+            Arc::clone(&forwards),
         ));
         tasks.spawn(serve_tcp(
             listener.tcp,
             handler.clone(),
-            Arc::clone(&connections),
-            limits.clone(),
+            Shared {
+                connections: Arc::clone(&connections),
+                forwards: Arc::clone(&forwards),
+                limits: limits.clone(),
+            },
         ));
     }
     let control_task = control.map(|socket| {
@@ -123,10 +127,10 @@ pub async fn run_with_limits(
 }
 
 /// The receive loop of one UDP socket. It never waits on an upstream: forwarded queries run in
-/// spawned tasks, at most `forwards_in_flight` at once.
-async fn serve_udp(socket: UdpSocket, handler: Handler, forwards_in_flight: usize) {
+/// spawned tasks, each holding one of the server's `forwards` slots; with none free the query
+/// is dropped.
+async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>) {
     let socket = Arc::new(socket);
-    let forwards = Arc::new(Semaphore::new(forwards_in_flight));
     let mut buffer = vec![0u8; UDP_RECEIVE_BUFFER];
     loop {
         let (length, peer) = match socket.recv_from(&mut buffer).await {
@@ -170,17 +174,22 @@ async fn serve_udp(socket: UdpSocket, handler: Handler, forwards_in_flight: usiz
     }
 }
 
+/// What every TCP connection of the server shares.
+#[derive(Clone)]
+struct Shared {
+    /// Connection slots, for every listen address together.
+    connections: Arc<Semaphore>,
+    /// Forward slots, shared with UDP.
+    forwards: Arc<Semaphore>,
+    limits: Limits,
+}
+
 /// The accept loop of one TCP listener. A connection is accepted only when a slot is free, so
 /// connections over the limit wait in the kernel's backlog (and are served, in order, as slots
 /// free up) instead of costing memory and tasks here.
-async fn serve_tcp(
-    listener: TcpListener,
-    handler: Handler,
-    connections: Arc<Semaphore>,
-    limits: Limits,
-) {
+async fn serve_tcp(listener: TcpListener, handler: Handler, shared: Shared) {
     loop {
-        let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
+        let Ok(permit) = Arc::clone(&shared.connections).acquire_owned().await else {
             return;
         };
         let (stream, peer) = match listener.accept().await {
@@ -192,9 +201,9 @@ async fn serve_tcp(
                 continue;
             }
         };
-        let (handler, limits) = (handler.clone(), limits.clone());
+        let (handler, shared) = (handler.clone(), shared.clone());
         tokio::spawn(async move {
-            serve_tcp_connection(stream, peer, handler, &limits).await;
+            serve_tcp_connection(stream, peer, handler, &shared).await;
             drop(permit);
         });
     }
@@ -209,8 +218,9 @@ async fn serve_tcp_connection(
     stream: TcpStream,
     peer: SocketAddr,
     handler: Handler,
-    limits: &Limits,
+    shared: &Shared,
 ) {
+    let limits = &shared.limits;
     // Replies are small and often pipelined: do not hold them back for Nagle.
     let _ = stream.set_nodelay(true);
     let client = Client {
@@ -220,7 +230,7 @@ async fn serve_tcp_connection(
     let (reader, writer) = stream.into_split();
     let (replies, queue) = mpsc::channel(limits.tcp_queries_in_flight);
     let writing = write_replies(writer, queue, limits.tcp_idle_timeout, peer);
-    let reading = read_queries(reader, client, handler, replies, limits);
+    let reading = read_queries(reader, client, handler, replies, shared);
     tokio::pin!(writing);
     tokio::select! {
         // The writer gave up (the client does not read, or is gone): stop reading too. Forwards
@@ -255,8 +265,9 @@ async fn read_queries(
     client: Client,
     handler: Handler,
     replies: mpsc::Sender<Vec<u8>>,
-    limits: &Limits,
+    shared: &Shared,
 ) {
+    let limits = &shared.limits;
     let in_flight = Arc::new(Semaphore::new(limits.tcp_queries_in_flight));
     let mut message = Vec::new();
     let closed = loop {
@@ -271,9 +282,13 @@ async fn read_queries(
                 }
             }
             Step::Forward(job) => {
-                // At the per-connection bound, stop reading until a forward finishes: the
-                // client's further queries wait in the socket buffer, not in our memory.
+                // At the per-connection bound, or the server's, stop reading until a forward
+                // finishes: the client's further queries wait in the socket buffer, not in our
+                // memory.
                 let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                    return;
+                };
+                let Ok(server_permit) = Arc::clone(&shared.forwards).acquire_owned().await else {
                     return;
                 };
                 let (handler, replies) = (handler.clone(), replies.clone());
@@ -281,7 +296,7 @@ async fn read_queries(
                     let reply = handler.finish_forward(job).await;
                     // The connection may be gone by now; then the reply is dropped.
                     let _ = replies.send(reply).await;
-                    drop(permit);
+                    drop((permit, server_permit));
                 });
             }
             Step::Drop => {}
