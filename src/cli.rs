@@ -19,6 +19,7 @@ use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
 use crate::forward::{Forwarder, parse_upstream};
 use crate::handler::Handler;
 use crate::health::{HealthTable, Outcome};
+use crate::limits::LimitArgs;
 use crate::location::ConfigError;
 use crate::policy::partial_grants;
 use crate::reload::{Reloader, start_triggers};
@@ -109,6 +110,9 @@ pub struct ServeArgs {
     /// Most forwarded answers to cache; 0 disables the cache [default: 10000]
     #[arg(long, value_name = "N")]
     pub cache_size: Option<usize>,
+    /// Connection limits, timeouts and who may use forwarding.
+    #[command(flatten)]
+    pub limits: Box<LimitArgs>,
 }
 
 fn parse_timeout_ms(text: &str) -> Result<Duration, String> {
@@ -252,6 +256,8 @@ pub fn serve_settings(args: &ServeArgs) -> Result<Settings, ConfigError> {
     if let Some(cache_size) = args.cache_size {
         settings.cache_size = cache_size;
     }
+    args.limits
+        .apply(&mut settings.limits, &mut settings.forward_allow);
     Ok(settings)
 }
 
@@ -276,7 +282,16 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
         settings.clone(),
         Arc::new(move || serve_settings(&reload_args)),
     );
-    let handler = Handler::new(snapshot, health, forwarder.clone()).with_reloader(reloader.clone());
+    let handler = Handler::new(snapshot, health, forwarder.clone())
+        .with_reloader(reloader.clone())
+        .with_forward_allow(settings.forward_allow.clone());
+    if settings.forward_allow.allows_everyone()
+        && settings.listen.iter().any(|a| !a.ip().is_loopback())
+    {
+        warn!(
+            "forward_allow admits every address and a listen address is not loopback: this is an open resolver"
+        );
+    }
     let mut listeners = Vec::new();
     for &address in &settings.listen {
         let listener = crate::server::bind(address)
@@ -313,7 +328,8 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     out.flush()?;
     drop(out);
     info!(zones = zone_count, names = name_count, "serving");
-    crate::server::run(handler, listeners, Some(control), shutdown).await;
+    crate::server::run_with_limits(handler, listeners, Some(control), settings.limits, shutdown)
+        .await;
     drop(reload_triggers);
     info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -15,15 +15,18 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::handler::Handler;
 use crate::health::{Outcome, Report, State};
+use crate::limits::Limits;
 use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
 use crate::status::{StatusReport, status_report};
 
@@ -186,9 +189,20 @@ impl ControlSocket {
         &self.path
     }
 
-    /// Accepts connections and serves them until the task is dropped.
+    /// Accepts connections and serves them, within the default [`Limits`], until the task is
+    /// dropped.
     pub async fn serve(&self, handler: Handler) {
+        self.serve_with_limits(handler, &Limits::default()).await;
+    }
+
+    /// Accepts connections and serves them until the task is dropped: at most
+    /// `limits.max_control_connections` at once (one more gets an error line and is closed),
+    /// each closed when it stays silent for `limits.control_idle_timeout`. Control connections
+    /// run in tasks of their own, so nothing on this socket can hold up DNS.
+    pub async fn serve_with_limits(&self, handler: Handler, limits: &Limits) {
         let own_uid = crate::settings::current_uid();
+        let connections = Arc::new(Semaphore::new(limits.max_control_connections));
+        let idle = limits.control_idle_timeout;
         loop {
             let stream = match self.listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -208,9 +222,29 @@ impl ControlSocket {
                     continue;
                 }
             }
-            tokio::spawn(serve_connection(stream, handler.clone()));
+            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                warn!("too many control connections; refusing one");
+                tokio::spawn(refuse_connection(stream, idle));
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                serve_connection(stream, handler, idle).await;
+                drop(permit);
+            });
         }
     }
+}
+
+/// Tells a connection over the limit why it is closed (within `idle`, so a client that never
+/// reads cannot hold even this).
+async fn refuse_connection(mut stream: UnixStream, idle: Duration) {
+    let reply = ControlReply::Error {
+        error: "too many control connections; try again later".to_string(),
+    };
+    let mut bytes = serde_json::to_vec(&reply).unwrap_or_else(|_| b"{}".to_vec());
+    bytes.push(b'\n');
+    let _ = tokio::time::timeout(idle, stream.write_all(&bytes)).await;
 }
 
 impl Drop for ControlSocket {
@@ -223,16 +257,21 @@ impl Drop for ControlSocket {
     }
 }
 
-async fn serve_connection(stream: UnixStream, handler: Handler) {
+/// Serves request lines on one connection until the client closes it, stays silent for `idle`
+/// (or takes longer than that to send one line), sends a line over [`MAX_LINE_BYTES`], or does
+/// not read its replies within `idle`.
+async fn serve_connection(stream: UnixStream, handler: Handler, idle: Duration) {
     let (reader, mut writer) = stream.into_split();
     let mut reader = AsyncBufReader::new(reader);
     let mut line = Vec::new();
     loop {
         line.clear();
-        let read = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await;
+        let mut limited = (&mut reader).take(MAX_LINE_BYTES as u64 + 1);
+        let read = limited.read_until(b'\n', &mut line);
+        let Ok(read) = tokio::time::timeout(idle, read).await else {
+            debug!("control connection idle; closing");
+            return;
+        };
         let too_long = line.len() > MAX_LINE_BYTES;
         let reply = match read {
             Ok(0) => return,
@@ -247,7 +286,8 @@ async fn serve_connection(stream: UnixStream, handler: Handler) {
         };
         let mut bytes = serde_json::to_vec(&reply).unwrap_or_else(|_| b"{}".to_vec());
         bytes.push(b'\n');
-        if writer.write_all(&bytes).await.is_err() || too_long {
+        let written = tokio::time::timeout(idle, writer.write_all(&bytes)).await;
+        if !matches!(written, Ok(Ok(()))) || too_long {
             return;
         }
     }

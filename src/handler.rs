@@ -2,6 +2,8 @@
 //! health order → response → bytes; or, for a name we do not own: → cache → forwarder → bytes.
 //! Every stage is a call into its own module; this file only says in which order they run.
 
+use std::net::SocketAddr;
+
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, RecordType};
 use tracing::debug;
@@ -9,6 +11,7 @@ use tracing::debug;
 use crate::answer::{self, Decision, Transport};
 use crate::forward::Forwarder;
 use crate::health::HealthTable;
+use crate::limits::ForwardAllow;
 use crate::reload::Reloader;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::zones::Lookup;
@@ -23,6 +26,18 @@ pub struct Handler {
     /// How the control socket reloads the configuration; `None` for an embedder that swaps
     /// snapshots itself.
     reloader: Option<Reloader>,
+    /// Which clients names outside the zones are forwarded for.
+    forward_allow: ForwardAllow,
+}
+
+/// Who sent a query, and how: the transport sets the response size limit, the address decides
+/// whether names outside the zones are forwarded for it ([`ForwardAllow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    /// The client's address and port as the socket saw them.
+    pub address: SocketAddr,
+    /// UDP or TCP.
+    pub transport: Transport,
 }
 
 /// What the synchronous part of the request path decided.
@@ -65,6 +80,7 @@ impl Handler {
             health,
             forwarder,
             reloader: None,
+            forward_allow: ForwardAllow::default(),
         }
     }
 
@@ -79,6 +95,12 @@ impl Handler {
     /// The reloader, when there is one.
     pub fn reloader(&self) -> Option<&Reloader> {
         self.reloader.as_ref()
+    }
+
+    /// The same handler, forwarding only for clients `allow` permits (the default: loopback).
+    pub fn with_forward_allow(mut self, allow: ForwardAllow) -> Self {
+        self.forward_allow = allow;
+        self
     }
 
     /// The snapshot handle (for reload and status).
@@ -98,7 +120,8 @@ impl Handler {
 
     /// Handles one DNS message as far as it can without waiting: owned names, cached forwarded
     /// answers and every error are answered at once; the rest becomes a [`ForwardJob`].
-    pub fn handle(&self, packet: &[u8], transport: Transport) -> Step {
+    pub fn handle(&self, packet: &[u8], client: Client) -> Step {
+        let transport = client.transport;
         let request = match Message::from_vec(packet) {
             Ok(request) => request,
             Err(error) => {
@@ -110,7 +133,9 @@ impl Handler {
             return Step::Drop;
         }
         let limit = answer::size_limit(&request, transport);
-        let decision = match self.route(&request) {
+        // RA tells the client whether we recurse for it: only when we would forward for it.
+        let may_forward = self.may_forward(client);
+        let decision = match self.route(&request, may_forward) {
             Route::Local(decision) => decision,
             Route::Forward => {
                 if let Some(cached) = self.forwarder.cached(&request) {
@@ -130,7 +155,7 @@ impl Handler {
             outcome = decision.label(),
             "query"
         );
-        let response = answer::build_response(&request, decision, self.forwarder.is_enabled());
+        let response = answer::build_response(&request, decision, may_forward);
         Step::Reply(answer::encode_response(&response, limit))
     }
 
@@ -156,16 +181,23 @@ impl Handler {
     }
 
     /// The whole request path, waiting for upstreams when needed.
-    pub async fn respond(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        match self.handle(packet, transport) {
+    pub async fn respond(&self, packet: &[u8], client: Client) -> Option<Vec<u8>> {
+        match self.handle(packet, client) {
             Step::Reply(bytes) => Some(bytes),
             Step::Forward(job) => Some(self.finish_forward(job).await),
             Step::Drop => None,
         }
     }
 
-    /// Decides where a parsed query goes.
-    fn route(&self, request: &Message) -> Route {
+    /// Whether names outside the zones are forwarded for `client`: an upstream is configured
+    /// and the allow-list permits the client (never an open resolver).
+    fn may_forward(&self, client: Client) -> bool {
+        self.forwarder.is_enabled() && self.forward_allow.permits(client.address.ip())
+    }
+
+    /// Decides where a parsed query goes; `may_forward` says whether this client's names
+    /// outside the zones go upstream or are refused.
+    fn route(&self, request: &Message, may_forward: bool) -> Route {
         if request.metadata.op_code != OpCode::Query {
             return Route::Local(Decision::NotImp);
         }
@@ -179,9 +211,12 @@ impl Handler {
         if let Some(decision) = answer_owned(&snapshot, &self.health, query) {
             return Route::Local(decision);
         }
-        if self.forwarder.is_enabled() {
+        if may_forward {
             Route::Forward
         } else {
+            if self.forwarder.is_enabled() {
+                debug!(id = request.metadata.id, "client may not forward; refused");
+            }
             Route::Local(Decision::Refused)
         }
     }

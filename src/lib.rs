@@ -23,8 +23,11 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod health;
+pub mod limits;
 pub mod location;
 pub mod policy;
 pub mod reload;

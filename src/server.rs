@@ -1,6 +1,15 @@
 //! Wires the sockets to the handler: a UDP receive loop and a TCP accept loop per listen
 //! address, the control socket, and shutdown. Sockets are bound by the caller (or by [`bind`])
 //! so tests and embedders can use port 0.
+//!
+//! Every loop is bounded ([`Limits`]): each UDP socket has its own task, so a flood on one
+//! cannot starve another, and forwarded queries in flight are capped for the whole server; TCP
+//! connections are capped in number (the rest wait in the kernel's backlog, UDP is
+//! unaffected), in idle time, in the time a started message or a reply write may take (a
+//! client that trickles bytes or never reads is cut off), and in queries in flight each.
+//! Pipelined TCP queries are answered as they finish (RFC 7766 §6.2.1.1): owned names at once,
+//! forwarded ones when their upstream answers, through one writer per connection that frames
+//! every reply whole.
 
 use std::future::Future;
 use std::io;
@@ -9,21 +18,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout, timeout_at};
 use tracing::{debug, warn};
 
 use crate::answer::Transport;
 use crate::control::ControlSocket;
-use crate::handler::{Handler, Step};
-
-/// How long a TCP connection may stay idle between queries (RFC 7766 §6.2.3 suggests seconds).
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many TCP connections are served at once; more wait in the kernel's backlog.
-pub const MAX_TCP_CONNECTIONS: usize = 256;
-/// How many forwarded UDP queries may wait for upstreams at once, per socket.
-pub const MAX_UDP_FORWARDS_IN_FLIGHT: usize = 1024;
+use crate::handler::{Client, Handler, Step};
+use crate::limits::Limits;
 /// The largest UDP datagram read; larger ones are cut by the kernel and fail to parse.
 const UDP_RECEIVE_BUFFER: usize = 65_535;
 
@@ -63,27 +68,51 @@ pub async fn bind(address: SocketAddr) -> io::Result<DnsListener> {
     Err(last_error.unwrap_or_else(|| io::Error::other("no free port for UDP and TCP")))
 }
 
-/// Serves DNS on `listeners` (and the control socket, if any) until `shutdown` completes.
+/// Serves DNS on `listeners` (and the control socket, if any) with the default [`Limits`]
+/// until `shutdown` completes.
 pub async fn run(
     handler: Handler,
     listeners: Vec<DnsListener>,
     control: Option<ControlSocket>,
     shutdown: impl Future<Output = ()>,
 ) {
+    run_with_limits(handler, listeners, control, Limits::default(), shutdown).await;
+}
+
+/// Serves DNS on `listeners` (and the control socket, if any) within `limits` until
+/// `shutdown` completes.
+pub async fn run_with_limits(
+    handler: Handler,
+    listeners: Vec<DnsListener>,
+    control: Option<ControlSocket>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut tasks = JoinSet::new();
-    let connections = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    // One pool of TCP connection slots and one of forward slots for every listen address.
+    let connections = Arc::new(Semaphore::new(limits.max_tcp_connections));
+    let forwards = Arc::new(Semaphore::new(limits.forwards_in_flight));
     for listener in listeners {
-        tasks.spawn(serve_udp(listener.udp, handler.clone()));
+        tasks.spawn(serve_udp(
+            listener.udp,
+            handler.clone(),
+            Arc::clone(&forwards),
+        ));
         tasks.spawn(serve_tcp(
             listener.tcp,
             handler.clone(),
-            Arc::clone(&connections),
+            Shared {
+                connections: Arc::clone(&connections),
+                forwards: Arc::clone(&forwards),
+                limits: limits.clone(),
+            },
         ));
     }
     let control_task = control.map(|socket| {
         let handler = handler.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            socket.serve(handler).await;
+            socket.serve_with_limits(handler, &limits).await;
             socket
         })
     });
@@ -97,9 +126,11 @@ pub async fn run(
     }
 }
 
-async fn serve_udp(socket: UdpSocket, handler: Handler) {
+/// The receive loop of one UDP socket. It never waits on an upstream: forwarded queries run in
+/// spawned tasks, each holding one of the server's `forwards` slots; with none free the query
+/// is dropped.
+async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>) {
     let socket = Arc::new(socket);
-    let forwards = Arc::new(Semaphore::new(MAX_UDP_FORWARDS_IN_FLIGHT));
     let mut buffer = vec![0u8; UDP_RECEIVE_BUFFER];
     loop {
         let (length, peer) = match socket.recv_from(&mut buffer).await {
@@ -112,7 +143,11 @@ async fn serve_udp(socket: UdpSocket, handler: Handler) {
         let Some(packet) = buffer.get(..length) else {
             continue;
         };
-        match handler.handle(packet, Transport::Udp) {
+        let client = Client {
+            address: peer,
+            transport: Transport::Udp,
+        };
+        match handler.handle(packet, client) {
             Step::Reply(reply) => {
                 if let Err(error) = socket.send_to(&reply, peer).await {
                     debug!(%error, %peer, "udp send failed");
@@ -139,55 +174,211 @@ async fn serve_udp(socket: UdpSocket, handler: Handler) {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, handler: Handler, connections: Arc<Semaphore>) {
+/// What every TCP connection of the server shares.
+#[derive(Clone)]
+struct Shared {
+    /// Connection slots, for every listen address together.
+    connections: Arc<Semaphore>,
+    /// Forward slots, shared with UDP.
+    forwards: Arc<Semaphore>,
+    limits: Limits,
+}
+
+/// The accept loop of one TCP listener. A connection is accepted only when a slot is free, so
+/// connections over the limit wait in the kernel's backlog (and are served, in order, as slots
+/// free up) instead of costing memory and tasks here.
+async fn serve_tcp(listener: TcpListener, handler: Handler, shared: Shared) {
     loop {
-        let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
+        let Ok(permit) = Arc::clone(&shared.connections).acquire_owned().await else {
             return;
         };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
+                // Out of file descriptors, mostly: back off instead of spinning.
                 warn!(%error, "tcp accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let handler = handler.clone();
+        let (handler, shared) = (handler.clone(), shared.clone());
         tokio::spawn(async move {
-            if let Err(error) = serve_tcp_connection(stream, &handler).await {
-                debug!(%error, %peer, "tcp connection ended");
-            }
+            serve_tcp_connection(stream, peer, handler, &shared).await;
             drop(permit);
         });
     }
 }
 
-/// Serves length-prefixed queries (RFC 1035 §4.2.2) on one connection, in order, until the
-/// client closes it, stays idle too long, or sends a zero length.
-async fn serve_tcp_connection(mut stream: TcpStream, handler: &Handler) -> io::Result<()> {
-    let mut message = Vec::new();
-    loop {
-        let length = match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_u16()).await {
-            Err(_) => return Ok(()),
-            Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(result) => usize::from(result?),
-        };
-        if length == 0 {
-            return Ok(());
-        }
-        message.resize(length, 0);
-        tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut message))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "query body timed out"))??;
-        let Some(reply) = handler.respond(&message, Transport::Tcp).await else {
-            continue;
-        };
-        let Ok(reply_length) = u16::try_from(reply.len()) else {
-            continue;
-        };
-        let mut framed = Vec::with_capacity(reply.len() + 2);
-        framed.extend_from_slice(&reply_length.to_be_bytes());
-        framed.extend_from_slice(&reply);
-        stream.write_all(&framed).await?;
+/// Serves one TCP connection until the client closes it, stays idle for
+/// `limits.tcp_idle_timeout`, sends a zero length, trickles a message too slowly, or stops
+/// reading replies. Queries are read one after another; owned names are answered at once and
+/// forwarded queries run concurrently (at most `limits.tcp_queries_in_flight`), their replies
+/// sent when they finish. Replies go through one writer, so each is framed whole.
+async fn serve_tcp_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: Handler,
+    shared: &Shared,
+) {
+    let limits = &shared.limits;
+    // Replies are small and often pipelined: do not hold them back for Nagle.
+    let _ = stream.set_nodelay(true);
+    let client = Client {
+        address: peer,
+        transport: Transport::Tcp,
+    };
+    let (reader, writer) = stream.into_split();
+    let (replies, queue) = mpsc::channel(limits.tcp_queries_in_flight);
+    let writing = write_replies(writer, queue, limits.tcp_idle_timeout, peer);
+    let reading = read_queries(reader, client, handler, replies, shared);
+    tokio::pin!(writing);
+    tokio::select! {
+        // The writer gave up (the client does not read, or is gone): stop reading too. Forwards
+        // still in flight finish on their own; their replies have nowhere to go.
+        () = &mut writing => return,
+        () = reading => {}
     }
+    // No more queries: send the replies of those still in flight (each forward is bounded in
+    // time), then close.
+    writing.await;
+}
+
+/// Why a connection stopped reading queries (for the debug log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// The client closed its side.
+    Eof,
+    /// No query began within the idle timeout.
+    Idle,
+    /// A zero length prefix: the client says it is done.
+    ZeroLength,
+    /// A message began but did not arrive whole within the timeout.
+    SlowMessage,
+    /// A read failed.
+    Error,
+}
+
+/// Reads queries from one connection and hands each to the handler, until the connection is
+/// done (see [`Closed`]).
+async fn read_queries(
+    mut reader: OwnedReadHalf,
+    client: Client,
+    handler: Handler,
+    replies: mpsc::Sender<Vec<u8>>,
+    shared: &Shared,
+) {
+    let limits = &shared.limits;
+    let in_flight = Arc::new(Semaphore::new(limits.tcp_queries_in_flight));
+    let mut message = Vec::new();
+    let closed = loop {
+        if let Err(closed) = read_message(&mut reader, &mut message, limits.tcp_idle_timeout).await
+        {
+            break closed;
+        }
+        match handler.handle(&message, client) {
+            Step::Reply(reply) => {
+                if replies.send(reply).await.is_err() {
+                    return;
+                }
+            }
+            Step::Forward(job) => {
+                // At the per-connection bound, or the server's, stop reading until a forward
+                // finishes: the client's further queries wait in the socket buffer, not in our
+                // memory.
+                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                    return;
+                };
+                let Ok(server_permit) = Arc::clone(&shared.forwards).acquire_owned().await else {
+                    return;
+                };
+                let (handler, replies) = (handler.clone(), replies.clone());
+                tokio::spawn(async move {
+                    let reply = handler.finish_forward(job).await;
+                    // The connection may be gone by now; then the reply is dropped.
+                    let _ = replies.send(reply).await;
+                    drop((permit, server_permit));
+                });
+            }
+            Step::Drop => {}
+        }
+    };
+    debug!(peer = %client.address, ?closed, "tcp connection stops reading");
+}
+
+/// Reads one length-prefixed message (RFC 1035 §4.2.2) into `message`. The first byte may take
+/// up to `idle` to come; from then on the whole message must arrive within `idle`, so a client
+/// that sends a byte at a time cannot hold the connection much longer than that.
+async fn read_message(
+    reader: &mut OwnedReadHalf,
+    message: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<(), Closed> {
+    let mut prefix = [0u8; 2];
+    match timeout(idle, reader.read(&mut prefix[..1])).await {
+        Err(_) => return Err(Closed::Idle),
+        Ok(Ok(0)) => return Err(Closed::Eof),
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return Err(Closed::Error),
+    }
+    let deadline = Instant::now() + idle;
+    let read_rest = |result: Result<io::Result<usize>, _>| match result {
+        Err(_) => Err(Closed::SlowMessage),
+        Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => Err(Closed::Eof),
+        Ok(Err(_)) => Err(Closed::Error),
+        Ok(Ok(_)) => Ok(()),
+    };
+    read_rest(timeout_at(deadline, reader.read_exact(&mut prefix[1..])).await)?;
+    let length = usize::from(u16::from_be_bytes(prefix));
+    if length == 0 {
+        return Err(Closed::ZeroLength);
+    }
+    message.resize(length, 0);
+    read_rest(timeout_at(deadline, reader.read_exact(message)).await)
+}
+
+/// Most bytes of replies written in one go when several are ready.
+const WRITE_BATCH: usize = 16 * 1024;
+
+/// The one writer of a connection: frames each reply with its length and writes it whole,
+/// several at once when several are ready. Returns when every sender is gone, or when a write
+/// does not complete within `write_timeout` (a client that does not read) or fails.
+async fn write_replies(
+    mut writer: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    write_timeout: Duration,
+    peer: SocketAddr,
+) {
+    let mut framed = Vec::new();
+    while let Some(reply) = queue.recv().await {
+        framed.clear();
+        push_framed(&mut framed, &reply);
+        while framed.len() < WRITE_BATCH {
+            let Ok(reply) = queue.try_recv() else {
+                break;
+            };
+            push_framed(&mut framed, &reply);
+        }
+        match timeout(write_timeout, writer.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                debug!(%error, %peer, "tcp write failed");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "tcp client does not read its replies; closing");
+                return;
+            }
+        }
+    }
+    let _ = timeout(write_timeout, writer.shutdown()).await;
+}
+
+/// Appends `reply` with its two-byte length. Replies are encoded within 65535 bytes, so a
+/// longer one cannot occur; it would be skipped rather than sent with a wrong length.
+fn push_framed(framed: &mut Vec<u8>, reply: &[u8]) {
+    let Ok(length) = u16::try_from(reply.len()) else {
+        return;
+    };
+    framed.extend_from_slice(&length.to_be_bytes());
+    framed.extend_from_slice(reply);
 }

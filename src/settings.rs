@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::forward::{ForwardSettings, is_own_address, parse_resolv_conf, parse_upstream};
+use crate::limits::{ForwardAllow, Limits, RawLimits, parse_forward_allow};
 use crate::location::{ConfigError, SourceFile, resolve_relative};
 use crate::policy::Identity;
 
@@ -41,6 +42,10 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     /// Most forwarded answers cached; 0 disables the cache.
     pub cache_size: usize,
+    /// Connection counts, timeouts and queries in flight.
+    pub limits: Limits,
+    /// Clients for which names outside the zones are forwarded.
+    pub forward_allow: ForwardAllow,
 }
 
 impl Default for Settings {
@@ -54,6 +59,8 @@ impl Default for Settings {
             resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
             upstream_timeout: ForwardSettings::default().timeout,
             cache_size: ForwardSettings::default().cache_size,
+            limits: Limits::default(),
+            forward_allow: ForwardAllow::default(),
         }
     }
 }
@@ -99,6 +106,8 @@ struct RawSettings {
     resolv_conf: Option<String>,
     upstream_timeout_ms: Option<Spanned<u64>>,
     cache_size: Option<usize>,
+    limits: Option<RawLimits>,
+    forward_allow: Option<Vec<Spanned<String>>>,
 }
 
 impl Settings {
@@ -127,6 +136,12 @@ impl Settings {
         if let Some(timeout) = raw.upstream_timeout_ms {
             settings.upstream_timeout = parse_upstream_timeout(*timeout.get_ref())
                 .map_err(|message| ConfigError::one(source.locate(timeout.span()), message))?;
+        }
+        if let Some(limits) = &raw.limits {
+            limits.apply(&source, &mut settings.limits)?;
+        }
+        if let Some(forward_allow) = &raw.forward_allow {
+            settings.forward_allow = parse_forward_allow(&source, forward_allow)?;
         }
         if let Some(upstreams) = raw.upstreams {
             let mut addresses = Vec::new();
@@ -239,6 +254,53 @@ mod tests {
         assert_eq!(settings.identity.user.as_deref(), Some("bob"));
         assert_eq!(settings.identity.device, None);
         assert_eq!(settings.control, default_control_path());
+    }
+
+    #[test]
+    fn limits_and_forward_allow_from_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("settings.toml");
+        std::fs::write(
+            &path,
+            "forward_allow = [\"10.0.0.0/8\", \"::1\"]\n[limits]\nmax_tcp_connections = 8\ntcp_idle_timeout_ms = 250\n",
+        )
+        .expect("write");
+        let settings = Settings::from_file(&path).expect("valid settings");
+        assert_eq!(settings.limits.max_tcp_connections, 8);
+        assert_eq!(settings.limits.tcp_idle_timeout, Duration::from_millis(250));
+        assert_eq!(
+            settings.limits.tcp_queries_in_flight,
+            Limits::default().tcp_queries_in_flight
+        );
+        assert!(
+            settings
+                .forward_allow
+                .permits("10.9.8.7".parse().expect("literal"))
+        );
+        assert!(
+            !settings
+                .forward_allow
+                .permits("127.0.0.1".parse().expect("literal"))
+        );
+        for (text, position, words) in [
+            (
+                "[limits]\nmax_tcp_connections = 0\n",
+                ":2:23",
+                "outside 1..=65535",
+            ),
+            ("[limits]\ntcp_idle_ms = 5\n", ":2:1", "unknown field"),
+            ("forward_allow = [\"lan\"]\n", ":1:18", "invalid network"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let error = Settings::from_file(&path)
+                .expect_err("rejected")
+                .to_string();
+            assert!(
+                error.contains(&format!("settings.toml{position}")),
+                "{error}"
+            );
+            assert!(error.contains(words), "{error}");
+        }
     }
 
     #[test]

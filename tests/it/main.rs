@@ -17,6 +17,12 @@
 //!
 //! Tests run in parallel: every server has its own port, temporary directory and control socket.
 //! Nothing sends traffic anywhere but 127.0.0.0/8; endpoint addresses are only data.
+//!
+//! Robustness and supply chain: `hostile` (malformed and hostile packets over UDP and TCP, the
+//! fuzz seeds), `limits` (connection limits, timeouts, pipelining, slow clients, floods, the
+//! forwarding allow-list), `fuzz_corpus` (every fuzz corpus file through the fuzz harness, on
+//! stable), `supply_chain` (lockfiles against known advisories, offline); `wire` has the raw
+//! UDP/TCP helpers they share.
 
 mod support;
 
@@ -25,8 +31,13 @@ mod check;
 mod control;
 mod failover;
 mod forwarding;
+mod fuzz_corpus;
+mod hostile;
+mod limits;
 mod not_owned;
 mod os_resolver;
 mod policy;
 mod reload;
+mod supply_chain;
 mod truncation;
+mod wire;

@@ -247,6 +247,16 @@ impl Server {
         address.port()
     }
 
+    /// Every address the server announced (`listening on udp+tcp ADDR`), in `--listen` order;
+    /// the first is the harness's own.
+    pub fn listen_addresses(&self) -> Vec<SocketAddr> {
+        self.stdout
+            .iter()
+            .filter_map(|line| line.strip_prefix("listening on udp+tcp "))
+            .filter_map(|address| address.parse().ok())
+            .collect()
+    }
+
     /// The startup line that says where names outside the zones go.
     pub fn forwarding_line(&self) -> &str {
         self.stdout
