@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
@@ -17,7 +18,8 @@ use toml::Spanned;
 use crate::location::{ConfigError, Diagnostic, Location, SourceFile};
 use crate::policy::{Policy, Source};
 use crate::zones::{
-    Destination, DestinationId, DestinationKind, Endpoint, SharedName, SoaValues, Zone, ZoneData,
+    Destination, DestinationId, DestinationKind, Endpoint, ProbeSpec, SharedName, SoaValues, Zone,
+    ZoneData,
 };
 
 /// Largest answer TTL accepted for shared names: answers must stay fresh (design.md).
@@ -80,6 +82,8 @@ struct RawAsset {
     addresses: Vec<Spanned<String>>,
     #[serde(default)]
     names: Vec<Spanned<String>>,
+    #[serde(default)]
+    probe: Option<Spanned<RawProbe>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +94,8 @@ struct RawVirtualAsset {
     addresses: Vec<Spanned<String>>,
     #[serde(default)]
     names: Vec<Spanned<String>>,
+    #[serde(default)]
+    probe: Option<Spanned<RawProbe>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +106,21 @@ struct RawSubnet {
     cidr: Spanned<String>,
     #[serde(default)]
     hosts: Vec<RawHost>,
+    #[serde(default)]
+    probe: Option<Spanned<RawProbe>>,
+}
+
+/// An active probe: TCP connect to `port` on every endpoint address of the destination.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    port: u16,
+    #[serde(default)]
+    interval_ms: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    jitter_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +227,39 @@ pub fn parse_name(text: &str) -> Result<Name, String> {
 
 /// An endpoint with its configuration-order key: (destination kind rank, declaration order).
 type RankedEndpoint = (u8, usize, Endpoint);
+
+/// Validates a probe: a port, an interval of at least 100 ms (default 5 s), a timeout shorter
+/// than the interval (default 1 s) and a jitter below the interval (default 0).
+fn probe_spec(raw: &RawProbe) -> Result<ProbeSpec, String> {
+    if raw.port == 0 {
+        return Err("probe port must be 1-65535".to_string());
+    }
+    let interval = Duration::from_millis(raw.interval_ms.unwrap_or(5_000));
+    let timeout = Duration::from_millis(
+        raw.timeout_ms
+            .unwrap_or(1_000)
+            .min(interval.as_millis() as u64),
+    );
+    let jitter = Duration::from_millis(raw.jitter_ms.unwrap_or(0));
+    if interval < Duration::from_millis(100) {
+        return Err(format!(
+            "probe interval_ms {} is below 100",
+            interval.as_millis()
+        ));
+    }
+    if timeout.is_zero() {
+        return Err("probe timeout_ms must be above 0".to_string());
+    }
+    if jitter >= interval {
+        return Err("probe jitter_ms must be below interval_ms".to_string());
+    }
+    Ok(ProbeSpec {
+        port: raw.port,
+        interval,
+        timeout,
+        jitter,
+    })
+}
 
 #[derive(Default)]
 struct Builder {
@@ -356,7 +410,16 @@ impl Builder {
         at: &Located<'_>,
         id: &Spanned<String>,
         kind: DestinationKind,
+        probe: Option<&Spanned<RawProbe>>,
     ) -> Option<DestinationId> {
+        let probe = match probe.map(|p| (p.span(), probe_spec(p.get_ref()))) {
+            None => None,
+            Some((_, Ok(spec))) => Some(spec),
+            Some((span, Err(message))) => {
+                self.error(at.at(span), message);
+                return None;
+            }
+        };
         let location = at.at(id.span());
         let text = id.get_ref().trim();
         if text.is_empty() {
@@ -375,6 +438,7 @@ impl Builder {
             id: text.to_string(),
             kind,
             location,
+            probe,
         });
         Some(destination)
     }
@@ -423,7 +487,7 @@ impl Builder {
             RawAssetKind::Gateway => DestinationKind::GatewayAsset,
         };
         let addresses = self.addresses(at, &raw.addresses);
-        let Some(id) = self.add_destination(at, &raw.id, kind) else {
+        let Some(id) = self.add_destination(at, &raw.id, kind, raw.probe.as_ref()) else {
             return;
         };
         if !raw.names.is_empty() && raw.addresses.is_empty() {
@@ -445,7 +509,7 @@ impl Builder {
         }
         let Some(gateway) = gateway else { return };
         let kind = DestinationKind::VirtualAsset { gateway };
-        let Some(id) = self.add_destination(at, &raw.id, kind) else {
+        let Some(id) = self.add_destination(at, &raw.id, kind, raw.probe.as_ref()) else {
             return;
         };
         for name in &raw.names {
@@ -469,7 +533,7 @@ impl Builder {
             return;
         };
         let kind = DestinationKind::Subnet { gateway, cidr };
-        let Some(id) = self.add_destination(at, &raw.id, kind) else {
+        let Some(id) = self.add_destination(at, &raw.id, kind, raw.probe.as_ref()) else {
             return;
         };
         for host in &raw.hosts {

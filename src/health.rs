@@ -158,6 +158,31 @@ impl HealthTable {
     pub fn clear(&self) {
         self.inner.entries.clear();
     }
+
+    /// Every address with a report, and what is known about it (for saving the table).
+    pub fn entries(&self) -> Vec<(IpAddr, EndpointHealth)> {
+        self.inner
+            .entries
+            .iter()
+            .map(|entry| (*entry.key(), *entry.value()))
+            .collect()
+    }
+
+    /// Puts saved entries back (at start, before any report). Later reports are ordered after
+    /// every restored one.
+    pub fn restore(&self, entries: impl IntoIterator<Item = (IpAddr, EndpointHealth)>) {
+        let mut highest = 0;
+        for (address, health) in entries {
+            for stamp in [health.last_success, health.last_failure]
+                .into_iter()
+                .flatten()
+            {
+                highest = highest.max(stamp.sequence);
+            }
+            self.inner.entries.insert(address, health);
+        }
+        self.inner.sequence.fetch_max(highest, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
