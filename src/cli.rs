@@ -37,6 +37,19 @@ pub struct Cli {
     /// Options for serving when no command is given.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Log line format on stderr (the filter comes from RUST_LOG; default info when serving:
+    /// one line per state change and per error, none per query).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// The subcommands.
