@@ -13,9 +13,8 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
 use serde::Deserialize;
-use toml::Spanned;
 
-use crate::location::{ConfigError, Diagnostic, Location, SourceFile};
+use crate::location::{ConfigError, Diagnostic, Located, Location, SourceFile};
 use crate::policy::{Policy, Source};
 use crate::zones::{
     Destination, DestinationId, DestinationKind, Endpoint, ProbeSpec, SharedName, SoaValues, Zone,
@@ -47,9 +46,9 @@ struct RawFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawZone {
-    origin: Spanned<String>,
+    origin: Located<String>,
     #[serde(default)]
-    ttl: Option<Spanned<u32>>,
+    ttl: Option<Located<u32>>,
     #[serde(default)]
     soa: RawSoa,
 }
@@ -57,13 +56,13 @@ struct RawZone {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSoa {
-    mname: Option<Spanned<String>>,
-    rname: Option<Spanned<String>>,
+    mname: Option<Located<String>>,
+    rname: Option<Located<String>>,
     serial: Option<u32>,
     refresh: Option<i32>,
     retry: Option<i32>,
     expire: Option<i32>,
-    minimum: Option<Spanned<u32>>,
+    minimum: Option<Located<u32>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -76,38 +75,38 @@ enum RawAssetKind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAsset {
-    id: Spanned<String>,
+    id: Located<String>,
     kind: RawAssetKind,
     #[serde(default)]
-    addresses: Vec<Spanned<String>>,
+    addresses: Vec<Located<String>>,
     #[serde(default)]
-    names: Vec<Spanned<String>>,
+    names: Vec<Located<String>>,
     #[serde(default)]
-    probe: Option<Spanned<RawProbe>>,
+    probe: Option<Located<RawProbe>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVirtualAsset {
-    id: Spanned<String>,
-    gateway: Spanned<String>,
-    addresses: Vec<Spanned<String>>,
+    id: Located<String>,
+    gateway: Located<String>,
+    addresses: Vec<Located<String>>,
     #[serde(default)]
-    names: Vec<Spanned<String>>,
+    names: Vec<Located<String>>,
     #[serde(default)]
-    probe: Option<Spanned<RawProbe>>,
+    probe: Option<Located<RawProbe>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSubnet {
-    id: Spanned<String>,
-    gateway: Spanned<String>,
-    cidr: Spanned<String>,
+    id: Located<String>,
+    gateway: Located<String>,
+    cidr: Located<String>,
     #[serde(default)]
     hosts: Vec<RawHost>,
     #[serde(default)]
-    probe: Option<Spanned<RawProbe>>,
+    probe: Option<Located<RawProbe>>,
 }
 
 /// An active probe: TCP connect to `port` on every endpoint address of the destination.
@@ -126,18 +125,18 @@ struct RawProbe {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHost {
-    name: Spanned<String>,
-    address: Spanned<String>,
+    name: Located<String>,
+    address: Located<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
-    id: Spanned<String>,
+    id: Located<String>,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
-    sources: Vec<Spanned<String>>,
-    destinations: Vec<Spanned<String>>,
+    sources: Vec<Located<String>>,
+    destinations: Vec<Located<String>>,
 }
 
 fn enabled_by_default() -> bool {
@@ -163,7 +162,10 @@ pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         })?;
         let path = entry.path();
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
+        let zone_data = path
+            .extension()
+            .is_some_and(|ext| ext == "toml" || ext == "json");
+        if !hidden && zone_data && path.is_file() {
             files.push(path);
         }
     }
@@ -195,7 +197,7 @@ pub fn load_zone_sources(sources: &[SourceFile]) -> Result<ZoneData, ConfigError
     let mut parsed = Vec::new();
     let mut diagnostics = Vec::new();
     for source in sources {
-        match source.parse_toml::<RawFile>() {
+        match source.parse::<RawFile>() {
             Ok(raw) => parsed.push((source, raw)),
             Err(error) => diagnostics.extend(error.diagnostics),
         }
@@ -272,13 +274,13 @@ struct Builder {
     declaration: usize,
 }
 
-struct Located<'a> {
+struct FileContext<'a> {
     source: &'a SourceFile,
 }
 
-impl Located<'_> {
-    fn at(&self, span: Range<usize>) -> Location {
-        self.source.locate(span)
+impl FileContext<'_> {
+    fn at(&self, span: Option<Range<usize>>) -> Location {
+        self.source.locate_optional(span)
     }
 }
 
@@ -292,7 +294,7 @@ impl Builder {
 
     fn build(&mut self, files: &[(&SourceFile, RawFile)]) {
         for (source, raw) in files {
-            let at = Located { source };
+            let at = FileContext { source };
             for zone in &raw.zone {
                 self.add_zone(&at, zone);
             }
@@ -300,13 +302,13 @@ impl Builder {
         // Assets first so that virtual assets and subnets can name a gateway declared in any
         // file.
         for (source, raw) in files {
-            let at = Located { source };
+            let at = FileContext { source };
             for asset in &raw.asset {
                 self.add_asset(&at, asset);
             }
         }
         for (source, raw) in files {
-            let at = Located { source };
+            let at = FileContext { source };
             for virtual_asset in &raw.virtual_asset {
                 self.add_virtual_asset(&at, virtual_asset);
             }
@@ -315,7 +317,7 @@ impl Builder {
             }
         }
         for (source, raw) in files {
-            let at = Located { source };
+            let at = FileContext { source };
             for policy in &raw.policy {
                 self.add_policy(&at, policy);
             }
@@ -323,7 +325,7 @@ impl Builder {
         self.finish_names();
     }
 
-    fn add_zone(&mut self, at: &Located<'_>, raw: &RawZone) {
+    fn add_zone(&mut self, at: &FileContext<'_>, raw: &RawZone) {
         let location = at.at(raw.origin.span());
         let origin = match parse_name(raw.origin.get_ref()) {
             Ok(origin) => origin,
@@ -379,8 +381,8 @@ impl Builder {
 
     fn soa_name(
         &mut self,
-        at: &Located<'_>,
-        raw: Option<&Spanned<String>>,
+        at: &FileContext<'_>,
+        raw: Option<&Located<String>>,
         origin: &Name,
         default_label: &str,
     ) -> Option<Name> {
@@ -407,10 +409,10 @@ impl Builder {
 
     fn add_destination(
         &mut self,
-        at: &Located<'_>,
-        id: &Spanned<String>,
+        at: &FileContext<'_>,
+        id: &Located<String>,
         kind: DestinationKind,
-        probe: Option<&Spanned<RawProbe>>,
+        probe: Option<&Located<RawProbe>>,
     ) -> Option<DestinationId> {
         let probe = match probe.map(|p| (p.span(), probe_spec(p.get_ref()))) {
             None => None,
@@ -443,7 +445,11 @@ impl Builder {
         Some(destination)
     }
 
-    fn gateway(&mut self, at: &Located<'_>, reference: &Spanned<String>) -> Option<DestinationId> {
+    fn gateway(
+        &mut self,
+        at: &FileContext<'_>,
+        reference: &Located<String>,
+    ) -> Option<DestinationId> {
         let location = at.at(reference.span());
         let text = reference.get_ref();
         let Some((id, _)) = self.destination_ids.get(text.as_str()) else {
@@ -466,7 +472,7 @@ impl Builder {
         Some(id)
     }
 
-    fn address(&mut self, at: &Located<'_>, raw: &Spanned<String>) -> Option<IpAddr> {
+    fn address(&mut self, at: &FileContext<'_>, raw: &Located<String>) -> Option<IpAddr> {
         match raw.get_ref().parse::<IpAddr>() {
             Ok(address) => Some(address),
             Err(_) => {
@@ -477,11 +483,11 @@ impl Builder {
         }
     }
 
-    fn addresses(&mut self, at: &Located<'_>, raw: &[Spanned<String>]) -> Vec<IpAddr> {
+    fn addresses(&mut self, at: &FileContext<'_>, raw: &[Located<String>]) -> Vec<IpAddr> {
         raw.iter().filter_map(|a| self.address(at, a)).collect()
     }
 
-    fn add_asset(&mut self, at: &Located<'_>, raw: &RawAsset) {
+    fn add_asset(&mut self, at: &FileContext<'_>, raw: &RawAsset) {
         let kind = match raw.kind {
             RawAssetKind::Primary => DestinationKind::PrimaryAsset,
             RawAssetKind::Gateway => DestinationKind::GatewayAsset,
@@ -501,7 +507,7 @@ impl Builder {
         }
     }
 
-    fn add_virtual_asset(&mut self, at: &Located<'_>, raw: &RawVirtualAsset) {
+    fn add_virtual_asset(&mut self, at: &FileContext<'_>, raw: &RawVirtualAsset) {
         let gateway = self.gateway(at, &raw.gateway);
         let addresses = self.addresses(at, &raw.addresses);
         if raw.addresses.is_empty() {
@@ -519,7 +525,7 @@ impl Builder {
         }
     }
 
-    fn add_subnet(&mut self, at: &Located<'_>, raw: &RawSubnet) {
+    fn add_subnet(&mut self, at: &FileContext<'_>, raw: &RawSubnet) {
         let gateway = self.gateway(at, &raw.gateway);
         let cidr = match raw.cidr.get_ref().parse::<IpNet>() {
             Ok(cidr) => Some(cidr),
@@ -551,8 +557,8 @@ impl Builder {
 
     fn add_endpoint(
         &mut self,
-        at: &Located<'_>,
-        raw_name: &Spanned<String>,
+        at: &FileContext<'_>,
+        raw_name: &Located<String>,
         destination: DestinationId,
         address: IpAddr,
     ) {
@@ -602,7 +608,7 @@ impl Builder {
             .map(|(index, _)| index)
     }
 
-    fn add_policy(&mut self, at: &Located<'_>, raw: &RawPolicy) {
+    fn add_policy(&mut self, at: &FileContext<'_>, raw: &RawPolicy) {
         let location = at.at(raw.id.span());
         let id = raw.id.get_ref().trim().to_string();
         if id.is_empty() {
@@ -766,6 +772,90 @@ names = ["APP.internal."]
                 "expected data.toml:{position} for {text:?}, got {rendered}"
             );
             assert!(rendered.contains(word), "expected {word:?} in {rendered}");
+        }
+    }
+
+    #[test]
+    fn json_pushed_by_a_console_loads_like_toml() {
+        let json = r#"{
+  "zone": [{"origin": "internal", "ttl": 7}],
+  "asset": [
+    {"id": "gw", "kind": "gateway", "addresses": ["100.64.0.9"]},
+    {"id": "app-host", "kind": "primary", "addresses": ["100.64.0.1"], "names": ["app.internal"]}
+  ],
+  "virtual_asset": [{"id": "va", "gateway": "gw", "addresses": ["10.1.0.5"], "names": ["app.internal"],
+                     "probe": {"port": 443, "interval_ms": 1000}}],
+  "policy": [{"id": "p", "sources": ["*"], "destinations": ["app-host", "va"]}]
+}"#;
+        let data = load_zone_sources(&[source("console.json", json)]).expect("valid JSON loads");
+        assert_eq!(data.zones[0].answer_ttl, 7);
+        let addresses: Vec<String> = data.names[0]
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
+        assert_eq!(addresses, ["100.64.0.1", "10.1.0.5"]);
+        assert_eq!(data.destinations[2].probe.map(|p| p.port), Some(443));
+
+        let syntax =
+            load_zone_sources(&[source("bad.json", "{\n  \"zone\": [\n    {\"origin\": }\n")])
+                .expect_err("syntax error");
+        assert!(syntax.to_string().starts_with("bad.json:3:"), "{syntax}");
+        let unknown = load_zone_sources(&[source(
+            "bad.json",
+            "{\"zone\": [{\"origin\": \"x\", \"colour\": 1}]}",
+        )])
+        .expect_err("unknown field");
+        assert!(unknown.to_string().starts_with("bad.json:1:"), "{unknown}");
+        assert!(
+            unknown.to_string().contains("unknown field `colour`"),
+            "{unknown}"
+        );
+        let semantic = load_zone_sources(&[source(
+            "bad.json",
+            "{\"policy\": [{\"id\": \"p\", \"sources\": [\"*\"], \"destinations\": [\"nope\"]}]}",
+        )])
+        .expect_err("unknown destination");
+        assert!(
+            semantic
+                .to_string()
+                .starts_with("bad.json: unknown destination"),
+            "{semantic}"
+        );
+    }
+
+    #[test]
+    fn probe_settings_are_validated_table() {
+        let cases = [
+            ("probe = { port = 443 }", None),
+            (
+                "probe = { port = 443, interval_ms = 50 }",
+                Some("below 100"),
+            ),
+            ("probe = { port = 0 }", Some("1-65535")),
+            (
+                "probe = { port = 80, interval_ms = 1000, jitter_ms = 1000 }",
+                Some("jitter_ms"),
+            ),
+            ("probe = { port = 80, colour = 1 }", Some("unknown field")),
+        ];
+        for (probe, expected) in cases {
+            let text = format!(
+                "[[asset]]\nid = \"a\"\nkind = \"primary\"\naddresses = [\"10.0.0.1\"]\nnames = [\"a.internal\"]\n{probe}\n"
+            );
+            match (load(&text), expected) {
+                (Ok(data), None) => {
+                    let spec = data.destinations[0].probe.expect("probe kept");
+                    assert_eq!(spec.interval, Duration::from_secs(5));
+                    assert_eq!(spec.timeout, Duration::from_secs(1));
+                }
+                (Err(error), Some(words)) => {
+                    let error = error.to_string();
+                    assert!(error.starts_with("data.toml:6:"), "{error}");
+                    assert!(error.contains(words), "{error}");
+                }
+                (result, expected) => panic!("{probe}: {result:?}, expected {expected:?}"),
+            }
         }
     }
 
