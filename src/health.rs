@@ -54,6 +54,8 @@ pub struct EndpointHealth {
     pub consecutive_failures: u32,
     /// RTT of the last report that carried one.
     pub last_rtt: Option<Duration>,
+    /// When the endpoint entered its current state (the report that changed it).
+    pub state_since: Option<Stamp>,
 }
 
 /// The state an endpoint is in, derived from its reports.
@@ -86,6 +88,7 @@ impl EndpointHealth {
     }
 
     fn apply(&mut self, report: &Report, stamp: Stamp) {
+        let previous = self.state();
         match report.outcome {
             Outcome::Success => {
                 self.last_success = Some(stamp);
@@ -98,6 +101,9 @@ impl EndpointHealth {
         }
         if report.rtt.is_some() {
             self.last_rtt = report.rtt;
+        }
+        if self.state() != previous {
+            self.state_since = Some(stamp);
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod events;
+pub mod explain;
 pub mod feed;
 pub mod forward;
 pub mod handler;

@@ -36,6 +36,8 @@ struct SavedEndpoint {
     last_failure: Option<SavedStamp>,
     consecutive_failures: u32,
     last_rtt_ms: Option<f64>,
+    #[serde(default)]
+    state_since: Option<SavedStamp>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,6 +97,7 @@ pub fn save(health: &HealthTable, path: &Path) -> Result<usize, PersistError> {
             last_failure: save_stamp(h.last_failure),
             consecutive_failures: h.consecutive_failures,
             last_rtt_ms: h.last_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+            state_since: save_stamp(h.state_since),
         })
         .collect();
     endpoints.sort_by_key(|e| e.address);
@@ -166,6 +169,7 @@ pub fn restore(
                 last_failure: load_stamp(saved.last_failure),
                 consecutive_failures: saved.consecutive_failures,
                 last_rtt,
+                state_since: load_stamp(saved.state_since),
             },
         )
     }));
