@@ -61,7 +61,6 @@ pub fn explain(
     let policies = &snapshot.zones.data().policies;
     let ordered = snapshot.answer_order(shared, health);
     let mut endpoints = Vec::new();
-    let mut seen: Vec<IpAddr> = Vec::new();
     let describe = |address: IpAddr, destination: DestinationId, position: Option<usize>| {
         let health = health.get(address);
         let (id, kind) = snapshot
@@ -93,7 +92,6 @@ pub fn explain(
         }
     };
     for (place, ordered) in ordered.iter().enumerate() {
-        seen.push(ordered.endpoint.address);
         endpoints.push(describe(
             ordered.endpoint.address,
             ordered.endpoint.destination,
@@ -105,7 +103,6 @@ pub fn explain(
             continue;
         }
         endpoints.push(describe(endpoint.address, endpoint.destination, None));
-        seen.push(endpoint.address);
     }
     let identity = &snapshot.identity;
     Some(Explanation {
