@@ -1,10 +1,12 @@
-//! The command line: `serve` (the default), `check`, `report` and `status`, and what each does.
+//! The command line: `serve` (the default), `check`, `report`, `status` and `reload`, and what
+//! each does.
 //! The binary only parses this and calls [`run`].
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
@@ -19,6 +21,7 @@ use crate::handler::Handler;
 use crate::health::{HealthTable, Outcome};
 use crate::location::ConfigError;
 use crate::policy::partial_grants;
+use crate::reload::{Reloader, start_triggers};
 use crate::settings::{Settings, parse_listen, parse_upstream_timeout};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::status::render_text;
@@ -64,6 +67,10 @@ pub enum Command {
     Report(ReportArgs),
     /// Show every shared name with its current answer order and each endpoint's health.
     Status(StatusArgs),
+    /// Make the running server re-read its settings and zone files. Exit 1 with
+    /// file:line:column for each problem when the new configuration is rejected (the last good
+    /// one keeps serving).
+    Reload(ControlArgs),
 }
 
 /// Where settings and zone data come from, and who this client is.
@@ -232,10 +239,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Report(args)) => report(&args),
         Some(Command::Status(args)) => status(&args),
+        Some(Command::Reload(args)) => reload(&args),
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
+/// The settings to serve with: defaults, the settings file, then every flag. A reload calls
+/// this again, so flags keep overriding the file.
+pub fn serve_settings(args: &ServeArgs) -> Result<Settings, ConfigError> {
     let mut settings = args.config.settings()?;
     if !args.listen.is_empty() {
         settings.listen = args.listen.clone();
@@ -255,6 +265,11 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     if let Some(cache_size) = args.cache_size {
         settings.cache_size = cache_size;
     }
+    Ok(settings)
+}
+
+async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
+    let settings = serve_settings(&args)?;
     let data = load_zone_dir(&settings.zones_dir)?;
     let (forward_settings, notes) = settings.forward_settings();
     for note in notes {
@@ -266,11 +281,15 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
         snapshot.zones.data().zones.len(),
         snapshot.zones.data().names.len(),
     );
-    let handler = Handler::new(
-        SharedSnapshot::new(snapshot),
-        HealthTable::new(),
-        forwarder.clone(),
+    let (snapshot, health) = (SharedSnapshot::new(snapshot), HealthTable::new());
+    let reload_args = args.clone();
+    let reloader = Reloader::new(
+        snapshot.clone(),
+        health.clone(),
+        settings.clone(),
+        Arc::new(move || serve_settings(&reload_args)),
     );
+    let handler = Handler::new(snapshot, health, forwarder.clone()).with_reloader(reloader.clone());
     let mut listeners = Vec::new();
     for &address in &settings.listen {
         let listener = crate::server::bind(address)
@@ -280,6 +299,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     }
     let control = ControlSocket::bind(&settings.control)?;
     let shutdown = shutdown_signal()?;
+    let reload_triggers = start_triggers(&reloader, args.config.config.as_deref())?;
     let mut out = std::io::stdout().lock();
     for listener in &listeners {
         writeln!(out, "listening on udp+tcp {}", listener.local_addr()?)?;
@@ -307,6 +327,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     drop(out);
     info!(zones = zone_count, names = name_count, "serving");
     crate::server::run(handler, listeners, Some(control), shutdown).await;
+    drop(reload_triggers);
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -457,4 +478,35 @@ fn status(args: &StatusArgs) -> Result<ExitCode, CommandError> {
         )?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn reload(args: &ControlArgs) -> Result<ExitCode, CommandError> {
+    let path = args.path()?;
+    match crate::control::request(&path, &ControlRequest::Reload {}) {
+        Ok(ControlReply::Reloaded {
+            generation,
+            zones,
+            names,
+            restart_needed,
+        }) => {
+            for setting in &restart_needed {
+                eprintln!(
+                    "warning: {setting} changed in the settings file; it takes effect after a restart"
+                );
+            }
+            println!("reloaded: generation {generation}, {names} shared names in {zones} zones");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(other) => {
+            Err(ControlError::BadReply(serde_json::to_string(&other).unwrap_or_default()).into())
+        }
+        Err(ControlError::Rejected(error)) => {
+            for line in error.lines() {
+                eprintln!("{line}");
+            }
+            eprintln!("reload failed: still serving the last good configuration");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => Err(error.into()),
+    }
 }

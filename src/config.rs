@@ -161,16 +161,21 @@ pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
             )
         })?;
         let path = entry.path();
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        let zone_data = path
-            .extension()
-            .is_some_and(|ext| ext == "toml" || ext == "json");
-        if !hidden && zone_data && path.is_file() {
+        if is_zone_file_name(&entry.file_name()) && path.is_file() {
             files.push(path);
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// Whether a file in the zones directory is read as zone data by its name: `*.toml` or `*.json`
+/// (as a console pushes it), not hidden. The reload watcher uses the same rule to tell which
+/// changes matter.
+pub fn is_zone_file_name(name: &std::ffi::OsStr) -> bool {
+    let name = Path::new(name);
+    let hidden = name.to_string_lossy().starts_with('.');
+    !hidden && name.extension().is_some_and(|ext| ext == "toml" || ext == "json")
 }
 
 /// Loads and validates every zone file in `dir`.

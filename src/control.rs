@@ -5,7 +5,10 @@
 //! Protocol: one JSON object per line each way.
 //! - `{"op":"report","address":"10.0.0.1","outcome":"failure","rtt_ms":12.5}` →
 //!   `{"reply":"reported","address":"10.0.0.1","state":"down","consecutive_failures":1,"names":["app.internal."]}`
-//! - `{"op":"status"}` → `{"reply":"status","names":[...]}`
+//! - `{"op":"status"}` → `{"reply":"status","names":[...],"config":{...}}`
+//! - `{"op":"reload"}` → `{"reply":"reloaded","generation":2,"zones":1,"names":5,"restart_needed":[]}`
+//!   once the new configuration serves, or an error reply naming FILE:LINE:COLUMN of each problem
+//!   while the last good configuration keeps serving.
 //! - anything else → `{"reply":"error","error":"..."}`; the connection stays open.
 
 use std::io::{BufRead, BufReader, Write};
@@ -21,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::handler::Handler;
 use crate::health::{Outcome, Report, State};
+use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
 use crate::status::{StatusReport, status_report};
 
 /// Longest request line accepted; a longer one gets an error reply and the connection closes.
@@ -42,6 +46,8 @@ pub enum ControlRequest {
     },
     /// Every shared name with its answer order and endpoint health.
     Status {},
+    /// Re-read the settings and zone files and swap the new configuration in.
+    Reload {},
 }
 
 /// A reply on the control socket.
@@ -61,6 +67,17 @@ pub enum ControlReply {
     },
     /// The status of every shared name.
     Status(StatusReport),
+    /// The new configuration is serving.
+    Reloaded {
+        /// Its generation (1 is the configuration loaded at startup).
+        generation: u64,
+        /// Owned zones.
+        zones: usize,
+        /// Shared names.
+        names: usize,
+        /// Settings that changed but keep their running value until a restart.
+        restart_needed: Vec<String>,
+    },
     /// The request was not understood or not accepted.
     Error {
         /// What was wrong.
@@ -222,7 +239,7 @@ async fn serve_connection(stream: UnixStream, handler: Handler) {
             Ok(_) if too_long => ControlReply::Error {
                 error: format!("request line longer than {MAX_LINE_BYTES} bytes"),
             },
-            Ok(_) => handle_line(&line, &handler),
+            Ok(_) => respond(&line, &handler).await,
             Err(error) => {
                 debug!(%error, "control connection read failed");
                 return;
@@ -236,25 +253,57 @@ async fn serve_connection(stream: UnixStream, handler: Handler) {
     }
 }
 
+/// Handles one request line on the socket: like [`handle_line`], except that a reload runs on
+/// the blocking pool so the runtime's workers keep answering queries while it loads.
+async fn respond(line: &[u8], handler: &Handler) -> ControlReply {
+    match parse_line(line) {
+        Ok(ControlRequest::Reload {}) => reload_reply(match handler.reloader() {
+            Some(reloader) => reloader.reload(Trigger::Control).await,
+            None => Err(ReloadError::Unavailable),
+        }),
+        Ok(request) => handle_request(request, handler),
+        Err(reply) => reply,
+    }
+}
+
 /// Handles one request line (the part of the protocol that does not touch the socket).
 pub fn handle_line(line: &[u8], handler: &Handler) -> ControlReply {
+    match parse_line(line) {
+        Ok(request) => handle_request(request, handler),
+        Err(reply) => reply,
+    }
+}
+
+/// Parses one request line, or says what is wrong with it.
+fn parse_line(line: &[u8]) -> Result<ControlRequest, ControlReply> {
     let text = match std::str::from_utf8(line) {
         Ok(text) => text.trim(),
         Err(_) => {
-            return ControlReply::Error {
+            return Err(ControlReply::Error {
                 error: "request is not UTF-8".to_string(),
-            };
+            });
         }
     };
     if text.is_empty() {
-        return ControlReply::Error {
+        return Err(ControlReply::Error {
             error: "empty request line".to_string(),
-        };
+        });
     }
-    match serde_json::from_str::<ControlRequest>(text) {
-        Ok(request) => handle_request(request, handler),
+    serde_json::from_str::<ControlRequest>(text).map_err(|error| ControlReply::Error {
+        error: format!("invalid request: {error}"),
+    })
+}
+
+fn reload_reply(outcome: Result<ReloadSummary, ReloadError>) -> ControlReply {
+    match outcome {
+        Ok(summary) => ControlReply::Reloaded {
+            generation: summary.generation,
+            zones: summary.zones,
+            names: summary.names,
+            restart_needed: summary.restart_needed,
+        },
         Err(error) => ControlReply::Error {
-            error: format!("invalid request: {error}"),
+            error: error.to_string(),
         },
     }
 }
@@ -301,8 +350,16 @@ pub fn handle_request(request: ControlRequest, handler: &Handler) -> ControlRepl
         }
         ControlRequest::Status {} => {
             let snapshot = handler.snapshot().load();
-            ControlReply::Status(status_report(&snapshot, handler.health()))
+            let mut report = status_report(&snapshot, handler.health());
+            report.config = handler.reloader().map(Reloader::config_status);
+            ControlReply::Status(report)
         }
+        // Blocks the calling thread while the files load; the socket server takes the async
+        // path in `respond` instead.
+        ControlRequest::Reload {} => reload_reply(match handler.reloader() {
+            Some(reloader) => reloader.reload_blocking(Trigger::Control),
+            None => Err(ReloadError::Unavailable),
+        }),
     }
 }
 
@@ -354,6 +411,8 @@ mod tests {
                 true,
             ),
             (r#"{"op":"status","extra":1}"#, false),
+            (r#"{"op":"reload"}"#, true),
+            (r#"{"op":"reload","force":true}"#, false),
             (
                 r#"{"op":"report","address":"10.0.0.1","outcome":"success","x":1}"#,
                 false,

@@ -9,6 +9,7 @@ use tracing::debug;
 use crate::answer::{self, Decision, Transport};
 use crate::forward::Forwarder;
 use crate::health::HealthTable;
+use crate::reload::Reloader;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::zones::Lookup;
 
@@ -19,6 +20,9 @@ pub struct Handler {
     snapshot: SharedSnapshot,
     health: HealthTable,
     forwarder: Forwarder,
+    /// How the control socket reloads the configuration; `None` for an embedder that swaps
+    /// snapshots itself.
+    reloader: Option<Reloader>,
 }
 
 /// What the synchronous part of the request path decided.
@@ -60,7 +64,21 @@ impl Handler {
             snapshot,
             health,
             forwarder,
+            reloader: None,
         }
+    }
+
+    /// The same handler, with `reloader` serving the control socket's `reload` and the
+    /// configuration part of `status`.
+    #[must_use]
+    pub fn with_reloader(mut self, reloader: Reloader) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// The reloader, when there is one.
+    pub fn reloader(&self) -> Option<&Reloader> {
+        self.reloader.as_ref()
     }
 
     /// The snapshot handle (for reload and status).

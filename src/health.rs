@@ -189,6 +189,18 @@ impl HealthTable {
         }
         self.inner.sequence.fetch_max(highest, Ordering::Relaxed);
     }
+
+    /// Forgets the addresses for which `is_endpoint` is false and returns how many were
+    /// dropped. A reload calls it after swapping in a new configuration, so health survives
+    /// for addresses that are still some endpoint's and the table does not grow with every
+    /// address that was ever configured.
+    pub fn retain_endpoints(&self, is_endpoint: impl Fn(IpAddr) -> bool) -> usize {
+        let before = self.inner.entries.len();
+        self.inner
+            .entries
+            .retain(|address, _| is_endpoint(*address));
+        before.saturating_sub(self.inner.entries.len())
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +247,21 @@ mod tests {
         table.report(first);
         let health = table.report(report(1, Outcome::Failure));
         assert_eq!(health.last_rtt, Some(Duration::from_millis(12)));
+    }
+
+    #[test]
+    fn retain_endpoints_keeps_health_of_addresses_still_configured() {
+        let table = HealthTable::new();
+        table.report(report(1, Outcome::Failure));
+        table.report(report(2, Outcome::Success));
+        let kept = report(1, Outcome::Success).address;
+        let dropped = table.retain_endpoints(|address| address == kept);
+        assert_eq!(dropped, 1);
+        assert_eq!(table.get(kept).state(), State::Down);
+        assert_eq!(
+            table.get(report(2, Outcome::Success).address).state(),
+            State::Unknown
+        );
     }
 
     #[test]

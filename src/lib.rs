@@ -12,6 +12,8 @@
 //! ```
 //!
 //! `policy`, `answer` and `zones` are pure; `server` and `control` are the only socket I/O.
+//! `reload` rebuilds the snapshot whole (on a file change, `SIGHUP` or a control request) and
+//! swaps it in, or keeps the old one when the new configuration is invalid.
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod persist;
 pub mod policy;
 pub mod probe;
+pub mod reload;
 pub mod server;
 pub mod settings;
 pub mod snapshot;

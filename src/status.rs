@@ -15,6 +15,34 @@ use crate::snapshot::Snapshot;
 pub struct StatusReport {
     /// Shared names, in zone-data order.
     pub names: Vec<NameStatus>,
+    /// Which configuration is serving and whether the last reload failed; absent when the
+    /// server has no reloader (an embedder that swaps snapshots itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigStatus>,
+}
+
+/// The configuration in force and the outcome of the last reload, so a failed reload is visible
+/// until a good one replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    /// Counts successful loads: 1 for the configuration loaded at startup.
+    pub generation: u64,
+    /// When the configuration in force was loaded, milliseconds since the Unix epoch.
+    pub loaded_at_unix_ms: u64,
+    /// The last reload's error (`FILE:LINE:COLUMN: message`, one line per problem) while the
+    /// last good configuration keeps serving; `None` once a reload succeeded.
+    pub last_error: Option<String>,
+    /// When that reload failed, milliseconds since the Unix epoch.
+    pub last_error_at_unix_ms: Option<u64>,
+    /// Settings that changed in the settings file but only take effect after a restart.
+    #[serde(default)]
+    pub restart_needed: Vec<String>,
+}
+
+/// Milliseconds since the Unix epoch (0 before it, saturating far after it).
+pub fn unix_ms_of(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One shared name.
@@ -113,7 +141,10 @@ pub fn status_report(snapshot: &Snapshot, health: &HealthTable) -> StatusReport 
             endpoints,
         });
     }
-    StatusReport { names }
+    StatusReport {
+        names,
+        config: None,
+    }
 }
 
 fn ago(unix_ms: Option<u64>, now: SystemTime) -> String {
@@ -131,6 +162,9 @@ fn ago(unix_ms: Option<u64>, now: SystemTime) -> String {
 /// Renders a status report for people.
 pub fn render_text(report: &StatusReport, now: SystemTime) -> String {
     let mut out = String::new();
+    if let Some(config) = &report.config {
+        render_config(&mut out, config, now);
+    }
     for name in &report.names {
         let order: Vec<String> = name.order.iter().map(IpAddr::to_string).collect();
         let order = if order.is_empty() {
@@ -193,4 +227,92 @@ pub fn render_text(report: &StatusReport, now: SystemTime) -> String {
         out.push_str("no shared names are configured\n");
     }
     out
+}
+
+/// The configuration lines at the top of `status`: a failed reload comes first, so it is seen.
+fn render_config(out: &mut String, config: &ConfigStatus, now: SystemTime) {
+    let _ = writeln!(
+        out,
+        "configuration: generation {}, loaded {}",
+        config.generation,
+        ago(Some(config.loaded_at_unix_ms), now)
+    );
+    if let Some(error) = &config.last_error {
+        let _ = writeln!(
+            out,
+            "  last reload FAILED {}; still serving generation {}:",
+            ago(config.last_error_at_unix_ms, now),
+            config.generation
+        );
+        for line in error.lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+    for setting in &config.restart_needed {
+        let _ = writeln!(
+            out,
+            "  restart needed: {setting} changed in the settings file"
+        );
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_reload_is_shown_above_the_names() {
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        let report = StatusReport {
+            names: Vec::new(),
+            config: Some(ConfigStatus {
+                generation: 3,
+                loaded_at_unix_ms: 90_000,
+                last_error: Some("z.toml:1:2: bad\nz.toml:3:4: worse".to_string()),
+                last_error_at_unix_ms: Some(99_500),
+                restart_needed: vec!["listen".to_string()],
+            }),
+        };
+        let text = render_text(&report, now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..5],
+            [
+                "configuration: generation 3, loaded 10s ago",
+                "  last reload FAILED 500ms ago; still serving generation 3:",
+                "    z.toml:1:2: bad",
+                "    z.toml:3:4: worse",
+                "  restart needed: listen changed in the settings file",
+            ],
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).expect("serializes");
+        assert_eq!(json["config"]["generation"], 3);
+        assert_eq!(
+            json["config"]["last_error"],
+            "z.toml:1:2: bad\nz.toml:3:4: worse"
+        );
+    }
+
+    #[test]
+    fn good_configuration_has_a_null_error() {
+        let config = ConfigStatus {
+            generation: 1,
+            loaded_at_unix_ms: 1,
+            last_error: None,
+            last_error_at_unix_ms: None,
+            restart_needed: Vec::new(),
+        };
+        let json = serde_json::to_value(&config).expect("serializes");
+        assert!(json["last_error"].is_null(), "{json}");
+        let text = render_text(
+            &StatusReport {
+                names: Vec::new(),
+                config: Some(config),
+            },
+            UNIX_EPOCH,
+        );
+        assert!(!text.contains("FAILED"), "{text}");
+    }
 }

@@ -356,6 +356,11 @@ impl Zones {
         addresses
     }
 
+    /// Whether `address` is some endpoint's address (the addresses the health table keeps).
+    pub fn is_endpoint_address(&self, address: IpAddr) -> bool {
+        self.by_address.contains_key(&address)
+    }
+
     /// The shared names that carry `address`, or `None` when it is no endpoint's address.
     pub fn names_with_address(&self, address: IpAddr) -> Option<Vec<String>> {
         let indexes = self.by_address.get(&address)?;

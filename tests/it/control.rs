@@ -100,7 +100,7 @@ fn bad_requests_get_an_error_reply_and_the_connection_keeps_serving() {
     for garbage in [
         "garbage",
         "",
-        "{\"op\":\"reload\"}",
+        "{\"op\":\"reboot\"}",
         "{\"op\":\"report\",\"address\":\"100.64.1.10\",\"outcome\":\"maybe\"}",
         "{\"op\":\"report\",\"address\":\"100.64.1.10\",\"outcome\":\"failure\",\"rtt_ms\":-1}",
     ] {

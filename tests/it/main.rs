@@ -12,7 +12,8 @@
 //! - `forwarding`: forwarding to real upstreams (`unbound`), the cache, timeouts, loop avoidance;
 //! - `os_resolver`: the C library (`getent`) and `curl` resolving through the server;
 //! - `check`: `failover-dns check` errors and warnings;
-//! - `control`: the control socket, `report`, `status` and shutdown.
+//! - `control`: the control socket, `report`, `status` and shutdown;
+//! - `reload`: live reload (file watcher, SIGHUP, control request, `reload`), what survives it.
 //!
 //! Tests run in parallel: every server has its own port, temporary directory and control socket.
 //! Nothing sends traffic anywhere but 127.0.0.0/8; endpoint addresses are only data.
@@ -27,4 +28,5 @@ mod forwarding;
 mod not_owned;
 mod os_resolver;
 mod policy;
+mod reload;
 mod truncation;

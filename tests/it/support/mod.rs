@@ -290,6 +290,12 @@ impl Server {
         );
     }
 
+    /// The server's process id (for signals other than the harness's own SIGTERM). Panics once
+    /// the server was stopped, so a test never signals a reused or zero pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     /// The control socket's path.
     pub fn control_path(&self) -> PathBuf {
         self.dir.path().join("control.sock")
