@@ -175,7 +175,10 @@ pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
 pub fn is_zone_file_name(name: &std::ffi::OsStr) -> bool {
     let name = Path::new(name);
     let hidden = name.to_string_lossy().starts_with('.');
-    !hidden && name.extension().is_some_and(|ext| ext == "toml" || ext == "json")
+    !hidden
+        && name
+            .extension()
+            .is_some_and(|ext| ext == "toml" || ext == "json")
 }
 
 /// Loads and validates every zone file in `dir`.
@@ -669,13 +672,9 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn source(name: &str, text: &str) -> SourceFile {
-        SourceFile {
-            path: Arc::from(Path::new(name)),
-            text: text.to_string(),
-        }
+        SourceFile::new(Path::new(name), text.to_string())
     }
 
     const ZONE: &str = "[[zone]]\norigin = \"internal\"\n";

@@ -222,21 +222,14 @@ mod tests {
     use crate::location::SourceFile;
     use crate::settings::default_identity;
     use std::path::Path;
-    use std::sync::Arc;
 
     #[test]
     fn explains_the_sample_pitfall_and_the_order() {
         let text = std::fs::read_to_string("zones/50-policy-pitfall.toml").expect("sample");
         let zone = std::fs::read_to_string("zones/00-zone.toml").expect("sample");
         let sources = [
-            SourceFile {
-                path: Arc::from(Path::new("00-zone.toml")),
-                text: zone,
-            },
-            SourceFile {
-                path: Arc::from(Path::new("50.toml")),
-                text,
-            },
+            SourceFile::new(Path::new("00-zone.toml"), zone),
+            SourceFile::new(Path::new("50.toml"), text),
         ];
         let data = load_zone_sources(&sources).expect("sample zones load");
         let snapshot = Snapshot::new(data, default_identity());

@@ -113,23 +113,51 @@ pub struct SourceFile {
     pub path: Arc<Path>,
     /// The whole text.
     pub text: String,
+    /// Byte offset of the start of each line, so locating a span is a binary search rather than
+    /// a scan from the start of the file (which made loading large files quadratic).
+    line_starts: Vec<usize>,
 }
 
 impl SourceFile {
+    /// A file's text as already read (or pushed) under `path`.
+    pub fn new(path: &Path, text: String) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        SourceFile {
+            path: Arc::from(path),
+            text,
+            line_starts,
+        }
+    }
+
     /// Reads a file, naming it in the error when it cannot be read.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| {
             ConfigError::one(Location::file(path), format!("cannot read file: {error}"))
         })?;
-        Ok(SourceFile {
-            path: Arc::from(path),
-            text,
-        })
+        Ok(SourceFile::new(path, text))
     }
 
     /// The location of a span (from `toml::Spanned` or a parse error) in this file.
     pub fn locate(&self, span: Range<usize>) -> Location {
-        Location::at_offset(&self.path, &self.text, span.start)
+        let offset = floor_char_boundary(&self.text, span.start.min(self.text.len()));
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let column = self
+            .text
+            .get(line_start..offset)
+            .map_or(0, |t| t.chars().count())
+            + 1;
+        Location {
+            file: Arc::clone(&self.path),
+            line: line.max(1),
+            column,
+        }
     }
 
     /// The location of a [`Located`] value's span, or the whole file when there is none.
@@ -245,6 +273,19 @@ pub fn resolve_relative(base_dir: &Path, name: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_files_locate_like_the_scan() {
+        let text = "a = 1\nbé = 2\n\nlast";
+        let file = SourceFile::new(Path::new("z.toml"), text.to_string());
+        for offset in 0..=text.len() + 3 {
+            assert_eq!(
+                file.locate(offset..offset),
+                Location::at_offset(&file.path, text, offset),
+                "offset {offset}"
+            );
+        }
+    }
 
     #[test]
     fn offsets_become_one_based_line_and_column() {
