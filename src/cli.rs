@@ -65,6 +65,9 @@ pub enum Command {
     Check(ConfigArgs),
     /// Feed one connection outcome for an endpoint address to the running server.
     Report(ReportArgs),
+    /// Print events as they happen (endpoint up/down, a name's first endpoint changing, reloads),
+    /// one JSON object per line, until interrupted.
+    Watch(ControlArgs),
     /// Show every shared name with its current answer order and each endpoint's health.
     Status(StatusArgs),
     /// Make the running server re-read its settings and zone files. Exit 1 with
@@ -153,8 +156,12 @@ pub struct ReportArgs {
     #[arg(long)]
     pub fail: bool,
     /// The endpoint address the outcome is for.
-    #[arg(value_name = "ADDRESS")]
-    pub address: IpAddr,
+    #[arg(value_name = "ADDRESS", required_unless_present = "destination")]
+    pub address: Option<IpAddr>,
+    /// Report for every endpoint address of this destination (asset, virtual asset or subnet
+    /// id) instead of one address.
+    #[arg(long, value_name = "ID", conflicts_with = "address")]
+    pub destination: Option<String>,
     /// Measured round-trip time in milliseconds.
     #[arg(long, value_name = "N")]
     pub rtt_ms: Option<f64>,
@@ -169,6 +176,10 @@ pub struct StatusArgs {
     /// Print the raw JSON reply instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Explain one name instead: which policy permits or hides each endpoint, its state and
+    /// since when, its place in the order.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// How to reach the server.
     #[command(flatten)]
     pub control: ControlArgs,
@@ -239,6 +250,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Report(args)) => report(&args),
         Some(Command::Status(args)) => status(&args),
+        Some(Command::Watch(args)) => watch(&args),
         Some(Command::Reload(args)) => reload(&args),
     }
 }
@@ -442,34 +454,55 @@ fn report(args: &ReportArgs) -> Result<ExitCode, CommandError> {
         &path,
         &ControlRequest::Report {
             address: args.address,
+            destination: args.destination.clone(),
             outcome,
             rtt_ms: args.rtt_ms,
         },
     )?;
     let mut out = std::io::stdout().lock();
     match reply {
-        ControlReply::Reported {
-            address,
-            state,
-            consecutive_failures,
-            names,
-        } => writeln!(
-            out,
-            "{address}: {state} ({consecutive_failures} consecutive failures); names: {}",
-            names.join(", ")
-        )?,
+        ControlReply::Reported { results } => {
+            for result in results {
+                writeln!(
+                    out,
+                    "{}: {} ({} consecutive failures); names: {}",
+                    result.address,
+                    result.state,
+                    result.consecutive_failures,
+                    result.names.join(", ")
+                )?;
+            }
+        }
         other => writeln!(out, "{}", serde_json::to_string(&other).unwrap_or_default())?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
+fn watch(args: &ControlArgs) -> Result<ExitCode, CommandError> {
+    let path = args.path()?;
+    let mut out = std::io::stdout();
+    crate::control::watch(&path, |line| {
+        // Stop quietly when stdout goes away (`failover-dns watch | head`).
+        writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn status(args: &StatusArgs) -> Result<ExitCode, CommandError> {
     let path = args.control.path()?;
-    let reply = crate::control::request(&path, &ControlRequest::Status {})?;
+    let request = match &args.name {
+        Some(name) => ControlRequest::Explain { name: name.clone() },
+        None => ControlRequest::Status {},
+    };
+    let reply = crate::control::request(&path, &request)?;
     let mut out = std::io::stdout().lock();
     match reply {
         ControlReply::Status(report) if !args.json => {
             write!(out, "{}", render_text(&report, SystemTime::now()))?;
+        }
+        ControlReply::Explanation(explanation) if !args.json => {
+            let text = crate::explain::render_text(&explanation, SystemTime::now());
+            write!(out, "{text}")?;
         }
         reply => writeln!(
             out,
