@@ -12,18 +12,18 @@ use std::time::SystemTime;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::load_zone_dir;
 use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
-use crate::forward::{Forwarder, parse_upstream};
-use crate::handler::Handler;
-use crate::health::{HealthTable, Outcome};
+use crate::embed::FailoverDns;
+use crate::forward::parse_upstream;
+use crate::health::Outcome;
 use crate::location::ConfigError;
 use crate::policy::partial_grants;
-use crate::reload::{Reloader, start_triggers};
-use crate::settings::{Settings, parse_listen, parse_upstream_timeout};
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::reload::start_triggers;
+use crate::settings::{Settings, parse_listen, parse_metrics_listen, parse_upstream_timeout};
+use crate::snapshot::Snapshot;
 use crate::status::render_text;
 
 /// failover-dns: a small DNS server for a zero-trust agent. For a shared name it answers with
@@ -125,6 +125,13 @@ pub struct ServeArgs {
     /// Most forwarded answers to cache; 0 disables the cache [default: 10000]
     #[arg(long, value_name = "N")]
     pub cache_size: Option<usize>,
+    /// Keep the health table in FILE across restarts: restored at start, saved every 10 s and
+    /// on shutdown [default: not kept]
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (loopback only) [default: off]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_listen)]
+    pub metrics: Option<SocketAddr>,
 }
 
 fn parse_timeout_ms(text: &str) -> Result<Duration, String> {
@@ -277,31 +284,22 @@ pub fn serve_settings(args: &ServeArgs) -> Result<Settings, ConfigError> {
     if let Some(cache_size) = args.cache_size {
         settings.cache_size = cache_size;
     }
+    if let Some(state_file) = &args.state_file {
+        settings.state_file = Some(state_file.clone());
+    }
+    if let Some(metrics) = args.metrics {
+        settings.metrics = Some(metrics);
+    }
     Ok(settings)
 }
 
 async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     let settings = serve_settings(&args)?;
-    let data = load_zone_dir(&settings.zones_dir)?;
-    let (forward_settings, notes) = settings.forward_settings();
-    for note in notes {
-        warn!("{note}");
-    }
-    let forwarder = Forwarder::new(forward_settings);
-    let snapshot = Snapshot::new(data, settings.identity.clone());
-    let (zone_count, name_count) = (
-        snapshot.zones.data().zones.len(),
-        snapshot.zones.data().names.len(),
-    );
-    let (snapshot, health) = (SharedSnapshot::new(snapshot), HealthTable::new());
     let reload_args = args.clone();
-    let reloader = Reloader::new(
-        snapshot.clone(),
-        health.clone(),
+    let dns = FailoverDns::with_settings_loader(
         settings.clone(),
         Arc::new(move || serve_settings(&reload_args)),
-    );
-    let handler = Handler::new(snapshot, health, forwarder.clone()).with_reloader(reloader.clone());
+    )?;
     let mut listeners = Vec::new();
     for &address in &settings.listen {
         let listener = crate::server::bind(address)
@@ -309,15 +307,31 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
             .map_err(|source| CommandError::Bind { address, source })?;
         listeners.push(listener);
     }
+    let metrics = match settings.metrics {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| CommandError::Bind { address, source })?,
+        ),
+        None => None,
+    };
     let control = ControlSocket::bind(&settings.control)?;
     let shutdown = shutdown_signal()?;
-    let reload_triggers = start_triggers(&reloader, args.config.config.as_deref())?;
+    let reload_triggers = start_triggers(dns.reloader(), args.config.config.as_deref())?;
+    let snapshot = dns.handler().snapshot().load();
+    let (zone_count, name_count) = (
+        snapshot.zones.data().zones.len(),
+        snapshot.zones.data().names.len(),
+    );
+    drop(snapshot);
     let mut out = std::io::stdout().lock();
     for listener in &listeners {
         writeln!(out, "listening on udp+tcp {}", listener.local_addr()?)?;
     }
     writeln!(out, "control socket {}", control.path().display())?;
-    let upstreams: Vec<String> = forwarder
+    let upstreams: Vec<String> = dns
+        .handler()
+        .forwarder()
         .upstreams()
         .iter()
         .map(ToString::to_string)
@@ -330,6 +344,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     } else {
         writeln!(out, "forwarding to {}", upstreams.join(", "))?;
     }
+    if let Some(listener) = &metrics {
+        writeln!(out, "metrics on http://{}/metrics", listener.local_addr()?)?;
+    }
     writeln!(
         out,
         "ready: {name_count} shared names in {zone_count} zones from {}",
@@ -338,7 +355,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     out.flush()?;
     drop(out);
     info!(zones = zone_count, names = name_count, "serving");
-    crate::server::run(handler, listeners, Some(control), shutdown).await;
+    dns.serve(listeners, Some(control), metrics, shutdown).await;
     drop(reload_triggers);
     info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -199,6 +199,13 @@ pub fn load_zone_dir(dir: &Path) -> Result<ZoneData, ConfigError> {
     load_zone_sources(&sources)
 }
 
+/// Parses and validates zone data an agent received as text (for example JSON from the
+/// management console): `name` says what to call it in errors, and its ending (`.json` or
+/// `.toml`) which format it is in.
+pub fn load_zone_text(name: &str, text: &str) -> Result<ZoneData, ConfigError> {
+    load_zone_sources(&[SourceFile::new(Path::new(name), text.to_string())])
+}
+
 /// Parses and validates zone data from already-read files (the order given is configuration
 /// order). All problems are collected and returned together.
 pub fn load_zone_sources(sources: &[SourceFile]) -> Result<ZoneData, ConfigError> {

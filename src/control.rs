@@ -27,9 +27,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as Async
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
-use crate::handler::Handler;
 use crate::explain::{Explanation, explain};
 use crate::feed::ReportTarget;
+use crate::handler::Handler;
 use crate::health::{Outcome, State};
 use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
 use crate::status::{StatusReport, status_report};

@@ -9,9 +9,9 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use tracing::debug;
 
 use crate::answer::{self, Decision, Transport};
-use crate::forward::Forwarder;
 use crate::events::Events;
 use crate::feed::Feed;
+use crate::forward::Forwarder;
 use crate::health::HealthTable;
 use crate::metrics::{Metrics, QueryOutcome};
 use crate::reload::Reloader;
@@ -86,7 +86,12 @@ impl Handler {
     pub fn new(snapshot: SharedSnapshot, health: HealthTable, forwarder: Forwarder) -> Self {
         let metrics = Metrics::new();
         forwarder.attach_metrics(&metrics);
-        let feed = Feed::new(snapshot.clone(), health.clone(), Events::new(), metrics.clone());
+        let feed = Feed::new(
+            snapshot.clone(),
+            health.clone(),
+            Events::new(),
+            metrics.clone(),
+        );
         Handler {
             snapshot,
             health,

@@ -22,6 +22,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod embed;
 pub mod events;
 pub mod explain;
 pub mod feed;

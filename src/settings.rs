@@ -41,6 +41,10 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     /// Most forwarded answers cached; 0 disables the cache.
     pub cache_size: usize,
+    /// Where the health table is saved and restored from; `None`: not kept across restarts.
+    pub state_file: Option<PathBuf>,
+    /// Loopback address of the Prometheus metrics listener; `None`: off.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -54,6 +58,8 @@ impl Default for Settings {
             resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
             upstream_timeout: ForwardSettings::default().timeout,
             cache_size: ForwardSettings::default().cache_size,
+            state_file: None,
+            metrics: None,
         }
     }
 }
@@ -99,6 +105,8 @@ struct RawSettings {
     resolv_conf: Option<String>,
     upstream_timeout_ms: Option<Spanned<u64>>,
     cache_size: Option<usize>,
+    state_file: Option<String>,
+    metrics: Option<Spanned<String>>,
 }
 
 impl Settings {
@@ -123,6 +131,15 @@ impl Settings {
         }
         if let Some(cache_size) = raw.cache_size {
             settings.cache_size = cache_size;
+        }
+        if let Some(state_file) = raw.state_file {
+            settings.state_file = Some(resolve_relative(base, Path::new(&state_file)));
+        }
+        if let Some(metrics) = raw.metrics {
+            settings.metrics = Some(
+                parse_metrics_listen(metrics.get_ref())
+                    .map_err(|message| ConfigError::one(source.locate(metrics.span()), message))?,
+            );
         }
         if let Some(timeout) = raw.upstream_timeout_ms {
             settings.upstream_timeout = parse_upstream_timeout(*timeout.get_ref())
@@ -208,6 +225,19 @@ impl Settings {
             ..ForwardSettings::default()
         };
         (settings, notes)
+    }
+}
+
+/// Parses the metrics listener's `ADDR:PORT`, which must be a loopback address: the metrics
+/// are for the machine's own monitoring, not the network.
+pub fn parse_metrics_listen(text: &str) -> Result<SocketAddr, String> {
+    let address = parse_listen(text)?;
+    if address.ip().is_loopback() {
+        Ok(address)
+    } else {
+        Err(format!(
+            "metrics address {address} is not a loopback address (127.0.0.0/8 or ::1)"
+        ))
     }
 }
 
