@@ -12,19 +12,19 @@ use std::time::SystemTime;
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::load_zone_dir;
 use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
-use crate::forward::{Forwarder, parse_upstream};
-use crate::handler::Handler;
-use crate::health::{HealthTable, Outcome};
+use crate::embed::FailoverDns;
+use crate::forward::parse_upstream;
+use crate::health::Outcome;
 use crate::limits::LimitArgs;
 use crate::location::ConfigError;
 use crate::policy::partial_grants;
-use crate::reload::{Reloader, start_triggers};
-use crate::settings::{Settings, parse_listen, parse_upstream_timeout};
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::reload::start_triggers;
+use crate::settings::{Settings, parse_listen, parse_metrics_listen, parse_upstream_timeout};
+use crate::snapshot::Snapshot;
 use crate::status::render_text;
 
 /// failover-dns: a small DNS server for a zero-trust agent. For a shared name it answers with
@@ -41,6 +41,19 @@ pub struct Cli {
     /// Options for serving when no command is given.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Log line format on stderr (the filter comes from RUST_LOG; default info when serving:
+    /// one line per state change and per error, none per query).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// The subcommands.
@@ -53,6 +66,9 @@ pub enum Command {
     Check(ConfigArgs),
     /// Feed one connection outcome for an endpoint address to the running server.
     Report(ReportArgs),
+    /// Print events as they happen (endpoint up/down, a name's first endpoint changing, reloads),
+    /// one JSON object per line, until interrupted.
+    Watch(ControlArgs),
     /// Show every shared name with its current answer order and each endpoint's health.
     Status(StatusArgs),
     /// Make the running server re-read its settings and zone files. Exit 1 with
@@ -113,6 +129,13 @@ pub struct ServeArgs {
     /// Connection limits, timeouts and who may use forwarding.
     #[command(flatten)]
     pub limits: Box<LimitArgs>,
+    /// Keep the health table in FILE across restarts: restored at start, saved every 10 s and
+    /// on shutdown [default: not kept]
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (loopback only) [default: off]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_listen)]
+    pub metrics: Option<SocketAddr>,
 }
 
 fn parse_timeout_ms(text: &str) -> Result<Duration, String> {
@@ -144,8 +167,12 @@ pub struct ReportArgs {
     #[arg(long)]
     pub fail: bool,
     /// The endpoint address the outcome is for.
-    #[arg(value_name = "ADDRESS")]
-    pub address: IpAddr,
+    #[arg(value_name = "ADDRESS", required_unless_present = "destination")]
+    pub address: Option<IpAddr>,
+    /// Report for every endpoint address of this destination (asset, virtual asset or subnet
+    /// id) instead of one address.
+    #[arg(long, value_name = "ID", conflicts_with = "address")]
+    pub destination: Option<String>,
     /// Measured round-trip time in milliseconds.
     #[arg(long, value_name = "N")]
     pub rtt_ms: Option<f64>,
@@ -160,6 +187,10 @@ pub struct StatusArgs {
     /// Print the raw JSON reply instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Explain one name instead: which policy permits or hides each endpoint, its state and
+    /// since when, its place in the order.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// How to reach the server.
     #[command(flatten)]
     pub control: ControlArgs,
@@ -230,6 +261,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Some(Command::Check(args)) => check(&args),
         Some(Command::Report(args)) => report(&args),
         Some(Command::Status(args)) => status(&args),
+        Some(Command::Watch(args)) => watch(&args),
         Some(Command::Reload(args)) => reload(&args),
     }
 }
@@ -258,40 +290,22 @@ pub fn serve_settings(args: &ServeArgs) -> Result<Settings, ConfigError> {
     }
     args.limits
         .apply(&mut settings.limits, &mut settings.forward_allow);
+    if let Some(state_file) = &args.state_file {
+        settings.state_file = Some(state_file.clone());
+    }
+    if let Some(metrics) = args.metrics {
+        settings.metrics = Some(metrics);
+    }
     Ok(settings)
 }
 
 async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     let settings = serve_settings(&args)?;
-    let data = load_zone_dir(&settings.zones_dir)?;
-    let (forward_settings, notes) = settings.forward_settings();
-    for note in notes {
-        warn!("{note}");
-    }
-    let forwarder = Forwarder::new(forward_settings);
-    let snapshot = Snapshot::new(data, settings.identity.clone());
-    let (zone_count, name_count) = (
-        snapshot.zones.data().zones.len(),
-        snapshot.zones.data().names.len(),
-    );
-    let (snapshot, health) = (SharedSnapshot::new(snapshot), HealthTable::new());
     let reload_args = args.clone();
-    let reloader = Reloader::new(
-        snapshot.clone(),
-        health.clone(),
+    let dns = FailoverDns::with_settings_loader(
         settings.clone(),
         Arc::new(move || serve_settings(&reload_args)),
-    );
-    let handler = Handler::new(snapshot, health, forwarder.clone())
-        .with_reloader(reloader.clone())
-        .with_forward_allow(settings.forward_allow.clone());
-    if settings.forward_allow.allows_everyone()
-        && settings.listen.iter().any(|a| !a.ip().is_loopback())
-    {
-        warn!(
-            "forward_allow admits every address and a listen address is not loopback: this is an open resolver"
-        );
-    }
+    )?;
     let mut listeners = Vec::new();
     for &address in &settings.listen {
         let listener = crate::server::bind(address)
@@ -299,15 +313,31 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
             .map_err(|source| CommandError::Bind { address, source })?;
         listeners.push(listener);
     }
+    let metrics = match settings.metrics {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| CommandError::Bind { address, source })?,
+        ),
+        None => None,
+    };
     let control = ControlSocket::bind(&settings.control)?;
     let shutdown = shutdown_signal()?;
-    let reload_triggers = start_triggers(&reloader, args.config.config.as_deref())?;
+    let reload_triggers = start_triggers(dns.reloader(), args.config.config.as_deref())?;
+    let snapshot = dns.handler().snapshot().load();
+    let (zone_count, name_count) = (
+        snapshot.zones.data().zones.len(),
+        snapshot.zones.data().names.len(),
+    );
+    drop(snapshot);
     let mut out = std::io::stdout().lock();
     for listener in &listeners {
         writeln!(out, "listening on udp+tcp {}", listener.local_addr()?)?;
     }
     writeln!(out, "control socket {}", control.path().display())?;
-    let upstreams: Vec<String> = forwarder
+    let upstreams: Vec<String> = dns
+        .handler()
+        .forwarder()
         .upstreams()
         .iter()
         .map(ToString::to_string)
@@ -320,6 +350,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     } else {
         writeln!(out, "forwarding to {}", upstreams.join(", "))?;
     }
+    if let Some(listener) = &metrics {
+        writeln!(out, "metrics on http://{}/metrics", listener.local_addr()?)?;
+    }
     writeln!(
         out,
         "ready: {name_count} shared names in {zone_count} zones from {}",
@@ -328,8 +361,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     out.flush()?;
     drop(out);
     info!(zones = zone_count, names = name_count, "serving");
-    crate::server::run_with_limits(handler, listeners, Some(control), settings.limits, shutdown)
-        .await;
+    dns.serve(listeners, Some(control), metrics, shutdown).await;
     drop(reload_triggers);
     info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -445,34 +477,55 @@ fn report(args: &ReportArgs) -> Result<ExitCode, CommandError> {
         &path,
         &ControlRequest::Report {
             address: args.address,
+            destination: args.destination.clone(),
             outcome,
             rtt_ms: args.rtt_ms,
         },
     )?;
     let mut out = std::io::stdout().lock();
     match reply {
-        ControlReply::Reported {
-            address,
-            state,
-            consecutive_failures,
-            names,
-        } => writeln!(
-            out,
-            "{address}: {state} ({consecutive_failures} consecutive failures); names: {}",
-            names.join(", ")
-        )?,
+        ControlReply::Reported { results } => {
+            for result in results {
+                writeln!(
+                    out,
+                    "{}: {} ({} consecutive failures); names: {}",
+                    result.address,
+                    result.state,
+                    result.consecutive_failures,
+                    result.names.join(", ")
+                )?;
+            }
+        }
         other => writeln!(out, "{}", serde_json::to_string(&other).unwrap_or_default())?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
+fn watch(args: &ControlArgs) -> Result<ExitCode, CommandError> {
+    let path = args.path()?;
+    let mut out = std::io::stdout();
+    crate::control::watch(&path, |line| {
+        // Stop quietly when stdout goes away (`failover-dns watch | head`).
+        writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn status(args: &StatusArgs) -> Result<ExitCode, CommandError> {
     let path = args.control.path()?;
-    let reply = crate::control::request(&path, &ControlRequest::Status {})?;
+    let request = match &args.name {
+        Some(name) => ControlRequest::Explain { name: name.clone() },
+        None => ControlRequest::Status {},
+    };
+    let reply = crate::control::request(&path, &request)?;
     let mut out = std::io::stdout().lock();
     match reply {
         ControlReply::Status(report) if !args.json => {
             write!(out, "{}", render_text(&report, SystemTime::now()))?;
+        }
+        ControlReply::Explanation(explanation) if !args.json => {
+            let text = crate::explain::render_text(&explanation, SystemTime::now());
+            write!(out, "{text}")?;
         }
         reply => writeln!(
             out,

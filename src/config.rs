@@ -8,16 +8,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
 use serde::Deserialize;
-use toml::Spanned;
 
-use crate::location::{ConfigError, Diagnostic, Location, SourceFile};
+use crate::location::{ConfigError, Diagnostic, Located, Location, SourceFile};
 use crate::policy::{Policy, Source};
 use crate::zones::{
-    Destination, DestinationId, DestinationKind, Endpoint, SharedName, SoaValues, Zone, ZoneData,
+    Destination, DestinationId, DestinationKind, Endpoint, ProbeSpec, SharedName, SoaValues, Zone,
+    ZoneData,
 };
 
 /// Largest answer TTL accepted for shared names: answers must stay fresh (design.md).
@@ -45,9 +46,9 @@ struct RawFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawZone {
-    origin: Spanned<String>,
+    origin: Located<String>,
     #[serde(default)]
-    ttl: Option<Spanned<u32>>,
+    ttl: Option<Located<u32>>,
     #[serde(default)]
     soa: RawSoa,
 }
@@ -55,13 +56,13 @@ struct RawZone {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSoa {
-    mname: Option<Spanned<String>>,
-    rname: Option<Spanned<String>>,
+    mname: Option<Located<String>>,
+    rname: Option<Located<String>>,
     serial: Option<u32>,
     refresh: Option<i32>,
     retry: Option<i32>,
     expire: Option<i32>,
-    minimum: Option<Spanned<u32>>,
+    minimum: Option<Located<u32>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -74,49 +75,68 @@ enum RawAssetKind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAsset {
-    id: Spanned<String>,
+    id: Located<String>,
     kind: RawAssetKind,
     #[serde(default)]
-    addresses: Vec<Spanned<String>>,
+    addresses: Vec<Located<String>>,
     #[serde(default)]
-    names: Vec<Spanned<String>>,
+    names: Vec<Located<String>>,
+    #[serde(default)]
+    probe: Option<Located<RawProbe>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVirtualAsset {
-    id: Spanned<String>,
-    gateway: Spanned<String>,
-    addresses: Vec<Spanned<String>>,
+    id: Located<String>,
+    gateway: Located<String>,
+    addresses: Vec<Located<String>>,
     #[serde(default)]
-    names: Vec<Spanned<String>>,
+    names: Vec<Located<String>>,
+    #[serde(default)]
+    probe: Option<Located<RawProbe>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSubnet {
-    id: Spanned<String>,
-    gateway: Spanned<String>,
-    cidr: Spanned<String>,
+    id: Located<String>,
+    gateway: Located<String>,
+    cidr: Located<String>,
     #[serde(default)]
     hosts: Vec<RawHost>,
+    #[serde(default)]
+    probe: Option<Located<RawProbe>>,
+}
+
+/// An active probe: TCP connect to `port` on every endpoint address of the destination.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    port: u16,
+    #[serde(default)]
+    interval_ms: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    jitter_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHost {
-    name: Spanned<String>,
-    address: Spanned<String>,
+    name: Located<String>,
+    address: Located<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
-    id: Spanned<String>,
+    id: Located<String>,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
-    sources: Vec<Spanned<String>>,
-    destinations: Vec<Spanned<String>>,
+    sources: Vec<Located<String>>,
+    destinations: Vec<Located<String>>,
 }
 
 fn enabled_by_default() -> bool {
@@ -149,12 +169,16 @@ pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
-/// Whether a file in the zones directory is read as zone data by its name: `*.toml`, not hidden.
-/// The reload watcher uses the same rule to tell which changes matter.
+/// Whether a file in the zones directory is read as zone data by its name: `*.toml` or `*.json`
+/// (as a console pushes it), not hidden. The reload watcher uses the same rule to tell which
+/// changes matter.
 pub fn is_zone_file_name(name: &std::ffi::OsStr) -> bool {
     let name = Path::new(name);
     let hidden = name.to_string_lossy().starts_with('.');
-    !hidden && name.extension().is_some_and(|ext| ext == "toml")
+    !hidden
+        && name
+            .extension()
+            .is_some_and(|ext| ext == "toml" || ext == "json")
 }
 
 /// Loads and validates every zone file in `dir`.
@@ -175,13 +199,20 @@ pub fn load_zone_dir(dir: &Path) -> Result<ZoneData, ConfigError> {
     load_zone_sources(&sources)
 }
 
+/// Parses and validates zone data an agent received as text (for example JSON from the
+/// management console): `name` says what to call it in errors, and its ending (`.json` or
+/// `.toml`) which format it is in.
+pub fn load_zone_text(name: &str, text: &str) -> Result<ZoneData, ConfigError> {
+    load_zone_sources(&[SourceFile::new(Path::new(name), text.to_string())])
+}
+
 /// Parses and validates zone data from already-read files (the order given is configuration
 /// order). All problems are collected and returned together.
 pub fn load_zone_sources(sources: &[SourceFile]) -> Result<ZoneData, ConfigError> {
     let mut parsed = Vec::new();
     let mut diagnostics = Vec::new();
     for source in sources {
-        match source.parse_toml::<RawFile>() {
+        match source.parse::<RawFile>() {
             Ok(raw) => parsed.push((source, raw)),
             Err(error) => diagnostics.extend(error.diagnostics),
         }
@@ -214,6 +245,39 @@ pub fn parse_name(text: &str) -> Result<Name, String> {
 /// An endpoint with its configuration-order key: (destination kind rank, declaration order).
 type RankedEndpoint = (u8, usize, Endpoint);
 
+/// Validates a probe: a port, an interval of at least 100 ms (default 5 s), a timeout shorter
+/// than the interval (default 1 s) and a jitter below the interval (default 0).
+fn probe_spec(raw: &RawProbe) -> Result<ProbeSpec, String> {
+    if raw.port == 0 {
+        return Err("probe port must be 1-65535".to_string());
+    }
+    let interval = Duration::from_millis(raw.interval_ms.unwrap_or(5_000));
+    let timeout = Duration::from_millis(
+        raw.timeout_ms
+            .unwrap_or(1_000)
+            .min(interval.as_millis() as u64),
+    );
+    let jitter = Duration::from_millis(raw.jitter_ms.unwrap_or(0));
+    if interval < Duration::from_millis(100) {
+        return Err(format!(
+            "probe interval_ms {} is below 100",
+            interval.as_millis()
+        ));
+    }
+    if timeout.is_zero() {
+        return Err("probe timeout_ms must be above 0".to_string());
+    }
+    if jitter >= interval {
+        return Err("probe jitter_ms must be below interval_ms".to_string());
+    }
+    Ok(ProbeSpec {
+        port: raw.port,
+        interval,
+        timeout,
+        jitter,
+    })
+}
+
 #[derive(Default)]
 struct Builder {
     data: ZoneData,
@@ -225,13 +289,13 @@ struct Builder {
     declaration: usize,
 }
 
-struct Located<'a> {
+struct FileContext<'a> {
     source: &'a SourceFile,
 }
 
-impl Located<'_> {
-    fn at(&self, span: Range<usize>) -> Location {
-        self.source.locate(span)
+impl FileContext<'_> {
+    fn at(&self, span: Option<Range<usize>>) -> Location {
+        self.source.locate_optional(span)
     }
 }
 
@@ -245,7 +309,7 @@ impl Builder {
 
     fn build(&mut self, files: &[(&SourceFile, RawFile)]) {
         for (source, raw) in files {
-            let at = Located { source };
+            let at = FileContext { source };
             for zone in &raw.zone {
                 self.add_zone(&at, zone);
             }
@@ -253,13 +317,13 @@ impl Builder {
         // Assets first so that virtual assets and subnets can name a gateway declared in any
         // file.
         for (source, raw) in files {
-            let at = Located { source };
+            let at = FileContext { source };
             for asset in &raw.asset {
                 self.add_asset(&at, asset);
             }
         }
         for (source, raw) in files {
-            let at = Located { source };
+            let at = FileContext { source };
             for virtual_asset in &raw.virtual_asset {
                 self.add_virtual_asset(&at, virtual_asset);
             }
@@ -268,7 +332,7 @@ impl Builder {
             }
         }
         for (source, raw) in files {
-            let at = Located { source };
+            let at = FileContext { source };
             for policy in &raw.policy {
                 self.add_policy(&at, policy);
             }
@@ -276,7 +340,7 @@ impl Builder {
         self.finish_names();
     }
 
-    fn add_zone(&mut self, at: &Located<'_>, raw: &RawZone) {
+    fn add_zone(&mut self, at: &FileContext<'_>, raw: &RawZone) {
         let location = at.at(raw.origin.span());
         let origin = match parse_name(raw.origin.get_ref()) {
             Ok(origin) => origin,
@@ -332,8 +396,8 @@ impl Builder {
 
     fn soa_name(
         &mut self,
-        at: &Located<'_>,
-        raw: Option<&Spanned<String>>,
+        at: &FileContext<'_>,
+        raw: Option<&Located<String>>,
         origin: &Name,
         default_label: &str,
     ) -> Option<Name> {
@@ -360,10 +424,19 @@ impl Builder {
 
     fn add_destination(
         &mut self,
-        at: &Located<'_>,
-        id: &Spanned<String>,
+        at: &FileContext<'_>,
+        id: &Located<String>,
         kind: DestinationKind,
+        probe: Option<&Located<RawProbe>>,
     ) -> Option<DestinationId> {
+        let probe = match probe.map(|p| (p.span(), probe_spec(p.get_ref()))) {
+            None => None,
+            Some((_, Ok(spec))) => Some(spec),
+            Some((span, Err(message))) => {
+                self.error(at.at(span), message);
+                return None;
+            }
+        };
         let location = at.at(id.span());
         let text = id.get_ref().trim();
         if text.is_empty() {
@@ -382,11 +455,16 @@ impl Builder {
             id: text.to_string(),
             kind,
             location,
+            probe,
         });
         Some(destination)
     }
 
-    fn gateway(&mut self, at: &Located<'_>, reference: &Spanned<String>) -> Option<DestinationId> {
+    fn gateway(
+        &mut self,
+        at: &FileContext<'_>,
+        reference: &Located<String>,
+    ) -> Option<DestinationId> {
         let location = at.at(reference.span());
         let text = reference.get_ref();
         let Some((id, _)) = self.destination_ids.get(text.as_str()) else {
@@ -409,7 +487,7 @@ impl Builder {
         Some(id)
     }
 
-    fn address(&mut self, at: &Located<'_>, raw: &Spanned<String>) -> Option<IpAddr> {
+    fn address(&mut self, at: &FileContext<'_>, raw: &Located<String>) -> Option<IpAddr> {
         match raw.get_ref().parse::<IpAddr>() {
             Ok(address) => Some(address),
             Err(_) => {
@@ -420,17 +498,17 @@ impl Builder {
         }
     }
 
-    fn addresses(&mut self, at: &Located<'_>, raw: &[Spanned<String>]) -> Vec<IpAddr> {
+    fn addresses(&mut self, at: &FileContext<'_>, raw: &[Located<String>]) -> Vec<IpAddr> {
         raw.iter().filter_map(|a| self.address(at, a)).collect()
     }
 
-    fn add_asset(&mut self, at: &Located<'_>, raw: &RawAsset) {
+    fn add_asset(&mut self, at: &FileContext<'_>, raw: &RawAsset) {
         let kind = match raw.kind {
             RawAssetKind::Primary => DestinationKind::PrimaryAsset,
             RawAssetKind::Gateway => DestinationKind::GatewayAsset,
         };
         let addresses = self.addresses(at, &raw.addresses);
-        let Some(id) = self.add_destination(at, &raw.id, kind) else {
+        let Some(id) = self.add_destination(at, &raw.id, kind, raw.probe.as_ref()) else {
             return;
         };
         if !raw.names.is_empty() && raw.addresses.is_empty() {
@@ -444,7 +522,7 @@ impl Builder {
         }
     }
 
-    fn add_virtual_asset(&mut self, at: &Located<'_>, raw: &RawVirtualAsset) {
+    fn add_virtual_asset(&mut self, at: &FileContext<'_>, raw: &RawVirtualAsset) {
         let gateway = self.gateway(at, &raw.gateway);
         let addresses = self.addresses(at, &raw.addresses);
         if raw.addresses.is_empty() {
@@ -452,7 +530,7 @@ impl Builder {
         }
         let Some(gateway) = gateway else { return };
         let kind = DestinationKind::VirtualAsset { gateway };
-        let Some(id) = self.add_destination(at, &raw.id, kind) else {
+        let Some(id) = self.add_destination(at, &raw.id, kind, raw.probe.as_ref()) else {
             return;
         };
         for name in &raw.names {
@@ -462,7 +540,7 @@ impl Builder {
         }
     }
 
-    fn add_subnet(&mut self, at: &Located<'_>, raw: &RawSubnet) {
+    fn add_subnet(&mut self, at: &FileContext<'_>, raw: &RawSubnet) {
         let gateway = self.gateway(at, &raw.gateway);
         let cidr = match raw.cidr.get_ref().parse::<IpNet>() {
             Ok(cidr) => Some(cidr),
@@ -476,7 +554,7 @@ impl Builder {
             return;
         };
         let kind = DestinationKind::Subnet { gateway, cidr };
-        let Some(id) = self.add_destination(at, &raw.id, kind) else {
+        let Some(id) = self.add_destination(at, &raw.id, kind, raw.probe.as_ref()) else {
             return;
         };
         for host in &raw.hosts {
@@ -494,8 +572,8 @@ impl Builder {
 
     fn add_endpoint(
         &mut self,
-        at: &Located<'_>,
-        raw_name: &Spanned<String>,
+        at: &FileContext<'_>,
+        raw_name: &Located<String>,
         destination: DestinationId,
         address: IpAddr,
     ) {
@@ -545,7 +623,7 @@ impl Builder {
             .map(|(index, _)| index)
     }
 
-    fn add_policy(&mut self, at: &Located<'_>, raw: &RawPolicy) {
+    fn add_policy(&mut self, at: &FileContext<'_>, raw: &RawPolicy) {
         let location = at.at(raw.id.span());
         let id = raw.id.get_ref().trim().to_string();
         if id.is_empty() {
@@ -601,13 +679,9 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn source(name: &str, text: &str) -> SourceFile {
-        SourceFile {
-            path: Arc::from(Path::new(name)),
-            text: text.to_string(),
-        }
+        SourceFile::new(Path::new(name), text.to_string())
     }
 
     const ZONE: &str = "[[zone]]\norigin = \"internal\"\n";
@@ -709,6 +783,90 @@ names = ["APP.internal."]
                 "expected data.toml:{position} for {text:?}, got {rendered}"
             );
             assert!(rendered.contains(word), "expected {word:?} in {rendered}");
+        }
+    }
+
+    #[test]
+    fn json_pushed_by_a_console_loads_like_toml() {
+        let json = r#"{
+  "zone": [{"origin": "internal", "ttl": 7}],
+  "asset": [
+    {"id": "gw", "kind": "gateway", "addresses": ["100.64.0.9"]},
+    {"id": "app-host", "kind": "primary", "addresses": ["100.64.0.1"], "names": ["app.internal"]}
+  ],
+  "virtual_asset": [{"id": "va", "gateway": "gw", "addresses": ["10.1.0.5"], "names": ["app.internal"],
+                     "probe": {"port": 443, "interval_ms": 1000}}],
+  "policy": [{"id": "p", "sources": ["*"], "destinations": ["app-host", "va"]}]
+}"#;
+        let data = load_zone_sources(&[source("console.json", json)]).expect("valid JSON loads");
+        assert_eq!(data.zones[0].answer_ttl, 7);
+        let addresses: Vec<String> = data.names[0]
+            .endpoints
+            .iter()
+            .map(|e| e.address.to_string())
+            .collect();
+        assert_eq!(addresses, ["100.64.0.1", "10.1.0.5"]);
+        assert_eq!(data.destinations[2].probe.map(|p| p.port), Some(443));
+
+        let syntax =
+            load_zone_sources(&[source("bad.json", "{\n  \"zone\": [\n    {\"origin\": }\n")])
+                .expect_err("syntax error");
+        assert!(syntax.to_string().starts_with("bad.json:3:"), "{syntax}");
+        let unknown = load_zone_sources(&[source(
+            "bad.json",
+            "{\"zone\": [{\"origin\": \"x\", \"colour\": 1}]}",
+        )])
+        .expect_err("unknown field");
+        assert!(unknown.to_string().starts_with("bad.json:1:"), "{unknown}");
+        assert!(
+            unknown.to_string().contains("unknown field `colour`"),
+            "{unknown}"
+        );
+        let semantic = load_zone_sources(&[source(
+            "bad.json",
+            "{\"policy\": [{\"id\": \"p\", \"sources\": [\"*\"], \"destinations\": [\"nope\"]}]}",
+        )])
+        .expect_err("unknown destination");
+        assert!(
+            semantic
+                .to_string()
+                .starts_with("bad.json: unknown destination"),
+            "{semantic}"
+        );
+    }
+
+    #[test]
+    fn probe_settings_are_validated_table() {
+        let cases = [
+            ("probe = { port = 443 }", None),
+            (
+                "probe = { port = 443, interval_ms = 50 }",
+                Some("below 100"),
+            ),
+            ("probe = { port = 0 }", Some("1-65535")),
+            (
+                "probe = { port = 80, interval_ms = 1000, jitter_ms = 1000 }",
+                Some("jitter_ms"),
+            ),
+            ("probe = { port = 80, colour = 1 }", Some("unknown field")),
+        ];
+        for (probe, expected) in cases {
+            let text = format!(
+                "[[asset]]\nid = \"a\"\nkind = \"primary\"\naddresses = [\"10.0.0.1\"]\nnames = [\"a.internal\"]\n{probe}\n"
+            );
+            match (load(&text), expected) {
+                (Ok(data), None) => {
+                    let spec = data.destinations[0].probe.expect("probe kept");
+                    assert_eq!(spec.interval, Duration::from_secs(5));
+                    assert_eq!(spec.timeout, Duration::from_secs(1));
+                }
+                (Err(error), Some(words)) => {
+                    let error = error.to_string();
+                    assert!(error.starts_with("data.toml:6:"), "{error}");
+                    assert!(error.contains(words), "{error}");
+                }
+                (result, expected) => panic!("{probe}: {result:?}, expected {expected:?}"),
+            }
         }
     }
 

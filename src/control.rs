@@ -3,9 +3,14 @@
 //! status. Also the client side used by `failover-dns report` and `status`.
 //!
 //! Protocol: one JSON object per line each way.
-//! - `{"op":"report","address":"10.0.0.1","outcome":"failure","rtt_ms":12.5}` →
-//!   `{"reply":"reported","address":"10.0.0.1","state":"down","consecutive_failures":1,"names":["app.internal."]}`
+//! - `{"op":"report","address":"10.0.0.1","outcome":"failure","rtt_ms":12.5}` (or
+//!   `"destination":"app-host"` for every address of a destination) →
+//!   `{"reply":"reported","results":[{"address":"10.0.0.1","previous":"unknown","state":"down","consecutive_failures":1,"names":["app.internal."]}]}`
 //! - `{"op":"status"}` → `{"reply":"status","names":[...],"config":{...}}`
+//! - `{"op":"explain","name":"app.internal"}` → `{"reply":"explanation",...}`: why each endpoint
+//!   is permitted or hidden, its state since when, its place in the order
+//! - `{"op":"watch"}` → `{"reply":"watching"}`, then one event per line (`{"event":...}`) until
+//!   the client closes the connection
 //! - `{"op":"reload"}` → `{"reply":"reloaded","generation":2,"zones":1,"names":5,"restart_needed":[]}`
 //!   once the new configuration serves, or an error reply naming FILE:LINE:COLUMN of each problem
 //!   while the last good configuration keeps serving.
@@ -24,11 +29,28 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use crate::explain::{Explanation, explain};
+use crate::feed::ReportTarget;
 use crate::handler::Handler;
-use crate::health::{Outcome, Report, State};
+use crate::health::{Outcome, State};
 use crate::limits::Limits;
 use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
 use crate::status::{StatusReport, status_report};
+
+/// What one report did to one address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedAddress {
+    /// The endpoint address.
+    pub address: IpAddr,
+    /// Its state before the report.
+    pub previous: State,
+    /// Its state now.
+    pub state: State,
+    /// Failures since its last success.
+    pub consecutive_failures: u32,
+    /// The shared names that carry the address.
+    pub names: Vec<String>,
+}
 
 /// Longest request line accepted; a longer one gets an error reply and the connection closes.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -37,10 +59,14 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ControlRequest {
-    /// One connection outcome for an endpoint address.
+    /// One connection outcome for an endpoint address, or for every address of a destination.
     Report {
-        /// The endpoint address.
-        address: IpAddr,
+        /// The endpoint address (give this or `destination`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<IpAddr>,
+        /// The destination id (give this or `address`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        destination: Option<String>,
         /// `success` or `failure`.
         outcome: Outcome,
         /// Measured round-trip time in milliseconds, if any.
@@ -49,6 +75,13 @@ pub enum ControlRequest {
     },
     /// Every shared name with its answer order and endpoint health.
     Status {},
+    /// Why one name resolves the way it does.
+    Explain {
+        /// The shared name.
+        name: String,
+    },
+    /// Stream events (state changes, failovers, reloads) until the client disconnects.
+    Watch {},
     /// Re-read the settings and zone files and swap the new configuration in.
     Reload {},
 }
@@ -57,17 +90,15 @@ pub enum ControlRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum ControlReply {
-    /// The report was recorded.
+    /// The report was recorded, for one address or every address of a destination.
     Reported {
-        /// The endpoint address.
-        address: IpAddr,
-        /// Its state now.
-        state: State,
-        /// Failures since its last success.
-        consecutive_failures: u32,
-        /// The shared names that carry the address.
-        names: Vec<String>,
+        /// What it did to each address.
+        results: Vec<ReportedAddress>,
     },
+    /// Why a name resolves the way it does.
+    Explanation(Explanation),
+    /// Events follow, one per line.
+    Watching {},
     /// The status of every shared name.
     Status(StatusReport),
     /// The new configuration is serving.
@@ -278,6 +309,10 @@ async fn serve_connection(stream: UnixStream, handler: Handler, idle: Duration) 
             Ok(_) if too_long => ControlReply::Error {
                 error: format!("request line longer than {MAX_LINE_BYTES} bytes"),
             },
+            Ok(_) if is_watch(&line) => {
+                stream_events(&mut writer, &handler).await;
+                return;
+            }
             Ok(_) => respond(&line, &handler).await,
             Err(error) => {
                 debug!(%error, "control connection read failed");
@@ -288,6 +323,36 @@ async fn serve_connection(stream: UnixStream, handler: Handler, idle: Duration) 
         bytes.push(b'\n');
         let written = tokio::time::timeout(idle, writer.write_all(&bytes)).await;
         if !matches!(written, Ok(Ok(()))) || too_long {
+            return;
+        }
+    }
+}
+
+fn is_watch(line: &[u8]) -> bool {
+    matches!(parse_line(line), Ok(ControlRequest::Watch {}))
+}
+
+/// Answers `watch`: a `watching` line, then every event as a JSON line until the client goes
+/// away. A watcher that falls too far behind is told how many events it missed.
+async fn stream_events(writer: &mut tokio::net::unix::OwnedWriteHalf, handler: &Handler) {
+    let mut events = handler.events().subscribe();
+    let mut line = serde_json::to_vec(&ControlReply::Watching {}).unwrap_or_default();
+    line.push(b'\n');
+    if writer.write_all(&line).await.is_err() {
+        return;
+    }
+    loop {
+        let line = match events.recv().await {
+            Ok(event) => serde_json::to_vec(&event).unwrap_or_default(),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                serde_json::to_vec(&serde_json::json!({ "event": "missed", "count": missed }))
+                    .unwrap_or_default()
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let mut line = line;
+        line.push(b'\n');
+        if writer.write_all(&line).await.is_err() {
             return;
         }
     }
@@ -353,41 +418,55 @@ pub fn handle_request(request: ControlRequest, handler: &Handler) -> ControlRepl
     match request {
         ControlRequest::Report {
             address,
+            destination,
             outcome,
             rtt_ms,
         } => {
-            let rtt = match rtt_ms {
-                None => None,
-                Some(ms) => match Duration::try_from_secs_f64(ms / 1000.0) {
-                    Ok(rtt) => Some(rtt),
-                    Err(_) => {
-                        return ControlReply::Error {
-                            error: format!(
-                                "rtt_ms {ms} is not a non-negative number of milliseconds"
-                            ),
-                        };
-                    }
+            let target = match (address, destination) {
+                (Some(address), None) => ReportTarget::Address(address),
+                (None, Some(destination)) => ReportTarget::Destination(destination),
+                _ => {
+                    return ControlReply::Error {
+                        error: "a report names exactly one of \"address\" and \"destination\""
+                            .to_string(),
+                    };
+                }
+            };
+            match handler.feed().report_ms(&target, outcome, rtt_ms) {
+                Ok(results) => ControlReply::Reported {
+                    results: results
+                        .into_iter()
+                        .map(|r| ReportedAddress {
+                            address: r.address,
+                            previous: r.previous,
+                            state: r.state,
+                            consecutive_failures: r.consecutive_failures,
+                            names: r.names,
+                        })
+                        .collect(),
                 },
-            };
-            let snapshot = handler.snapshot().load();
-            let Some(names) = snapshot.zones.names_with_address(address) else {
-                return ControlReply::Error {
-                    error: format!("{address} is not the address of any endpoint"),
-                };
-            };
-            let health = handler.health().report(Report {
-                address,
-                outcome,
-                rtt,
-            });
-            info!(%address, ?outcome, state = %health.state(), "report");
-            ControlReply::Reported {
-                address,
-                state: health.state(),
-                consecutive_failures: health.consecutive_failures,
-                names,
+                Err(error) => ControlReply::Error {
+                    error: error.to_string(),
+                },
             }
         }
+        ControlRequest::Explain { name } => {
+            let Ok(parsed) = crate::config::parse_name(&name) else {
+                return ControlReply::Error {
+                    error: format!("{name:?} is not a DNS name"),
+                };
+            };
+            let snapshot = handler.snapshot().load();
+            match explain(&snapshot, handler.health(), &parsed) {
+                Some(explanation) => ControlReply::Explanation(explanation),
+                None => ControlReply::Error {
+                    error: format!("{name} is not a shared name"),
+                },
+            }
+        }
+        ControlRequest::Watch {} => ControlReply::Error {
+            error: "watch streams events and is only served on the control socket".to_string(),
+        },
         ControlRequest::Status {} => {
             let snapshot = handler.snapshot().load();
             let mut report = status_report(&snapshot, handler.health());
@@ -432,6 +511,43 @@ pub fn request(path: &Path, request: &ControlRequest) -> Result<ControlReply, Co
         ControlReply::Error { error } => Err(ControlError::Rejected(error)),
         reply => Ok(reply),
     }
+}
+
+/// Streams events from the server at `path` (client side of `watch`): calls `on_event` with
+/// each event line until the server closes the connection or `on_event` returns false.
+pub fn watch(path: &Path, mut on_event: impl FnMut(&str) -> bool) -> Result<(), ControlError> {
+    let io_error = |source| ControlError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
+        ControlError::NotRunning {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    let mut request = serde_json::to_vec(&ControlRequest::Watch {})
+        .map_err(|e| ControlError::BadReply(e.to_string()))?;
+    request.push(b'\n');
+    stream.write_all(&request).map_err(io_error)?;
+    let mut lines = BufReader::new(&stream).lines();
+    let first = lines
+        .next()
+        .transpose()
+        .map_err(io_error)?
+        .unwrap_or_default();
+    match serde_json::from_str::<ControlReply>(first.trim()) {
+        Ok(ControlReply::Watching {}) => {}
+        Ok(ControlReply::Error { error }) => return Err(ControlError::Rejected(error)),
+        _ => return Err(ControlError::BadReply(first)),
+    }
+    for line in lines {
+        let line = line.map_err(io_error)?;
+        if !on_event(&line) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use crate::answer::Transport;
 use crate::cache::{AnswerCache, CacheKey};
+use crate::metrics::{Metrics, UpstreamOutcome};
 
 /// How forwarding behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +87,8 @@ struct Inner {
     settings: ForwardSettings,
     upstreams: Vec<Upstream>,
     cache: AnswerCache,
+    /// Where attempts are counted, once the handler attaches its metrics.
+    metrics: OnceLock<Metrics>,
 }
 
 /// An upstream answer: the bytes as received (with the client's ID), and the parsed message.
@@ -113,7 +116,19 @@ impl Forwarder {
                 cache: AnswerCache::new(settings.cache_size),
                 upstreams,
                 settings,
+                metrics: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Counts every upstream attempt in `metrics` from now on (the first call wins).
+    pub fn attach_metrics(&self, metrics: &Metrics) {
+        let _ = self.inner.metrics.set(metrics.clone());
+    }
+
+    fn count(&self, upstream: SocketAddr, outcome: UpstreamOutcome, started: Instant) {
+        if let Some(metrics) = self.inner.metrics.get() {
+            metrics.upstream(upstream, outcome, started.elapsed());
         }
     }
 
@@ -154,15 +169,29 @@ impl Forwarder {
                 break;
             }
             let attempt_deadline = deadline.min(now + self.inner.settings.timeout);
-            match exchange(
+            let attempt = exchange(
                 upstream.address,
                 request,
                 packet,
                 transport,
                 attempt_deadline,
             )
-            .await
-            {
+            .await;
+            let outcome = match &attempt {
+                Ok(forwarded)
+                    if matches!(
+                        forwarded.message.metadata.response_code,
+                        ResponseCode::ServFail | ResponseCode::Refused
+                    ) =>
+                {
+                    UpstreamOutcome::Failed
+                }
+                Ok(_) => UpstreamOutcome::Answered,
+                Err(AttemptError::Timeout) => UpstreamOutcome::Timeout,
+                Err(_) => UpstreamOutcome::Error,
+            };
+            self.count(upstream.address, outcome, now);
+            match attempt {
                 Ok(forwarded) => {
                     let code = forwarded.message.metadata.response_code;
                     if matches!(code, ResponseCode::ServFail | ResponseCode::Refused) {

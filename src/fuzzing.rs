@@ -14,7 +14,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use hickory_proto::op::{Message, MessageType};
 
@@ -138,10 +138,7 @@ pub enum Violation {
 pub fn fuzz_handler() -> Result<&'static Handler, Violation> {
     static HANDLER: OnceLock<Result<Handler, ConfigError>> = OnceLock::new();
     let handler = HANDLER.get_or_init(|| {
-        let source = SourceFile {
-            path: Arc::from(Path::new("fuzz-zone.toml")),
-            text: FUZZ_ZONE.to_string(),
-        };
+        let source = SourceFile::new(Path::new("fuzz-zone.toml"), FUZZ_ZONE.to_string());
         let data = load_zone_sources(&[source])?;
         let forwarder = Forwarder::new(ForwardSettings {
             cache_size: 0,
@@ -222,10 +219,10 @@ fn check_reply(packet: &[u8], reply: &[u8], transport: Transport) -> Result<(), 
 /// One zone file's text through the loader; when it loads, through the snapshot and the
 /// `check` warnings too. Errors are fine; panics are not.
 pub fn check_zone_config(text: &[u8]) -> Result<(), Violation> {
-    let source = SourceFile {
-        path: Arc::from(Path::new("fuzz.toml")),
-        text: String::from_utf8_lossy(text).into_owned(),
-    };
+    let source = SourceFile::new(
+        Path::new("fuzz.toml"),
+        String::from_utf8_lossy(text).into_owned(),
+    );
     match load_zone_sources(&[source]) {
         Ok(data) => {
             let snapshot = Snapshot::new(data, default_identity());

@@ -3,15 +3,19 @@
 //! Every stage is a call into its own module; this file only says in which order they run.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, RecordType};
 use tracing::debug;
 
 use crate::answer::{self, Decision, Transport};
+use crate::events::Events;
+use crate::feed::Feed;
 use crate::forward::Forwarder;
 use crate::health::HealthTable;
 use crate::limits::ForwardAllow;
+use crate::metrics::{Metrics, QueryOutcome};
 use crate::reload::Reloader;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::zones::Lookup;
@@ -28,6 +32,10 @@ pub struct Handler {
     reloader: Option<Reloader>,
     /// Which clients names outside the zones are forwarded for.
     forward_allow: ForwardAllow,
+    /// Where reports go (agent, control socket, probes).
+    feed: Feed,
+    /// What the server counts.
+    metrics: Metrics,
 }
 
 /// Who sent a query, and how: the transport sets the response size limit, the address decides
@@ -57,6 +65,21 @@ pub struct ForwardJob {
     request: Message,
     packet: Vec<u8>,
     transport: Transport,
+    /// When the query arrived, for the handling-time histogram.
+    started: Instant,
+}
+
+/// How a local decision is counted.
+fn query_outcome(decision: &Decision) -> QueryOutcome {
+    match decision {
+        Decision::Answer { .. } => QueryOutcome::Answer,
+        Decision::NoData { .. } => QueryOutcome::NoData,
+        Decision::NxDomain { .. } => QueryOutcome::NxDomain,
+        Decision::Refused => QueryOutcome::Refused,
+        Decision::FormErr => QueryOutcome::FormErr,
+        Decision::NotImp | Decision::BadVersion => QueryOutcome::NotImplemented,
+        Decision::ServFail => QueryOutcome::ServFail,
+    }
 }
 
 /// Where a query goes.
@@ -75,13 +98,38 @@ enum Route {
 impl Handler {
     /// A handler over `snapshot` ordered by `health`, forwarding through `forwarder`.
     pub fn new(snapshot: SharedSnapshot, health: HealthTable, forwarder: Forwarder) -> Self {
+        let metrics = Metrics::new();
+        forwarder.attach_metrics(&metrics);
+        let feed = Feed::new(
+            snapshot.clone(),
+            health.clone(),
+            Events::new(),
+            metrics.clone(),
+        );
         Handler {
             snapshot,
             health,
             forwarder,
             reloader: None,
             forward_allow: ForwardAllow::default(),
+            feed,
+            metrics,
         }
+    }
+
+    /// The agent feed: reports by address or destination, with events.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    /// The event bus (state changes, failovers, reloads).
+    pub fn events(&self) -> &Events {
+        self.feed.events()
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The same handler, with `reloader` serving the control socket's `reload` and the
@@ -122,13 +170,20 @@ impl Handler {
     /// answers and every error are answered at once; the rest becomes a [`ForwardJob`].
     pub fn handle(&self, packet: &[u8], client: Client) -> Step {
         let transport = client.transport;
+        let started = Instant::now();
         let request = match Message::from_vec(packet) {
             Ok(request) => request,
             Err(error) => {
                 debug!(%error, "unparsable query");
-                return answer::formerr_for_unparsable(packet).map_or(Step::Drop, Step::Reply);
+                let reply = answer::formerr_for_unparsable(packet);
+                if reply.is_some() {
+                    self.metrics
+                        .query(None, QueryOutcome::FormErr, started.elapsed());
+                }
+                return reply.map_or(Step::Drop, Step::Reply);
             }
         };
+        let query_type = request.queries.first().map(Query::query_type);
         if request.metadata.message_type != MessageType::Query {
             return Step::Drop;
         }
@@ -140,12 +195,17 @@ impl Handler {
             Route::Forward => {
                 if let Some(cached) = self.forwarder.cached(&request) {
                     debug!(id = request.metadata.id, "forwarded answer from cache");
-                    return Step::Reply(answer::encode_response(&cached, limit));
+                    self.metrics.cache_hit();
+                    let reply = answer::encode_response(&cached, limit);
+                    self.metrics
+                        .query(query_type, QueryOutcome::Forwarded, started.elapsed());
+                    return Step::Reply(reply);
                 }
                 return Step::Forward(ForwardJob {
                     request,
                     packet: packet.to_vec(),
                     transport,
+                    started,
                 });
             }
         };
@@ -155,8 +215,11 @@ impl Handler {
             outcome = decision.label(),
             "query"
         );
+        let outcome = query_outcome(&decision);
         let response = answer::build_response(&request, decision, may_forward);
-        Step::Reply(answer::encode_response(&response, limit))
+        let reply = answer::encode_response(&response, limit);
+        self.metrics.query(query_type, outcome, started.elapsed());
+        Step::Reply(reply)
     }
 
     /// Forwards a query upstream and returns the reply for the client: the upstream's own bytes
@@ -167,17 +230,29 @@ impl Handler {
             request,
             packet,
             transport,
+            started,
         } = job;
         let limit = answer::size_limit(&request, transport);
-        match self.forwarder.forward(&request, &packet, transport).await {
-            Some(forwarded) if forwarded.bytes.len() <= limit => forwarded.bytes,
-            Some(forwarded) => answer::encode_response(&forwarded.message, limit),
+        let query_type = request.queries.first().map(Query::query_type);
+        let (reply, outcome) = match self.forwarder.forward(&request, &packet, transport).await {
+            Some(forwarded) if forwarded.bytes.len() <= limit => {
+                (forwarded.bytes, QueryOutcome::Forwarded)
+            }
+            Some(forwarded) => (
+                answer::encode_response(&forwarded.message, limit),
+                QueryOutcome::Forwarded,
+            ),
             None => {
                 debug!(id = request.metadata.id, "every upstream failed");
                 let response = answer::build_response(&request, Decision::ServFail, true);
-                answer::encode_response(&response, limit)
+                (
+                    answer::encode_response(&response, limit),
+                    QueryOutcome::ServFail,
+                )
             }
-        }
+        };
+        self.metrics.query(query_type, outcome, started.elapsed());
+        reply
     }
 
     /// The whole request path, waiting for upstreams when needed.

@@ -54,6 +54,8 @@ pub struct EndpointHealth {
     pub consecutive_failures: u32,
     /// RTT of the last report that carried one.
     pub last_rtt: Option<Duration>,
+    /// When the endpoint entered its current state (the report that changed it).
+    pub state_since: Option<Stamp>,
 }
 
 /// The state an endpoint is in, derived from its reports.
@@ -86,6 +88,7 @@ impl EndpointHealth {
     }
 
     fn apply(&mut self, report: &Report, stamp: Stamp) {
+        let previous = self.state();
         match report.outcome {
             Outcome::Success => {
                 self.last_success = Some(stamp);
@@ -98,6 +101,9 @@ impl EndpointHealth {
         }
         if report.rtt.is_some() {
             self.last_rtt = report.rtt;
+        }
+        if self.state() != previous {
+            self.state_since = Some(stamp);
         }
     }
 }
@@ -157,6 +163,31 @@ impl HealthTable {
     /// Forgets every report.
     pub fn clear(&self) {
         self.inner.entries.clear();
+    }
+
+    /// Every address with a report, and what is known about it (for saving the table).
+    pub fn entries(&self) -> Vec<(IpAddr, EndpointHealth)> {
+        self.inner
+            .entries
+            .iter()
+            .map(|entry| (*entry.key(), *entry.value()))
+            .collect()
+    }
+
+    /// Puts saved entries back (at start, before any report). Later reports are ordered after
+    /// every restored one.
+    pub fn restore(&self, entries: impl IntoIterator<Item = (IpAddr, EndpointHealth)>) {
+        let mut highest = 0;
+        for (address, health) in entries {
+            for stamp in [health.last_success, health.last_failure]
+                .into_iter()
+                .flatten()
+            {
+                highest = highest.max(stamp.sequence);
+            }
+            self.inner.entries.insert(address, health);
+        }
+        self.inner.sequence.fetch_max(highest, Ordering::Relaxed);
     }
 
     /// Forgets the addresses for which `is_endpoint` is false and returns how many were

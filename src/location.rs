@@ -113,23 +113,85 @@ pub struct SourceFile {
     pub path: Arc<Path>,
     /// The whole text.
     pub text: String,
+    /// Byte offset of the start of each line, so locating a span is a binary search rather than
+    /// a scan from the start of the file (which made loading large files quadratic).
+    line_starts: Vec<usize>,
 }
 
 impl SourceFile {
+    /// A file's text as already read (or pushed) under `path`.
+    pub fn new(path: &Path, text: String) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        SourceFile {
+            path: Arc::from(path),
+            text,
+            line_starts,
+        }
+    }
+
     /// Reads a file, naming it in the error when it cannot be read.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| {
             ConfigError::one(Location::file(path), format!("cannot read file: {error}"))
         })?;
-        Ok(SourceFile {
-            path: Arc::from(path),
-            text,
-        })
+        Ok(SourceFile::new(path, text))
     }
 
     /// The location of a span (from `toml::Spanned` or a parse error) in this file.
     pub fn locate(&self, span: Range<usize>) -> Location {
-        Location::at_offset(&self.path, &self.text, span.start)
+        let offset = floor_char_boundary(&self.text, span.start.min(self.text.len()));
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let column = self
+            .text
+            .get(line_start..offset)
+            .map_or(0, |t| t.chars().count())
+            + 1;
+        Location {
+            file: Arc::clone(&self.path),
+            line: line.max(1),
+            column,
+        }
+    }
+
+    /// The location of a [`Located`] value's span, or the whole file when there is none.
+    pub fn locate_optional(&self, span: Option<Range<usize>>) -> Location {
+        match span {
+            Some(span) => self.locate(span),
+            None => Location::file(&self.path),
+        }
+    }
+
+    /// Whether the file is JSON (by its `.json` ending) rather than TOML.
+    pub fn is_json(&self) -> bool {
+        self.path.extension().is_some_and(|ext| ext == "json")
+    }
+
+    /// Parses the file as JSON or TOML by its ending (see [`SourceFile::parse_toml`]).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        if !self.is_json() {
+            return self.parse_toml();
+        }
+        serde_json::from_str(&self.text).map_err(|error| {
+            let location = Location {
+                file: Arc::clone(&self.path),
+                line: error.line(),
+                column: error.column(),
+            };
+            let message = error.to_string();
+            // serde_json appends " at line L column C"; the location already says it.
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(text, _)| text)
+                .to_string();
+            ConfigError::one(location, message)
+        })
     }
 
     /// A diagnostic at a span of this file.
@@ -143,13 +205,59 @@ impl SourceFile {
     /// Parses the file as TOML into `T`, turning a syntax or schema error into a diagnostic
     /// with line and column.
     pub fn parse_toml<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        toml::from_str(&self.text).map_err(|error| {
+        let previous = RECORD_SPANS.with(|record| record.replace(true));
+        let parsed = toml::from_str(&self.text);
+        RECORD_SPANS.with(|record| record.set(previous));
+        parsed.map_err(|error| {
             let location = match error.span() {
                 Some(span) => self.locate(span),
                 None => Location::file(&self.path),
             };
             ConfigError::one(location, error.message().trim().to_string())
         })
+    }
+}
+
+thread_local! {
+    /// Whether the deserializer running on this thread is TOML's, which records spans.
+    static RECORD_SPANS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A configuration value with the byte span it was read from. TOML records spans; JSON (as a
+/// management console pushes it) does not, so its semantic errors name the file only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    value: T,
+    span: Option<Range<usize>>,
+}
+
+impl<T> Located<T> {
+    /// The value.
+    pub fn get_ref(&self) -> &T {
+        &self.value
+    }
+
+    /// Where it was read from, when the format records it.
+    pub fn span(&self) -> Option<Range<usize>> {
+        self.span.clone()
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Located<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if RECORD_SPANS.with(std::cell::Cell::get) {
+            let spanned = toml::Spanned::<T>::deserialize(deserializer)?;
+            let span = Some(spanned.span());
+            Ok(Located {
+                value: spanned.into_inner(),
+                span,
+            })
+        } else {
+            Ok(Located {
+                value: T::deserialize(deserializer)?,
+                span: None,
+            })
+        }
     }
 }
 
@@ -165,6 +273,19 @@ pub fn resolve_relative(base_dir: &Path, name: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_files_locate_like_the_scan() {
+        let text = "a = 1\nbé = 2\n\nlast";
+        let file = SourceFile::new(Path::new("z.toml"), text.to_string());
+        for offset in 0..=text.len() + 3 {
+            assert_eq!(
+                file.locate(offset..offset),
+                Location::at_offset(&file.path, text, offset),
+                "offset {offset}"
+            );
+        }
+    }
 
     #[test]
     fn offsets_become_one_based_line_and_column() {

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use failover_dns::cli::{Cli, Command};
+use failover_dns::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -16,10 +16,13 @@ async fn main() -> ExitCode {
     let default_filter = if serving { "info" } else { "warn" };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match failover_dns::cli::run(cli).await {
         Ok(code) => code,
         Err(error) => {

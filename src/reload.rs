@@ -22,8 +22,10 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::{is_zone_file_name, load_zone_dir};
+use crate::events::{Events, now_unix_ms};
 use crate::health::HealthTable;
 use crate::location::ConfigError;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::status::{ConfigStatus, unix_ms_of};
@@ -101,6 +103,8 @@ struct Inner {
     /// Held for the whole of a reload, on the blocking pool, so reloads never interleave.
     one_at_a_time: Mutex<()>,
     state: Mutex<State>,
+    /// Where reload outcomes are published and counted, once attached.
+    observers: std::sync::OnceLock<(Events, Metrics)>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +140,7 @@ impl Reloader {
                 load_settings,
                 running,
                 one_at_a_time: Mutex::new(()),
+                observers: std::sync::OnceLock::new(),
                 state: Mutex::new(State {
                     generation: 1,
                     loaded_at: SystemTime::now(),
@@ -144,6 +149,34 @@ impl Reloader {
                 }),
             }),
         }
+    }
+
+    /// Publishes every reload outcome on `events` and counts it in `metrics` (the first call
+    /// wins).
+    pub fn observe(&self, events: Events, metrics: Metrics) {
+        let _ = self.inner.observers.set((events, metrics));
+    }
+
+    fn notify(&self, trigger: Trigger, outcome: Result<(usize, usize), String>) {
+        let Some((events, metrics)) = self.inner.observers.get() else {
+            return;
+        };
+        metrics.reload(outcome.is_ok());
+        let trigger = trigger.to_string();
+        let at_unix_ms = now_unix_ms();
+        events.publish(match outcome {
+            Ok((zones, names)) => crate::events::Event::ReloadSucceeded {
+                names,
+                zones,
+                trigger,
+                at_unix_ms,
+            },
+            Err(error) => crate::events::Event::ReloadFailed {
+                error,
+                trigger,
+                at_unix_ms,
+            },
+        });
     }
 
     /// Reloads on the blocking pool and returns the outcome; the runtime's workers keep
@@ -173,8 +206,13 @@ impl Reloader {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match build(&*self.inner.load_settings, &self.inner.running) {
-            Ok(built) => Ok(self.install(built, trigger)),
+            Ok(built) => {
+                let summary = self.install(built, trigger);
+                self.notify(trigger, Ok((summary.zones, summary.names)));
+                Ok(summary)
+            }
             Err(config_error) => {
+                self.notify(trigger, Err(config_error.to_string()));
                 for diagnostic in &config_error.diagnostics {
                     error!(%trigger, "{diagnostic}");
                 }

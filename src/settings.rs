@@ -46,6 +46,10 @@ pub struct Settings {
     pub limits: Limits,
     /// Clients for which names outside the zones are forwarded.
     pub forward_allow: ForwardAllow,
+    /// Where the health table is saved and restored from; `None`: not kept across restarts.
+    pub state_file: Option<PathBuf>,
+    /// Loopback address of the Prometheus metrics listener; `None`: off.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -61,6 +65,8 @@ impl Default for Settings {
             cache_size: ForwardSettings::default().cache_size,
             limits: Limits::default(),
             forward_allow: ForwardAllow::default(),
+            state_file: None,
+            metrics: None,
         }
     }
 }
@@ -108,6 +114,8 @@ struct RawSettings {
     cache_size: Option<usize>,
     limits: Option<RawLimits>,
     forward_allow: Option<Vec<Spanned<String>>>,
+    state_file: Option<String>,
+    metrics: Option<Spanned<String>>,
 }
 
 impl Settings {
@@ -132,6 +140,15 @@ impl Settings {
         }
         if let Some(cache_size) = raw.cache_size {
             settings.cache_size = cache_size;
+        }
+        if let Some(state_file) = raw.state_file {
+            settings.state_file = Some(resolve_relative(base, Path::new(&state_file)));
+        }
+        if let Some(metrics) = raw.metrics {
+            settings.metrics = Some(
+                parse_metrics_listen(metrics.get_ref())
+                    .map_err(|message| ConfigError::one(source.locate(metrics.span()), message))?,
+            );
         }
         if let Some(timeout) = raw.upstream_timeout_ms {
             settings.upstream_timeout = parse_upstream_timeout(*timeout.get_ref())
@@ -223,6 +240,19 @@ impl Settings {
             ..ForwardSettings::default()
         };
         (settings, notes)
+    }
+}
+
+/// Parses the metrics listener's `ADDR:PORT`, which must be a loopback address: the metrics
+/// are for the machine's own monitoring, not the network.
+pub fn parse_metrics_listen(text: &str) -> Result<SocketAddr, String> {
+    let address = parse_listen(text)?;
+    if address.ip().is_loopback() {
+        Ok(address)
+    } else {
+        Err(format!(
+            "metrics address {address} is not a loopback address (127.0.0.0/8 or ::1)"
+        ))
     }
 }
 

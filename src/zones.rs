@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record};
@@ -82,6 +83,21 @@ pub struct Destination {
     pub kind: DestinationKind,
     /// Where it was declared.
     pub location: Location,
+    /// The active probe that feeds its endpoints' health, if configured.
+    pub probe: Option<ProbeSpec>,
+}
+
+/// An active health probe: a TCP connect to `port` on each endpoint address of a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeSpec {
+    /// The TCP port to connect to.
+    pub port: u16,
+    /// Time between probes of one address.
+    pub interval: Duration,
+    /// How long a connect may take before it counts as a failure.
+    pub timeout: Duration,
+    /// Up to this much is added to or taken from each interval, so probes spread out.
+    pub jitter: Duration,
 }
 
 /// One (destination, address) pair that a shared name can resolve to.
@@ -306,6 +322,38 @@ impl Zones {
         let address = *self.by_reverse_name.get(name)?;
         let names = self.by_address.get(&address)?;
         Some((address, names.as_slice()))
+    }
+
+    /// Indexes of the shared names that carry `address` (empty when it is no endpoint's).
+    pub fn name_indexes_with_address(&self, address: IpAddr) -> &[NameIndex] {
+        self.by_address.get(&address).map_or(&[], Vec::as_slice)
+    }
+
+    /// The index of the shared name `name` (case-insensitive).
+    pub fn name_index(&self, name: &Name) -> Option<NameIndex> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The destination with id `id`.
+    pub fn destination_id(&self, id: &str) -> Option<DestinationId> {
+        self.data
+            .destinations
+            .iter()
+            .position(|d| d.id == id)
+            .map(DestinationId::new)
+    }
+
+    /// Every endpoint address of `destination`, in configuration order, each once.
+    pub fn addresses_of(&self, destination: DestinationId) -> Vec<IpAddr> {
+        let mut addresses = Vec::new();
+        for shared in &self.data.names {
+            for endpoint in &shared.endpoints {
+                if endpoint.destination == destination && !addresses.contains(&endpoint.address) {
+                    addresses.push(endpoint.address);
+                }
+            }
+        }
+        addresses
     }
 
     /// Whether `address` is some endpoint's address (the addresses the health table keeps).

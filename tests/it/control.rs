@@ -103,6 +103,10 @@ fn bad_requests_get_an_error_reply_and_the_connection_keeps_serving() {
         "{\"op\":\"reboot\"}",
         "{\"op\":\"report\",\"address\":\"100.64.1.10\",\"outcome\":\"maybe\"}",
         "{\"op\":\"report\",\"address\":\"100.64.1.10\",\"outcome\":\"failure\",\"rtt_ms\":-1}",
+        "{\"op\":\"report\",\"outcome\":\"failure\"}",
+        "{\"op\":\"report\",\"address\":\"100.64.1.10\",\"destination\":\"app-host\",\"outcome\":\"failure\"}",
+        "{\"op\":\"report\",\"destination\":\"no-such-id\",\"outcome\":\"failure\"}",
+        "{\"op\":\"explain\",\"name\":\"nope.internal\"}",
     ] {
         let reply = control.ask(garbage);
         assert_eq!(reply["reply"], "error", "{garbage:?} → {reply}");
@@ -118,10 +122,13 @@ fn bad_requests_get_an_error_reply_and_the_connection_keeps_serving() {
     let reported =
         control.ask("{\"op\":\"report\",\"address\":\"100.64.1.10\",\"outcome\":\"failure\"}");
     assert_eq!(reported["reply"], "reported", "{reported}");
-    assert_eq!(reported["state"], "down", "{reported}");
-    assert_eq!(reported["consecutive_failures"], 1, "{reported}");
+    let result = &reported["results"][0];
+    assert_eq!(result["address"], "100.64.1.10", "{reported}");
+    assert_eq!(result["previous"], "unknown", "{reported}");
+    assert_eq!(result["state"], "down", "{reported}");
+    assert_eq!(result["consecutive_failures"], 1, "{reported}");
     assert_eq!(
-        reported["names"],
+        result["names"],
         serde_json::json!(["app.internal."]),
         "{reported}"
     );

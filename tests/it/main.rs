@@ -13,7 +13,9 @@
 //! - `os_resolver`: the C library (`getent`) and `curl` resolving through the server;
 //! - `check`: `failover-dns check` errors and warnings;
 //! - `control`: the control socket, `report`, `status` and shutdown;
-//! - `reload`: live reload (file watcher, SIGHUP, control request, `reload`), what survives it.
+//! - `reload`: live reload (file watcher, SIGHUP, control request, `reload`), what survives it;
+//! - `agent_feed`: the embedding example, active probes, the health state file across restarts,
+//!   `watch` events, `status --name`, the metrics endpoint, reports by destination, the log.
 //!
 //! Tests run in parallel: every server has its own port, temporary directory and control socket.
 //! Nothing sends traffic anywhere but 127.0.0.0/8; endpoint addresses are only data.
@@ -26,6 +28,7 @@
 
 mod support;
 
+mod agent_feed;
 mod answers;
 mod check;
 mod control;

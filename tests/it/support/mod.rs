@@ -5,7 +5,7 @@
 //! Readiness is observed, never slept for: the server announces its port and then `ready:` on
 //! stdout, and [`Server::start`] returns only once `dig` got a reply for the zone apex SOA.
 //! Every server lives in a temporary directory of its own (zones, control socket), so tests run
-//! in parallel.
+//! in parallel; [`Server::restart`] starts the process again in the same directory.
 
 mod dig;
 pub mod upstream;
@@ -86,20 +86,54 @@ pub fn dig_at(server: &str, port: u16, args: &[&str]) -> Result<Dig, String> {
 pub struct Server {
     child: Option<Child>,
     dir: TempDir,
+    /// The test's own arguments, kept for [`Server::restart`].
+    extra_args: Vec<String>,
+    /// Whether the server runs with its own default log filter instead of the harness's
+    /// `RUST_LOG=failover_dns=debug`.
+    default_log_level: bool,
     port: u16,
+    metrics: Option<SocketAddr>,
     origin: Option<String>,
     stdout: Vec<String>,
     stderr: Arc<Mutex<String>>,
     stderr_reader: Option<JoinHandle<()>>,
+    /// What the processes before the last [`Server::restart`] logged, for a failing test.
+    earlier_stderr: String,
 }
 
 impl Server {
     /// Starts a server on `zone_files` with `extra_args` (identity flags, ...) and returns once
     /// it answers DNS.
     pub fn start(zone_files: &[(&str, &str)], extra_args: &[&str]) -> Server {
-        let server = Server::spawn(zone_files, extra_args, false);
+        let server = Server::spawn(zone_files, extra_args, false, false);
         server.wait_until_answering();
         server
+    }
+
+    /// Like [`Server::start`], but with `RUST_LOG` unset, so the server logs at its own default
+    /// level (what users see), not the harness's debug level.
+    pub fn start_with_default_log_level(
+        zone_files: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Server {
+        let server = Server::spawn(zone_files, extra_args, false, true);
+        server.wait_until_answering();
+        server
+    }
+
+    /// Stops the server if it still runs (SIGTERM, as [`Server::stop`]) and starts it again in
+    /// the same directory — same zones, control socket and arguments (so the same
+    /// `--state-file`) — returning once it answers. [`Server::stderr`] then holds the new
+    /// process's log only.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            let status = self.stop();
+            assert!(status.success(), "clean exit before the restart: {status}");
+        }
+        let previous = self.stderr();
+        self.earlier_stderr.push_str(&previous);
+        self.launch(false);
+        self.wait_until_answering();
     }
 
     /// Starts a server and sends it SIGTERM the moment it prints `ready:`, as a supervisor may.
@@ -107,15 +141,39 @@ impl Server {
     /// microseconds of the line rather than after a process start. [`Server::stop`] then
     /// collects the exit status.
     pub fn spawn_and_terminate_at_ready(zone_files: &[(&str, &str)]) -> Server {
-        Server::spawn(zone_files, &[], true)
+        Server::spawn(zone_files, &[], true, false)
     }
 
     /// Starts a server and returns as soon as it printed `ready:` (after SIGTERM, when
     /// `terminate_at_ready`), without querying it.
-    fn spawn(zone_files: &[(&str, &str)], extra_args: &[&str], terminate_at_ready: bool) -> Server {
-        let dir = zone_dir(zone_files);
-        let zones = dir.path().join("zones");
-        let control = dir.path().join("control.sock");
+    fn spawn(
+        zone_files: &[(&str, &str)],
+        extra_args: &[&str],
+        terminate_at_ready: bool,
+        default_log_level: bool,
+    ) -> Server {
+        let mut server = Server {
+            child: None,
+            dir: zone_dir(zone_files),
+            extra_args: extra_args.iter().map(ToString::to_string).collect(),
+            default_log_level,
+            port: 0,
+            metrics: None,
+            origin: first_zone_origin(zone_files),
+            stdout: Vec::new(),
+            stderr: Arc::new(Mutex::new(String::new())),
+            stderr_reader: None,
+            earlier_stderr: String::new(),
+        };
+        server.launch(terminate_at_ready);
+        server
+    }
+
+    /// Runs `failover-dns serve` in the server's directory and waits for `ready:`.
+    fn launch(&mut self, terminate_at_ready: bool) {
+        let dir = self.dir.path();
+        let zones = dir.join("zones");
+        let control = dir.join("control.sock");
         let mut command = Command::new(BINARY);
         command
             .arg("serve")
@@ -125,17 +183,20 @@ impl Server {
             .arg(&control);
         // Never the machine's own resolv.conf: its nameservers are not on loopback. Tests that
         // forward name their upstreams (--upstream) or a --resolv-conf of their own.
-        if !extra_args.contains(&"--resolv-conf") {
-            let resolv_conf = dir.path().join("resolv.conf");
+        if !self.extra_args.iter().any(|arg| arg == "--resolv-conf") {
+            let resolv_conf = dir.join("resolv.conf");
             std::fs::write(&resolv_conf, "# no upstreams unless a test names them\n")
                 .expect("write an empty resolv.conf");
             command.arg("--resolv-conf").arg(resolv_conf);
         }
-        let mut child = command
-            .args(extra_args)
+        command.args(&self.extra_args).env("NO_COLOR", "1");
+        if self.default_log_level {
+            command.env_remove("RUST_LOG");
+        } else {
             // Query outcomes in the log that a failing test prints, without colour codes.
-            .env("RUST_LOG", "failover_dns=debug")
-            .env("NO_COLOR", "1")
+            command.env("RUST_LOG", "failover_dns=debug");
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -172,22 +233,19 @@ impl Server {
                 .spawn()
                 .expect("spawn sh")
         });
-        let mut server = Server {
-            child: Some(child),
-            dir,
-            port: 0,
-            origin: first_zone_origin(zone_files),
-            stdout: Vec::new(),
-            stderr,
-            stderr_reader: Some(stderr_reader),
-        };
+        self.child = Some(child);
+        self.port = 0;
+        self.metrics = None;
+        self.stdout = Vec::new();
+        self.stderr = stderr;
+        self.stderr_reader = Some(stderr_reader);
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left) {
                 Ok(line) => {
                     let ready = line.starts_with("ready: ");
-                    server.stdout.push(line);
+                    self.stdout.push(line);
                     if ready {
                         if let Some(terminator) = &mut terminator {
                             let mut stdin = terminator.stdin.take().expect("stdin is piped");
@@ -199,30 +257,48 @@ impl Server {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    server.fail_startup("printed no `ready:` line within 20 s")
+                    self.fail_startup("printed no `ready:` line within 20 s")
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    server.fail_startup("closed stdout before `ready:`")
+                    self.fail_startup("closed stdout before `ready:`")
                 }
             }
         }
-        server.port = server.announced_port(&control);
-        server
+        (self.port, self.metrics) = self.announced_ports(&control);
     }
 
     /// Checks the startup announcement (`listening on udp+tcp ADDR` once per listen address,
-    /// `control socket PATH`, `forwarding …`, `ready: …`, in that order) and returns the port of
-    /// the first listen address (the harness's own `127.0.0.1:0`).
-    fn announced_port(&self, control: &Path) -> u16 {
+    /// `control socket PATH`, `forwarding …`, `metrics on http://ADDR/metrics` with `--metrics`
+    /// only, `ready: …`, in that order) and returns the port of the first listen address (the
+    /// harness's own `127.0.0.1:0`) and the metrics address.
+    fn announced_ports(&self, control: &Path) -> (u16, Option<SocketAddr>) {
         let listening = self
             .stdout
             .iter()
             .take_while(|line| line.starts_with("listening on udp+tcp "))
             .count();
         let (listen_lines, rest) = self.stdout.split_at(listening);
-        let ([first, ..], [control_line, forwarding, ready]) = (listen_lines, rest) else {
-            panic!("unexpected startup lines {:?}", self.stdout);
+        let (first, control_line, forwarding, metrics, ready) = match (listen_lines, rest) {
+            ([first, ..], [control_line, forwarding, ready]) => {
+                (first, control_line, forwarding, None, ready)
+            }
+            ([first, ..], [control_line, forwarding, metrics, ready]) => {
+                (first, control_line, forwarding, Some(metrics), ready)
+            }
+            _ => panic!("unexpected startup lines {:?}", self.stdout),
         };
+        let metrics = metrics.map(|line| {
+            let address: SocketAddr = line
+                .strip_prefix("metrics on http://")
+                .and_then(|rest| rest.strip_suffix("/metrics"))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("bad metrics line {line:?}"));
+            assert!(
+                address.ip().is_loopback() && address.port() != 0,
+                "{address}"
+            );
+            address
+        });
         let address: SocketAddr = first
             .strip_prefix("listening on udp+tcp ")
             .and_then(|a| a.parse().ok())
@@ -244,7 +320,12 @@ impl Server {
             address.ip().is_loopback() && address.port() != 0,
             "{address}"
         );
-        address.port()
+        (address.port(), metrics)
+    }
+
+    /// Where the server serves metrics (`--metrics`), as it announced.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// Every address the server announced (`listening on udp+tcp ADDR`), in `--listen` order;
@@ -343,6 +424,20 @@ impl Server {
         failover_dns(&full)
     }
 
+    /// Starts `failover-dns ARGS... --control PATH` against this server without waiting for it
+    /// (for `watch`, which runs until stopped), with stdout and stderr piped.
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(BINARY)
+            .args(args)
+            .arg("--control")
+            .arg(self.control_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn failover-dns")
+    }
+
     /// Reports one connection outcome for `address` and returns the command's stdout; panics
     /// when the report is rejected.
     pub fn report(&self, ok: bool, address: &str) -> String {
@@ -368,10 +463,16 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the process to exit. The temporary directory stays until
-    /// the `Server` is dropped, so the test can look at what the process left behind.
+    /// the `Server` is dropped, so the test can look at what the process left behind; and
+    /// [`Server::stderr`] holds everything the process logged, to its last line.
     pub fn stop(&mut self) -> ExitStatus {
-        self.terminate()
-            .unwrap_or_else(|| panic!("server did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM"))
+        let status = self.terminate().unwrap_or_else(|| {
+            panic!("server did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM")
+        });
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        status
     }
 
     /// SIGTERM, wait up to [`SHUTDOWN_TIMEOUT`], SIGKILL after that. `None` when it had to be
@@ -403,6 +504,12 @@ impl Drop for Server {
         if std::thread::panicking() && self.port != 0 {
             if let Some(reader) = self.stderr_reader.take() {
                 let _ = reader.join();
+            }
+            if !self.earlier_stderr.is_empty() {
+                eprintln!(
+                    "--- failover-dns serve, before the last restart, stderr ---\n{}",
+                    self.earlier_stderr
+                );
             }
             eprintln!(
                 "--- failover-dns serve on port {} (exit {status:?}) stderr ---\n{}",

@@ -1,0 +1,252 @@
+//! The library API for an agent that embeds failover-dns in its own tokio runtime: build it from
+//! settings and zone data (files, or values the agent received as JSON), serve on sockets the
+//! caller bound, report connection outcomes, read a name's current answer order, reload or
+//! replace the zone data, watch events, and shut down gracefully. The `failover-dns serve`
+//! command is a thin user of this API.
+//!
+//! ```no_run
+//! # async fn agent() -> Result<(), Box<dyn std::error::Error>> {
+//! use failover_dns::embed::FailoverDns;
+//! use failover_dns::feed::ReportTarget;
+//! use failover_dns::health::Outcome;
+//! use failover_dns::settings::Settings;
+//!
+//! let dns = FailoverDns::from_settings(Settings::default())?;
+//! let listener = failover_dns::server::bind("127.0.0.1:0".parse()?).await?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let serving = tokio::spawn({
+//!     let dns = dns.clone();
+//!     async move { dns.serve(vec![listener], None, None, async { let _ = stopped.await; }).await }
+//! });
+//! dns.report(&ReportTarget::Address("100.64.1.10".parse()?), Outcome::Failure, None)?;
+//! println!("{:?}", dns.answer_order("app.internal"));
+//! let _ = stop.send(());
+//! serving.await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tracing::warn;
+
+use crate::config::load_zone_dir;
+use crate::control::ControlSocket;
+use crate::events::Event;
+use crate::feed::{FeedError, ReportResult, ReportTarget};
+use crate::forward::Forwarder;
+use crate::handler::Handler;
+use crate::health::{HealthTable, Outcome};
+use crate::location::ConfigError;
+use crate::metrics::Metrics;
+use crate::probe::Probes;
+use crate::reload::{ReloadError, ReloadSummary, Reloader, SettingsLoader, Trigger};
+use crate::server::DnsListener;
+use crate::settings::Settings;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::status::{StatusReport, status_report};
+use crate::zones::ZoneData;
+
+/// An embedded failover-dns. Cheap to clone; all clones are the same server.
+#[derive(Debug, Clone)]
+pub struct FailoverDns {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    handler: Handler,
+    reloader: Reloader,
+}
+
+impl FailoverDns {
+    /// Builds from `settings`, loading the zone data from `settings.zones_dir`. A reload re-reads
+    /// that directory with the same settings.
+    pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
+        let fixed = settings.clone();
+        FailoverDns::with_settings_loader(settings, Arc::new(move || Ok(fixed.clone())))
+    }
+
+    /// Builds from `settings`, loading the zone data from `settings.zones_dir`; every reload
+    /// takes its settings from `load_settings` (the CLI re-reads its settings file there).
+    pub fn with_settings_loader(
+        settings: Settings,
+        load_settings: SettingsLoader,
+    ) -> Result<Self, ConfigError> {
+        let data = load_zone_dir(&settings.zones_dir)?;
+        Ok(FailoverDns::build(settings, data, load_settings))
+    }
+
+    /// Builds from `settings` and zone data the agent already holds (for example received as
+    /// JSON and parsed with [`crate::config::load_zone_text`]). Replace it later with
+    /// [`FailoverDns::replace_zone_data`].
+    pub fn from_zone_data(settings: Settings, data: ZoneData) -> Self {
+        let fixed = settings.clone();
+        FailoverDns::build(settings, data, Arc::new(move || Ok(fixed.clone())))
+    }
+
+    fn build(settings: Settings, data: ZoneData, load_settings: SettingsLoader) -> Self {
+        let (forward_settings, notes) = settings.forward_settings();
+        for note in notes {
+            warn!("{note}");
+        }
+        let forwarder = Forwarder::new(forward_settings);
+        let snapshot = SharedSnapshot::new(Snapshot::new(data, settings.identity.clone()));
+        let health = HealthTable::new();
+        let reloader = Reloader::new(
+            snapshot.clone(),
+            health.clone(),
+            settings.clone(),
+            load_settings,
+        );
+        let handler = Handler::new(snapshot, health, forwarder)
+            .with_reloader(reloader.clone())
+            .with_forward_allow(settings.forward_allow.clone());
+        if settings.forward_allow.allows_everyone()
+            && settings.listen.iter().any(|a| !a.ip().is_loopback())
+        {
+            warn!(
+                "forward_allow admits every address and a listen address is not loopback: this is an open resolver"
+            );
+        }
+        reloader.observe(handler.events().clone(), handler.metrics().clone());
+        if let Some(path) = &settings.state_file {
+            crate::persist::restore_at_start(handler.health(), handler.snapshot(), path);
+        }
+        FailoverDns {
+            inner: Arc::new(Inner {
+                settings,
+                handler,
+                reloader,
+            }),
+        }
+    }
+
+    /// The settings it was built with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The request handler (the DNS path; for custom socket loops and tests).
+    pub fn handler(&self) -> &Handler {
+        &self.inner.handler
+    }
+
+    /// The reloader (what triggers call).
+    pub fn reloader(&self) -> &Reloader {
+        &self.inner.reloader
+    }
+
+    /// Records a connection outcome for an address or for every address of a destination; the
+    /// very next DNS answer reflects it.
+    pub fn report(
+        &self,
+        target: &ReportTarget,
+        outcome: Outcome,
+        rtt: Option<Duration>,
+    ) -> Result<Vec<ReportResult>, FeedError> {
+        self.inner.handler.feed().report(target, outcome, rtt)
+    }
+
+    /// The addresses `name` resolves to for this client now, in answer order (A and AAAA
+    /// together); `None` when it is not a shared name (or not a valid name).
+    pub fn answer_order(&self, name: &str) -> Option<Vec<IpAddr>> {
+        let name = crate::config::parse_name(name).ok()?;
+        self.inner.handler.feed().answer_order(&name)
+    }
+
+    /// Re-reads the zone files (and settings) and swaps them in; on error the last good
+    /// configuration keeps serving.
+    pub async fn reload(&self) -> Result<ReloadSummary, ReloadError> {
+        self.inner.reloader.reload(Trigger::Control).await
+    }
+
+    /// Swaps in zone data the agent received, at once; health is kept for addresses that are
+    /// still endpoints.
+    pub fn replace_zone_data(&self, data: ZoneData) {
+        let handler = &self.inner.handler;
+        let identity = handler.snapshot().load().identity.clone();
+        handler.snapshot().store(Snapshot::new(data, identity));
+        let current = handler.snapshot().load();
+        handler
+            .health()
+            .retain_endpoints(|address| current.zones.is_endpoint_address(address));
+    }
+
+    /// A receiver of every event from now on (state changes, failovers, reloads).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.handler.events().subscribe()
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        self.inner.handler.metrics()
+    }
+
+    /// Every shared name with its answer order and endpoint health.
+    pub fn status(&self) -> StatusReport {
+        let handler = &self.inner.handler;
+        status_report(&handler.snapshot().load(), handler.health())
+    }
+
+    /// Serves DNS on `listeners` (and the control socket and metrics listener, if given), runs
+    /// the active probes and keeps the health state file, until `shutdown` completes; then
+    /// stops everything and saves the health state one last time.
+    pub async fn serve(
+        &self,
+        listeners: Vec<DnsListener>,
+        control: Option<ControlSocket>,
+        metrics: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let handler = self.inner.handler.clone();
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(run_probes(handler.clone()));
+        if let Some(listener) = metrics {
+            background.spawn(crate::metrics::serve(listener, handler.metrics().clone()));
+        }
+        let state_file: Option<PathBuf> = self.inner.settings.state_file.clone();
+        if let Some(path) = &state_file {
+            background.spawn(crate::persist::save_periodically(
+                handler.health().clone(),
+                path.clone(),
+            ));
+        }
+        crate::server::run_with_limits(
+            handler.clone(),
+            listeners,
+            control,
+            self.inner.settings.limits.clone(),
+            shutdown,
+        )
+        .await;
+        background.abort_all();
+        while background.join_next().await.is_some() {}
+        if let Some(path) = &state_file {
+            crate::persist::save_logged(handler.health(), path);
+        }
+    }
+}
+
+/// Runs the active probes of the current configuration, and starts them anew after every
+/// successful reload.
+async fn run_probes(handler: Handler) {
+    let mut events = handler.events().subscribe();
+    loop {
+        let probes = Probes::start(&handler.snapshot().load(), handler.feed());
+        loop {
+            match events.recv().await {
+                Ok(Event::ReloadSucceeded { .. }) => break,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+        drop(probes);
+    }
+}

@@ -1,0 +1,288 @@
+//! Keeps the health table across restarts: saved on clean shutdown and periodically (written to
+//! a temporary file, then renamed over the old one, so a crash mid-write never leaves half a
+//! file), and restored at start, so a restart right after the primary failed does not put the
+//! dead primary first again. A missing or corrupt file is a warning, never fatal; entries for
+//! addresses that are no longer endpoints are dropped.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::events::unix_ms;
+use crate::health::{EndpointHealth, HealthTable, Stamp};
+use crate::snapshot::SharedSnapshot;
+
+/// How often the table is saved while serving.
+pub const SAVE_INTERVAL: Duration = Duration::from_secs(10);
+/// The file format's version; a file of another version is ignored with a warning.
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    version: u32,
+    saved_at_unix_ms: u64,
+    endpoints: Vec<SavedEndpoint>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedEndpoint {
+    address: IpAddr,
+    last_success: Option<SavedStamp>,
+    last_failure: Option<SavedStamp>,
+    consecutive_failures: u32,
+    last_rtt_ms: Option<f64>,
+    #[serde(default)]
+    state_since: Option<SavedStamp>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedStamp {
+    sequence: u64,
+    unix_ms: u64,
+}
+
+fn save_stamp(stamp: Option<Stamp>) -> Option<SavedStamp> {
+    stamp.map(|s| SavedStamp {
+        sequence: s.sequence,
+        unix_ms: unix_ms(s.at),
+    })
+}
+
+fn load_stamp(stamp: Option<SavedStamp>) -> Option<Stamp> {
+    stamp.map(|s| Stamp {
+        sequence: s.sequence,
+        at: UNIX_EPOCH + Duration::from_millis(s.unix_ms),
+    })
+}
+
+/// Why the state could not be saved or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not a health state file this version understands.
+    #[error("{path}: not a usable health state file: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Writes every entry of `health` to `path` atomically (temporary file, then rename).
+pub fn save(health: &HealthTable, path: &Path) -> Result<usize, PersistError> {
+    let io = |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut endpoints: Vec<SavedEndpoint> = health
+        .entries()
+        .into_iter()
+        .map(|(address, h)| SavedEndpoint {
+            address,
+            last_success: save_stamp(h.last_success),
+            last_failure: save_stamp(h.last_failure),
+            consecutive_failures: h.consecutive_failures,
+            last_rtt_ms: h.last_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+            state_since: save_stamp(h.state_since),
+        })
+        .collect();
+    endpoints.sort_by_key(|e| e.address);
+    let count = endpoints.len();
+    let file = StateFile {
+        version: FORMAT_VERSION,
+        saved_at_unix_ms: unix_ms(SystemTime::now()),
+        endpoints,
+    };
+    let text = serde_json::to_vec_pretty(&file).map_err(|e| PersistError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, text).map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(|error| {
+        let _ = std::fs::remove_file(&temporary);
+        io(error)
+    })?;
+    Ok(count)
+}
+
+/// Reads a state file into `health`, keeping only addresses for which `is_endpoint` holds.
+/// Returns (restored, dropped). A missing file restores nothing.
+pub fn restore(
+    health: &HealthTable,
+    path: &Path,
+    is_endpoint: impl Fn(IpAddr) -> bool,
+) -> Result<(usize, usize), PersistError> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(source) => {
+            return Err(PersistError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let corrupt = |message: String| PersistError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file: StateFile = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+    if file.version != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "format version {} (expected {FORMAT_VERSION})",
+            file.version
+        )));
+    }
+    let (kept, dropped): (Vec<SavedEndpoint>, Vec<SavedEndpoint>) = file
+        .endpoints
+        .into_iter()
+        .partition(|e| is_endpoint(e.address));
+    let restored = kept.len();
+    health.restore(kept.into_iter().map(|saved| {
+        let last_rtt = saved
+            .last_rtt_ms
+            .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok());
+        (
+            saved.address,
+            EndpointHealth {
+                last_success: load_stamp(saved.last_success),
+                last_failure: load_stamp(saved.last_failure),
+                consecutive_failures: saved.consecutive_failures,
+                last_rtt,
+                state_since: load_stamp(saved.state_since),
+            },
+        )
+    }));
+    Ok((restored, dropped.len()))
+}
+
+/// Restores `path` into `health` at start, logging what happened; never fails.
+pub fn restore_at_start(health: &HealthTable, snapshot: &SharedSnapshot, path: &Path) {
+    let current = snapshot.load();
+    let is_endpoint = |address| current.zones.names_with_address(address).is_some();
+    match restore(health, path, is_endpoint) {
+        Ok((0, 0)) => debug!(path = %path.display(), "no saved health state"),
+        Ok((restored, dropped)) => info!(
+            path = %path.display(),
+            restored,
+            dropped,
+            "health state restored (dropped entries are no longer endpoints)"
+        ),
+        Err(error) => warn!(%error, "starting with an empty health table"),
+    }
+}
+
+/// Saves `health` to `path` every [`SAVE_INTERVAL`] until the task is dropped.
+pub async fn save_periodically(health: HealthTable, path: PathBuf) {
+    let mut ticks = tokio::time::interval(SAVE_INTERVAL);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        save_logged(&health, &path);
+    }
+}
+
+/// Saves once, logging a failure as a warning.
+pub fn save_logged(health: &HealthTable, path: &Path) {
+    match save(health, path) {
+        Ok(count) => debug!(path = %path.display(), count, "health state saved"),
+        Err(error) => warn!(%error, "could not save the health state"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{Outcome, Report, State};
+
+    fn address(text: &str) -> IpAddr {
+        text.parse().expect("literal address")
+    }
+
+    #[test]
+    fn saved_order_survives_a_restart_and_unknown_addresses_are_dropped() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("state/health.json");
+        let before = HealthTable::new();
+        for (text, outcome) in [
+            ("192.0.2.1", Outcome::Failure),
+            ("192.0.2.2", Outcome::Success),
+            ("192.0.2.9", Outcome::Failure),
+            ("192.0.2.3", Outcome::Failure),
+        ] {
+            before.report(Report {
+                address: address(text),
+                outcome,
+                rtt: Some(Duration::from_millis(7)),
+            });
+        }
+        assert_eq!(save(&before, &path).expect("saved"), 4);
+
+        let after = HealthTable::new();
+        let known = |a: IpAddr| a != address("192.0.2.9");
+        assert_eq!(restore(&after, &path, known).expect("restored"), (3, 1));
+        assert_eq!(after.get(address("192.0.2.1")).state(), State::Down);
+        assert_eq!(after.get(address("192.0.2.2")).state(), State::Up);
+        assert_eq!(after.get(address("192.0.2.9")).state(), State::Unknown);
+        let rtt = after.get(address("192.0.2.2")).last_rtt;
+        assert_eq!(rtt, Some(Duration::from_millis(7)));
+        // Failures keep their relative age, and new reports come after restored ones.
+        let first = after
+            .get(address("192.0.2.1"))
+            .last_failure
+            .expect("failure");
+        let third = after
+            .get(address("192.0.2.3"))
+            .last_failure
+            .expect("failure");
+        assert!(first.sequence < third.sequence);
+        let new = after.report(Report {
+            address: address("192.0.2.1"),
+            outcome: Outcome::Failure,
+            rtt: None,
+        });
+        assert!(new.last_failure.expect("failure").sequence > third.sequence);
+    }
+
+    #[test]
+    fn missing_and_corrupt_files() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let table = HealthTable::new();
+        let missing = dir.path().join("none.json");
+        assert_eq!(
+            restore(&table, &missing, |_| true).expect("missing is fine"),
+            (0, 0)
+        );
+        for text in [
+            "{not json",
+            "{\"version\":2,\"saved_at_unix_ms\":0,\"endpoints\":[]}",
+            "",
+        ] {
+            let path = dir.path().join("corrupt.json");
+            std::fs::write(&path, text).expect("write");
+            let error = restore(&table, &path, |_| true).expect_err("corrupt is an error");
+            assert!(error.to_string().contains("corrupt.json"), "{error}");
+        }
+        assert!(table.entries().is_empty());
+    }
+}

@@ -1,0 +1,107 @@
+//! Optional active probes for setups without an agent: for each destination with a `probe`, a
+//! TCP connect to the configured port on each of its endpoint addresses, every interval (with
+//! jitter), reported through the same feed as the agent's reports.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use crate::feed::{Feed, ReportTarget};
+use crate::health::Outcome;
+use crate::snapshot::Snapshot;
+use crate::zones::ProbeSpec;
+
+/// The running probes. Dropping it stops them all.
+#[derive(Debug, Default)]
+pub struct Probes {
+    tasks: JoinSet<()>,
+}
+
+impl Probes {
+    /// Starts a probe per (address, port) of every destination in `snapshot` that has one.
+    pub fn start(snapshot: &Snapshot, feed: &Feed) -> Probes {
+        let mut tasks = JoinSet::new();
+        let mut started: Vec<(IpAddr, u16)> = Vec::new();
+        for (index, destination) in snapshot.zones.data().destinations.iter().enumerate() {
+            let Some(spec) = destination.probe else {
+                continue;
+            };
+            let id = crate::zones::DestinationId::new(index);
+            for address in snapshot.zones.addresses_of(id) {
+                if started.contains(&(address, spec.port)) {
+                    continue;
+                }
+                started.push((address, spec.port));
+                tasks.spawn(probe_loop(address, spec, feed.clone()));
+            }
+        }
+        if !started.is_empty() {
+            tracing::info!(count = started.len(), "active probes started");
+        }
+        Probes { tasks }
+    }
+
+    /// How many addresses are being probed.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether nothing is probed.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+/// The wait before the next probe: the interval, plus or minus up to the jitter.
+fn next_wait(spec: &ProbeSpec) -> Duration {
+    let jitter_ms = u64::try_from(spec.jitter.as_millis()).unwrap_or(u64::MAX);
+    if jitter_ms == 0 {
+        return spec.interval;
+    }
+    let offset = rand::random::<u64>() % (2 * jitter_ms + 1);
+    (spec.interval + Duration::from_millis(offset)).saturating_sub(spec.jitter)
+}
+
+async fn probe_loop(address: IpAddr, spec: ProbeSpec, feed: Feed) {
+    let target = SocketAddr::new(address, spec.port);
+    loop {
+        let started = Instant::now();
+        let connected = tokio::time::timeout(spec.timeout, TcpStream::connect(target)).await;
+        let (outcome, rtt) = match connected {
+            Ok(Ok(_stream)) => (Outcome::Success, Some(started.elapsed())),
+            Ok(Err(_)) | Err(_) => (Outcome::Failure, None),
+        };
+        // The address may have left the zone data in a reload; the probe set is then replaced.
+        let _ = feed.report(&ReportTarget::Address(address), outcome, rtt);
+        tokio::time::sleep(next_wait(&spec)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_stay_within_the_jitter() {
+        let spec = ProbeSpec {
+            port: 1,
+            interval: Duration::from_millis(1000),
+            timeout: Duration::from_millis(100),
+            jitter: Duration::from_millis(200),
+        };
+        for _ in 0..200 {
+            let wait = next_wait(&spec);
+            assert!(
+                (Duration::from_millis(800)..=Duration::from_millis(1200)).contains(&wait),
+                "{wait:?}"
+            );
+        }
+        let steady = ProbeSpec {
+            jitter: Duration::ZERO,
+            ..spec
+        };
+        assert_eq!(next_wait(&steady), Duration::from_millis(1000));
+    }
+}
