@@ -80,7 +80,8 @@ pub enum Command {
 /// Where settings and zone data come from, and who this client is.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
-    /// Settings file (TOML): zones, listen, control, [identity]. Flags override it.
+    /// Settings file (TOML): zones, listen, control, the identity table and more. Flags
+    /// override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory of zone and policy files (*.toml) [default: ./zones]

@@ -233,3 +233,134 @@ fn resolve_target(snapshot: &Snapshot, target: &ReportTarget) -> Result<Vec<IpAd
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_zone_text;
+    use crate::settings::default_identity;
+
+    const ZONE: &str = r#"
+[[zone]]
+origin = "internal"
+[[asset]]
+id = "gw"
+kind = "gateway"
+[[asset]]
+id = "app-host"
+kind = "primary"
+addresses = ["100.64.1.10", "fd7a:115c:a1e0::10"]
+names = ["app.internal"]
+[[virtual_asset]]
+id = "app-via-gw"
+gateway = "gw"
+addresses = ["10.10.0.10"]
+names = ["app.internal"]
+[[policy]]
+id = "p"
+sources = ["*"]
+destinations = ["app-host", "app-via-gw"]
+"#;
+
+    fn feed() -> (Feed, Metrics) {
+        let data = load_zone_text("zone.toml", ZONE).expect("valid zone");
+        let snapshot = SharedSnapshot::new(Snapshot::new(data, default_identity()));
+        let metrics = Metrics::new();
+        let feed = Feed::new(snapshot, HealthTable::new(), Events::new(), metrics.clone());
+        (feed, metrics)
+    }
+
+    fn address(text: &str) -> IpAddr {
+        text.parse().expect("literal")
+    }
+
+    #[test]
+    fn state_changes_and_failovers_become_events_once() {
+        let (feed, metrics) = feed();
+        let mut events = feed.events().subscribe();
+        let primary = ReportTarget::Address(address("100.64.1.10"));
+        feed.report(&primary, Outcome::Failure, None)
+            .expect("known address");
+        feed.report(&primary, Outcome::Failure, None)
+            .expect("known address");
+        let mut seen = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            seen.push(match event {
+                Event::EndpointDown { address, .. } => format!("down {address}"),
+                Event::FirstEndpointChanged { from, to, .. } => format!("first {from:?} -> {to:?}"),
+                other => format!("{other:?}"),
+            });
+        }
+        assert_eq!(
+            seen,
+            [
+                "down 100.64.1.10".to_string(),
+                "first Some(100.64.1.10) -> Some(fd7a:115c:a1e0::10)".to_string(),
+            ],
+            "the second failure changes nothing"
+        );
+        assert!(metrics.render().contains("failover_dns_failovers_total 1"));
+        assert!(
+            metrics
+                .render()
+                .contains("failover_dns_reports_total{outcome=\"failure\"} 2")
+        );
+    }
+
+    #[test]
+    fn targets_resolve_or_are_rejected_table() {
+        let (feed, _) = feed();
+        let cases: Vec<(ReportTarget, Result<Vec<&str>, &str>)> = vec![
+            (
+                ReportTarget::Address(address("10.10.0.10")),
+                Ok(vec!["10.10.0.10"]),
+            ),
+            (
+                ReportTarget::Destination("app-host".into()),
+                Ok(vec!["100.64.1.10", "fd7a:115c:a1e0::10"]),
+            ),
+            (
+                ReportTarget::Address(address("192.0.2.1")),
+                Err("not the address of any endpoint"),
+            ),
+            (
+                ReportTarget::Destination("nope".into()),
+                Err("no destination has the id"),
+            ),
+            (
+                ReportTarget::Destination("gw".into()),
+                Err("has no endpoint"),
+            ),
+        ];
+        for (target, expected) in cases {
+            let result = feed
+                .report(&target, Outcome::Success, None)
+                .map(|results| {
+                    results
+                        .iter()
+                        .map(|r| r.address.to_string())
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| e.to_string());
+            match (&result, &expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{target:?}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{target:?}: {got}"),
+                _ => panic!("{target:?}: {result:?}, expected {expected:?}"),
+            }
+        }
+        assert!(matches!(
+            feed.report_ms(
+                &ReportTarget::Address(address("10.10.0.10")),
+                Outcome::Success,
+                Some(-1.0)
+            ),
+            Err(FeedError::InvalidRtt(_))
+        ));
+        let name = hickory_proto::rr::Name::from_ascii("APP.internal.").expect("literal");
+        assert_eq!(
+            feed.answer_order(&name).map(|o| o.len()),
+            Some(3),
+            "both families, each address once"
+        );
+    }
+}

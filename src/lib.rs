@@ -16,6 +16,7 @@
 //! swaps it in, or keeps the old one when the new configuration is invalid.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod answer;
 pub mod cache;
