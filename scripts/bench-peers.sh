@@ -281,13 +281,16 @@ measure() {
 
   local cpu0 cpu1 qps completed rss threads p50 p99 tcp_qps
   cpu0=$(cpu_ticks "$server_pid")
-  perf_run "$port" -l "$duration" >"$work/$server.udp" 2>&1
+  # bash's time: dnsperf's own CPU use, to show which side was the limit.
+  local TIMEFORMAT='%U %S %R' client
+  { time perf_run "$port" -l "$duration" >"$work/$server.udp" 2>&1; } 2>"$work/$server.time"
   cpu1=$(cpu_ticks "$server_pid")
+  client=$(awk '{printf "%.0f", ($1 + $2) / $3 * 100}' "$work/$server.time")
   rss=$(status_field "$server_pid" VmRSS)
   threads=$(status_field "$server_pid" Threads)
   qps=$(field "Queries per second" "$work/$server.udp")
   completed=$(field "Queries completed" "$work/$server.udp")
-  echo "  UDP saturated: $qps qps, $completed answered, $(( (cpu1 - cpu0) )) ticks CPU" >&2
+  echo "  UDP saturated: $qps qps, $completed answered, server CPU $((cpu1 - cpu0)) ticks, dnsperf CPU ${client}%" >&2
 
   perf_run "$port" -l "$steady" -Q "$rate" -v >"$work/$server.steady" 2>&1
   read -r p50 p99 _ < <(python3 scripts/bench/peers.py latency "$work/$server.steady")
@@ -299,15 +302,16 @@ measure() {
 
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
   python3 - "$server" "$qps" "$completed" "$((cpu1 - cpu0))" "$clk_tck" "$rss" "$threads" \
-    "$p50" "$p99" "$tcp_qps" "$note" "$ready_s" >>"$results" <<'EOF'
+    "$p50" "$p99" "$tcp_qps" "$note" "$ready_s" "$duration" "$client" >>"$results" <<'EOF'
 import json, sys
-server, qps, completed, ticks, tck, rss, threads, p50, p99, tcp, note, ready = sys.argv[1:]
+server, qps, completed, ticks, tck, rss, threads, p50, p99, tcp, note, ready, duration, client = sys.argv[1:]
 cpu_s = int(ticks) / int(tck)
 print(json.dumps({
     "server": server, "qps": float(qps or 0), "cpu_us": cpu_s / max(int(completed or 0), 1) * 1e6,
     "cpu_s": cpu_s, "rss_kb": int(rss or 0), "threads": int(threads or 0),
     "p50_us": float(p50), "p99_us": float(p99), "tcp_qps": float(tcp or 0), "note": note,
-    "ready_s": float(ready or 0),
+    "ready_s": float(ready or 0), "server_cpu_pct": cpu_s / float(duration) * 100,
+    "client_cpu_pct": float(client or 0),
 }))
 EOF
 }
@@ -319,6 +323,7 @@ wanted() {
   return 1
 }
 
+loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)
 wanted unbound && measure unbound start_unbound \
   "auth-zone (for-downstream), 1 thread, rrset-roundrobin off"
 wanted knot-resolver && measure knot-resolver start_knot_resolver \
@@ -329,6 +334,7 @@ wanted failover-dns && measure failover-dns start_failover_dns \
   "TOKIO_WORKER_THREADS=1 (the threads column counts the main thread too), health ordering on: $(( names / 2 + names / 3 + 100 )) reports"
 
 echo
+echo "load average before: $loadavg_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)); Linux $(uname -r)"
 echo "unbound $(unbound -V 2>/dev/null | awk 'NR==1 {print $2}'), $(dnsmasq --version | awk 'NR==1 {print $2, $3}'), $(kresd --version | sed 's/.*version /knot-resolver /'), dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}'), failover-dns $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+changes')"
 echo "$names names × 4 A + 2 AAAA; queries 80% A / 10% AAAA / 10% NXDOMAIN; server on CPU 0, dnsperf -T 1 -c 16 -q 256 on CPU 1; saturation ${duration} s, steady ${rate} qps ${steady} s"

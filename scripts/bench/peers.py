@@ -160,13 +160,15 @@ def table(path):
     best = min(peers, key=lambda r: r["cpu_us"], default=None)
     unbound = next((r for r in peers if r["server"].startswith("unbound")), None)
     head = ["server", "qps", "CPU µs/q", "CPU/q vs best peer", "CPU/q vs unbound",
-            "qps vs best peer", "p50 µs @10k", "p99 µs @10k", "RSS MB", "TCP qps", "threads", "ready s"]
+            "qps vs best peer", "server CPU %", "dnsperf CPU %", "p50 µs @10k", "p99 µs @10k", "RSS MB", "TCP qps",
+            "threads", "ready s"]
     out = []
     for r in ok:
         ratio = lambda ref, key: f"{r[key] / ref[key]:.2f}×" if ref and ref[key] else "-"
         out.append([
             r["server"], f"{r['qps']:,.0f}", f"{r['cpu_us']:.2f}",
             ratio(best, "cpu_us"), ratio(unbound, "cpu_us"), ratio(best, "qps"),
+            f"{r.get('server_cpu_pct', 0):.0f}", f"{r.get('client_cpu_pct', 0):.0f}",
             f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}", f"{r['rss_kb'] / 1024:.1f}",
             f"{r['tcp_qps']:,.0f}" if r.get("tcp_qps") else "-", str(r.get("threads", "?")),
             f"{r.get('ready_s', 0):.1f}",
