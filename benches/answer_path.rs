@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use common::{answer, answer_addresses, handler, query, shared_name, summary};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use failover_dns::answer::Transport;
 use failover_dns::forward::{ForwardSettings, Forwarder};
 use failover_dns::handler::Handler;
 use failover_dns::health::HealthTable;
@@ -178,7 +177,7 @@ fn forwarded_from_cache(c: &mut Criterion) {
         .build()
         .expect("a tokio runtime");
     let first = runtime
-        .block_on(handler.respond(&packet, Transport::Udp))
+        .block_on(common::respond(&handler, &packet))
         .expect("the fake upstream answers");
     thread.join().expect("fake upstream thread");
     assert_eq!(

@@ -48,6 +48,12 @@ pub fn answer(handler: &Handler, packet: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The whole request path including forwarding (used once, to fill the forwarder's cache);
+/// next to [`answer`] for the same reason.
+pub async fn respond(handler: &Handler, packet: &[u8]) -> Option<Vec<u8>> {
+    handler.respond(packet, Transport::Udp).await
+}
+
 /// Whether criterion measures (`cargo bench`) rather than running each benchmark once as a test
 /// (`cargo test --all-targets` runs bench targets without `--bench`). Expensive set-ups (100k
 /// names) only happen when measuring; `FAILOVER_BENCH_NAMES` overrides the large size.
