@@ -252,11 +252,18 @@ fn probe_spec(raw: &RawProbe) -> Result<ProbeSpec, String> {
         return Err("probe port must be 1-65535".to_string());
     }
     let interval = Duration::from_millis(raw.interval_ms.unwrap_or(5_000));
-    let timeout = Duration::from_millis(
-        raw.timeout_ms
-            .unwrap_or(1_000)
-            .min(interval.as_millis() as u64),
-    );
+    // The default timeout never exceeds the interval; an explicit one must not.
+    let timeout = match raw.timeout_ms {
+        Some(ms) => Duration::from_millis(ms),
+        None => Duration::from_secs(1).min(interval),
+    };
+    if timeout > interval {
+        return Err(format!(
+            "probe timeout_ms {} must not exceed interval_ms {}",
+            timeout.as_millis(),
+            interval.as_millis()
+        ));
+    }
     let jitter = Duration::from_millis(raw.jitter_ms.unwrap_or(0));
     if interval < Duration::from_millis(100) {
         return Err(format!(
@@ -849,6 +856,10 @@ names = ["APP.internal."]
                 Some("jitter_ms"),
             ),
             ("probe = { port = 80, colour = 1 }", Some("unknown field")),
+            (
+                "probe = { port = 80, interval_ms = 500, timeout_ms = 600 }",
+                Some("must not exceed"),
+            ),
         ];
         for (probe, expected) in cases {
             let text = format!(

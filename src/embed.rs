@@ -177,6 +177,15 @@ impl FailoverDns {
         handler
             .health()
             .retain_endpoints(|address| current.zones.is_endpoint_address(address));
+        let data = current.zones.data();
+        // The same event a reload publishes, so probes restart and watchers see it.
+        handler.metrics().reload(true);
+        handler.events().publish(Event::ReloadSucceeded {
+            names: data.names.len(),
+            zones: data.zones.len(),
+            trigger: "embedding API".to_string(),
+            at_unix_ms: crate::events::now_unix_ms(),
+        });
     }
 
     /// A receiver of every event from now on (state changes, failovers, reloads).

@@ -306,7 +306,10 @@ fn answer_owned(snapshot: &Snapshot, health: &HealthTable, query: &Query) -> Opt
         Lookup::Owned(owned) => owned,
         Lookup::NotOwned => return reverse_lookup(snapshot, query),
     };
-    if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
+    // Other classes, and zone transfers (this is no primary server), are not served.
+    if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY)
+        || matches!(qtype, RecordType::AXFR | RecordType::IXFR)
+    {
         return Some(Decision::Refused);
     }
     let zone = owned.zone;
@@ -365,4 +368,43 @@ fn reverse_lookup(snapshot: &Snapshot, query: &Query) -> Option<Decision> {
     Some(Decision::Answer {
         records: answer::ptr_records(query.name(), targets, ttl),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzzing::fuzz_handler;
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::Name;
+
+    fn ask(name: &str, qtype: RecordType) -> Message {
+        let handler = fuzz_handler().expect("the fuzz zone loads");
+        let mut query = Message::query();
+        query.add_query(Query::query(
+            Name::from_ascii(name).expect("literal"),
+            qtype,
+        ));
+        let client = Client {
+            address: SocketAddr::from(([127, 0, 0, 1], 5353)),
+            transport: Transport::Tcp,
+        };
+        match handler.handle(&query.to_vec().expect("encodes"), client) {
+            Step::Reply(bytes) => Message::from_vec(&bytes).expect("reply parses"),
+            other => panic!("{name} {qtype}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn zone_transfers_are_refused_other_types_answered_table() {
+        let cases = [
+            (RecordType::AXFR, ResponseCode::Refused),
+            (RecordType::IXFR, ResponseCode::Refused),
+            (RecordType::SOA, ResponseCode::NoError),
+            (RecordType::NS, ResponseCode::NoError),
+        ];
+        for (qtype, expected) in cases {
+            let reply = ask("internal.", qtype);
+            assert_eq!(reply.metadata.response_code, expected, "{qtype}");
+        }
+    }
 }

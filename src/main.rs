@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use failover_dns::cli::{Cli, Command, LogFormat};
+use failover_dns::cli::{Cli, Command, CommandError, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -25,6 +25,10 @@ async fn main() -> ExitCode {
     }
     match failover_dns::cli::run(cli).await {
         Ok(code) => code,
+        // A reader that went away (`failover-dns status | head`) is not an error.
+        Err(CommandError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("failover-dns: {error}");
             ExitCode::FAILURE
