@@ -105,6 +105,9 @@ pub struct ServeArgs {
     /// Settings, zones and identity.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Runtime worker threads [default: one per CPU]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// Address to serve DNS on, UDP and TCP (repeatable; port 0 picks a free port)
     /// [default: 127.0.0.1:5300]
     #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]

@@ -8,9 +8,28 @@ use clap::Parser;
 use failover_dns::cli::{Cli, Command, CommandError, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let workers = match &cli.command {
+        None => cli.serve.workers,
+        Some(Command::Serve(args)) => args.workers,
+        Some(_) => Some(1),
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(workers) = workers {
+        runtime.worker_threads(usize::from(workers));
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(error) => {
+            eprintln!("failover-dns: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     // Serving logs state changes at info; the one-shot commands only warn.
     let serving = matches!(cli.command, None | Some(Command::Serve(_)));
     let default_filter = if serving { "info" } else { "warn" };
