@@ -5,10 +5,9 @@
 //! 4 A + 2 AAAA shape, 100 names to a file: the load time (first load in this process, and the
 //! best of 2), the RSS the loaded data keeps (`VmRSS` after − before; this includes memory the
 //! allocator keeps from parsing), the peak during the load (`VmHWM`, reset before), and the
-//! whole process's RSS afterwards; and, from a counting global allocator, the heap bytes the
-//! loaded data really uses. Files are written to a temporary directory
-//! first (not timed). Then 5,000 names in files of 10, 100 and 1,000 names, because the
-//! loader's cost per file grows with the square of the file's size.
+//! whole process's RSS afterwards. Files are written to a temporary directory first (not
+//! timed). Then 5,000 names in files of 10, 100 and 1,000 names, to show that the loader's cost
+//! does not depend on how the names are split into files.
 //!
 //! Not a criterion benchmark: one load takes long enough to time directly, and the RSS figures
 //! need a fresh process (each measurement re-runs this binary). Run with
@@ -16,7 +15,6 @@
 
 mod common;
 
-use std::alloc::System;
 use std::time::{Duration, Instant};
 
 use failover_dns::config::load_zone_dir;
@@ -25,13 +23,6 @@ use failover_dns::handler::Handler;
 use failover_dns::health::HealthTable;
 use failover_dns::settings::default_identity;
 use failover_dns::snapshot::{SharedSnapshot, Snapshot};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-
-/// The system allocator, instrumented (by the `stats_alloc` crate, so this bench needs no unsafe
-/// code of its own) to tell the loaded data apart from memory the allocator keeps after parsing
-/// (RSS shows both).
-#[global_allocator]
-static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// Loads the directory the way `serve` does and returns the handler.
 fn load(dir: &std::path::Path) -> Handler {
@@ -60,17 +51,11 @@ fn measure(names: usize, v6: bool, per_file: usize) {
     // First load, in a process that has not loaded anything yet (the RSS figures).
     let peak_reset = common::reset_peak_rss();
     let before = common::rss_kb();
-    let region = Region::new(ALLOCATOR);
     let started = Instant::now();
     let handler = load(dir.path());
     let first = started.elapsed();
     let after = common::rss_kb();
     let peak = common::peak_rss_kb();
-    let change = region.change();
-    // Allocated, plus what reallocations added (it can be negative), minus what was freed.
-    let heap_kept = (change.bytes_allocated as i128 + change.bytes_reallocated as i128
-        - change.bytes_deallocated as i128)
-        .max(0) as usize;
     let loaded = handler.snapshot().load().zones.data().names.len();
     assert_eq!(
         loaded,
@@ -92,8 +77,7 @@ fn measure(names: usize, v6: bool, per_file: usize) {
     let mb = |kb: u64| kb as f64 / 1024.0;
     println!(
         "load/{names}_names ({shape}; {:.1} MB of TOML in {} files of {per_file} names): first load {:.3} s, best of \
-         {} {:.3} s; RSS kept {:.1} MB (before {:.1} MB, after {:.1} MB); peak during load {}; \
-         heap in use after {:.1} MB ({} bytes per name)",
+         {} {:.3} s; RSS kept {:.1} MB (before {:.1} MB, after {:.1} MB); peak during load {}",
         bytes as f64 / 1e6,
         std::fs::read_dir(dir.path()).map_or(0, Iterator::count),
         first.as_secs_f64(),
@@ -111,8 +95,6 @@ fn measure(names: usize, v6: bool, per_file: usize) {
         } else {
             "unknown (cannot reset VmHWM)".to_string()
         },
-        heap_kept as f64 / 1_048_576.0,
-        heap_kept / names.max(1),
     );
 }
 
