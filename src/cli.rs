@@ -21,7 +21,6 @@ use crate::forward::parse_upstream;
 use crate::health::Outcome;
 use crate::limits::LimitArgs;
 use crate::location::ConfigError;
-use crate::policy::partial_grants;
 use crate::reload::start_triggers;
 use crate::settings::{Settings, parse_listen, parse_metrics_listen, parse_upstream_timeout};
 use crate::snapshot::Snapshot;
@@ -395,7 +394,7 @@ fn check(args: &ConfigArgs) -> Result<ExitCode, CommandError> {
         Err(error) => return Ok(print_config_errors(&error)),
     };
     let snapshot = Snapshot::new(data, settings.identity.clone());
-    let warnings = check_warnings(&snapshot);
+    let warnings = snapshot.warnings();
     let mut out = std::io::stdout().lock();
     for warning in &warnings {
         writeln!(out, "warning: {warning}")?;
@@ -419,55 +418,6 @@ fn print_config_errors(error: &ConfigError) -> ExitCode {
         eprintln!("{}: error: {}", diagnostic.location, diagnostic.message);
     }
     ExitCode::FAILURE
-}
-
-/// The warnings `check` prints: zone files without zones, and every policy that grants some but
-/// not all destinations of a shared name (failover cannot work for its clients).
-pub fn check_warnings(snapshot: &Snapshot) -> Vec<String> {
-    let data = snapshot.zones.data();
-    let mut warnings = Vec::new();
-    if data.zones.is_empty() {
-        warnings.push("no [[zone]] is declared: every query will be refused".to_string());
-    }
-    let describe = |ids: &[crate::zones::DestinationId]| -> String {
-        ids.iter()
-            .filter_map(|&id| snapshot.zones.destination(id))
-            .map(|d| format!("{} ({})", d.id, d.kind.label()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for shared in &data.names {
-        let destinations = shared.destinations();
-        for partial in partial_grants(
-            &data.policies,
-            &snapshot.grants,
-            &snapshot.identity,
-            &destinations,
-        ) {
-            let Some(policy) = data.policies.get(partial.policy) else {
-                continue;
-            };
-            let effect = if !partial.applies_to_identity {
-                "it does not apply to this identity, but its clients get nothing to fail over to"
-                    .to_string()
-            } else if partial.missing_for_identity.is_empty() {
-                "another policy grants this identity the rest, but clients of this policy alone cannot fail over".to_string()
-            } else {
-                format!(
-                    "this identity gets no endpoint of {}: failover cannot work",
-                    describe(&partial.missing_for_identity)
-                )
-            };
-            warnings.push(format!(
-                "shared name {}: policy {:?} grants {} but not {}; {effect}",
-                shared.name,
-                policy.id,
-                describe(&partial.granted),
-                describe(&partial.missing),
-            ));
-        }
-    }
-    warnings
 }
 
 fn report(args: &ReportArgs) -> Result<ExitCode, CommandError> {

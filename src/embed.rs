@@ -98,6 +98,9 @@ impl FailoverDns {
         }
         let forwarder = Forwarder::new(forward_settings);
         let snapshot = SharedSnapshot::new(Snapshot::new(data, settings.identity.clone()));
+        for warning in snapshot.load().warnings() {
+            warn!("{warning}");
+        }
         let health = HealthTable::new();
         let reloader = Reloader::new(
             snapshot.clone(),

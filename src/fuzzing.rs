@@ -19,7 +19,6 @@ use std::sync::OnceLock;
 use hickory_proto::op::{Message, MessageType};
 
 use crate::answer::{self, CLASSIC_UDP_PAYLOAD, Transport};
-use crate::cli::check_warnings;
 use crate::config::load_zone_sources;
 use crate::control::{ControlReply, handle_line};
 use crate::forward::{ForwardSettings, Forwarder};
@@ -226,7 +225,7 @@ pub fn check_zone_config(text: &[u8]) -> Result<(), Violation> {
     match load_zone_sources(&[source]) {
         Ok(data) => {
             let snapshot = Snapshot::new(data, default_identity());
-            let _ = check_warnings(&snapshot);
+            let _ = snapshot.warnings();
             let _ = crate::status::status_report(&snapshot, &HealthTable::new());
         }
         Err(error) => {

@@ -234,6 +234,9 @@ impl Reloader {
         let (zones, names) = (data.zones.len(), data.names.len());
         self.inner.snapshot.store(built.snapshot);
         let current = self.inner.snapshot.load();
+        for warning in current.warnings() {
+            warn!("{warning}");
+        }
         let forgotten = self
             .inner
             .health

@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 
 use crate::answer::{OrderedEndpoint, order_endpoints};
 use crate::health::HealthTable;
-use crate::policy::{Grants, Identity};
+use crate::policy::{Grants, Identity, partial_grants};
 use crate::zones::{Endpoint, NameIndex, SharedName, ZoneData, Zones};
 
 /// Zone data evaluated for one identity.
@@ -31,6 +31,53 @@ impl Snapshot {
             identity,
             grants,
         }
+    }
+
+    /// The warnings `check` prints: zone files without zones, and every policy that grants some but
+    /// not all destinations of a shared name (failover cannot work for its clients).
+    pub fn warnings(&self) -> Vec<String> {
+        let data = self.zones.data();
+        let mut warnings = Vec::new();
+        if data.zones.is_empty() {
+            warnings
+                .push("no [[zone]] is declared: nothing is answered from zone data".to_string());
+        }
+        let describe = |ids: &[crate::zones::DestinationId]| -> String {
+            ids.iter()
+                .filter_map(|&id| self.zones.destination(id))
+                .map(|d| format!("{} ({})", d.id, d.kind.label()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for shared in &data.names {
+            let destinations = shared.destinations();
+            for partial in
+                partial_grants(&data.policies, &self.grants, &self.identity, &destinations)
+            {
+                let Some(policy) = data.policies.get(partial.policy) else {
+                    continue;
+                };
+                let effect = if !partial.applies_to_identity {
+                    "it does not apply to this identity, but its clients get nothing to fail over to"
+                        .to_string()
+                } else if partial.missing_for_identity.is_empty() {
+                    "another policy grants this identity the rest, but clients of this policy alone cannot fail over".to_string()
+                } else {
+                    format!(
+                        "this identity gets no endpoint of {}: failover cannot work",
+                        describe(&partial.missing_for_identity)
+                    )
+                };
+                warnings.push(format!(
+                    "shared name {}: policy {:?} grants {} but not {}; {effect}",
+                    shared.name,
+                    policy.id,
+                    describe(&partial.granted),
+                    describe(&partial.missing),
+                ));
+            }
+        }
+        warnings
     }
 
     /// The policy stage: the endpoints of `name` this identity may see, in configuration order.

@@ -4,7 +4,7 @@
 
 use std::process::Output;
 
-use crate::support::{failover_dns, zone_dir};
+use crate::support::{Server, failover_dns, zone_dir};
 
 const ZONE: &str = "[[zone]]\norigin = \"internal\"\n";
 
@@ -174,6 +174,17 @@ destinations = ["db-via-gw"]
         "{warning}"
     );
     assert!(stdout.contains("(1 warnings)"), "{stdout}");
+
+    // Serving the same data logs the same warning, once, at start.
+    let server = Server::start(&[("00-zone.toml", ZONE), ("10-names.toml", names)], &[]);
+    let logged = server.stderr();
+    let mentions = logged
+        .matches("policy \"app-primary-only\" grants app-host")
+        .count();
+    assert_eq!(
+        mentions, 1,
+        "the pitfall is logged once at start:\n{logged}"
+    );
 }
 
 #[test]
