@@ -5,7 +5,8 @@
 //!
 //! - [`check_request`]: bytes → [`Handler::handle`] (UDP and TCP) on a handler over
 //!   [`FUZZ_ZONE`] without upstreams → reply bytes, which must parse, be a response, echo the
-//!   query ID and fit the client's UDP limit; a response (QR=1) is never answered.
+//!   query ID and fit the client's UDP limit; a response (QR=1) is never answered; and
+//!   [`Handler::handle_memoized`] must give the same bytes, on a miss and from the memo.
 //! - [`check_zone_config`]: file text → [`load_zone_sources`] → snapshot and `check` warnings.
 //! - [`check_control_line`]: bytes → [`handle_line`] → a reply that serializes to one JSON line
 //!   the client side parses back.
@@ -21,6 +22,7 @@ use hickory_proto::op::{Message, MessageType};
 use crate::answer::{self, CLASSIC_UDP_PAYLOAD, Transport};
 use crate::config::load_zone_sources;
 use crate::control::{ControlReply, handle_line};
+use crate::fastpath::AnswerMemo;
 use crate::forward::{ForwardSettings, Forwarder};
 use crate::handler::{Client, Handler, Step};
 use crate::health::HealthTable;
@@ -74,6 +76,12 @@ destinations = ["app-host", "app-via-gw", "lan"]
 /// A promise the server broke for one input.
 #[derive(Debug, thiserror::Error)]
 pub enum Violation {
+    /// The fast path (the answer memo) answered other than the general path.
+    #[error("{transport:?}: the fast path's reply differs from the general path's")]
+    FastPath {
+        /// The transport the query came in on.
+        transport: Transport,
+    },
     /// [`FUZZ_ZONE`] itself does not load (a bug in this file).
     #[error("the fixed fuzzing zone does not load: {0}")]
     Zone(ConfigError),
@@ -176,6 +184,39 @@ pub fn check_request(packet: &[u8]) -> Result<(), Violation> {
             return Err(Violation::AnsweredAResponse { transport });
         }
         check_reply(packet, &reply, transport)?;
+        check_fast_path(handler, packet, &reply, client, transport)?;
+    }
+    Ok(())
+}
+
+/// The fast path answers `packet` as the general path did (`general`): on a memo miss, and
+/// again from the memo with another ID.
+fn check_fast_path(
+    handler: &Handler,
+    packet: &[u8],
+    general: &[u8],
+    address: SocketAddr,
+    transport: Transport,
+) -> Result<(), Violation> {
+    let client = Client { address, transport };
+    let reply_of = |step: Step| match step {
+        Step::Reply(reply) => Some(reply),
+        Step::Forward(_) | Step::Drop => None,
+    };
+    let mut renumbered = packet.to_vec();
+    if let Some(high) = renumbered.first_mut() {
+        *high ^= 0xff;
+    }
+    let renumbered_general = reply_of(handler.handle(&renumbered, client));
+    let mut memo = AnswerMemo::with_slots(1);
+    for (query, expected) in [
+        (packet, Some(general)),
+        (&renumbered[..], renumbered_general.as_deref()),
+    ] {
+        let fast = reply_of(handler.handle_memoized(&mut memo, query, client));
+        if fast.as_deref() != expected {
+            return Err(Violation::FastPath { transport });
+        }
     }
     Ok(())
 }

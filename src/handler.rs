@@ -11,6 +11,7 @@ use tracing::debug;
 
 use crate::answer::{self, Decision, Transport};
 use crate::events::Events;
+use crate::fastpath::{AnswerMemo, AnswerState, MemoCounts};
 use crate::feed::Feed;
 use crate::forward::Forwarder;
 use crate::health::HealthTable;
@@ -167,10 +168,48 @@ impl Handler {
     }
 
     /// Handles one DNS message as far as it can without waiting: owned names, cached forwarded
-    /// answers and every error are answered at once; the rest becomes a [`ForwardJob`].
+    /// answers and every error are answered at once; the rest becomes a [`ForwardJob`]. Always
+    /// the general path (see [`Handler::handle_memoized`] for the fast one).
     pub fn handle(&self, packet: &[u8], client: Client) -> Step {
-        let transport = client.transport;
+        self.handle_general(packet, client, Instant::now()).0
+    }
+
+    /// [`Handler::handle`] through `memo`: a query whose bytes (after the ID) were answered
+    /// before, in the same state of snapshot and health table, gets that answer with its own ID
+    /// without being parsed; any other goes the general path, and its answer is memoised when it
+    /// came from the zones. See [`crate::fastpath`] for why the two give the same bytes.
+    pub fn handle_memoized(&self, memo: &mut AnswerMemo, packet: &[u8], client: Client) -> Step {
         let started = Instant::now();
+        // Read before answering: a change after this point makes the memo stale, never wrong.
+        let state = AnswerState {
+            snapshot_generation: self.snapshot.generation(),
+            health_generation: self.health.generation(),
+            transport: client.transport,
+            may_forward: self.may_forward(client),
+        };
+        let mut reply = Vec::new();
+        if let Some(counts) = memo.answer(packet, &state, &mut reply) {
+            debug!(outcome = ?counts.outcome, "query answered from the memo");
+            self.metrics
+                .query(counts.query_type, counts.outcome, started.elapsed());
+            return Step::Reply(reply);
+        }
+        let (step, counts) = self.handle_general(packet, client, started);
+        if let (Step::Reply(bytes), Some(counts)) = (&step, counts) {
+            memo.remember(packet, state, counts, bytes);
+        }
+        step
+    }
+
+    /// The general path; the counts come back when the reply may be memoised (it was decided
+    /// from the zones alone).
+    fn handle_general(
+        &self,
+        packet: &[u8],
+        client: Client,
+        started: Instant,
+    ) -> (Step, Option<MemoCounts>) {
+        let transport = client.transport;
         let request = match Message::from_vec(packet) {
             Ok(request) => request,
             Err(error) => {
@@ -180,12 +219,12 @@ impl Handler {
                     self.metrics
                         .query(None, QueryOutcome::FormErr, started.elapsed());
                 }
-                return reply.map_or(Step::Drop, Step::Reply);
+                return (reply.map_or(Step::Drop, Step::Reply), None);
             }
         };
         let query_type = request.queries.first().map(Query::query_type);
         if request.metadata.message_type != MessageType::Query {
-            return Step::Drop;
+            return (Step::Drop, None);
         }
         let limit = answer::size_limit(&request, transport);
         // RA tells the client whether we recurse for it: only when we would forward for it.
@@ -199,14 +238,15 @@ impl Handler {
                     let reply = answer::encode_response(&cached, limit);
                     self.metrics
                         .query(query_type, QueryOutcome::Forwarded, started.elapsed());
-                    return Step::Reply(reply);
+                    return (Step::Reply(reply), None);
                 }
-                return Step::Forward(ForwardJob {
+                let job = ForwardJob {
                     request,
                     packet: packet.to_vec(),
                     transport,
                     started,
-                });
+                };
+                return (Step::Forward(job), None);
             }
         };
         debug!(
@@ -219,7 +259,11 @@ impl Handler {
         let response = answer::build_response(&request, decision, may_forward);
         let reply = answer::encode_response(&response, limit);
         self.metrics.query(query_type, outcome, started.elapsed());
-        Step::Reply(reply)
+        let counts = MemoCounts {
+            query_type,
+            outcome,
+        };
+        (Step::Reply(reply), Some(counts))
     }
 
     /// Forwards a query upstream and returns the reply for the client: the upstream's own bytes

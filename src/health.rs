@@ -128,6 +128,8 @@ pub struct HealthTable {
 struct Inner {
     entries: DashMap<IpAddr, EndpointHealth>,
     sequence: AtomicU64,
+    /// Counts changes to the table, bumped after each one is applied (see [`HealthTable::generation`]).
+    generation: AtomicU64,
 }
 
 impl HealthTable {
@@ -148,7 +150,21 @@ impl HealthTable {
             at: SystemTime::now(),
         };
         entry.apply(&report, stamp);
-        *entry
+        let health = *entry;
+        drop(entry);
+        self.changed();
+        health
+    }
+
+    /// How many changes the table has seen. A reader that takes the generation before reading
+    /// entries and finds it unchanged later knows that nothing it read has changed since;
+    /// every change bumps it after it is applied, so the next reader sees the change.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.inner.generation.fetch_add(1, Ordering::Release);
     }
 
     /// What is known about `address` (all `None` when nothing was reported).
@@ -163,6 +179,7 @@ impl HealthTable {
     /// Forgets every report.
     pub fn clear(&self) {
         self.inner.entries.clear();
+        self.changed();
     }
 
     /// Every address with a report, and what is known about it (for saving the table).
@@ -188,6 +205,7 @@ impl HealthTable {
             self.inner.entries.insert(address, health);
         }
         self.inner.sequence.fetch_max(highest, Ordering::Relaxed);
+        self.changed();
     }
 
     /// Forgets the addresses for which `is_endpoint` is false and returns how many were
@@ -199,6 +217,7 @@ impl HealthTable {
         self.inner
             .entries
             .retain(|address, _| is_endpoint(*address));
+        self.changed();
         before.saturating_sub(self.inner.entries.len())
     }
 }

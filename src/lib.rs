@@ -26,6 +26,7 @@ pub mod control;
 pub mod embed;
 pub mod events;
 pub mod explain;
+pub mod fastpath;
 pub mod feed;
 pub mod forward;
 #[doc(hidden)]

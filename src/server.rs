@@ -27,6 +27,7 @@ use tracing::{debug, warn};
 
 use crate::answer::Transport;
 use crate::control::ControlSocket;
+use crate::fastpath::AnswerMemo;
 use crate::handler::{Client, Handler, Step};
 use crate::limits::Limits;
 /// The largest UDP datagram read; larger ones are cut by the kernel and fail to parse.
@@ -132,6 +133,7 @@ pub async fn run_with_limits(
 async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>) {
     let socket = Arc::new(socket);
     let mut buffer = vec![0u8; UDP_RECEIVE_BUFFER];
+    let mut memo = AnswerMemo::new();
     loop {
         let (length, peer) = match socket.recv_from(&mut buffer).await {
             Ok(received) => received,
@@ -147,7 +149,7 @@ async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>
             address: peer,
             transport: Transport::Udp,
         };
-        match handler.handle(packet, client) {
+        match handler.handle_memoized(&mut memo, packet, client) {
             Step::Reply(reply) => {
                 if let Err(error) = socket.send_to(&reply, peer).await {
                     debug!(%error, %peer, "udp send failed");

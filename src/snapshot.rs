@@ -3,6 +3,7 @@
 //! snapshot from start to finish, so it never sees half of a change.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -110,6 +111,9 @@ impl Snapshot {
 #[derive(Debug, Clone)]
 pub struct SharedSnapshot {
     current: Arc<ArcSwap<Snapshot>>,
+    /// Counts replacements, bumped after each store: an answer computed after reading
+    /// generation `g` is from snapshot `g` or a newer one (see [`crate::fastpath`]).
+    generation: Arc<AtomicU64>,
 }
 
 impl SharedSnapshot {
@@ -117,7 +121,16 @@ impl SharedSnapshot {
     pub fn new(snapshot: Snapshot) -> Self {
         SharedSnapshot {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
+            generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// How many times the snapshot was replaced. Read it before answering from [`load`]:
+    /// when it is unchanged afterwards, the answer is still the current one.
+    ///
+    /// [`load`]: SharedSnapshot::load
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The snapshot to answer one query from.
@@ -128,5 +141,6 @@ impl SharedSnapshot {
     /// Replaces the snapshot; queries already running finish on the old one.
     pub fn store(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }

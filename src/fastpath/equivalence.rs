@@ -1,0 +1,324 @@
+//! The property the fast path rests on: for random zones, policies, health reports, reloads
+//! and queries, [`Handler::handle_memoized`] gives exactly the bytes [`Handler::handle`] (the
+//! general path) gives for the same query at the same moment.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use proptest::prelude::*;
+
+use crate::answer::Transport;
+use crate::config::load_zone_text;
+use crate::fastpath::AnswerMemo;
+use crate::forward::{ForwardSettings, Forwarder};
+use crate::handler::{Client, Handler, Step};
+use crate::health::{HealthTable, Outcome, Report};
+use crate::settings::default_identity;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+
+/// Endpoint addresses the zones draw from (none is ever contacted).
+const ADDRESSES: [&str; 6] = [
+    "100.64.0.1",
+    "100.64.0.2",
+    "100.64.0.3",
+    "100.64.0.4",
+    "fd7a:115c:a1e0::1",
+    "fd7a:115c:a1e0::2",
+];
+/// Shared names the zones draw from: two under the apex, one below an empty non-terminal.
+const SHARED_NAMES: [&str; 3] = ["a.test", "b.test", "c.d.test"];
+/// What queries ask for: the shared names, the apex, the empty non-terminal, a name that does
+/// not exist, one outside the zone, and the reverse name of an endpoint.
+const QUERY_NAMES: [&str; 8] = [
+    "a.test.",
+    "b.test.",
+    "c.d.test.",
+    "test.",
+    "d.test.",
+    "nope.test.",
+    "example.com.",
+    "1.0.64.100.in-addr.arpa.",
+];
+const QUERY_TYPES: [RecordType; 8] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::ANY,
+    RecordType::SOA,
+    RecordType::NS,
+    RecordType::PTR,
+    RecordType::TXT,
+    RecordType::AXFR,
+];
+
+/// One primary asset: which addresses it has and which shared names it carries (bit masks over
+/// [`ADDRESSES`] and [`SHARED_NAMES`]), and whether the policy grants it.
+#[derive(Debug, Clone)]
+struct AssetSpec {
+    addresses: u8,
+    names: u8,
+    granted: bool,
+}
+
+/// A zone file with up to four primary assets and one policy granting some of them.
+fn zone_text(assets: &[AssetSpec], ttl: u32) -> String {
+    let mut text = format!("[[zone]]\norigin = \"test\"\nttl = {ttl}\n");
+    let mut granted = Vec::new();
+    for (index, asset) in assets.iter().enumerate() {
+        let pick = |mask: u8, from: &[&str]| -> Vec<String> {
+            from.iter()
+                .enumerate()
+                .filter(|(bit, _)| mask & (1 << bit) != 0)
+                .map(|(_, item)| format!("{item:?}"))
+                .collect()
+        };
+        let addresses = pick(asset.addresses, &ADDRESSES);
+        let names = pick(asset.names, &SHARED_NAMES);
+        if addresses.is_empty() || names.is_empty() {
+            continue;
+        }
+        text.push_str(&format!(
+            "[[asset]]\nid = \"host{index}\"\nkind = \"primary\"\naddresses = [{}]\nnames = [{}]\n",
+            addresses.join(", "),
+            names.join(", ")
+        ));
+        if asset.granted {
+            granted.push(format!("\"host{index}\""));
+        }
+    }
+    if !granted.is_empty() {
+        text.push_str(&format!(
+            "[[policy]]\nid = \"p\"\nsources = [\"*\"]\ndestinations = [{}]\n",
+            granted.join(", ")
+        ));
+    }
+    text
+}
+
+fn asset_spec() -> impl Strategy<Value = AssetSpec> {
+    (1u8..64, 1u8..8, any::<bool>()).prop_map(|(addresses, names, granted)| AssetSpec {
+        addresses,
+        names,
+        granted,
+    })
+}
+
+fn zone() -> impl Strategy<Value = String> {
+    (prop::collection::vec(asset_spec(), 1..5), 1u32..=300)
+        .prop_map(|(assets, ttl)| zone_text(&assets, ttl))
+}
+
+/// A query as bytes, with the knobs that change the answer or only its ID.
+#[derive(Debug, Clone)]
+struct QuerySpec {
+    id: u16,
+    name: usize,
+    /// Which letters of the name are upper case (bit i: letter i).
+    case: u16,
+    query_type: usize,
+    recursion_desired: bool,
+    edns_payload: Option<u16>,
+    transport: Transport,
+    /// A loopback client (forwarded for) or another one (refused).
+    loopback: bool,
+}
+
+impl QuerySpec {
+    fn packet(&self) -> Vec<u8> {
+        let mut ascii: Vec<u8> = QUERY_NAMES[self.name].bytes().collect();
+        for (index, byte) in ascii.iter_mut().enumerate() {
+            if self.case & (1 << (index % 16)) != 0 {
+                byte.make_ascii_uppercase();
+            }
+        }
+        let text = String::from_utf8(ascii).expect("ASCII stays ASCII");
+        let mut message = Message::new(self.id, MessageType::Query, OpCode::Query);
+        message.metadata.recursion_desired = self.recursion_desired;
+        message.queries.push(Query::query(
+            Name::from_ascii(&text).expect("the query names are valid"),
+            QUERY_TYPES[self.query_type],
+        ));
+        if let Some(payload) = self.edns_payload {
+            let mut edns = Edns::new();
+            edns.set_max_payload(payload);
+            message.edns = Some(edns);
+        }
+        message.to_vec().expect("a query encodes")
+    }
+
+    fn client(&self) -> Client {
+        let ip = if self.loopback {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))
+        };
+        Client {
+            address: SocketAddr::new(ip, 40_000),
+            transport: self.transport,
+        }
+    }
+}
+
+fn query_spec() -> impl Strategy<Value = QuerySpec> {
+    (
+        any::<u16>(),
+        0..QUERY_NAMES.len(),
+        // Mostly one spelling, so that queries repeat and the memo is used.
+        prop_oneof![4 => Just(0u16), 1 => any::<u16>()],
+        0..QUERY_TYPES.len(),
+        any::<bool>(),
+        prop_oneof![Just(None), Just(Some(1232u16)), (0u16..4096).prop_map(Some)],
+        prop_oneof![Just(Transport::Udp), Just(Transport::Tcp)],
+        any::<bool>(),
+    )
+        .prop_map(
+            |(id, name, case, query_type, recursion_desired, edns_payload, transport, loopback)| {
+                QuerySpec {
+                    id,
+                    name,
+                    case,
+                    query_type,
+                    recursion_desired,
+                    edns_payload,
+                    transport,
+                    loopback,
+                }
+            },
+        )
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    /// Ask a query (twice: once each path).
+    Ask(QuerySpec),
+    /// The same query bytes again under a new ID.
+    AskAgain(u16),
+    /// A health report for one of [`ADDRESSES`].
+    Report(usize, bool),
+    /// Swap in the other zone.
+    Reload,
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        6 => query_spec().prop_map(Action::Ask),
+        6 => any::<u16>().prop_map(Action::AskAgain),
+        3 => (0..ADDRESSES.len(), any::<bool>()).prop_map(|(a, up)| Action::Report(a, up)),
+        1 => Just(Action::Reload),
+    ]
+}
+
+fn snapshot(text: &str) -> Result<Snapshot, TestCaseError> {
+    let data = load_zone_text("equivalence.toml", text)
+        .map_err(|error| TestCaseError::fail(format!("generated zone: {error}\n{text}")))?;
+    Ok(Snapshot::new(data, default_identity()))
+}
+
+/// The reply bytes of a step, or what else it was.
+fn outcome(step: Step) -> Result<Vec<u8>, &'static str> {
+    match step {
+        Step::Reply(bytes) => Ok(bytes),
+        Step::Forward(_) => Err("forward"),
+        Step::Drop => Err("drop"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn the_fast_path_answers_exactly_as_the_general_path(
+        zones in (zone(), zone()),
+        actions in prop::collection::vec(action(), 1..80),
+        slots in prop_oneof![Just(1usize), Just(4), Just(1024)],
+    ) {
+        let (first, second) = zones;
+        // An upstream is configured (never contacted: forwarded queries stop at `Step::Forward`)
+        // so that loopback clients get RA and forwarding, others REFUSED.
+        let forwarder = Forwarder::new(ForwardSettings {
+            upstreams: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 9))],
+            cache_size: 0,
+            ..ForwardSettings::default()
+        });
+        let handler = Handler::new(
+            SharedSnapshot::new(snapshot(&first)?),
+            HealthTable::new(),
+            forwarder,
+        );
+        let mut memo = AnswerMemo::with_slots(slots);
+        let mut on_second = false;
+        let mut last: Option<QuerySpec> = None;
+        for action in actions {
+            let query = match action {
+                Action::Ask(query) => query,
+                Action::AskAgain(id) => match &last {
+                    Some(previous) => QuerySpec { id, ..previous.clone() },
+                    None => continue,
+                },
+                Action::Report(address, up) => {
+                    let address = ADDRESSES[address].parse().expect("literal address");
+                    let outcome = if up { Outcome::Success } else { Outcome::Failure };
+                    handler.health().report(Report { address, outcome, rtt: None });
+                    continue;
+                }
+                Action::Reload => {
+                    on_second = !on_second;
+                    let text = if on_second { &second } else { &first };
+                    handler.snapshot().store(snapshot(text)?);
+                    continue;
+                }
+            };
+            let packet = query.packet();
+            let fast = outcome(handler.handle_memoized(&mut memo, &packet, query.client()));
+            let general = outcome(handler.handle(&packet, query.client()));
+            prop_assert_eq!(fast, general, "query {:?}", query);
+            last = Some(query);
+        }
+    }
+}
+
+/// The property above would hold trivially if the memo were never used: the same query asked
+/// again, with nothing changed in between, is answered from it.
+#[test]
+fn repeated_queries_are_answered_from_the_memo_until_health_changes() {
+    let text = zone_text(
+        &[AssetSpec {
+            addresses: 0b11,
+            names: 0b1,
+            granted: true,
+        }],
+        60,
+    );
+    let handler = Handler::new(
+        SharedSnapshot::new(snapshot(&text).expect("zone loads")),
+        HealthTable::new(),
+        Forwarder::new(ForwardSettings::default()),
+    );
+    let mut memo = AnswerMemo::new();
+    let ask = |id: u16, memo: &mut AnswerMemo| {
+        let query = QuerySpec {
+            id,
+            name: 0,
+            case: 0,
+            query_type: 0,
+            recursion_desired: true,
+            edns_payload: None,
+            transport: Transport::Udp,
+            loopback: true,
+        };
+        outcome(handler.handle_memoized(memo, &query.packet(), query.client())).expect("an answer")
+    };
+    let first = ask(1, &mut memo);
+    let second = ask(2, &mut memo);
+    assert_eq!(memo.hits(), 1);
+    assert_eq!(first.get(2..), second.get(2..));
+    assert_eq!(second.get(..2), Some(&[0u8, 2][..]));
+    handler.health().report(Report {
+        address: ADDRESSES[0].parse().expect("literal"),
+        outcome: Outcome::Failure,
+        rtt: None,
+    });
+    let after_report = ask(3, &mut memo);
+    assert_eq!(memo.hits(), 1, "a report makes the memo stale");
+    assert_ne!(after_report.get(2..), second.get(2..), "the order changed");
+}
