@@ -13,10 +13,13 @@
 //! carries the counts it was made under. Forwarded answers (their TTLs age), cached upstream
 //! answers and unparsable packets are never memoised.
 //!
-//! The memo is a direct-mapped table of [`MEMO_SLOTS`] slots: a query's hash picks its slot, a
-//! different query with the same slot replaces it. Bounded memory whatever arrives, no eviction
-//! bookkeeping, and a miss only costs the general path. Names are compared byte for byte, case
-//! included, so a client that randomises case (DNS 0x20) misses and gets the general path.
+//! The memo is a table of [`MEMO_SLOTS`] slots, two-way set associative: a query's hash picks a
+//! pair of slots, and a new answer takes an empty one, else one made in an older state, else the
+//! two in turn.
+//! Bounded memory whatever arrives (a slot is a pointer until it is used; a used one holds
+//! the query and reply bytes, a few hundred bytes), no eviction bookkeeping, and a miss only
+//! costs the general path. Names are compared byte for byte, case included, so a client that
+//! randomises case (DNS 0x20) misses and gets the general path.
 //!
 //! [`SharedSnapshot::generation`]: crate::snapshot::SharedSnapshot::generation
 //! [`HealthTable::generation`]: crate::health::HealthTable::generation
@@ -29,7 +32,7 @@ use crate::answer::Transport;
 use crate::metrics::QueryOutcome;
 
 /// How many answers one memo holds at most (a power of two).
-pub const MEMO_SLOTS: usize = 1 << 15;
+pub const MEMO_SLOTS: usize = 1 << 16;
 /// Queries longer than this are not memoised (ordinary ones are well under 100 bytes).
 const MAX_KEY_LEN: usize = 512;
 /// The message ID: the only bytes of a query that its memo key leaves out.
@@ -71,10 +74,12 @@ struct Memo {
 /// A bounded memo of answers, owned by one receive loop (no locks; not shared).
 #[derive(Debug)]
 pub struct AnswerMemo {
-    slots: Vec<Option<Memo>>,
+    slots: Vec<Option<Box<Memo>>>,
     hasher: foldhash::fast::RandomState,
     /// Queries answered from the memo.
     hits: u64,
+    /// Which slot of a full pair the next eviction takes.
+    turn: bool,
 }
 
 impl Default for AnswerMemo {
@@ -89,13 +94,14 @@ impl AnswerMemo {
         Self::with_slots(MEMO_SLOTS)
     }
 
-    /// An empty memo of `slots` slots, rounded up to a power of two (at least one).
+    /// An empty memo of `slots` slots, rounded up to a power of two (at least two).
     pub fn with_slots(slots: usize) -> Self {
-        let slots = slots.max(1).next_power_of_two();
+        let slots = slots.max(2).next_power_of_two();
         AnswerMemo {
             slots: std::iter::repeat_with(|| None).take(slots).collect(),
             hasher: foldhash::fast::RandomState::default(),
             hits: 0,
+            turn: false,
         }
     }
 
@@ -104,10 +110,13 @@ impl AnswerMemo {
         packet.get(ID_LEN..).filter(|key| key.len() <= MAX_KEY_LEN)
     }
 
-    fn slot(&self, key: &[u8]) -> usize {
-        // The mask keeps the index within `slots`, whose length is a power of two.
+    /// The two slots a key may live in (the memo is two-way set associative: two keys that
+    /// hash alike can both stay).
+    fn pair(&self, key: &[u8]) -> [usize; 2] {
+        // The mask keeps the index within `slots`, whose length is a power of two (≥ 2).
         let hash = self.hasher.hash_one(key);
-        (hash as usize) & (self.slots.len() - 1)
+        let first = (hash as usize) & (self.slots.len() - 1) & !1;
+        [first, first | 1]
     }
 
     /// The memoised reply to `packet` under `state`, with `packet`'s ID, appended to `reply`;
@@ -119,8 +128,13 @@ impl AnswerMemo {
         reply: &mut Vec<u8>,
     ) -> Option<MemoCounts> {
         let key = Self::key(packet)?;
-        let memo = self.slots.get(self.slot(key))?.as_ref()?;
-        if memo.state != *state || *memo.key != *key {
+        let memo = self.pair(key).into_iter().find_map(|index| {
+            self.slots
+                .get(index)?
+                .as_ref()
+                .filter(|memo| *memo.key == *key)
+        })?;
+        if memo.state != *state {
             return None;
         }
         let (id, rest) = (packet.get(..ID_LEN)?, memo.reply.get(ID_LEN..)?);
@@ -131,7 +145,9 @@ impl AnswerMemo {
         Some(counts)
     }
 
-    /// Keeps `reply`, the general path's answer to `packet` under `state`.
+    /// Keeps `reply`, the general path's answer to `packet` under `state`: in the slot of the
+    /// pair that holds the same key, else an empty one, else one made under another state,
+    /// else the two in turn.
     pub fn remember(
         &mut self,
         packet: &[u8],
@@ -145,14 +161,29 @@ impl AnswerMemo {
         if reply.len() < ID_LEN {
             return;
         }
-        let index = self.slot(key);
+        let pair = self.pair(key);
+        let rank = |slot: &Option<Box<Memo>>| match slot {
+            Some(memo) if *memo.key == *key => 0,
+            None => 1,
+            Some(memo) if memo.state != state => 2,
+            Some(_) => 3,
+        };
+        let ranks = pair.map(|index| self.slots.get(index).map_or(u8::MAX, rank));
+        let index = if ranks[0] == ranks[1] {
+            self.turn = !self.turn;
+            pair[usize::from(self.turn)]
+        } else if ranks[0] < ranks[1] {
+            pair[0]
+        } else {
+            pair[1]
+        };
         if let Some(slot) = self.slots.get_mut(index) {
-            *slot = Some(Memo {
+            *slot = Some(Box::new(Memo {
                 state,
                 counts,
                 key: key.into(),
                 reply: reply.into(),
-            });
+            }));
         }
     }
 

@@ -213,7 +213,7 @@ fn check_fast_path(
         (packet, Some(general)),
         (&renumbered[..], renumbered_general.as_deref()),
     ] {
-        let fast = reply_of(handler.handle_memoized(&mut memo, query, client));
+        let fast = reply_of(handler.handle_memoized(&mut memo, query, client, Vec::new()));
         if fast.as_deref() != expected {
             return Err(Violation::FastPath { transport });
         }

@@ -178,7 +178,16 @@ impl Handler {
     /// before, in the same state of snapshot and health table, gets that answer with its own ID
     /// without being parsed; any other goes the general path, and its answer is memoised when it
     /// came from the zones. See [`crate::fastpath`] for why the two give the same bytes.
-    pub fn handle_memoized(&self, memo: &mut AnswerMemo, packet: &[u8], client: Client) -> Step {
+    ///
+    /// A memoised reply is written into `recycled` (cleared first), so a caller that hands back
+    /// the buffers of replies it has sent answers without allocating; `Vec::new()` will do.
+    pub fn handle_memoized(
+        &self,
+        memo: &mut AnswerMemo,
+        packet: &[u8],
+        client: Client,
+        recycled: Vec<u8>,
+    ) -> Step {
         let started = Instant::now();
         // Read before answering: a change after this point makes the memo stale, never wrong.
         let state = AnswerState {
@@ -187,7 +196,8 @@ impl Handler {
             transport: client.transport,
             may_forward: self.may_forward(client),
         };
-        let mut reply = Vec::new();
+        let mut reply = recycled;
+        reply.clear();
         if let Some(counts) = memo.answer(packet, &state, &mut reply) {
             debug!(outcome = ?counts.outcome, "query answered from the memo");
             self.metrics

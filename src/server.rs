@@ -149,7 +149,7 @@ async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>
             address: peer,
             transport: Transport::Udp,
         };
-        match handler.handle_memoized(&mut memo, packet, client) {
+        match handler.handle_memoized(&mut memo, packet, client, Vec::new()) {
             Step::Reply(reply) => {
                 if let Err(error) = socket.send_to(&reply, peer).await {
                     debug!(%error, %peer, "udp send failed");

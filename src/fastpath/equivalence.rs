@@ -269,7 +269,7 @@ proptest! {
                 }
             };
             let packet = query.packet();
-            let fast = outcome(handler.handle_memoized(&mut memo, &packet, query.client()));
+            let fast = outcome(handler.handle_memoized(&mut memo, &packet, query.client(), Vec::new()));
             let general = outcome(handler.handle(&packet, query.client()));
             prop_assert_eq!(fast, general, "query {:?}", query);
             last = Some(query);
@@ -306,7 +306,8 @@ fn repeated_queries_are_answered_from_the_memo_until_health_changes() {
             transport: Transport::Udp,
             loopback: true,
         };
-        outcome(handler.handle_memoized(memo, &query.packet(), query.client())).expect("an answer")
+        outcome(handler.handle_memoized(memo, &query.packet(), query.client(), Vec::new()))
+            .expect("an answer")
     };
     let first = ask(1, &mut memo);
     let second = ask(2, &mut memo);
