@@ -44,4 +44,6 @@ pub mod server;
 pub mod settings;
 pub mod snapshot;
 pub mod status;
+#[cfg(target_os = "linux")]
+pub mod udp_batch;
 pub mod zones;

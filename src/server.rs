@@ -28,9 +28,10 @@ use tracing::{debug, warn};
 use crate::answer::Transport;
 use crate::control::ControlSocket;
 use crate::fastpath::AnswerMemo;
-use crate::handler::{Client, Handler, Step};
+use crate::handler::{Client, ForwardJob, Handler, Step};
 use crate::limits::Limits;
 /// The largest UDP datagram read; larger ones are cut by the kernel and fail to parse.
+#[cfg(not(target_os = "linux"))]
 const UDP_RECEIVE_BUFFER: usize = 65_535;
 
 /// A UDP socket and a TCP listener on the same address.
@@ -127,9 +128,51 @@ pub async fn run_with_limits(
     }
 }
 
-/// The receive loop of one UDP socket. It never waits on an upstream: forwarded queries run in
-/// spawned tasks, each holding one of the server's `forwards` slots; with none free the query
-/// is dropped.
+/// The receive loop of one UDP socket (Linux: batched, see [`crate::udp_batch`]). It never
+/// waits on an upstream: forwarded queries run in spawned tasks, each holding one of the
+/// server's `forwards` slots; with none free the query is dropped. Owned names are answered
+/// through the socket's [`AnswerMemo`] (the fast path).
+#[cfg(target_os = "linux")]
+async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>) {
+    use crate::udp_batch::{BATCH, ReceiveBatch, send_all};
+
+    let socket = Arc::new(socket);
+    let mut batch = ReceiveBatch::new();
+    let mut memo = AnswerMemo::new();
+    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
+    // The buffers of sent replies, refilled by the next batch's memoised answers.
+    let mut spare: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+    loop {
+        let count = match batch.receive(&socket).await {
+            Ok(count) => count,
+            Err(error) => {
+                debug!(%error, "udp receive failed");
+                continue;
+            }
+        };
+        for index in 0..count {
+            let Some((packet, peer)) = batch.datagram(index) else {
+                continue;
+            };
+            let client = Client {
+                address: peer,
+                transport: Transport::Udp,
+            };
+            let buffer = spare.pop().unwrap_or_default();
+            match handler.handle_memoized(&mut memo, packet, client, buffer) {
+                Step::Reply(reply) => replies.push((reply, peer)),
+                Step::Forward(job) => forward_udp(job, peer, &handler, &socket, &forwards),
+                Step::Drop => {}
+            }
+        }
+        send_all(&socket, &replies).await;
+        spare.extend(replies.drain(..).map(|(buffer, _)| buffer));
+    }
+}
+
+/// The receive loop of one UDP socket, a datagram per system call (systems without
+/// `recvmmsg`). See the Linux version for what it does.
+#[cfg(not(target_os = "linux"))]
 async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>) {
     let socket = Arc::new(socket);
     let mut buffer = vec![0u8; UDP_RECEIVE_BUFFER];
@@ -155,25 +198,33 @@ async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>
                     debug!(%error, %peer, "udp send failed");
                 }
             }
-            Step::Forward(job) => {
-                // Upstream round trips run off the receive loop, bounded in number; past the
-                // bound the query is dropped and the client retries.
-                let Ok(permit) = Arc::clone(&forwards).try_acquire_owned() else {
-                    debug!(%peer, "too many forwarded queries in flight; dropping");
-                    continue;
-                };
-                let (handler, socket) = (handler.clone(), Arc::clone(&socket));
-                tokio::spawn(async move {
-                    let reply = handler.finish_forward(job).await;
-                    if let Err(error) = socket.send_to(&reply, peer).await {
-                        debug!(%error, %peer, "udp send failed");
-                    }
-                    drop(permit);
-                });
-            }
+            Step::Forward(job) => forward_udp(job, peer, &handler, &socket, &forwards),
             Step::Drop => {}
         }
     }
+}
+
+/// Runs a forwarded UDP query off the receive loop, bounded in number by `forwards`; past the
+/// bound the query is dropped and the client retries.
+fn forward_udp(
+    job: ForwardJob,
+    peer: SocketAddr,
+    handler: &Handler,
+    socket: &Arc<UdpSocket>,
+    forwards: &Arc<Semaphore>,
+) {
+    let Ok(permit) = Arc::clone(forwards).try_acquire_owned() else {
+        debug!(%peer, "too many forwarded queries in flight; dropping");
+        return;
+    };
+    let (handler, socket) = (handler.clone(), Arc::clone(socket));
+    tokio::spawn(async move {
+        let reply = handler.finish_forward(job).await;
+        if let Err(error) = socket.send_to(&reply, peer).await {
+            debug!(%error, %peer, "udp send failed");
+        }
+        drop(permit);
+    });
 }
 
 /// What every TCP connection of the server shares.

@@ -1,0 +1,163 @@
+//! Batched UDP I/O for the receive loop (Linux): up to [`BATCH`] datagrams per `recvmmsg`
+//! system call, and the replies to them in one `sendmmsg`, instead of a `recvfrom` and a
+//! `sendto` per query. Under load several queries wait in the socket buffer at once, and the
+//! per-call kernel cost (entry, file look-up, wake-ups) is paid once for all of them; with one
+//! query waiting a batch is one query, as before.
+//!
+//! Both calls go through crates' safe wrappers (`nix` for `recvmmsg`, `rustix` for `sendmmsg`);
+//! this module only owns the buffers and the conversion of addresses.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Most datagrams one receive (and one send) call moves.
+pub const BATCH: usize = 32;
+/// The receive buffer of each datagram. DNS queries are far smaller (a question and an OPT
+/// record); a longer datagram is cut to this length and answered FORMERR.
+pub const DATAGRAM_BUFFER: usize = 4096;
+
+/// One received datagram: where it came from, and how much of its buffer it filled.
+#[derive(Debug, Clone, Copy)]
+struct Received {
+    length: usize,
+    peer: Option<SocketAddr>,
+}
+
+/// The buffers of one receive loop, reused for every batch.
+#[derive(Debug)]
+pub struct ReceiveBatch {
+    buffers: Vec<Vec<u8>>,
+    received: Vec<Received>,
+}
+
+impl Default for ReceiveBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReceiveBatch {
+    /// [`BATCH`] buffers of [`DATAGRAM_BUFFER`] bytes.
+    pub fn new() -> Self {
+        ReceiveBatch {
+            buffers: vec![vec![0; DATAGRAM_BUFFER]; BATCH],
+            received: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Waits until `socket` has datagrams and receives as many as are waiting, up to
+    /// [`BATCH`]; returns how many (see [`ReceiveBatch::datagram`]).
+    pub async fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        loop {
+            socket.readable().await?;
+            match socket.try_io(Interest::READABLE, || self.receive_waiting(socket)) {
+                Ok(count) => return Ok(count),
+                // Readiness was stale: wait again.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// One `recvmmsg` that does not wait (`WouldBlock` when nothing is there).
+    fn receive_waiting(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        let ReceiveBatch { buffers, received } = self;
+        received.clear();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(buffers.len(), None);
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
+            .iter_mut()
+            .map(|buffer| [IoSliceMut::new(buffer)])
+            .collect();
+        let results = recvmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )
+        .map_err(io::Error::from)?;
+        for message in results {
+            received.push(Received {
+                length: message.bytes.min(DATAGRAM_BUFFER),
+                peer: message.address.as_ref().and_then(socket_address),
+            });
+        }
+        Ok(received.len())
+    }
+
+    /// The `index`th datagram of the last [`ReceiveBatch::receive`]: its bytes and sender;
+    /// `None` past the end or when the kernel gave no sender address.
+    pub fn datagram(&self, index: usize) -> Option<(&[u8], SocketAddr)> {
+        let received = self.received.get(index)?;
+        let bytes = self.buffers.get(index)?.get(..received.length)?;
+        Some((bytes, received.peer?))
+    }
+}
+
+/// A sender's address as the standard library spells it.
+fn socket_address(address: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+    }
+    address
+        .as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+}
+
+/// Sends each reply to its address, [`BATCH`] per `sendmmsg`, waiting while the socket's send
+/// buffer is full. A reply the kernel refuses (for instance an unreachable address) is logged
+/// at debug level and skipped; the rest are still sent.
+pub async fn send_all(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) {
+    let mut next = 0;
+    while let Some(pending) = replies.get(next..).filter(|rest| !rest.is_empty()) {
+        match socket.try_io(Interest::WRITABLE, || send_now(socket, pending)) {
+            Ok(sent) => next += sent.max(1),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(error) = socket.writable().await {
+                    tracing::debug!(%error, "udp socket not writable; replies dropped");
+                    return;
+                }
+            }
+            Err(error) => {
+                if let Some((_, peer)) = pending.first() {
+                    tracing::debug!(%error, %peer, "udp send failed");
+                }
+                next += 1;
+            }
+        }
+    }
+}
+
+/// One `sendmmsg` of up to [`BATCH`] replies; how many the kernel took.
+fn send_now(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
+    let replies = replies.get(..BATCH.min(replies.len())).unwrap_or_default();
+    let addresses: Vec<SocketAddrAny> = replies
+        .iter()
+        .map(|(_, peer)| SocketAddrAny::from(*peer))
+        .collect();
+    let slices: Vec<[IoSlice<'_>; 1]> = replies
+        .iter()
+        .map(|(reply, _)| [IoSlice::new(reply)])
+        .collect();
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = replies
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut messages: Vec<MMsgHdr<'_>> = addresses
+        .iter()
+        .zip(&slices)
+        .zip(controls.iter_mut())
+        .map(|((address, slice), control)| MMsgHdr::new_with_addr(address, slice, control))
+        .collect();
+    Ok(sendmmsg(
+        socket.as_fd(),
+        &mut messages,
+        SendFlags::DONTWAIT,
+    )?)
+}
