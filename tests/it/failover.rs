@@ -3,7 +3,7 @@
 
 use crate::support::Server;
 
-const ZONE: &str = r#"
+pub(crate) const ZONE: &str = r#"
 [[zone]]
 origin = "internal"
 ttl = 5
@@ -42,9 +42,9 @@ sources = ["*"]
 destinations = ["app-host", "app-via-berlin", "app-via-munich"]
 "#;
 
-const A: &str = "100.64.1.10";
-const B: &str = "10.10.0.10";
-const C: &str = "172.20.0.10";
+pub(crate) const A: &str = "100.64.1.10";
+pub(crate) const B: &str = "10.10.0.10";
+pub(crate) const C: &str = "172.20.0.10";
 
 /// Applies each report in turn and checks the A answer right after it, with no wait between.
 /// `steps` is (ok, address, expected order after the report).

@@ -6,6 +6,7 @@
 //!
 //! - `answers`: what a shared name resolves to, record types, case, empty non-terminals;
 //! - `failover`: how reports reorder the answer;
+//! - `fast_path`: the answer memo and batched UDP over the real socket;
 //! - `policy`: what policies and the identity hide or show, in forward and reverse lookups;
 //! - `truncation`: UDP size limits, TC and the TCP retry;
 //! - `not_owned`: names outside the owned zones when there is no upstream;
@@ -33,6 +34,7 @@ mod answers;
 mod check;
 mod control;
 mod failover;
+mod fast_path;
 mod forwarding;
 mod fuzz_corpus;
 mod hostile;
