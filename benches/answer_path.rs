@@ -7,7 +7,10 @@
 //! - `answer_path_scale/*`: A and NXDOMAIN queries rotating over 1,024 different names, at 1,000
 //!   and at 100,000 shared names, to show that the per-query cost does not grow with the zone;
 //! - `forwarded_from_cache`: a name outside the zone answered from the forwarder's cache (filled
-//!   once from a fake upstream on 127.0.0.1).
+//!   once from a fake upstream on 127.0.0.1);
+//! - `answer_path_memoised/*`: the fast path (`Handler::handle_memoized`, as the UDP loop calls
+//!   it), A and NXDOMAIN queries rotating over 1,024 names at 1,000 and 100,000 names, the memo
+//!   warm: what a repeated query costs in user space.
 //!
 //! Run with `cargo bench --bench answer_path`. Under `cargo test` each runs once, on 1,000 and
 //! 2,000 names.
@@ -20,6 +23,7 @@ use std::time::Duration;
 
 use common::{answer, answer_addresses, handler, query, shared_name, summary};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use failover_dns::fastpath::AnswerMemo;
 use failover_dns::forward::{ForwardSettings, Forwarder};
 use failover_dns::handler::Handler;
 use failover_dns::health::HealthTable;
@@ -193,5 +197,53 @@ fn forwarded_from_cache(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, single_queries, scale, forwarded_from_cache);
+fn memoised(c: &mut Criterion) {
+    let mut group = c.benchmark_group("answer_path_memoised");
+    group.throughput(Throughput::Elements(1));
+    for names in [SMALL, common::large_size()] {
+        let handler = handler(names);
+        for (label, packets) in [
+            ("a", rotation(names, RecordType::A, true)),
+            ("nxdomain", rotation(names, RecordType::A, false)),
+        ] {
+            let mut memo = AnswerMemo::new();
+            // Warm: every packet once through the general path, then check a memoised answer
+            // is the general path's.
+            for packet in &packets {
+                common::answer_memoised(&handler, &mut memo, packet);
+            }
+            let hits_before = memo.hits();
+            for packet in packets.iter().take(8) {
+                assert_eq!(
+                    common::answer_memoised(&handler, &mut memo, packet),
+                    answer(&handler, packet)
+                );
+            }
+            assert_eq!(memo.hits() - hits_before, 8, "answered from the memo");
+            group.bench_with_input(BenchmarkId::new(label, names), &packets, |b, packets| {
+                let (mut next, mut buffer) = (0usize, Vec::new());
+                b.iter(|| {
+                    next = (next + 1) % packets.len();
+                    let packet = black_box(&packets[next]);
+                    buffer = common::answer_memoised_into(
+                        &handler,
+                        &mut memo,
+                        packet,
+                        std::mem::take(&mut buffer),
+                    );
+                    buffer.len()
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    single_queries,
+    scale,
+    forwarded_from_cache,
+    memoised
+);
 criterion_main!(benches);

@@ -16,8 +16,8 @@
 //! The memo is a table of [`MEMO_SLOTS`] slots, two-way set associative: a query's hash picks a
 //! pair of slots, and a new answer takes an empty one, else one made in an older state, else the
 //! two in turn.
-//! Bounded memory whatever arrives (a slot is a pointer until it is used; a used one holds
-//! the query and reply bytes, a few hundred bytes), no eviction bookkeeping, and a miss only
+//! Bounded memory whatever arrives (about 4 MB of slots, and for each used one the query and
+//! reply bytes, a few hundred bytes), no eviction bookkeeping, and a miss only
 //! costs the general path. Names are compared byte for byte, case included, so a client that
 //! randomises case (DNS 0x20) misses and gets the general path.
 //!
@@ -60,21 +60,32 @@ pub struct MemoCounts {
     pub outcome: QueryOutcome,
 }
 
-/// One memoised answer.
+/// One memoised answer. Kept inline in its slot, with the key and reply in one allocation, so
+/// that a hit reads two places in memory: the slot and the bytes.
 #[derive(Debug)]
 struct Memo {
     state: AnswerState,
     counts: MemoCounts,
-    /// The query's bytes after the ID.
-    key: Box<[u8]>,
-    /// The reply the general path produced.
-    reply: Box<[u8]>,
+    /// How many of `bytes` are the key.
+    key_len: usize,
+    /// The query's bytes after the ID, then the reply the general path produced.
+    bytes: Box<[u8]>,
+}
+
+impl Memo {
+    fn key(&self) -> &[u8] {
+        self.bytes.get(..self.key_len).unwrap_or_default()
+    }
+
+    fn reply(&self) -> &[u8] {
+        self.bytes.get(self.key_len..).unwrap_or_default()
+    }
 }
 
 /// A bounded memo of answers, owned by one receive loop (no locks; not shared).
 #[derive(Debug)]
 pub struct AnswerMemo {
-    slots: Vec<Option<Box<Memo>>>,
+    slots: Vec<Option<Memo>>,
     hasher: foldhash::fast::RandomState,
     /// Queries answered from the memo.
     hits: u64,
@@ -132,12 +143,12 @@ impl AnswerMemo {
             self.slots
                 .get(index)?
                 .as_ref()
-                .filter(|memo| *memo.key == *key)
+                .filter(|memo| memo.key() == key)
         })?;
         if memo.state != *state {
             return None;
         }
-        let (id, rest) = (packet.get(..ID_LEN)?, memo.reply.get(ID_LEN..)?);
+        let (id, rest) = (packet.get(..ID_LEN)?, memo.reply().get(ID_LEN..)?);
         reply.extend_from_slice(id);
         reply.extend_from_slice(rest);
         let counts = memo.counts;
@@ -162,8 +173,8 @@ impl AnswerMemo {
             return;
         }
         let pair = self.pair(key);
-        let rank = |slot: &Option<Box<Memo>>| match slot {
-            Some(memo) if *memo.key == *key => 0,
+        let rank = |slot: &Option<Memo>| match slot {
+            Some(memo) if memo.key() == key => 0,
             None => 1,
             Some(memo) if memo.state != state => 2,
             Some(_) => 3,
@@ -178,12 +189,15 @@ impl AnswerMemo {
             pair[1]
         };
         if let Some(slot) = self.slots.get_mut(index) {
-            *slot = Some(Box::new(Memo {
+            let mut bytes = Vec::with_capacity(key.len() + reply.len());
+            bytes.extend_from_slice(key);
+            bytes.extend_from_slice(reply);
+            *slot = Some(Memo {
                 state,
                 counts,
-                key: key.into(),
-                reply: reply.into(),
-            }));
+                key_len: key.len(),
+                bytes: bytes.into_boxed_slice(),
+            });
         }
     }
 

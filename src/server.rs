@@ -134,8 +134,9 @@ pub async fn run_with_limits(
 /// through the socket's [`AnswerMemo`] (the fast path).
 #[cfg(target_os = "linux")]
 async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>) {
-    use crate::udp_batch::{BATCH, ReceiveBatch, send_all};
+    use crate::udp_batch::{BATCH, ReceiveBatch, prepare, send_all};
 
+    prepare(&socket);
     let socket = Arc::new(socket);
     let mut batch = ReceiveBatch::new();
     let mut memo = AnswerMemo::new();

@@ -6,6 +6,12 @@
 //!
 //! Both calls go through crates' safe wrappers (`nix` for `recvmmsg`, `rustix` for `sendmmsg`);
 //! this module only owns the buffers and the conversion of addresses.
+//!
+//! [`prepare`] also sets `IP_PMTUDISC_PROBE` on an IPv4 socket: replies carry DF (don't
+//! fragment) with IP ID 0, which spares the kernel a keyed hash per reply to pick an ID, and it
+//! ignores learned path MTUs (no spoofed ICMP can shrink our replies). Replies over UDP are at
+//! most 1,232 bytes (the DNS Flag Day size, which fits every path that carries IPv6's 1,280),
+//! so they never need fragmenting.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -21,6 +27,17 @@ pub const BATCH: usize = 32;
 /// The receive buffer of each datagram. DNS queries are far smaller (a question and an OPT
 /// record); a longer datagram is cut to this length and answered FORMERR.
 pub const DATAGRAM_BUFFER: usize = 4096;
+
+/// Readies a UDP socket for serving (see the module documentation); a failure only costs
+/// speed, so it is logged and serving goes on.
+pub fn prepare(socket: &UdpSocket) {
+    if socket.local_addr().is_ok_and(|address| address.is_ipv4()) {
+        let probe = rustix::net::sockopt::Ipv4PathMtuDiscovery::PROBE;
+        if let Err(error) = rustix::net::sockopt::set_ip_mtu_discover(socket, probe) {
+            tracing::debug!(%error, "IP_MTU_DISCOVER not set");
+        }
+    }
+}
 
 /// One received datagram: where it came from, and how much of its buffer it filled.
 #[derive(Debug, Clone, Copy)]

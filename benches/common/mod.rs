@@ -20,6 +20,7 @@ use std::path::Path;
 
 use failover_dns::answer::Transport;
 use failover_dns::config::load_zone_sources;
+use failover_dns::fastpath::AnswerMemo;
 use failover_dns::forward::{ForwardSettings, Forwarder};
 use failover_dns::handler::{Client, Handler, Step};
 use failover_dns::health::{HealthTable, Outcome, Report};
@@ -51,6 +52,26 @@ pub fn answer(handler: &Handler, packet: &[u8]) -> Vec<u8> {
         Step::Forward(_) => panic!("benchmark query was sent to the forwarder"),
         Step::Drop => panic!("benchmark query was dropped"),
     }
+}
+
+/// [`answer`] through the fast path: `memo`, with `recycled` as the reply's buffer (as the UDP
+/// loop hands back the buffers of sent replies).
+pub fn answer_memoised_into(
+    handler: &Handler,
+    memo: &mut AnswerMemo,
+    packet: &[u8],
+    recycled: Vec<u8>,
+) -> Vec<u8> {
+    match handler.handle_memoized(memo, packet, CLIENT, recycled) {
+        Step::Reply(bytes) => bytes,
+        Step::Forward(_) => panic!("benchmark query was sent to the forwarder"),
+        Step::Drop => panic!("benchmark query was dropped"),
+    }
+}
+
+/// [`answer_memoised_into`] with a fresh buffer.
+pub fn answer_memoised(handler: &Handler, memo: &mut AnswerMemo, packet: &[u8]) -> Vec<u8> {
+    answer_memoised_into(handler, memo, packet, Vec::new())
 }
 
 /// The whole request path including forwarding (used once, to fill the forwarder's cache);
