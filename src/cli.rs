@@ -104,7 +104,8 @@ pub struct ServeArgs {
     /// Settings, zones and identity.
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Runtime worker threads [default: one per CPU]
+    /// Runtime worker threads; each listen address also gets this many UDP sockets
+    /// (SO_REUSEPORT), so that every worker answers UDP [default: one per CPU]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
     /// Address to serve DNS on, UDP and TCP (repeatable; port 0 picks a free port)
@@ -310,8 +311,13 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
         Arc::new(move || serve_settings(&reload_args)),
     )?;
     let mut listeners = Vec::new();
+    // One UDP socket per worker thread, so that every worker can answer UDP at once.
+    let udp_sockets = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
     for &address in &settings.listen {
-        let listener = crate::server::bind(address)
+        let listener = crate::server::bind_sockets(address, udp_sockets)
             .await
             .map_err(|source| CommandError::Bind { address, source })?;
         listeners.push(listener);

@@ -34,11 +34,15 @@ use crate::limits::Limits;
 #[cfg(not(target_os = "linux"))]
 const UDP_RECEIVE_BUFFER: usize = 65_535;
 
-/// A UDP socket and a TCP listener on the same address.
+/// UDP sockets and a TCP listener on the same address.
 #[derive(Debug)]
 pub struct DnsListener {
     /// The UDP socket.
     pub udp: UdpSocket,
+    /// Further UDP sockets on the same address (`SO_REUSEPORT`), each served by its own receive
+    /// loop so that several worker threads answer UDP at once; the kernel spreads clients over
+    /// them by address and port. Empty unless bound with [`bind_sockets`].
+    pub more_udp: Vec<UdpSocket>,
     /// The TCP listener.
     pub tcp: TcpListener,
 }
@@ -52,22 +56,57 @@ impl DnsListener {
 
 /// Binds UDP and TCP on `address`. Port 0 picks one free port for both.
 pub async fn bind(address: SocketAddr) -> io::Result<DnsListener> {
+    bind_sockets(address, 1).await
+}
+
+/// Binds `udp_sockets` UDP sockets (at least one; more share the address with `SO_REUSEPORT`,
+/// so only this user's processes can join them) and one TCP listener on `address`. Port 0
+/// picks one free port for all of them.
+pub async fn bind_sockets(address: SocketAddr, udp_sockets: usize) -> io::Result<DnsListener> {
+    let shared = udp_sockets > 1;
     if address.port() != 0 {
-        let udp = UdpSocket::bind(address).await?;
-        let tcp = TcpListener::bind(address).await?;
-        return Ok(DnsListener { udp, tcp });
+        return bind_at(address, udp_sockets, shared).await;
     }
     // The kernel picks a free UDP port; the same TCP port is usually free too, else try again.
     let mut last_error = None;
     for _ in 0..32 {
-        let udp = UdpSocket::bind(address).await?;
-        let chosen = udp.local_addr()?;
-        match TcpListener::bind(chosen).await {
-            Ok(tcp) => return Ok(DnsListener { udp, tcp }),
+        let first = udp_socket(address, shared)?;
+        let chosen = first.local_addr()?;
+        drop(first);
+        match bind_at(chosen, udp_sockets, shared).await {
+            Ok(listener) => return Ok(listener),
             Err(error) => last_error = Some(error),
         }
     }
     Err(last_error.unwrap_or_else(|| io::Error::other("no free port for UDP and TCP")))
+}
+
+async fn bind_at(address: SocketAddr, udp_sockets: usize, shared: bool) -> io::Result<DnsListener> {
+    let udp = udp_socket(address, shared)?;
+    let more_udp = (1..udp_sockets)
+        .map(|_| udp_socket(address, shared))
+        .collect::<io::Result<Vec<_>>>()?;
+    let tcp = TcpListener::bind(address).await?;
+    Ok(DnsListener { udp, more_udp, tcp })
+}
+
+/// A non-blocking UDP socket bound to `address`, with `SO_REUSEPORT` when `shared`.
+fn udp_socket(address: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    #[cfg(unix)]
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
+    #[cfg(not(unix))]
+    let _ = shared;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// Serves DNS on `listeners` (and the control socket, if any) with the default [`Limits`]
@@ -95,11 +134,9 @@ pub async fn run_with_limits(
     let connections = Arc::new(Semaphore::new(limits.max_tcp_connections));
     let forwards = Arc::new(Semaphore::new(limits.forwards_in_flight));
     for listener in listeners {
-        tasks.spawn(serve_udp(
-            listener.udp,
-            handler.clone(),
-            Arc::clone(&forwards),
-        ));
+        for udp in std::iter::once(listener.udp).chain(listener.more_udp) {
+            tasks.spawn(serve_udp(udp, handler.clone(), Arc::clone(&forwards)));
+        }
         tasks.spawn(serve_tcp(
             listener.tcp,
             handler.clone(),

@@ -144,3 +144,43 @@ fn a_datagram_longer_than_the_receive_buffer_is_answered_formerr() {
     let next = wire::udp_ask(address, 78, "app.internal.", deadline).expect("the next query");
     assert_eq!(addresses(&next), [A, B, C]);
 }
+
+/// How many UDP sockets are bound to `port` (from `/proc/net/udp` and `udp6`).
+fn udp_sockets_on(port: u16) -> usize {
+    let port = format!(":{port:04X}");
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|line| {
+                    line.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|local| local.ends_with(&port))
+                })
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn each_worker_gets_a_udp_socket_and_every_socket_answers() {
+    for (workers, sockets) in [("1", 1), ("3", 3)] {
+        let server = Server::start(&[("zone.toml", ZONE)], &["--workers", workers]);
+        let address = udp_address(&server);
+        assert_eq!(
+            udp_sockets_on(address.port()),
+            sockets,
+            "--workers {workers}"
+        );
+        // Clients on many source ports, which the kernel spreads over the sockets: all answered.
+        for id in 0..24u16 {
+            let deadline = Instant::now() + REPLY_DEADLINE;
+            let reply = wire::udp_ask(address, id, "app.internal.", deadline)
+                .unwrap_or_else(|| panic!("query {id} with --workers {workers}"));
+            assert_eq!(addresses(&reply), [A, B, C]);
+        }
+    }
+}
