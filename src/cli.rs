@@ -311,11 +311,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
         Arc::new(move || serve_settings(&reload_args)),
     )?;
     let mut listeners = Vec::new();
-    // One UDP socket per worker thread, so that every worker can answer UDP at once.
-    let udp_sockets = args.workers.map_or_else(
-        || std::thread::available_parallelism().map_or(1, usize::from),
-        usize::from,
-    );
+    // One UDP socket per worker thread of the runtime (--workers, else TOKIO_WORKER_THREADS,
+    // else one per CPU), so that every worker can answer UDP at once.
+    let udp_sockets = tokio::runtime::Handle::current().metrics().num_workers();
     for &address in &settings.listen {
         let listener = crate::server::bind_sockets(address, udp_sockets)
             .await
