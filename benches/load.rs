@@ -30,7 +30,10 @@ fn load(dir: &std::path::Path) -> Handler {
     let snapshot = Snapshot::new(data, default_identity());
     // `serve` logs these at start (none for this data, but it has to look for them).
     let warnings = snapshot.warnings();
-    assert!(warnings.is_empty(), "generated data is complete: {warnings:?}");
+    assert!(
+        warnings.is_empty(),
+        "generated data is complete: {warnings:?}"
+    );
     Handler::new(
         SharedSnapshot::new(snapshot),
         HealthTable::new(),
