@@ -247,9 +247,7 @@ fn build_prepared(prepared: Vec<Prepared>) -> Result<ZoneData, ConfigError> {
 const MAX_WORKERS: usize = 8;
 
 /// `f` over every item, on one worker thread per core (at most [`MAX_WORKERS`]), results in the
-/// items' order. The calling thread only waits: its allocator arena then holds only what the
-/// cross-file pass builds to keep, not the parsing's short-lived memory (which goes back to the
-/// system with the workers' arenas). With one core or one item it runs here.
+/// items' order. With one core or one item it runs on the calling thread.
 fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
@@ -486,7 +484,10 @@ names = ["APP.internal."]
             .map(|e| e.address.to_string())
             .collect();
         assert_eq!(addresses, ["100.64.0.1", "10.1.0.5"]);
-        assert_eq!(data.destinations[2].probe.map(|p| p.port), Some(443));
+        assert_eq!(
+            data.destinations[2].probe.as_ref().map(|p| p.port),
+            Some(443)
+        );
 
         let syntax =
             load_zone_sources(&[source("bad.json", "{\n  \"zone\": [\n    {\"origin\": }\n")])
@@ -540,7 +541,11 @@ names = ["APP.internal."]
             );
             match (load(&text), expected) {
                 (Ok(data), None) => {
-                    let spec = data.destinations[0].probe.expect("probe kept");
+                    let spec = data.destinations[0]
+                        .probe
+                        .as_deref()
+                        .copied()
+                        .expect("probe kept");
                     assert_eq!(spec.interval, Duration::from_secs(5));
                     assert_eq!(spec.timeout, Duration::from_secs(1));
                 }

@@ -83,8 +83,9 @@ pub struct Destination {
     pub kind: DestinationKind,
     /// Where it was declared.
     pub location: Location,
-    /// The active probe that feeds its endpoints' health, if configured.
-    pub probe: Option<ProbeSpec>,
+    /// The active probe that feeds its endpoints' health, if configured. Boxed: few
+    /// destinations have one, and inline it would be most of every destination's size.
+    pub probe: Option<Box<ProbeSpec>>,
 }
 
 /// An active health probe: a TCP connect to `port` on each endpoint address of a destination.

@@ -186,9 +186,9 @@ impl<'f> Builder<'f> {
         kind: DestinationKind,
         probe: &PreparedProbe,
     ) -> Option<DestinationId> {
-        let probe = match probe {
+        let probe = match probe.as_deref() {
             None => None,
-            Some((Ok(spec), _)) => Some(*spec),
+            Some((Ok(spec), _)) => Some(Box::new(*spec)),
             Some((Err(message), pos)) => {
                 self.error(file.location(*pos), message.clone());
                 return None;

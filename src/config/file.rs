@@ -63,8 +63,8 @@ pub(super) struct NameRef {
 /// An address as given: parsed, or the error message for it.
 pub(super) type PreparedAddress = At<Result<IpAddr, String>>;
 
-/// A probe as given: validated, or the error message for it.
-pub(super) type PreparedProbe = Option<At<Result<ProbeSpec, String>>>;
+/// A probe as given: validated, or the error message for it (boxed: most items have none).
+pub(super) type PreparedProbe = Option<Box<At<Result<ProbeSpec, String>>>>;
 
 pub(super) struct PreparedZone {
     pub origin: At<String>,
@@ -311,7 +311,7 @@ impl Preparing<'_> {
     fn probe(&self, probe: Option<Located<RawProbe>>) -> PreparedProbe {
         probe.map(|probe| {
             let (raw, pos) = self.at(probe);
-            (probe_spec(&raw), pos)
+            Box::new((probe_spec(&raw), pos))
         })
     }
 
