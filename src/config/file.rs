@@ -134,6 +134,21 @@ impl PreparedFile {
     /// Parses and converts `source`; a syntax or schema error is returned located.
     pub fn prepare(source: &SourceFile) -> Result<PreparedFile, ConfigError> {
         let raw: RawFile = source.parse()?;
+        // Sized up front: growing these while the parsed document is alive leaves holes the
+        // allocator keeps.
+        let addresses = raw.asset.iter().map(|a| a.addresses.len()).sum::<usize>()
+            + raw
+                .virtual_asset
+                .iter()
+                .map(|v| v.addresses.len())
+                .sum::<usize>();
+        let name_refs = raw.asset.iter().map(|a| a.names.len()).sum::<usize>()
+            + raw
+                .virtual_asset
+                .iter()
+                .map(|v| v.names.len())
+                .sum::<usize>();
+        let hosts = raw.subnet.iter().map(|s| s.hosts.len()).sum();
         let mut file = Preparing {
             source,
             file: PreparedFile {
@@ -145,17 +160,16 @@ impl PreparedFile {
                 virtual_assets: Vec::with_capacity(raw.virtual_asset.len()),
                 subnets: Vec::with_capacity(raw.subnet.len()),
                 policies: Vec::with_capacity(raw.policy.len()),
-                addresses: Vec::new(),
-                name_refs: Vec::new(),
-                hosts: Vec::new(),
+                addresses: Vec::with_capacity(addresses),
+                name_refs: Vec::with_capacity(name_refs),
+                hosts: Vec::with_capacity(hosts),
             },
-            slots: HashMap::new(),
+            slots: HashMap::with_capacity(name_refs + hosts),
         };
         file.add(raw);
         let mut file = file.file;
         file.text.shrink_to_fit();
-        file.addresses.shrink_to_fit();
-        file.name_refs.shrink_to_fit();
+        file.names.shrink_to_fit();
         Ok(file)
     }
 
