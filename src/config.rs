@@ -4,22 +4,20 @@
 //!
 //! The format is plain serde data (arrays of tables), so the same shape can arrive as JSON.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
-use std::ops::Range;
+mod build;
+mod file;
+
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
-use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::location::{ConfigError, Diagnostic, Located, Location, SourceFile};
-use crate::policy::{Policy, Source};
-use crate::zones::{
-    Destination, DestinationId, DestinationKind, Endpoint, ProbeSpec, SharedName, SoaValues, Zone,
-    ZoneData,
-};
+use crate::location::{ConfigError, Located, Location, SourceFile};
+use crate::zones::{ProbeSpec, ZoneData};
+
+use file::PreparedFile;
 
 /// Largest answer TTL accepted for shared names: answers must stay fresh (design.md).
 pub const MAX_ANSWER_TTL: u32 = 300;
@@ -181,22 +179,15 @@ pub fn is_zone_file_name(name: &std::ffi::OsStr) -> bool {
             .is_some_and(|ext| ext == "toml" || ext == "json")
 }
 
-/// Loads and validates every zone file in `dir`.
+/// Loads and validates every zone file in `dir`. Files are read, parsed and converted on their
+/// own in parallel (`file.rs`); the checks across files run after that (`build.rs`).
 pub fn load_zone_dir(dir: &Path) -> Result<ZoneData, ConfigError> {
-    let mut sources = Vec::new();
-    let mut errors = Vec::new();
-    for path in zone_files(dir)? {
-        match SourceFile::read(&path) {
-            Ok(source) => sources.push(source),
-            Err(error) => errors.extend(error.diagnostics),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ConfigError {
-            diagnostics: errors,
-        });
-    }
-    load_zone_sources(&sources)
+    let paths = zone_files(dir)?;
+    let prepared = in_parallel(&paths, |path| match SourceFile::read(path) {
+        Ok(source) => Prepared::from(PreparedFile::prepare(&source)),
+        Err(error) => Prepared::Unreadable(error),
+    });
+    build_prepared(prepared)
 }
 
 /// Parses and validates zone data an agent received as text (for example JSON from the
@@ -209,26 +200,107 @@ pub fn load_zone_text(name: &str, text: &str) -> Result<ZoneData, ConfigError> {
 /// Parses and validates zone data from already-read files (the order given is configuration
 /// order). All problems are collected and returned together.
 pub fn load_zone_sources(sources: &[SourceFile]) -> Result<ZoneData, ConfigError> {
-    let mut parsed = Vec::new();
-    let mut diagnostics = Vec::new();
-    for source in sources {
-        match source.parse::<RawFile>() {
-            Ok(raw) => parsed.push((source, raw)),
-            Err(error) => diagnostics.extend(error.diagnostics),
+    let prepared = in_parallel(sources, |source| {
+        Prepared::from(PreparedFile::prepare(source))
+    });
+    build_prepared(prepared)
+}
+
+/// One zone file after the per-file pass.
+enum Prepared {
+    Unreadable(ConfigError),
+    Unparsable(ConfigError),
+    Ready(Box<PreparedFile>),
+}
+
+impl From<Result<PreparedFile, ConfigError>> for Prepared {
+    fn from(result: Result<PreparedFile, ConfigError>) -> Self {
+        match result {
+            Ok(file) => Prepared::Ready(Box::new(file)),
+            Err(error) => Prepared::Unparsable(error),
         }
     }
-    if !diagnostics.is_empty() {
-        return Err(ConfigError { diagnostics });
+}
+
+/// Files that cannot be read are reported alone, then files that cannot be parsed; only when
+/// every file parsed do the cross-file checks run.
+fn build_prepared(prepared: Vec<Prepared>) -> Result<ZoneData, ConfigError> {
+    let mut unreadable = Vec::new();
+    let mut unparsable = Vec::new();
+    let mut files = Vec::with_capacity(prepared.len());
+    for file in prepared {
+        match file {
+            Prepared::Unreadable(error) => unreadable.extend(error.diagnostics),
+            Prepared::Unparsable(error) => unparsable.extend(error.diagnostics),
+            Prepared::Ready(file) => files.push(*file),
+        }
     }
-    let mut builder = Builder::default();
-    builder.build(&parsed);
-    if builder.diagnostics.is_empty() {
-        Ok(builder.data)
-    } else {
-        Err(ConfigError {
-            diagnostics: builder.diagnostics,
-        })
+    for diagnostics in [unreadable, unparsable] {
+        if !diagnostics.is_empty() {
+            return Err(ConfigError { diagnostics });
+        }
     }
+    build::build(&files).map_err(|diagnostics| ConfigError { diagnostics })
+}
+
+/// At most this many threads prepare files.
+const MAX_WORKERS: usize = 8;
+
+/// `f` over every item, on one worker thread per core (at most [`MAX_WORKERS`]), results in the
+/// items' order. With one core or one item it runs on the calling thread.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(items.len())
+        .min(MAX_WORKERS);
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("zone-load".to_string())
+                    .spawn_scoped(scope, || {
+                        let mut done = Vec::new();
+                        loop {
+                            let index = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(item) = items.get(index) else { break };
+                            done.push((index, f(item)));
+                        }
+                        done
+                    })
+                    .ok()
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(done) => {
+                    for (index, result) in done {
+                        if let Some(slot) = results.get_mut(index) {
+                            *slot = Some(result);
+                        }
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    // Whatever no worker took (when none could be started) is done here.
+    let mut out = Vec::with_capacity(items.len());
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Some(result) => out.push(result),
+            None => {
+                if let Some(item) = items.get(index) {
+                    out.push(f(item));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Parses a DNS name from configuration, fully qualified.
@@ -241,9 +313,6 @@ pub fn parse_name(text: &str) -> Result<Name, String> {
     name.set_fqdn(true);
     Ok(name)
 }
-
-/// An endpoint with its configuration-order key: (destination kind rank, declaration order).
-type RankedEndpoint = (u8, usize, Endpoint);
 
 /// Validates a probe: a port, an interval of at least 100 ms (default 5 s), a timeout shorter
 /// than the interval (default 1 s) and a jitter below the interval (default 0).
@@ -283,404 +352,6 @@ fn probe_spec(raw: &RawProbe) -> Result<ProbeSpec, String> {
         timeout,
         jitter,
     })
-}
-
-#[derive(Default)]
-struct Builder {
-    data: ZoneData,
-    diagnostics: Vec<Diagnostic>,
-    destination_ids: HashMap<String, (DestinationId, Location)>,
-    /// name index → the name and its endpoints, each with its configuration-order key.
-    names: BTreeMap<usize, (Name, Vec<RankedEndpoint>)>,
-    name_index: HashMap<Name, usize>,
-    declaration: usize,
-}
-
-struct FileContext<'a> {
-    source: &'a SourceFile,
-}
-
-impl FileContext<'_> {
-    fn at(&self, span: Option<Range<usize>>) -> Location {
-        self.source.locate_optional(span)
-    }
-}
-
-impl Builder {
-    fn error(&mut self, location: Location, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic {
-            location,
-            message: message.into(),
-        });
-    }
-
-    fn build(&mut self, files: &[(&SourceFile, RawFile)]) {
-        for (source, raw) in files {
-            let at = FileContext { source };
-            for zone in &raw.zone {
-                self.add_zone(&at, zone);
-            }
-        }
-        // Assets first so that virtual assets and subnets can name a gateway declared in any
-        // file.
-        for (source, raw) in files {
-            let at = FileContext { source };
-            for asset in &raw.asset {
-                self.add_asset(&at, asset);
-            }
-        }
-        for (source, raw) in files {
-            let at = FileContext { source };
-            for virtual_asset in &raw.virtual_asset {
-                self.add_virtual_asset(&at, virtual_asset);
-            }
-            for subnet in &raw.subnet {
-                self.add_subnet(&at, subnet);
-            }
-        }
-        for (source, raw) in files {
-            let at = FileContext { source };
-            for policy in &raw.policy {
-                self.add_policy(&at, policy);
-            }
-        }
-        self.finish_names();
-    }
-
-    fn add_zone(&mut self, at: &FileContext<'_>, raw: &RawZone) {
-        let location = at.at(raw.origin.span());
-        let origin = match parse_name(raw.origin.get_ref()) {
-            Ok(origin) => origin,
-            Err(message) => return self.error(location, format!("zone origin: {message}")),
-        };
-        if let Some(existing) = self.data.zones.iter().find(|z| z.origin == origin) {
-            let first = existing.location.clone();
-            return self.error(
-                location,
-                format!("zone {origin} is declared twice (first at {first})"),
-            );
-        }
-        let answer_ttl = match &raw.ttl {
-            Some(ttl) if *ttl.get_ref() > MAX_ANSWER_TTL => {
-                let message = format!(
-                    "ttl {} is above the maximum of {MAX_ANSWER_TTL} s: answers for shared names must stay fresh",
-                    ttl.get_ref()
-                );
-                return self.error(at.at(ttl.span()), message);
-            }
-            Some(ttl) => *ttl.get_ref(),
-            None => DEFAULT_ANSWER_TTL,
-        };
-        let mname = self.soa_name(at, raw.soa.mname.as_ref(), &origin, "failover-dns");
-        let rname = self.soa_name(at, raw.soa.rname.as_ref(), &origin, "hostmaster");
-        let minimum = match &raw.soa.minimum {
-            Some(minimum) if *minimum.get_ref() > 86_400 => {
-                let message = format!(
-                    "soa.minimum {} is above one day; it is the negative-answer TTL",
-                    minimum.get_ref()
-                );
-                return self.error(at.at(minimum.span()), message);
-            }
-            Some(minimum) => *minimum.get_ref(),
-            None => DEFAULT_NEGATIVE_TTL,
-        };
-        let (Some(mname), Some(rname)) = (mname, rname) else {
-            return;
-        };
-        let soa = SoaValues {
-            mname,
-            rname,
-            serial: raw.soa.serial.unwrap_or(1),
-            refresh: raw.soa.refresh.unwrap_or(3600),
-            retry: raw.soa.retry.unwrap_or(600),
-            expire: raw.soa.expire.unwrap_or(86_400),
-            minimum,
-        };
-        self.data
-            .zones
-            .push(Zone::new(origin, answer_ttl, soa, location));
-    }
-
-    fn soa_name(
-        &mut self,
-        at: &FileContext<'_>,
-        raw: Option<&Located<String>>,
-        origin: &Name,
-        default_label: &str,
-    ) -> Option<Name> {
-        match raw {
-            Some(text) => match parse_name(text.get_ref()) {
-                Ok(name) => Some(name),
-                Err(message) => {
-                    self.error(at.at(text.span()), message);
-                    None
-                }
-            },
-            None => match Name::from_ascii(default_label).and_then(|n| n.append_domain(origin)) {
-                Ok(name) => Some(name),
-                Err(error) => {
-                    self.error(
-                        Location::file(&at.source.path),
-                        format!("cannot build default SOA name under {origin}: {error}"),
-                    );
-                    None
-                }
-            },
-        }
-    }
-
-    fn add_destination(
-        &mut self,
-        at: &FileContext<'_>,
-        id: &Located<String>,
-        kind: DestinationKind,
-        probe: Option<&Located<RawProbe>>,
-    ) -> Option<DestinationId> {
-        let probe = match probe.map(|p| (p.span(), probe_spec(p.get_ref()))) {
-            None => None,
-            Some((_, Ok(spec))) => Some(spec),
-            Some((span, Err(message))) => {
-                self.error(at.at(span), message);
-                return None;
-            }
-        };
-        let location = at.at(id.span());
-        let text = id.get_ref().trim();
-        if text.is_empty() {
-            self.error(location, "id must not be empty");
-            return None;
-        }
-        if let Some((_, first)) = self.destination_ids.get(text) {
-            let message = format!("duplicate destination id {text:?} (first declared at {first})");
-            self.error(location, message);
-            return None;
-        }
-        let destination = DestinationId::new(self.data.destinations.len());
-        self.destination_ids
-            .insert(text.to_string(), (destination, location.clone()));
-        self.data.destinations.push(Destination {
-            id: text.to_string(),
-            kind,
-            location,
-            probe,
-        });
-        Some(destination)
-    }
-
-    fn gateway(
-        &mut self,
-        at: &FileContext<'_>,
-        reference: &Located<String>,
-    ) -> Option<DestinationId> {
-        let location = at.at(reference.span());
-        let text = reference.get_ref();
-        let Some((id, _)) = self.destination_ids.get(text.as_str()) else {
-            self.error(location, format!("unknown gateway asset {text:?}"));
-            return None;
-        };
-        let id = *id;
-        let is_gateway = self
-            .data
-            .destinations
-            .get(id.index())
-            .is_some_and(|d| d.kind == DestinationKind::GatewayAsset);
-        if !is_gateway {
-            self.error(
-                location,
-                format!("{text:?} is not a gateway asset (kind = \"gateway\")"),
-            );
-            return None;
-        }
-        Some(id)
-    }
-
-    fn address(&mut self, at: &FileContext<'_>, raw: &Located<String>) -> Option<IpAddr> {
-        match raw.get_ref().parse::<IpAddr>() {
-            Ok(address) => Some(address),
-            Err(_) => {
-                let message = format!("invalid IP address {:?}", raw.get_ref());
-                self.error(at.at(raw.span()), message);
-                None
-            }
-        }
-    }
-
-    fn addresses(&mut self, at: &FileContext<'_>, raw: &[Located<String>]) -> Vec<IpAddr> {
-        raw.iter().filter_map(|a| self.address(at, a)).collect()
-    }
-
-    fn add_asset(&mut self, at: &FileContext<'_>, raw: &RawAsset) {
-        let kind = match raw.kind {
-            RawAssetKind::Primary => DestinationKind::PrimaryAsset,
-            RawAssetKind::Gateway => DestinationKind::GatewayAsset,
-        };
-        let addresses = self.addresses(at, &raw.addresses);
-        let Some(id) = self.add_destination(at, &raw.id, kind, raw.probe.as_ref()) else {
-            return;
-        };
-        if !raw.names.is_empty() && raw.addresses.is_empty() {
-            let message = "an asset that carries names needs at least one address";
-            return self.error(at.at(raw.id.span()), message);
-        }
-        for name in &raw.names {
-            for &address in &addresses {
-                self.add_endpoint(at, name, id, address);
-            }
-        }
-    }
-
-    fn add_virtual_asset(&mut self, at: &FileContext<'_>, raw: &RawVirtualAsset) {
-        let gateway = self.gateway(at, &raw.gateway);
-        let addresses = self.addresses(at, &raw.addresses);
-        if raw.addresses.is_empty() {
-            self.error(at.at(raw.id.span()), "a virtual asset needs an address");
-        }
-        let Some(gateway) = gateway else { return };
-        let kind = DestinationKind::VirtualAsset { gateway };
-        let Some(id) = self.add_destination(at, &raw.id, kind, raw.probe.as_ref()) else {
-            return;
-        };
-        for name in &raw.names {
-            for &address in &addresses {
-                self.add_endpoint(at, name, id, address);
-            }
-        }
-    }
-
-    fn add_subnet(&mut self, at: &FileContext<'_>, raw: &RawSubnet) {
-        let gateway = self.gateway(at, &raw.gateway);
-        let cidr = match raw.cidr.get_ref().parse::<IpNet>() {
-            Ok(cidr) => Some(cidr),
-            Err(_) => {
-                let message = format!("invalid CIDR {:?}", raw.cidr.get_ref());
-                self.error(at.at(raw.cidr.span()), message);
-                None
-            }
-        };
-        let (Some(gateway), Some(cidr)) = (gateway, cidr) else {
-            return;
-        };
-        let kind = DestinationKind::Subnet { gateway, cidr };
-        let Some(id) = self.add_destination(at, &raw.id, kind, raw.probe.as_ref()) else {
-            return;
-        };
-        for host in &raw.hosts {
-            let Some(address) = self.address(at, &host.address) else {
-                continue;
-            };
-            if !cidr.contains(&address) {
-                let message = format!("address {address} is outside the subnet's CIDR {cidr}");
-                self.error(at.at(host.address.span()), message);
-                continue;
-            }
-            self.add_endpoint(at, &host.name, id, address);
-        }
-    }
-
-    fn add_endpoint(
-        &mut self,
-        at: &FileContext<'_>,
-        raw_name: &Located<String>,
-        destination: DestinationId,
-        address: IpAddr,
-    ) {
-        let location = at.at(raw_name.span());
-        let name = match parse_name(raw_name.get_ref()) {
-            Ok(name) => name,
-            Err(message) => return self.error(location, message),
-        };
-        let rank = self
-            .data
-            .destinations
-            .get(destination.index())
-            .map_or(u8::MAX, |d| d.kind.order_rank());
-        let declaration = self.declaration;
-        self.declaration += 1;
-        let next_index = self.name_index.len();
-        let index = *self.name_index.entry(name.clone()).or_insert(next_index);
-        let entry = self
-            .names
-            .entry(index)
-            .or_insert_with(|| (name.clone(), Vec::new()));
-        let endpoint = Endpoint {
-            destination,
-            address,
-        };
-        if entry.1.iter().any(|(_, _, e)| *e == endpoint) {
-            let message =
-                format!("{name} is given address {address} twice by the same destination");
-            return self.error(location, message);
-        }
-        entry.1.push((rank, declaration, endpoint));
-        if self.zone_index(&name).is_none() {
-            self.error(
-                location,
-                format!("name {name} is not inside any declared zone ([[zone]] origin)"),
-            );
-        }
-    }
-
-    fn zone_index(&self, name: &Name) -> Option<usize> {
-        self.data
-            .zones
-            .iter()
-            .enumerate()
-            .filter(|(_, zone)| zone.origin.zone_of(name))
-            .max_by_key(|(_, zone)| zone.origin.num_labels())
-            .map(|(index, _)| index)
-    }
-
-    fn add_policy(&mut self, at: &FileContext<'_>, raw: &RawPolicy) {
-        let location = at.at(raw.id.span());
-        let id = raw.id.get_ref().trim().to_string();
-        if id.is_empty() {
-            return self.error(location, "policy id must not be empty");
-        }
-        if self.data.policies.iter().any(|p| p.id == id) {
-            return self.error(location, format!("duplicate policy id {id:?}"));
-        }
-        let mut sources = Vec::new();
-        for source in &raw.sources {
-            match Source::parse(source.get_ref()) {
-                Ok(parsed) => sources.push(parsed),
-                Err(message) => self.error(at.at(source.span()), message),
-            }
-        }
-        let mut destinations = Vec::new();
-        for reference in &raw.destinations {
-            match self.destination_ids.get(reference.get_ref().as_str()) {
-                Some((destination, _)) => destinations.push(*destination),
-                None => {
-                    let message = format!(
-                        "unknown destination {:?} (not an asset, virtual asset or subnet id)",
-                        reference.get_ref()
-                    );
-                    self.error(at.at(reference.span()), message);
-                }
-            }
-        }
-        self.data.policies.push(Policy {
-            id,
-            enabled: raw.enabled,
-            sources,
-            destinations,
-        });
-    }
-
-    fn finish_names(&mut self) {
-        let names = std::mem::take(&mut self.names);
-        for (_, (name, mut endpoints)) in names {
-            endpoints.sort_by_key(|(rank, declaration, _)| (*rank, *declaration));
-            let Some(zone) = self.zone_index(&name) else {
-                continue;
-            };
-            self.data.names.push(SharedName {
-                name,
-                zone,
-                endpoints: endpoints.into_iter().map(|(_, _, e)| e).collect(),
-            });
-        }
-    }
 }
 
 #[cfg(test)]
@@ -813,7 +484,10 @@ names = ["APP.internal."]
             .map(|e| e.address.to_string())
             .collect();
         assert_eq!(addresses, ["100.64.0.1", "10.1.0.5"]);
-        assert_eq!(data.destinations[2].probe.map(|p| p.port), Some(443));
+        assert_eq!(
+            data.destinations[2].probe.as_ref().map(|p| p.port),
+            Some(443)
+        );
 
         let syntax =
             load_zone_sources(&[source("bad.json", "{\n  \"zone\": [\n    {\"origin\": }\n")])
@@ -867,7 +541,11 @@ names = ["APP.internal."]
             );
             match (load(&text), expected) {
                 (Ok(data), None) => {
-                    let spec = data.destinations[0].probe.expect("probe kept");
+                    let spec = data.destinations[0]
+                        .probe
+                        .as_deref()
+                        .copied()
+                        .expect("probe kept");
                     assert_eq!(spec.interval, Duration::from_secs(5));
                     assert_eq!(spec.timeout, Duration::from_secs(1));
                 }

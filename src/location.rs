@@ -141,7 +141,17 @@ impl SourceFile {
 
     /// The location of a span (from `toml::Spanned` or a parse error) in this file.
     pub fn locate(&self, span: Range<usize>) -> Location {
-        let offset = floor_char_boundary(&self.text, span.start.min(self.text.len()));
+        let (line, column) = self.line_column(span.start);
+        Location {
+            file: Arc::clone(&self.path),
+            line,
+            column,
+        }
+    }
+
+    /// The 1-based line and column (in characters) of byte `offset` in this file.
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
         let line = self.line_starts.partition_point(|&start| start <= offset);
         let line_start = self
             .line_starts
@@ -153,11 +163,7 @@ impl SourceFile {
             .get(line_start..offset)
             .map_or(0, |t| t.chars().count())
             + 1;
-        Location {
-            file: Arc::clone(&self.path),
-            line: line.max(1),
-            column,
-        }
+        (line.max(1), column)
     }
 
     /// The location of a [`Located`] value's span, or the whole file when there is none.
@@ -240,6 +246,11 @@ impl<T> Located<T> {
     /// Where it was read from, when the format records it.
     pub fn span(&self) -> Option<Range<usize>> {
         self.span.clone()
+    }
+
+    /// The value and where it was read from, taken apart.
+    pub fn into_parts(self) -> (T, Option<Range<usize>>) {
+        (self.value, self.span)
     }
 }
 

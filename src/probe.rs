@@ -25,7 +25,7 @@ impl Probes {
         let mut tasks = JoinSet::new();
         let mut started: Vec<(IpAddr, u16)> = Vec::new();
         for (index, destination) in snapshot.zones.data().destinations.iter().enumerate() {
-            let Some(spec) = destination.probe else {
+            let Some(spec) = destination.probe.as_deref().copied() else {
                 continue;
             };
             let id = crate::zones::DestinationId::new(index);

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::answer::{OrderedEndpoint, order_endpoints};
 use crate::health::HealthTable;
-use crate::policy::{Grants, Identity, partial_grants};
+use crate::policy::{DestinationPolicies, Grants, Identity, partial_grants_indexed};
 use crate::zones::{Endpoint, NameIndex, SharedName, ZoneData, Zones};
 
 /// Zone data evaluated for one identity.
@@ -50,11 +50,16 @@ impl Snapshot {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let listing = DestinationPolicies::new(&data.policies, data.destinations.len());
         for shared in &data.names {
             let destinations = shared.destinations();
-            for partial in
-                partial_grants(&data.policies, &self.grants, &self.identity, &destinations)
-            {
+            for partial in partial_grants_indexed(
+                &data.policies,
+                &listing,
+                &self.grants,
+                &self.identity,
+                &destinations,
+            ) {
                 let Some(policy) = data.policies.get(partial.policy) else {
                     continue;
                 };

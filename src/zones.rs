@@ -3,7 +3,7 @@
 //! hash lookup. Pure lookups, no I/O.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use hickory_proto::rr::rdata::SOA;
@@ -83,8 +83,9 @@ pub struct Destination {
     pub kind: DestinationKind,
     /// Where it was declared.
     pub location: Location,
-    /// The active probe that feeds its endpoints' health, if configured.
-    pub probe: Option<ProbeSpec>,
+    /// The active probe that feeds its endpoints' health, if configured. Boxed: few
+    /// destinations have one, and inline it would be most of every destination's size.
+    pub probe: Option<Box<ProbeSpec>>,
 }
 
 /// An active health probe: a TCP connect to `port` on each endpoint address of a destination.
@@ -242,18 +243,16 @@ pub struct Zones {
     data: ZoneData,
     by_name: HashMap<Name, NameIndex>,
     below: HashMap<Name, Vec<NameIndex>>,
-    by_address: HashMap<IpAddr, Vec<NameIndex>>,
-    by_reverse_name: HashMap<Name, IpAddr>,
+    by_address: AddressIndex,
 }
 
 impl Zones {
     /// Indexes validated zone data. Names are compared case-insensitively (hickory's `Name`
     /// hashes and compares that way).
     pub fn new(data: ZoneData) -> Self {
-        let mut by_name = HashMap::new();
+        let mut by_name = HashMap::with_capacity(data.names.len());
         let mut below: HashMap<Name, Vec<NameIndex>> = HashMap::new();
-        let mut by_address: HashMap<IpAddr, Vec<NameIndex>> = HashMap::new();
-        let mut by_reverse_name = HashMap::new();
+        let mut by_address = AddressIndex::default();
         for (index, shared) in data.names.iter().enumerate() {
             by_name.insert(shared.name.clone(), index);
             if let Some(zone) = data.zones.get(shared.zone) {
@@ -264,19 +263,18 @@ impl Zones {
                 }
             }
             for endpoint in &shared.endpoints {
-                let names = by_address.entry(endpoint.address).or_default();
-                if !names.contains(&index) {
-                    names.push(index);
-                }
-                by_reverse_name.insert(Name::from(endpoint.address), endpoint.address);
+                by_address.insert(endpoint.address, index);
             }
         }
+        for names in below.values_mut() {
+            names.shrink_to_fit();
+        }
+        by_address.shrink_to_fit();
         Zones {
             data,
             by_name,
             below,
             by_address,
-            by_reverse_name,
         }
     }
 
@@ -319,14 +317,14 @@ impl Zones {
     /// For a reverse-lookup name (`d.c.b.a.in-addr.arpa.` or the `ip6.arpa.` form) of an
     /// endpoint address: the address and the shared names that carry it.
     pub fn reverse(&self, name: &Name) -> Option<(IpAddr, &[NameIndex])> {
-        let address = *self.by_reverse_name.get(name)?;
-        let names = self.by_address.get(&address)?;
-        Some((address, names.as_slice()))
+        let address = reverse_name_address(name)?;
+        let names = self.by_address.get(address)?;
+        Some((address, names))
     }
 
     /// Indexes of the shared names that carry `address` (empty when it is no endpoint's).
     pub fn name_indexes_with_address(&self, address: IpAddr) -> &[NameIndex] {
-        self.by_address.get(&address).map_or(&[], Vec::as_slice)
+        self.by_address.get(address).unwrap_or(&[])
     }
 
     /// The index of the shared name `name` (case-insensitive).
@@ -358,12 +356,12 @@ impl Zones {
 
     /// Whether `address` is some endpoint's address (the addresses the health table keeps).
     pub fn is_endpoint_address(&self, address: IpAddr) -> bool {
-        self.by_address.contains_key(&address)
+        self.by_address.get(address).is_some()
     }
 
     /// The shared names that carry `address`, or `None` when it is no endpoint's address.
     pub fn names_with_address(&self, address: IpAddr) -> Option<Vec<String>> {
-        let indexes = self.by_address.get(&address)?;
+        let indexes = self.by_address.get(address)?;
         Some(
             indexes
                 .iter()
@@ -381,5 +379,178 @@ impl Zones {
     /// The destination `id` names.
     pub fn destination(&self, id: DestinationId) -> Option<&Destination> {
         self.data.destinations.get(id.index())
+    }
+}
+
+/// Endpoint address → the shared names that carry it. Nearly every address belongs to one name,
+/// so the maps hold that name's index directly (no `Vec` per address); an address shared by
+/// several names holds [`AddressIndex::SHARED`] plus its position in `shared`. IPv4 and IPv6 are
+/// kept apart so an IPv4 entry is 16 bytes, not the 32 of an `IpAddr` key.
+#[derive(Debug, Clone, Default)]
+struct AddressIndex {
+    v4: HashMap<Ipv4Addr, usize>,
+    v6: HashMap<Ipv6Addr, usize>,
+    shared: Vec<Vec<NameIndex>>,
+}
+
+impl AddressIndex {
+    /// Set in a map value that is a position in `shared` rather than a name index.
+    const SHARED: usize = 1 << (usize::BITS - 1);
+
+    /// Records that the name at `index` carries `address` (once per name; names are added in
+    /// index order).
+    fn insert(&mut self, address: IpAddr, index: NameIndex) {
+        let slot = match address {
+            IpAddr::V4(v4) => self.v4.entry(v4).or_insert(index),
+            IpAddr::V6(v6) => self.v6.entry(v6).or_insert(index),
+        };
+        if *slot == index {
+            return;
+        }
+        if *slot & Self::SHARED == 0 {
+            let first = *slot;
+            *slot = Self::SHARED | self.shared.len();
+            self.shared.push(vec![first]);
+        }
+        if let Some(names) = self.shared.get_mut(*slot & !Self::SHARED)
+            && !names.contains(&index)
+        {
+            names.push(index);
+        }
+    }
+
+    /// The names that carry `address`, in name order, or `None` when it is no endpoint's.
+    fn get(&self, address: IpAddr) -> Option<&[NameIndex]> {
+        let slot = match address {
+            IpAddr::V4(v4) => self.v4.get(&v4)?,
+            IpAddr::V6(v6) => self.v6.get(&v6)?,
+        };
+        if *slot & Self::SHARED == 0 {
+            Some(std::slice::from_ref(slot))
+        } else {
+            self.shared.get(*slot & !Self::SHARED).map(Vec::as_slice)
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.v4.shrink_to_fit();
+        self.v6.shrink_to_fit();
+        for names in &mut self.shared {
+            names.shrink_to_fit();
+        }
+        self.shared.shrink_to_fit();
+    }
+}
+
+/// The address a reverse-lookup name stands for, when it is the exact name
+/// `Name::from(address)` gives (`d.c.b.a.in-addr.arpa.` with octets in decimal without leading
+/// zeros, or 32 single hex digits and `ip6.arpa.`), compared case-insensitively. Parsed rather
+/// than looked up, so no `Name` is kept per endpoint address.
+fn reverse_name_address(name: &Name) -> Option<IpAddr> {
+    if !name.is_fqdn() {
+        return None;
+    }
+    // At most 34 labels (the IPv6 form); no allocation, this runs for every name not owned.
+    let mut labels: [&[u8]; 34] = [&[]; 34];
+    let mut count = 0;
+    for label in name.iter() {
+        *labels.get_mut(count)? = label;
+        count += 1;
+    }
+    match labels.get(..count)? {
+        [d, c, b, a, in_addr, arpa]
+            if in_addr.eq_ignore_ascii_case(b"in-addr") && arpa.eq_ignore_ascii_case(b"arpa") =>
+        {
+            let octet = |label: &[u8]| -> Option<u8> {
+                let canonical = !label.is_empty()
+                    && label.len() <= 3
+                    && label.iter().all(u8::is_ascii_digit)
+                    && (label.len() == 1 || label.first() != Some(&b'0'));
+                if !canonical {
+                    return None;
+                }
+                std::str::from_utf8(label).ok()?.parse().ok()
+            };
+            Some(IpAddr::V4(Ipv4Addr::new(
+                octet(a)?,
+                octet(b)?,
+                octet(c)?,
+                octet(d)?,
+            )))
+        }
+        [nibbles @ .., ip6, arpa]
+            if nibbles.len() == 32
+                && ip6.eq_ignore_ascii_case(b"ip6")
+                && arpa.eq_ignore_ascii_case(b"arpa") =>
+        {
+            let mut bits: u128 = 0;
+            // The least significant nibble comes first.
+            for label in nibbles.iter().rev() {
+                let [digit] = label else { return None };
+                let value = char::from(*digit).to_digit(16)?;
+                bits = (bits << 4) | u128::from(value);
+            }
+            Some(IpAddr::V6(Ipv6Addr::from(bits)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_names_parse_exactly_like_the_names_they_were_built_from() {
+        let addresses: Vec<IpAddr> = [
+            "10.1.64.100",
+            "0.0.0.0",
+            "255.255.255.255",
+            "100.64.0.9",
+            "fd00::1",
+            "2001:db8:abcd::ff:1",
+            "::",
+        ]
+        .iter()
+        .map(|a| a.parse().expect("test address"))
+        .collect();
+        for &address in &addresses {
+            let name = Name::from(address);
+            assert_eq!(reverse_name_address(&name), Some(address), "{name}");
+            let upper = Name::from_ascii(name.to_string().to_uppercase()).expect("upper case");
+            assert_eq!(reverse_name_address(&upper), Some(address), "{upper}");
+        }
+        for text in [
+            "100.64.1.10.in-addr.arpa",
+            "010.1.64.100.in-addr.arpa.",
+            "256.1.64.100.in-addr.arpa.",
+            "1.64.100.in-addr.arpa.",
+            "x.1.64.100.in-addr.arpa.",
+            "0.1.64.100.10.in-addr.arpa.",
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
+            "10.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
+            "g.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
+            "in-addr.arpa.",
+            "app.internal.",
+        ] {
+            let name = Name::from_ascii(text).expect("test name");
+            assert_eq!(reverse_name_address(&name), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn addresses_shared_by_names_list_every_name_once() {
+        let mut index = AddressIndex::default();
+        let a: IpAddr = "10.0.0.1".parse().expect("test address");
+        let b: IpAddr = "fd00::1".parse().expect("test address");
+        index.insert(a, 0);
+        index.insert(a, 0);
+        index.insert(b, 1);
+        index.insert(a, 2);
+        index.insert(a, 3);
+        index.insert(a, 3);
+        assert_eq!(index.get(a), Some(&[0, 2, 3][..]));
+        assert_eq!(index.get(b), Some(&[1][..]));
+        assert_eq!(index.get("10.0.0.2".parse().expect("test address")), None);
     }
 }

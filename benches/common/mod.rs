@@ -39,9 +39,8 @@ const CLIENT: Client = Client {
 
 /// The zone every generated name lies in.
 pub const ORIGIN: &str = "bench.internal";
-/// Names per generated file unless a caller asks otherwise. Small files, because the loader's
-/// cost per file grows with the square of its size (every located item scans the file from its
-/// start for its line number); `benches/load.rs` measures larger files too.
+/// Names per generated file unless a caller asks otherwise (the size a console pushes);
+/// `benches/load.rs` measures smaller and larger files too.
 pub const NAMES_PER_FILE: usize = 100;
 
 /// The one call into the request path, bytes in → bytes out, kept in one place so a change of
