@@ -7,6 +7,11 @@
 //! connections are capped in number (the rest wait in the kernel's backlog, UDP is
 //! unaffected), in idle time, in the time a started message or a reply write may take (a
 //! client that trickles bytes or never reads is cut off), and in queries in flight each.
+//! Owned names go through the fast path ([`crate::fastpath`]): one answer memo per UDP socket,
+//! one shared by the server's TCP connections. On Linux each UDP socket is read and written in
+//! batches ([`crate::udp_batch`]), and `serve` binds one UDP socket per worker thread
+//! (`SO_REUSEPORT`, [`bind_sockets`]).
+//!
 //! Pipelined TCP queries are answered as they finish (RFC 7766 §6.2.1.1): owned names at once,
 //! forwarded ones when their upstream answers, through one writer per connection that frames
 //! every reply whole.
@@ -133,6 +138,7 @@ pub async fn run_with_limits(
     // One pool of TCP connection slots and one of forward slots for every listen address.
     let connections = Arc::new(Semaphore::new(limits.max_tcp_connections));
     let forwards = Arc::new(Semaphore::new(limits.forwards_in_flight));
+    let tcp_memo = Arc::new(std::sync::Mutex::new(AnswerMemo::new()));
     for listener in listeners {
         for udp in std::iter::once(listener.udp).chain(listener.more_udp) {
             tasks.spawn(serve_udp(udp, handler.clone(), Arc::clone(&forwards)));
@@ -144,6 +150,7 @@ pub async fn run_with_limits(
                 connections: Arc::clone(&connections),
                 forwards: Arc::clone(&forwards),
                 limits: limits.clone(),
+                memo: Arc::clone(&tcp_memo),
             },
         ));
     }
@@ -273,6 +280,9 @@ struct Shared {
     /// Forward slots, shared with UDP.
     forwards: Arc<Semaphore>,
     limits: Limits,
+    /// The fast path's memo for every TCP connection of the server. Taken with `try_lock`: a
+    /// query that finds it busy goes the general path instead of waiting.
+    memo: Arc<std::sync::Mutex<AnswerMemo>>,
 }
 
 /// The accept loop of one TCP listener. A connection is accepted only when a slot is free, so
@@ -366,7 +376,13 @@ async fn read_queries(
         {
             break closed;
         }
-        match handler.handle(&message, client) {
+        let step = match shared.memo.try_lock() {
+            Ok(mut memo) => handler.handle_memoized(&mut memo, &message, client, Vec::new()),
+            // Busy (another connection is answering through it), or poisoned by a panic in
+            // another task: the general path gives the same answer.
+            Err(_) => handler.handle(&message, client),
+        };
+        match step {
             Step::Reply(reply) => {
                 if replies.send(reply).await.is_err() {
                     return;

@@ -1,9 +1,10 @@
-//! The fast path over the real server's UDP socket: batches of queries sent without waiting
-//! are each answered correctly, a memoised answer gives way to a report at once, and a
+//! The fast path over the real server's sockets: batches of UDP queries sent without waiting
+//! are each answered correctly, a memoised answer (UDP or TCP) gives way to a report at once, a
 //! datagram too long for the receive buffer is answered FORMERR rather than dropped. Queries
 //! here are raw (no cookie, fixed bytes apart from the ID), so repeats are answered from the
 //! memo; `dig` adds a fresh cookie to every query and would always miss it.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -109,14 +110,34 @@ fn a_report_changes_the_very_next_answer_to_a_repeated_query() {
             .unwrap_or_else(|| panic!("no reply to query {id}"));
         addresses(&reply)
     };
+    // Over TCP, on one connection: the connections' shared memo.
+    let mut stream = wire::tcp_to(address);
+    let mut ask_tcp = |id: u16| {
+        stream
+            .write_all(&wire::framed(&wire::query(
+                id,
+                "app.internal.",
+                RecordType::A,
+            )))
+            .expect("send over TCP");
+        match wire::read_framed(&mut stream) {
+            wire::Read1::Message(reply) => addresses(&wire::parse(&reply)),
+            other => panic!("no TCP reply to query {id}: {other:?}"),
+        }
+    };
     // The same bytes (but the ID) twice: the second answer comes from the memo.
     assert_eq!(ask(1), [A, B, C]);
     assert_eq!(ask(2), [A, B, C]);
+    assert_eq!(ask_tcp(11), [A, B, C]);
+    assert_eq!(ask_tcp(12), [A, B, C]);
     server.report(false, A);
     assert_eq!(ask(3), [B, C, A], "the failure shows at once");
+    assert_eq!(ask_tcp(13), [B, C, A], "the failure shows at once over TCP");
     assert_eq!(ask(4), [B, C, A]);
+    assert_eq!(ask_tcp(14), [B, C, A]);
     server.report(true, C);
     assert_eq!(ask(5), [C, B, A], "the success shows at once");
+    assert_eq!(ask_tcp(15), [C, B, A], "the success shows at once over TCP");
 }
 
 #[test]
