@@ -66,6 +66,8 @@ pub struct MemoCounts {
 struct Memo {
     state: AnswerState,
     counts: MemoCounts,
+    /// The key's hash (compared before the key itself).
+    hash: u64,
     /// How many of `bytes` are the key.
     key_len: usize,
     /// The query's bytes after the ID, then the reply the general path produced.
@@ -123,11 +125,13 @@ impl AnswerMemo {
 
     /// The two slots a key may live in (the memo is two-way set associative: two keys that
     /// hash alike can both stay).
-    fn pair(&self, key: &[u8]) -> [usize; 2] {
+    /// Returns the key's hash too: slots keep it, so a look-up reads a slot's bytes only when
+    /// the hashes match.
+    fn pair(&self, key: &[u8]) -> (u64, [usize; 2]) {
         // The mask keeps the index within `slots`, whose length is a power of two (≥ 2).
         let hash = self.hasher.hash_one(key);
         let first = (hash as usize) & (self.slots.len() - 1) & !1;
-        [first, first | 1]
+        (hash, [first, first | 1])
     }
 
     /// The memoised reply to `packet` under `state`, with `packet`'s ID, appended to `reply`;
@@ -139,11 +143,12 @@ impl AnswerMemo {
         reply: &mut Vec<u8>,
     ) -> Option<MemoCounts> {
         let key = Self::key(packet)?;
-        let memo = self.pair(key).into_iter().find_map(|index| {
+        let (hash, pair) = self.pair(key);
+        let memo = pair.into_iter().find_map(|index| {
             self.slots
                 .get(index)?
                 .as_ref()
-                .filter(|memo| memo.key() == key)
+                .filter(|memo| memo.hash == hash && memo.key() == key)
         })?;
         if memo.state != *state {
             return None;
@@ -172,9 +177,9 @@ impl AnswerMemo {
         if reply.len() < ID_LEN {
             return;
         }
-        let pair = self.pair(key);
+        let (hash, pair) = self.pair(key);
         let rank = |slot: &Option<Memo>| match slot {
-            Some(memo) if memo.key() == key => 0,
+            Some(memo) if memo.hash == hash && memo.key() == key => 0,
             None => 1,
             Some(memo) if memo.state != state => 2,
             Some(_) => 3,
@@ -195,6 +200,7 @@ impl AnswerMemo {
             *slot = Some(Memo {
                 state,
                 counts,
+                hash,
                 key_len: key.len(),
                 bytes: bytes.into_boxed_slice(),
             });
