@@ -6,7 +6,8 @@
 //! Why that is the same answer: a reply the general path builds for a name we own depends on
 //! nothing but the query's bytes, the snapshot, the health table, the transport and whether we
 //! forward for the client (the RA bit, REFUSED). The message ID is copied into the first two
-//! bytes and appears nowhere else. So a memo is used only when its key bytes are equal, the
+//! bytes and appears nowhere else — unless a name in the query is a compression pointer into
+//! the ID, so such queries are never memoised. So a memo is used only when its key bytes are equal, the
 //! transport and forwarding permission are the same, and neither the snapshot nor the health
 //! table has changed since it was made: both count their changes ([`SharedSnapshot::generation`],
 //! [`HealthTable::generation`]), the counts are read *before* the general path runs, and a memo
@@ -118,9 +119,12 @@ impl AnswerMemo {
         }
     }
 
-    /// The memo key of `packet` (its bytes after the ID), when it can have one.
+    /// The memo key of `packet` (its bytes after the ID), when it can have one: not when a
+    /// compression pointer may point at the ID (see [`may_point_at_the_id`]).
     fn key(packet: &[u8]) -> Option<&[u8]> {
-        packet.get(ID_LEN..).filter(|key| key.len() <= MAX_KEY_LEN)
+        packet
+            .get(ID_LEN..)
+            .filter(|key| key.len() <= MAX_KEY_LEN && !may_point_at_the_id(key))
     }
 
     /// The two slots a key may live in (the memo is two-way set associative: two keys that
@@ -223,6 +227,16 @@ impl AnswerMemo {
     }
 }
 
+/// Whether `key` (a message after its ID) holds the two bytes of a compression pointer to
+/// offset 0 or 1. A name there would be read from the ID, so the same key could be a different
+/// query under another ID (the fuzzer found `C0 00` as a question name). Other pointers read
+/// only bytes of the key. A false alarm (the bytes inside a label or record data) only means
+/// the query goes the general path.
+fn may_point_at_the_id(key: &[u8]) -> bool {
+    key.windows(2)
+        .any(|pair| matches!(pair, [0xC0, 0x00] | [0xC0, 0x01]))
+}
+
 #[cfg(test)]
 mod equivalence;
 
@@ -265,6 +279,26 @@ mod tests {
         tcp.transport = Transport::Tcp;
         assert!(memo.answer(&other_id, &tcp, &mut untouched).is_none());
         assert!(untouched.is_empty());
+    }
+
+    #[test]
+    fn a_query_whose_names_may_read_the_id_is_never_memoised() {
+        // The fuzzer's find: a question name that is a pointer to offset 0 (the ID).
+        let query = [
+            8, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 0, 0, 2, 4, 4, 4, 4,
+        ];
+        let mut memo = AnswerMemo::with_slots(8);
+        memo.remember(&query, state(0), COUNTS, &[8, 0, 9]);
+        assert!(memo.is_empty());
+        let mut pointer_to_one = query;
+        pointer_to_one[13] = 1;
+        memo.remember(&pointer_to_one, state(0), COUNTS, &[8, 0, 9]);
+        assert!(memo.is_empty());
+        // A pointer past the ID (to the question at 12) is fine.
+        let mut pointer_to_twelve = query;
+        pointer_to_twelve[13] = 12;
+        memo.remember(&pointer_to_twelve, state(0), COUNTS, &[8, 0, 9]);
+        assert_eq!(memo.len(), 1);
     }
 
     #[test]
