@@ -8,6 +8,7 @@ mod build;
 mod file;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -182,8 +183,9 @@ pub fn is_zone_file_name(name: &std::ffi::OsStr) -> bool {
 /// Loads and validates every zone file in `dir`. Files are read, parsed and converted on their
 /// own in parallel (`file.rs`); the checks across files run after that (`build.rs`).
 pub fn load_zone_dir(dir: &Path) -> Result<ZoneData, ConfigError> {
-    let paths = zone_files(dir)?;
-    let prepared = in_parallel(&paths, |path| match SourceFile::read(path) {
+    // Shared paths made here, not in the parsing threads (see `SourceFile::read_shared`).
+    let paths: Vec<Arc<Path>> = zone_files(dir)?.into_iter().map(Arc::from).collect();
+    let prepared = in_parallel(&paths, |path| match SourceFile::read_shared(path) {
         Ok(source) => Prepared::from(PreparedFile::prepare(&source)),
         Err(error) => Prepared::Unreadable(error),
     });
