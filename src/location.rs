@@ -12,10 +12,11 @@ use std::sync::Arc;
 pub struct Location {
     /// The file the item was read from.
     pub file: Arc<Path>,
-    /// 1-based line, or 0 when not known.
-    pub line: usize,
+    /// 1-based line, or 0 when not known. (`u32`, as is the column: a location is kept for every
+    /// destination, and no configuration file has 4 billion lines.)
+    pub line: u32,
     /// 1-based column (in characters), or 0 when not known.
-    pub column: usize,
+    pub column: u32,
 }
 
 impl Location {
@@ -37,10 +38,15 @@ impl Location {
         let column = before[line_start..].chars().count() + 1;
         Location {
             file: Arc::clone(file),
-            line,
-            column,
+            line: saturating_u32(line),
+            column: saturating_u32(column),
         }
     }
+}
+
+/// `value`, or `u32::MAX` for a line or column beyond it.
+pub(crate) fn saturating_u32(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
 }
 
 fn floor_char_boundary(text: &str, mut index: usize) -> usize {
@@ -157,8 +163,8 @@ impl SourceFile {
         let (line, column) = self.line_column(span.start);
         Location {
             file: Arc::clone(&self.path),
-            line,
-            column,
+            line: saturating_u32(line),
+            column: saturating_u32(column),
         }
     }
 
@@ -200,8 +206,8 @@ impl SourceFile {
         serde_json::from_str(&self.text).map_err(|error| {
             let location = Location {
                 file: Arc::clone(&self.path),
-                line: error.line(),
-                column: error.column(),
+                line: saturating_u32(error.line()),
+                column: saturating_u32(error.column()),
             };
             let message = error.to_string();
             // serde_json appends " at line L column C"; the location already says it.

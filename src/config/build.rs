@@ -13,7 +13,8 @@ use super::{DEFAULT_ANSWER_TTL, DEFAULT_NEGATIVE_TTL, MAX_ANSWER_TTL, RawAssetKi
 use crate::location::{Diagnostic, Location};
 use crate::policy::Policy;
 use crate::zones::{
-    Destination, DestinationId, DestinationKind, Endpoint, SharedName, SoaValues, Zone, ZoneData,
+    Destination, DestinationId, DestinationKind, Endpoint, IdText, SharedName, SoaValues, Zone,
+    ZoneData,
 };
 
 /// Validates prepared files (in configuration order) into zone data, or every problem found.
@@ -219,7 +220,7 @@ impl<'f> Builder<'f> {
         let destination = DestinationId::new(self.data.destinations.len());
         self.destination_ids.insert(text, destination);
         self.data.destinations.push(Destination {
-            id: text.to_string(),
+            id: IdText::new(text),
             kind,
             location,
             probe,
@@ -331,7 +332,10 @@ impl<'f> Builder<'f> {
         let (Some(gateway), Some(cidr)) = (gateway, cidr) else {
             return;
         };
-        let kind = DestinationKind::Subnet { gateway, cidr };
+        let kind = DestinationKind::Subnet {
+            gateway,
+            cidr: Box::new(cidr),
+        };
         let Some(id) = self.add_destination(file, &raw.id, kind, &raw.probe) else {
             return;
         };
@@ -485,11 +489,10 @@ impl<'f> Builder<'f> {
             };
             let mut endpoints = entry.endpoints;
             endpoints.sort_by_key(rank);
-            endpoints.shrink_to_fit();
             shared.push(SharedName {
                 name: entry.name,
                 zone,
-                endpoints,
+                endpoints: endpoints.into_boxed_slice(),
             });
         }
         self.data.names = shared;
