@@ -336,7 +336,7 @@ impl Zones {
     pub fn new(data: ZoneData) -> Self {
         let mut by_name = NameTable::with_capacity(data.names.len());
         let mut below: HashMap<Name, Vec<NameIndex>> = HashMap::new();
-        let mut by_address = AddressIndex::default();
+        let mut by_address = AddressIndex::with_capacity(&data.names);
         for (index, shared) in data.names.iter().enumerate() {
             by_name.insert(&data.names, index);
             if let Some(zone) = data.zones.get(shared.zone) {
@@ -565,6 +565,24 @@ struct AddressIndex {
 impl AddressIndex {
     /// Set in a map value that is a position in `shared` rather than a name index.
     const SHARED: usize = 1 << (usize::BITS - 1);
+
+    /// An empty index with room for every endpoint address of `names` (an upper bound: nearly
+    /// every address is one name's). Sized once: grown by doubling, the freed smaller tables
+    /// stayed in the process as megabytes of holes.
+    fn with_capacity(names: &[SharedName]) -> Self {
+        let (mut v4, mut v6) = (0, 0);
+        for endpoint in names.iter().flat_map(|shared| shared.endpoints.iter()) {
+            match endpoint.address {
+                IpAddr::V4(_) => v4 += 1,
+                IpAddr::V6(_) => v6 += 1,
+            }
+        }
+        AddressIndex {
+            v4: HashMap::with_capacity(v4),
+            v6: HashMap::with_capacity(v6),
+            shared: Vec::new(),
+        }
+    }
 
     /// Records that the name at `index` carries `address` (once per name; names are added in
     /// index order).
