@@ -242,7 +242,11 @@ fn build_prepared(prepared: Vec<Prepared>) -> Result<ZoneData, ConfigError> {
             return Err(ConfigError { diagnostics });
         }
     }
-    build::build(&files).map_err(|diagnostics| ConfigError { diagnostics })
+    let (built, tables) = build::build(&files);
+    // The prepared files are freed before the builder's tables (see `build::BuildTables`).
+    drop(files);
+    drop(tables);
+    built.map_err(|diagnostics| ConfigError { diagnostics })
 }
 
 /// At most this many threads prepare files.
