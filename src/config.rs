@@ -566,6 +566,21 @@ names = ["APP.internal."]
     }
 
     #[test]
+    fn a_duplicate_id_names_where_the_first_was_declared_in_another_file() {
+        let asset = "[[asset]]\nid = \"gw\"\nkind = \"gateway\"\n";
+        let error = load_zone_sources(&[
+            source("a.toml", ZONE),
+            source("b.toml", &format!("\n{asset}")),
+            source("c.toml", asset),
+        ])
+        .expect_err("duplicate id");
+        assert_eq!(
+            error.to_string(),
+            "c.toml:2:6: duplicate destination id \"gw\" (first declared at b.toml:3:6)"
+        );
+    }
+
+    #[test]
     fn all_errors_are_reported_together() {
         let error =
             load("[[policy]]\nid = \"p\"\nsources = [\"bad\"]\ndestinations = [\"x\", \"y\"]\n")

@@ -79,16 +79,15 @@ impl DestinationKind {
     }
 }
 
-/// A destination: an asset, a virtual asset or a subnet. Kept small (72 bytes and, for ids up
-/// to [`IdText::INLINE`] bytes, no other allocation): there are several per shared name.
+/// A destination: an asset, a virtual asset or a subnet. Kept small (48 bytes and, for ids up
+/// to [`IdText::INLINE`] bytes, no other allocation): there are several per shared name. Where
+/// it was declared is not kept: only the loader's messages use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     /// Its id in the zone data (unique across kinds).
     pub id: IdText,
     /// What it is.
     pub kind: DestinationKind,
-    /// Where it was declared.
-    pub location: Location,
     /// The active probe that feeds its endpoints' health, if configured. Boxed: few
     /// destinations have one, and inline it would be most of every destination's size.
     pub probe: Option<Box<ProbeSpec>>,
@@ -743,7 +742,7 @@ mod tests {
         }
         assert_ne!(IdText::new("a"), IdText::new("b"));
         assert_eq!(std::mem::size_of::<IdText>(), 24);
-        assert_eq!(std::mem::size_of::<Destination>(), 72);
+        assert_eq!(std::mem::size_of::<Destination>(), 48);
     }
 
     #[test]

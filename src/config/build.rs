@@ -10,7 +10,9 @@ use std::net::IpAddr;
 use hashbrown::HashTable;
 use hickory_proto::rr::Name;
 
-use super::file::{At, NameRef, PreparedAddress, PreparedFile, PreparedProbe, PreparedZone, Text};
+use super::file::{
+    At, NameRef, Pos, PreparedAddress, PreparedFile, PreparedProbe, PreparedZone, Text,
+};
 use super::{DEFAULT_ANSWER_TTL, DEFAULT_NEGATIVE_TTL, MAX_ANSWER_TTL, RawAssetKind, parse_name};
 use crate::location::{Diagnostic, Location};
 use crate::policy::Policy;
@@ -29,9 +31,11 @@ pub(super) fn build(files: &[PreparedFile]) -> (Result<ZoneData, Vec<Diagnostic>
     let names = files.iter().map(|file| file.names.len()).sum();
     let policies = files.iter().map(|file| file.policies.len()).sum();
     let mut builder = Builder {
+        files,
         data: ZoneData::default(),
         diagnostics: Vec::new(),
         destination_ids: DestinationIds::with_capacity(destinations),
+        declared: Vec::with_capacity(destinations),
         policy_ids: HashSet::with_capacity(policies),
         names: Vec::with_capacity(names),
         name_index: HashMap::with_capacity(names),
@@ -40,6 +44,7 @@ pub(super) fn build(files: &[PreparedFile]) -> (Result<ZoneData, Vec<Diagnostic>
     builder.build(files);
     let tables = BuildTables {
         _destination_ids: builder.destination_ids,
+        _declared: builder.declared,
         _names: builder.names,
         _name_index: builder.name_index,
         _slots: builder.slots,
@@ -59,6 +64,7 @@ pub(super) fn build(files: &[PreparedFile]) -> (Result<ZoneData, Vec<Diagnostic>
 /// parsing thread's whole arena (35 MB at 100k names).
 pub(super) struct BuildTables {
     _destination_ids: DestinationIds,
+    _declared: Vec<(u32, Pos)>,
     _names: Vec<NameEntry>,
     _name_index: HashMap<Name, usize>,
     _slots: Vec<Vec<usize>>,
@@ -118,10 +124,15 @@ struct NameEntry {
 }
 
 struct Builder<'f> {
+    /// The prepared files, in configuration order.
+    files: &'f [PreparedFile],
     data: ZoneData,
     diagnostics: Vec<Diagnostic>,
     /// Destination id (trimmed) → its index.
     destination_ids: DestinationIds,
+    /// Where each destination was declared (file number and position), for the message about a
+    /// duplicate id; the loaded data does not keep it (24 bytes a destination).
+    declared: Vec<(u32, Pos)>,
     policy_ids: HashSet<&'f str>,
     /// Shared names by index, in the order first given.
     names: Vec<NameEntry>,
@@ -254,6 +265,7 @@ impl<'f> Builder<'f> {
 
     fn add_destination(
         &mut self,
+        number: usize,
         file: &'f PreparedFile,
         id: &At<Text>,
         kind: DestinationKind,
@@ -275,10 +287,9 @@ impl<'f> Builder<'f> {
         }
         if let Some(first) = self.destination_ids.get(&self.data.destinations, text) {
             let first = self
-                .data
-                .destinations
+                .declared
                 .get(first.index())
-                .map(|d| d.location.clone())
+                .and_then(|&(number, pos)| Some(self.files.get(number as usize)?.location(pos)))
                 .unwrap_or_else(|| Location::file(&file.path));
             let message = format!("duplicate destination id {text:?} (first declared at {first})");
             self.error(location, message);
@@ -288,9 +299,10 @@ impl<'f> Builder<'f> {
         self.data.destinations.push(Destination {
             id: IdText::new(text),
             kind,
-            location,
             probe,
         });
+        self.declared
+            .push((u32::try_from(number).unwrap_or(u32::MAX), id.1));
         self.destination_ids
             .insert(&self.data.destinations, destination);
         Some(destination)
@@ -344,7 +356,7 @@ impl<'f> Builder<'f> {
         };
         let raw_addresses = file.addresses(&raw.addresses);
         let addresses = self.addresses(file, raw_addresses);
-        let Some(id) = self.add_destination(file, &raw.id, kind, &raw.probe) else {
+        let Some(id) = self.add_destination(number, file, &raw.id, kind, &raw.probe) else {
             return;
         };
         let names = file.name_refs(&raw.names);
@@ -373,7 +385,7 @@ impl<'f> Builder<'f> {
         }
         let Some(gateway) = gateway else { return };
         let kind = DestinationKind::VirtualAsset { gateway };
-        let Some(id) = self.add_destination(file, &raw.id, kind, &raw.probe) else {
+        let Some(id) = self.add_destination(number, file, &raw.id, kind, &raw.probe) else {
             return;
         };
         for name in file.name_refs(&raw.names) {
@@ -404,7 +416,7 @@ impl<'f> Builder<'f> {
             gateway,
             cidr: Box::new(cidr),
         };
-        let Some(id) = self.add_destination(file, &raw.id, kind, &raw.probe) else {
+        let Some(id) = self.add_destination(number, file, &raw.id, kind, &raw.probe) else {
             return;
         };
         for (name, address) in file.hosts(&raw.hosts) {
