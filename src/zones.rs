@@ -531,7 +531,7 @@ impl NameTable {
 
 /// The hash of `name` as hickory compares names: labels without case, and whether it is fully
 /// qualified.
-fn name_hash(hasher: &foldhash::fast::RandomState, name: &Name) -> u64 {
+pub(crate) fn name_hash(hasher: &foldhash::fast::RandomState, name: &Name) -> u64 {
     let mut state = hasher.build_hasher();
     state.write_u8(u8::from(name.is_fqdn()));
     let mut lowered = [0u8; 64];

@@ -3,7 +3,7 @@
 //! and subnets; policies), so a gateway, a zone or a destination may be declared in any file.
 //! Problems are collected in that order, every one located.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
@@ -18,7 +18,7 @@ use crate::location::{Diagnostic, Location};
 use crate::policy::Policy;
 use crate::zones::{
     Destination, DestinationId, DestinationKind, Endpoint, IdText, SharedName, SoaValues, Zone,
-    ZoneData,
+    ZoneData, name_hash,
 };
 
 /// Validates prepared files (in configuration order) into zone data, or every problem found.
@@ -38,7 +38,8 @@ pub(super) fn build(files: &[PreparedFile]) -> (Result<ZoneData, Vec<Diagnostic>
         declared: Vec::with_capacity(destinations),
         policy_ids: HashSet::with_capacity(policies),
         names: Vec::with_capacity(names),
-        name_index: HashMap::with_capacity(names),
+        name_index: HashTable::with_capacity(names),
+        name_hasher: foldhash::fast::RandomState::default(),
         slots: files.iter().map(|_| Vec::new()).collect(),
     };
     builder.build(files);
@@ -66,7 +67,7 @@ pub(super) struct BuildTables {
     _destination_ids: DestinationIds,
     _declared: Vec<(u32, Pos)>,
     _names: Vec<NameEntry>,
-    _name_index: HashMap<Name, usize>,
+    _name_index: HashTable<u32>,
     _slots: Vec<Vec<usize>>,
 }
 
@@ -136,7 +137,10 @@ struct Builder<'f> {
     policy_ids: HashSet<&'f str>,
     /// Shared names by index, in the order first given.
     names: Vec<NameEntry>,
-    name_index: HashMap<Name, usize>,
+    /// Name → index in `names`, holding only the index (compared against `names`, without
+    /// case, like hickory's `Name`).
+    name_index: HashTable<u32>,
+    name_hasher: foldhash::fast::RandomState,
     /// Per file: name slot → index in `names` (`usize::MAX` while not looked up yet), so each
     /// spelling is hashed once per file rather than once per reference.
     slots: Vec<Vec<usize>>,
@@ -476,11 +480,26 @@ impl<'f> Builder<'f> {
         {
             return index;
         }
-        let index = match self.name_index.get(name) {
-            Some(&index) => index,
+        let hash = name_hash(&self.name_hasher, name);
+        let names = &self.names;
+        let found = self.name_index.find(hash, |&index| {
+            names
+                .get(index as usize)
+                .is_some_and(|entry| entry.name == *name)
+        });
+        let index = match found {
+            Some(&index) => index as usize,
             None => {
                 let index = self.names.len();
-                self.name_index.insert(name.clone(), index);
+                let Ok(slot) = u32::try_from(index) else {
+                    return usize::MAX;
+                };
+                let hasher = &self.name_hasher;
+                self.name_index.insert_unique(hash, slot, |&other| {
+                    names
+                        .get(other as usize)
+                        .map_or(0, |entry| name_hash(hasher, &entry.name))
+                });
                 self.names.push(NameEntry {
                     name: name.clone(),
                     zone: self.zone_index(name),
