@@ -8,6 +8,7 @@ mod build;
 mod file;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -182,8 +183,9 @@ pub fn is_zone_file_name(name: &std::ffi::OsStr) -> bool {
 /// Loads and validates every zone file in `dir`. Files are read, parsed and converted on their
 /// own in parallel (`file.rs`); the checks across files run after that (`build.rs`).
 pub fn load_zone_dir(dir: &Path) -> Result<ZoneData, ConfigError> {
-    let paths = zone_files(dir)?;
-    let prepared = in_parallel(&paths, |path| match SourceFile::read(path) {
+    // Shared paths made here, not in the parsing threads (see `SourceFile::read_shared`).
+    let paths: Vec<Arc<Path>> = zone_files(dir)?.into_iter().map(Arc::from).collect();
+    let prepared = in_parallel(&paths, |path| match SourceFile::read_shared(path) {
         Ok(source) => Prepared::from(PreparedFile::prepare(&source)),
         Err(error) => Prepared::Unreadable(error),
     });
@@ -240,7 +242,11 @@ fn build_prepared(prepared: Vec<Prepared>) -> Result<ZoneData, ConfigError> {
             return Err(ConfigError { diagnostics });
         }
     }
-    build::build(&files).map_err(|diagnostics| ConfigError { diagnostics })
+    let (built, tables) = build::build(&files);
+    // The prepared files are freed before the builder's tables (see `build::BuildTables`).
+    drop(files);
+    drop(tables);
+    built.map_err(|diagnostics| ConfigError { diagnostics })
 }
 
 /// At most this many threads prepare files.
@@ -557,6 +563,21 @@ names = ["APP.internal."]
                 (result, expected) => panic!("{probe}: {result:?}, expected {expected:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_duplicate_id_names_where_the_first_was_declared_in_another_file() {
+        let asset = "[[asset]]\nid = \"gw\"\nkind = \"gateway\"\n";
+        let error = load_zone_sources(&[
+            source("a.toml", ZONE),
+            source("b.toml", &format!("\n{asset}")),
+            source("c.toml", asset),
+        ])
+        .expect_err("duplicate id");
+        assert_eq!(
+            error.to_string(),
+            "c.toml:2:6: duplicate destination id \"gw\" (first declared at b.toml:3:6)"
+        );
     }
 
     #[test]

@@ -66,7 +66,9 @@ pub fn explain(
         let (id, kind) = snapshot
             .zones
             .destination(destination)
-            .map_or(("?".to_string(), "?"), |d| (d.id.clone(), d.kind.label()));
+            .map_or(("?".to_string(), "?"), |d| {
+                (d.id.to_string(), d.kind.label())
+            });
         let granted_by = snapshot
             .grants
             .granting_policies(destination)
@@ -128,7 +130,7 @@ fn hiding_reasons(
     let id = snapshot
         .zones
         .destination(destination)
-        .map_or("?".to_string(), |d| d.id.clone());
+        .map_or("?".to_string(), |d| d.id.to_string());
     let mut reasons = Vec::new();
     for policy in &snapshot.zones.data().policies {
         let lists_it = policy.destinations.contains(&destination);

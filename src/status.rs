@@ -94,7 +94,9 @@ fn endpoint_status(
     let (id, kind) = snapshot
         .zones
         .destination(destination)
-        .map_or(("?".to_string(), "?"), |d| (d.id.clone(), d.kind.label()));
+        .map_or(("?".to_string(), "?"), |d| {
+            (d.id.to_string(), d.kind.label())
+        });
     EndpointStatus {
         address,
         destination: id,

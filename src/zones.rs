@@ -3,8 +3,12 @@
 //! hash lookup. Pure lookups, no I/O.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
+
+use hashbrown::HashTable;
 
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record};
@@ -46,8 +50,9 @@ pub enum DestinationKind {
     Subnet {
         /// The gateway asset it is exposed through.
         gateway: DestinationId,
-        /// The exposed range.
-        cidr: IpNet,
+        /// The exposed range (boxed: subnets are rare, and inline it would make every
+        /// destination larger).
+        cidr: Box<IpNet>,
     },
 }
 
@@ -74,18 +79,96 @@ impl DestinationKind {
     }
 }
 
-/// A destination: an asset, a virtual asset or a subnet.
+/// A destination: an asset, a virtual asset or a subnet. Kept small (48 bytes and, for ids up
+/// to [`IdText::INLINE`] bytes, no other allocation): there are several per shared name. Where
+/// it was declared is not kept: only the loader's messages use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     /// Its id in the zone data (unique across kinds).
-    pub id: String,
+    pub id: IdText,
     /// What it is.
     pub kind: DestinationKind,
-    /// Where it was declared.
-    pub location: Location,
     /// The active probe that feeds its endpoints' health, if configured. Boxed: few
     /// destinations have one, and inline it would be most of every destination's size.
     pub probe: Option<Box<ProbeSpec>>,
+}
+
+/// A destination's id as written in configuration. Ids up to [`IdText::INLINE`] bytes are
+/// stored in place, longer ones in a block of their own: a heap block per id was an eighth of
+/// the loaded data at 100k names.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct IdText(IdTextStorage);
+
+/// Where an [`IdText`]'s bytes are. A text that fits is always `Inline` (so equal texts are
+/// equal values), its unused bytes zero.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum IdTextStorage {
+    Inline {
+        len: u8,
+        bytes: [u8; IdText::INLINE],
+    },
+    Boxed(Box<str>),
+}
+
+impl IdText {
+    /// The longest id stored without an allocation of its own.
+    pub const INLINE: usize = 22;
+
+    /// The id `text`.
+    pub fn new(text: &str) -> Self {
+        let mut bytes = [0; IdText::INLINE];
+        match (bytes.get_mut(..text.len()), u8::try_from(text.len())) {
+            (Some(prefix), Ok(len)) => {
+                prefix.copy_from_slice(text.as_bytes());
+                IdText(IdTextStorage::Inline { len, bytes })
+            }
+            _ => IdText(IdTextStorage::Boxed(text.into())),
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Always valid: the bytes were copied whole from a `str`.
+            IdTextStorage::Inline { len, bytes } => bytes
+                .get(..usize::from(*len))
+                .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                .unwrap_or(""),
+            IdTextStorage::Boxed(text) => text,
+        }
+    }
+}
+
+impl std::ops::Deref for IdText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for IdText {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for IdText {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for IdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for IdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// An active health probe: a TCP connect to `port` on each endpoint address of a destination.
@@ -183,8 +266,8 @@ pub struct SharedName {
     pub name: Name,
     /// The zone it lies in.
     pub zone: ZoneIndex,
-    /// Every endpoint, in configuration order (primary asset first).
-    pub endpoints: Vec<Endpoint>,
+    /// Every endpoint, in configuration order (primary asset first). Exactly sized.
+    pub endpoints: Box<[Endpoint]>,
 }
 
 impl SharedName {
@@ -241,7 +324,7 @@ pub struct OwnedName<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Zones {
     data: ZoneData,
-    by_name: HashMap<Name, NameIndex>,
+    by_name: NameTable,
     below: HashMap<Name, Vec<NameIndex>>,
     by_address: AddressIndex,
 }
@@ -250,11 +333,11 @@ impl Zones {
     /// Indexes validated zone data. Names are compared case-insensitively (hickory's `Name`
     /// hashes and compares that way).
     pub fn new(data: ZoneData) -> Self {
-        let mut by_name = HashMap::with_capacity(data.names.len());
+        let mut by_name = NameTable::with_capacity(data.names.len());
         let mut below: HashMap<Name, Vec<NameIndex>> = HashMap::new();
-        let mut by_address = AddressIndex::default();
+        let mut by_address = AddressIndex::with_capacity(&data.names);
         for (index, shared) in data.names.iter().enumerate() {
-            by_name.insert(shared.name.clone(), index);
+            by_name.insert(&data.names, index);
             if let Some(zone) = data.zones.get(shared.zone) {
                 let mut ancestor = shared.name.base_name();
                 while ancestor.num_labels() > zone.origin.num_labels() {
@@ -300,8 +383,8 @@ impl Zones {
         };
         let shared = self
             .by_name
-            .get(name)
-            .and_then(|&index| Some((index, self.data.names.get(index)?)));
+            .get(&self.data.names, name)
+            .and_then(|index| Some((index, self.data.names.get(index)?)));
         // A shared name is answered with its own zone's TTL and SOA.
         let zone = shared
             .and_then(|(_, s)| self.data.zones.get(s.zone))
@@ -329,7 +412,7 @@ impl Zones {
 
     /// The index of the shared name `name` (case-insensitive).
     pub fn name_index(&self, name: &Name) -> Option<NameIndex> {
-        self.by_name.get(name).copied()
+        self.by_name.get(&self.data.names, name)
     }
 
     /// The destination with id `id`.
@@ -337,7 +420,7 @@ impl Zones {
         self.data
             .destinations
             .iter()
-            .position(|d| d.id == id)
+            .position(|d| d.id == *id)
             .map(DestinationId::new)
     }
 
@@ -382,6 +465,91 @@ impl Zones {
     }
 }
 
+/// Shared name → its index in [`ZoneData::names`], case-insensitively (like hickory's `Name`).
+/// The table holds only the index (4 bytes an entry); the name is compared against the shared
+/// name it points at. A map keyed by `Name` held a second copy of every name (88 bytes an entry,
+/// 13 MB at 100k names).
+#[derive(Clone, Default)]
+struct NameTable {
+    indexes: HashTable<u32>,
+    /// Seeded per process, like the standard library's maps: query names come from clients.
+    hasher: foldhash::fast::RandomState,
+}
+
+impl fmt::Debug for NameTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NameTable")
+            .field("len", &self.indexes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NameTable {
+    fn with_capacity(capacity: usize) -> Self {
+        NameTable {
+            indexes: HashTable::with_capacity(capacity),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// Adds the name at `index` of `names` (a name already present keeps its first index; the
+    /// loader gives every name once).
+    fn insert(&mut self, names: &[SharedName], index: NameIndex) {
+        let (Some(shared), Ok(slot)) = (names.get(index), u32::try_from(index)) else {
+            return;
+        };
+        let hash = name_hash(&self.hasher, &shared.name);
+        let hasher = &self.hasher;
+        let rehash = |&slot: &u32| {
+            names
+                .get(slot as usize)
+                .map_or(0, |other| name_hash(hasher, &other.name))
+        };
+        let same = |&slot: &u32| {
+            names
+                .get(slot as usize)
+                .is_some_and(|other| other.name == shared.name)
+        };
+        if let hashbrown::hash_table::Entry::Vacant(vacant) = self.indexes.entry(hash, same, rehash)
+        {
+            vacant.insert(slot);
+        }
+    }
+
+    /// The index of `name` in `names`, the slice the table was built over.
+    fn get(&self, names: &[SharedName], name: &Name) -> Option<NameIndex> {
+        let hash = name_hash(&self.hasher, name);
+        self.indexes
+            .find(hash, |&slot| {
+                names
+                    .get(slot as usize)
+                    .is_some_and(|shared| shared.name == *name)
+            })
+            .map(|&slot| slot as usize)
+    }
+}
+
+/// The hash of `name` as hickory compares names: labels without case, and whether it is fully
+/// qualified.
+pub(crate) fn name_hash(hasher: &foldhash::fast::RandomState, name: &Name) -> u64 {
+    let mut state = hasher.build_hasher();
+    state.write_u8(u8::from(name.is_fqdn()));
+    let mut lowered = [0u8; 64];
+    for label in name.iter() {
+        state.write_u8(0);
+        let Some(lowered) = lowered.get_mut(..label.len()) else {
+            // Longer than a DNS label can be: hashed as given.
+            state.write(label);
+            continue;
+        };
+        for (lower, byte) in lowered.iter_mut().zip(label) {
+            *lower = byte.to_ascii_lowercase();
+        }
+        state.write(lowered);
+    }
+    state.finish()
+}
+
 /// Endpoint address → the shared names that carry it. Nearly every address belongs to one name,
 /// so the maps hold that name's index directly (no `Vec` per address); an address shared by
 /// several names holds [`AddressIndex::SHARED`] plus its position in `shared`. IPv4 and IPv6 are
@@ -396,6 +564,24 @@ struct AddressIndex {
 impl AddressIndex {
     /// Set in a map value that is a position in `shared` rather than a name index.
     const SHARED: usize = 1 << (usize::BITS - 1);
+
+    /// An empty index with room for every endpoint address of `names` (an upper bound: nearly
+    /// every address is one name's). Sized once: grown by doubling, the freed smaller tables
+    /// stayed in the process as megabytes of holes.
+    fn with_capacity(names: &[SharedName]) -> Self {
+        let (mut v4, mut v6) = (0, 0);
+        for endpoint in names.iter().flat_map(|shared| shared.endpoints.iter()) {
+            match endpoint.address {
+                IpAddr::V4(_) => v4 += 1,
+                IpAddr::V6(_) => v6 += 1,
+            }
+        }
+        AddressIndex {
+            v4: HashMap::with_capacity(v4),
+            v6: HashMap::with_capacity(v6),
+            shared: Vec::new(),
+        }
+    }
 
     /// Records that the name at `index` carries `address` (once per name; names are added in
     /// index order).
@@ -535,6 +721,60 @@ mod tests {
         ] {
             let name = Name::from_ascii(text).expect("test name");
             assert_eq!(reverse_name_address(&name), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn ids_read_back_as_given_inline_or_boxed() {
+        for text in [
+            "",
+            "a",
+            "p12345",
+            "exactly-22-bytes-long!",
+            "twenty-three bytes long",
+            "é",
+        ] {
+            let id = IdText::new(text);
+            assert_eq!(id.as_str(), text);
+            assert_eq!(id, *text);
+            assert_eq!(id, IdText::new(text));
+            assert_eq!(format!("{id} {id:?}"), format!("{text} {text:?}"));
+        }
+        assert_ne!(IdText::new("a"), IdText::new("b"));
+        assert_eq!(std::mem::size_of::<IdText>(), 24);
+        assert_eq!(std::mem::size_of::<Destination>(), 48);
+    }
+
+    #[test]
+    fn shared_names_are_found_without_case_and_only_with_their_own_fqdn_flag() {
+        let name = |text: &str| Name::from_ascii(text).expect("test name");
+        let names: Vec<SharedName> = ["app.internal.", "db.internal.", "App2.Internal."]
+            .iter()
+            .enumerate()
+            .map(|(i, text)| SharedName {
+                name: name(text),
+                zone: 0,
+                endpoints: Box::new([Endpoint {
+                    destination: DestinationId::new(i),
+                    address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                }]),
+            })
+            .collect();
+        let mut table = NameTable::with_capacity(names.len());
+        for index in 0..names.len() {
+            table.insert(&names, index);
+        }
+        let cases = [
+            ("app.internal.", Some(0)),
+            ("APP.internal.", Some(0)),
+            ("db.INTERNAL.", Some(1)),
+            ("app2.internal.", Some(2)),
+            ("app.internal", None),
+            ("internal.", None),
+            ("app.internal.x.", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(table.get(&names, &name(text)), expected, "{text}");
         }
     }
 

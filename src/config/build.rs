@@ -3,40 +3,116 @@
 //! and subnets; policies), so a gateway, a zone or a destination may be declared in any file.
 //! Problems are collected in that order, every one located.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
+use hashbrown::HashTable;
 use hickory_proto::rr::Name;
 
-use super::file::{At, NameRef, PreparedAddress, PreparedFile, PreparedProbe, PreparedZone, Text};
+use super::file::{
+    At, NameRef, Pos, PreparedAddress, PreparedFile, PreparedProbe, PreparedZone, Text,
+};
 use super::{DEFAULT_ANSWER_TTL, DEFAULT_NEGATIVE_TTL, MAX_ANSWER_TTL, RawAssetKind, parse_name};
 use crate::location::{Diagnostic, Location};
 use crate::policy::Policy;
 use crate::zones::{
-    Destination, DestinationId, DestinationKind, Endpoint, SharedName, SoaValues, Zone, ZoneData,
+    Destination, DestinationId, DestinationKind, Endpoint, IdText, SharedName, SoaValues, Zone,
+    ZoneData, name_hash,
 };
 
 /// Validates prepared files (in configuration order) into zone data, or every problem found.
-pub(super) fn build(files: &[PreparedFile]) -> Result<ZoneData, Vec<Diagnostic>> {
+/// Also returns the builder's lookup tables, for the caller to free after the prepared files
+/// (see `build_prepared`).
+pub(super) fn build(files: &[PreparedFile]) -> (Result<ZoneData, Vec<Diagnostic>>, BuildTables) {
     // Sized up front (an upper bound for names: every distinct spelling of every file), so no
     // table is grown and freed on the way.
     let destinations = files.iter().map(PreparedFile::destination_count).sum();
     let names = files.iter().map(|file| file.names.len()).sum();
     let policies = files.iter().map(|file| file.policies.len()).sum();
     let mut builder = Builder {
+        files,
         data: ZoneData::default(),
         diagnostics: Vec::new(),
-        destination_ids: HashMap::with_capacity(destinations),
+        destination_ids: DestinationIds::with_capacity(destinations),
+        declared: Vec::with_capacity(destinations),
         policy_ids: HashSet::with_capacity(policies),
         names: Vec::with_capacity(names),
-        name_index: HashMap::with_capacity(names),
+        name_index: HashTable::with_capacity(names),
+        name_hasher: foldhash::fast::RandomState::default(),
         slots: files.iter().map(|_| Vec::new()).collect(),
     };
     builder.build(files);
-    if builder.diagnostics.is_empty() {
+    let tables = BuildTables {
+        _destination_ids: builder.destination_ids,
+        _declared: builder.declared,
+        _names: builder.names,
+        _name_index: builder.name_index,
+        _slots: builder.slots,
+    };
+    let built = if builder.diagnostics.is_empty() {
         Ok(builder.data)
     } else {
         Err(builder.diagnostics)
+    };
+    (built, tables)
+}
+
+/// The builder's large lookup tables, kept only to be freed later: by the caller, after the
+/// prepared files. They are large enough for the allocator to map each on its own, and the
+/// first such block freed raises glibc's dynamic mmap and trim thresholds for good (it then
+/// keeps up to twice the block's size of freed memory at the top of a heap). Freed before the
+/// prepared files, one start in ten kept a parsing thread's whole arena (35 MB at 100k names);
+/// none did in 60 starts since.
+pub(super) struct BuildTables {
+    _destination_ids: DestinationIds,
+    _declared: Vec<(u32, Pos)>,
+    _names: Vec<NameEntry>,
+    _name_index: HashTable<u32>,
+    _slots: Vec<Vec<usize>>,
+}
+
+/// Destination id → its index. Holds only the index (the id is compared against the
+/// destination's own), so it borrows nothing from the prepared files and can outlive them.
+struct DestinationIds {
+    indexes: HashTable<u32>,
+    /// Seeded per process, like the standard library's maps.
+    hasher: foldhash::fast::RandomState,
+}
+
+impl DestinationIds {
+    fn with_capacity(capacity: usize) -> Self {
+        DestinationIds {
+            indexes: HashTable::with_capacity(capacity),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// The destination with id `id`.
+    fn get(&self, destinations: &[Destination], id: &str) -> Option<DestinationId> {
+        self.indexes
+            .find(self.hasher.hash_one(id), |&index| {
+                destinations
+                    .get(index as usize)
+                    .is_some_and(|destination| destination.id == id)
+            })
+            .map(|&index| DestinationId::new(index as usize))
+    }
+
+    /// Adds the destination at `id` (already in `destinations`; its id is not there yet).
+    fn insert(&mut self, destinations: &[Destination], id: DestinationId) {
+        let (Some(destination), Ok(index)) =
+            (destinations.get(id.index()), u32::try_from(id.index()))
+        else {
+            return;
+        };
+        let hasher = &self.hasher;
+        self.indexes
+            .insert_unique(hasher.hash_one(destination.id.as_str()), index, |&other| {
+                destinations
+                    .get(other as usize)
+                    .map_or(0, |d| hasher.hash_one(d.id.as_str()))
+            });
     }
 }
 
@@ -50,14 +126,22 @@ struct NameEntry {
 }
 
 struct Builder<'f> {
+    /// The prepared files, in configuration order.
+    files: &'f [PreparedFile],
     data: ZoneData,
     diagnostics: Vec<Diagnostic>,
     /// Destination id (trimmed) → its index.
-    destination_ids: HashMap<&'f str, DestinationId>,
+    destination_ids: DestinationIds,
+    /// Where each destination was declared (file number and position), for the message about a
+    /// duplicate id; the loaded data does not keep it (24 bytes a destination).
+    declared: Vec<(u32, Pos)>,
     policy_ids: HashSet<&'f str>,
     /// Shared names by index, in the order first given.
     names: Vec<NameEntry>,
-    name_index: HashMap<Name, usize>,
+    /// Name → index in `names`, holding only the index (compared against `names`, without
+    /// case, like hickory's `Name`).
+    name_index: HashTable<u32>,
+    name_hasher: foldhash::fast::RandomState,
     /// Per file: name slot → index in `names` (`usize::MAX` while not looked up yet), so each
     /// spelling is hashed once per file rather than once per reference.
     slots: Vec<Vec<usize>>,
@@ -186,6 +270,7 @@ impl<'f> Builder<'f> {
 
     fn add_destination(
         &mut self,
+        number: usize,
         file: &'f PreparedFile,
         id: &At<Text>,
         kind: DestinationKind,
@@ -205,32 +290,33 @@ impl<'f> Builder<'f> {
             self.error(location, "id must not be empty");
             return None;
         }
-        if let Some(first) = self.destination_ids.get(text) {
+        if let Some(first) = self.destination_ids.get(&self.data.destinations, text) {
             let first = self
-                .data
-                .destinations
+                .declared
                 .get(first.index())
-                .map(|d| d.location.clone())
+                .and_then(|&(number, pos)| Some(self.files.get(number as usize)?.location(pos)))
                 .unwrap_or_else(|| Location::file(&file.path));
             let message = format!("duplicate destination id {text:?} (first declared at {first})");
             self.error(location, message);
             return None;
         }
         let destination = DestinationId::new(self.data.destinations.len());
-        self.destination_ids.insert(text, destination);
         self.data.destinations.push(Destination {
-            id: text.to_string(),
+            id: IdText::new(text),
             kind,
-            location,
             probe,
         });
+        self.declared
+            .push((u32::try_from(number).unwrap_or(u32::MAX), id.1));
+        self.destination_ids
+            .insert(&self.data.destinations, destination);
         Some(destination)
     }
 
     fn gateway(&mut self, file: &PreparedFile, reference: &At<Text>) -> Option<DestinationId> {
         let location = file.location(reference.1);
         let text = file.text(reference.0);
-        let Some(&id) = self.destination_ids.get(text) else {
+        let Some(id) = self.destination_ids.get(&self.data.destinations, text) else {
             self.error(location, format!("unknown gateway asset {text:?}"));
             return None;
         };
@@ -275,7 +361,7 @@ impl<'f> Builder<'f> {
         };
         let raw_addresses = file.addresses(&raw.addresses);
         let addresses = self.addresses(file, raw_addresses);
-        let Some(id) = self.add_destination(file, &raw.id, kind, &raw.probe) else {
+        let Some(id) = self.add_destination(number, file, &raw.id, kind, &raw.probe) else {
             return;
         };
         let names = file.name_refs(&raw.names);
@@ -304,7 +390,7 @@ impl<'f> Builder<'f> {
         }
         let Some(gateway) = gateway else { return };
         let kind = DestinationKind::VirtualAsset { gateway };
-        let Some(id) = self.add_destination(file, &raw.id, kind, &raw.probe) else {
+        let Some(id) = self.add_destination(number, file, &raw.id, kind, &raw.probe) else {
             return;
         };
         for name in file.name_refs(&raw.names) {
@@ -331,8 +417,11 @@ impl<'f> Builder<'f> {
         let (Some(gateway), Some(cidr)) = (gateway, cidr) else {
             return;
         };
-        let kind = DestinationKind::Subnet { gateway, cidr };
-        let Some(id) = self.add_destination(file, &raw.id, kind, &raw.probe) else {
+        let kind = DestinationKind::Subnet {
+            gateway,
+            cidr: Box::new(cidr),
+        };
+        let Some(id) = self.add_destination(number, file, &raw.id, kind, &raw.probe) else {
             return;
         };
         for (name, address) in file.hosts(&raw.hosts) {
@@ -392,11 +481,26 @@ impl<'f> Builder<'f> {
         {
             return index;
         }
-        let index = match self.name_index.get(name) {
-            Some(&index) => index,
+        let hash = name_hash(&self.name_hasher, name);
+        let names = &self.names;
+        let found = self.name_index.find(hash, |&index| {
+            names
+                .get(index as usize)
+                .is_some_and(|entry| entry.name == *name)
+        });
+        let index = match found {
+            Some(&index) => index as usize,
             None => {
                 let index = self.names.len();
-                self.name_index.insert(name.clone(), index);
+                let Ok(slot) = u32::try_from(index) else {
+                    return usize::MAX;
+                };
+                let hasher = &self.name_hasher;
+                self.name_index.insert_unique(hash, slot, |&other| {
+                    names
+                        .get(other as usize)
+                        .map_or(0, |entry| name_hash(hasher, &entry.name))
+                });
                 self.names.push(NameEntry {
                     name: name.clone(),
                     zone: self.zone_index(name),
@@ -445,8 +549,8 @@ impl<'f> Builder<'f> {
         let mut destinations = Vec::with_capacity(raw.destinations.len());
         for (reference, pos) in &raw.destinations {
             let reference = file.text(*reference);
-            match self.destination_ids.get(reference) {
-                Some(&destination) => destinations.push(destination),
+            match self.destination_ids.get(&self.data.destinations, reference) {
+                Some(destination) => destinations.push(destination),
                 None => {
                     let message = format!(
                         "unknown destination {reference:?} (not an asset, virtual asset or subnet id)",
@@ -470,8 +574,8 @@ impl<'f> Builder<'f> {
     /// declaration order, and the sort is stable). Names outside every zone were reported and
     /// are left out.
     fn finish_names(&mut self) {
-        let names = std::mem::take(&mut self.names);
-        self.name_index = HashMap::new();
+        // Drained, not freed: the caller frees the table later (see `BuildTables`).
+        let mut names = std::mem::take(&mut self.names);
         let destinations = &self.data.destinations;
         let rank = |endpoint: &Endpoint| {
             destinations
@@ -479,19 +583,19 @@ impl<'f> Builder<'f> {
                 .map_or(u8::MAX, |d| d.kind.order_rank())
         };
         let mut shared = Vec::with_capacity(names.len());
-        for entry in names {
+        for entry in names.drain(..) {
             let Some(zone) = entry.zone else {
                 continue;
             };
             let mut endpoints = entry.endpoints;
             endpoints.sort_by_key(rank);
-            endpoints.shrink_to_fit();
             shared.push(SharedName {
                 name: entry.name,
                 zone,
-                endpoints,
+                endpoints: endpoints.into_boxed_slice(),
             });
         }
         self.data.names = shared;
+        self.names = names;
     }
 }

@@ -177,8 +177,8 @@ impl PreparedFile {
     pub fn location(&self, pos: Pos) -> Location {
         Location {
             file: Arc::clone(&self.path),
-            line: pos.line as usize,
-            column: pos.column as usize,
+            line: pos.line,
+            column: pos.column,
         }
     }
 
