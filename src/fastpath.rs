@@ -14,10 +14,11 @@
 //! carries the counts it was made under. Forwarded answers (their TTLs age), cached upstream
 //! answers and unparsable packets are never memoised.
 //!
-//! The memo is a table of [`MEMO_SLOTS`] slots, two-way set associative: a query's hash picks a
+//! The memo is a table of up to [`MEMO_SLOTS`] slots (it starts at 1,024 and doubles whenever the
+//! keys it has stored number a quarter of its slots), two-way set associative: a query's hash picks a
 //! pair of slots, and a new answer takes an empty one, else one made in an older state, else the
 //! two in turn.
-//! Bounded memory whatever arrives (about 4 MB of slots, and for each used one the query and
+//! Bounded memory whatever arrives (at most about 4 MB of slots, and for each used one the query and
 //! reply bytes, a few hundred bytes), no eviction bookkeeping, and a miss only
 //! costs the general path. Names are compared byte for byte, case included, so a client that
 //! randomises case (DNS 0x20) misses and gets the general path.
@@ -89,6 +90,10 @@ impl Memo {
 #[derive(Debug)]
 pub struct AnswerMemo {
     slots: Vec<Option<Memo>>,
+    /// The most slots the table may grow to.
+    max_slots: usize,
+    /// Answers stored for new keys (not replacing the same key), ever.
+    new_keys: usize,
     hasher: foldhash::fast::RandomState,
     /// Queries answered from the memo.
     hits: u64,
@@ -102,20 +107,50 @@ impl Default for AnswerMemo {
     }
 }
 
+/// Slots a memo starts with; it doubles (up to its maximum) whenever it has stored, in all, new
+/// keys for a quarter of its slots (few pairs are then full, so few answers are lost to
+/// collisions), and a socket that sees few distinct queries keeps a small table.
+const INITIAL_SLOTS: usize = 1 << 10;
+
 impl AnswerMemo {
-    /// An empty memo of [`MEMO_SLOTS`] slots.
+    /// An empty memo of up to [`MEMO_SLOTS`] slots.
     pub fn new() -> Self {
         Self::with_slots(MEMO_SLOTS)
     }
 
-    /// An empty memo of `slots` slots, rounded up to a power of two (at least two).
+    /// An empty memo of up to `slots` slots, rounded up to a power of two (at least two).
     pub fn with_slots(slots: usize) -> Self {
-        let slots = slots.max(2).next_power_of_two();
+        let max_slots = slots.max(2).next_power_of_two();
         AnswerMemo {
-            slots: std::iter::repeat_with(|| None).take(slots).collect(),
+            slots: empty_slots(max_slots.min(INITIAL_SLOTS)),
+            max_slots,
+            new_keys: 0,
             hasher: foldhash::fast::RandomState::default(),
             hits: 0,
             turn: false,
+        }
+    }
+
+    /// How many slots the table has now.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Doubles the table (when under its maximum) and puts every answer back in its pair of the
+    /// larger table; an answer whose new pair is already full is dropped.
+    fn grow(&mut self) {
+        let size = self.slots.len() * 2;
+        if size > self.max_slots {
+            return;
+        }
+        let old = std::mem::replace(&mut self.slots, empty_slots(size));
+        for memo in old.into_iter().flatten() {
+            let free = pair_of(memo.hash, size)
+                .into_iter()
+                .find(|&index| self.slots.get(index).is_some_and(Option::is_none));
+            if let Some(slot) = free.and_then(|index| self.slots.get_mut(index)) {
+                *slot = Some(memo);
+            }
         }
     }
 
@@ -132,10 +167,8 @@ impl AnswerMemo {
     /// Returns the key's hash too: slots keep it, so a look-up reads a slot's bytes only when
     /// the hashes match.
     fn pair(&self, key: &[u8]) -> (u64, [usize; 2]) {
-        // The mask keeps the index within `slots`, whose length is a power of two (≥ 2).
         let hash = self.hasher.hash_one(key);
-        let first = (hash as usize) & (self.slots.len() - 1) & !1;
-        (hash, [first, first | 1])
+        (hash, pair_of(hash, self.slots.len()))
     }
 
     /// The memoised reply to `packet` under `state`, with `packet`'s ID, appended to `reply`;
@@ -181,6 +214,9 @@ impl AnswerMemo {
         if reply.len() < ID_LEN {
             return;
         }
+        if self.new_keys * 4 >= self.slots.len() {
+            self.grow();
+        }
         let (hash, pair) = self.pair(key);
         let rank = |slot: &Option<Memo>| match slot {
             Some(memo) if memo.hash == hash && memo.key() == key => 0,
@@ -197,6 +233,9 @@ impl AnswerMemo {
         } else {
             pair[1]
         };
+        if ranks[usize::from(index == pair[1])] != 0 {
+            self.new_keys += 1;
+        }
         if let Some(slot) = self.slots.get_mut(index) {
             let mut bytes = Vec::with_capacity(key.len() + reply.len());
             bytes.extend_from_slice(key);
@@ -225,6 +264,19 @@ impl AnswerMemo {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// `size` empty slots.
+fn empty_slots(size: usize) -> Vec<Option<Memo>> {
+    std::iter::repeat_with(|| None).take(size).collect()
+}
+
+/// The pair of slots for `hash` in a table of `size` slots (a power of two, at least two).
+fn pair_of(hash: u64, size: usize) -> [usize; 2] {
+    // The mask keeps the index within the table; truncating the hash on 32-bit targets only
+    // drops bits the mask would drop.
+    let first = (hash as usize) & (size - 1) & !1;
+    [first, first | 1]
 }
 
 /// Whether `key` (a message after its ID) holds the two bytes of a compression pointer to
@@ -299,6 +351,32 @@ mod tests {
         pointer_to_twelve[13] = 12;
         memo.remember(&pointer_to_twelve, state(0), COUNTS, &[8, 0, 9]);
         assert_eq!(memo.len(), 1);
+    }
+
+    #[test]
+    fn the_table_grows_with_use_up_to_its_bound_and_keeps_its_answers() {
+        let query = |n: u16| {
+            let [high, low] = n.to_be_bytes();
+            [0, 0, high, low, 7]
+        };
+        let mut memo = AnswerMemo::with_slots(1 << 13);
+        assert_eq!(memo.capacity(), INITIAL_SLOTS);
+        for n in 0..2_000 {
+            memo.remember(&query(n), state(0), COUNTS, &[0, 0, 1]);
+        }
+        // 256, 512 and 1,024 keys stored: a quarter of 1,024, 2,048 and 4,096 slots.
+        assert_eq!(memo.capacity(), 8 * INITIAL_SLOTS, "grown for 2,000 keys");
+        let mut reply = Vec::new();
+        let kept = (0..2_000)
+            .filter(|&n| memo.answer(&query(n), &state(0), &mut reply).is_some())
+            .count();
+        // Two-way pairs lose a few answers to collisions; most are kept across the doublings.
+        assert!(kept > 1_800, "{kept} of 2000 kept");
+        assert_eq!(memo.len(), kept);
+        for n in 0..30_000 {
+            memo.remember(&query(n), state(0), COUNTS, &[0, 0, 1]);
+        }
+        assert_eq!(memo.capacity(), 1 << 13, "grown to the bound, not past it");
     }
 
     #[test]
