@@ -209,19 +209,26 @@ fn memoised(c: &mut Criterion) {
         let handler = handler(names);
         for (label, packets) in rotations(names) {
             let mut memo = AnswerMemo::new();
-            // Warm: every packet once through the general path, then check a memoised answer
-            // is the general path's.
-            for packet in &packets {
+            // Warm: every packet through the general path (twice: the first pass may lose a
+            // few answers to collisions while the table grows). Then every memoised answer must
+            // be the general path's, and nearly all must come from the memo (a few keys that
+            // share a pair of slots keep replacing each other).
+            for packet in packets.iter().chain(&packets) {
                 common::answer_memoised(&handler, &mut memo, packet);
             }
             let hits_before = memo.hits();
-            for packet in packets.iter().take(8) {
+            for packet in &packets {
                 assert_eq!(
                     common::answer_memoised(&handler, &mut memo, packet),
                     answer(&handler, packet)
                 );
             }
-            assert_eq!(memo.hits() - hits_before, 8, "answered from the memo");
+            let hits = memo.hits() - hits_before;
+            assert!(
+                hits * 100 >= packets.len() as u64 * 97,
+                "{hits} of {} answered from the memo",
+                packets.len()
+            );
             group.bench_with_input(BenchmarkId::new(label, names), &packets, |b, packets| {
                 let (mut next, mut buffer) = (0usize, Vec::new());
                 b.iter(|| {

@@ -15,9 +15,10 @@
 //! answers and unparsable packets are never memoised.
 //!
 //! The memo is a table of up to [`MEMO_SLOTS`] slots (it starts at 1,024 and doubles whenever the
-//! keys it has stored number a quarter of its slots), two-way set associative: a query's hash picks a
-//! pair of slots, and a new answer takes an empty one, else one made in an older state, else the
-//! two in turn.
+//! keys it has stored number a quarter of its slots), four-way set associative: a query's hash
+//! picks a set of four slots, and a new answer takes an empty one, else one made in an older
+//! state, else the four in turn. A separate array of tags (the keys' hashes) lets a look-up
+//! read one cache line of tags and then only the slot whose tag matches.
 //! Bounded memory whatever arrives (at most about 4 MB of slots, and for each used one the query and
 //! reply bytes, a few hundred bytes), no eviction bookkeeping, and a miss only
 //! costs the general path. Names are compared byte for byte, case included, so a client that
@@ -68,8 +69,6 @@ pub struct MemoCounts {
 struct Memo {
     state: AnswerState,
     counts: MemoCounts,
-    /// The key's hash (compared before the key itself).
-    hash: u64,
     /// How many of `bytes` are the key.
     key_len: usize,
     /// The query's bytes after the ID, then the reply the general path produced.
@@ -89,6 +88,9 @@ impl Memo {
 /// A bounded memo of answers, owned by one receive loop (no locks; not shared).
 #[derive(Debug)]
 pub struct AnswerMemo {
+    /// Per slot, the hash of its key with the low bit set, or 0 when the slot is empty: a set's
+    /// four tags share a cache line, so a look-up reads one slot only when a tag matches.
+    tags: Vec<u64>,
     slots: Vec<Option<Memo>>,
     /// The most slots the table may grow to.
     max_slots: usize,
@@ -97,8 +99,8 @@ pub struct AnswerMemo {
     hasher: foldhash::fast::RandomState,
     /// Queries answered from the memo.
     hits: u64,
-    /// Which slot of a full pair the next eviction takes.
-    turn: bool,
+    /// Which slot of a full set the next eviction takes.
+    turn: usize,
 }
 
 impl Default for AnswerMemo {
@@ -108,9 +110,16 @@ impl Default for AnswerMemo {
 }
 
 /// Slots a memo starts with; it doubles (up to its maximum) whenever it has stored, in all, new
-/// keys for a quarter of its slots (few pairs are then full, so few answers are lost to
+/// keys for a quarter of its slots (few sets are then full, so few answers are lost to
 /// collisions), and a socket that sees few distinct queries keeps a small table.
 const INITIAL_SLOTS: usize = 1 << 10;
+/// Slots per set: a key may live in any of the four slots of the set its hash picks.
+const WAYS: usize = 4;
+
+/// A key's tag: its hash, never 0 (0 marks an empty slot).
+fn tag_of(hash: u64) -> u64 {
+    hash | 1
+}
 
 impl AnswerMemo {
     /// An empty memo of up to [`MEMO_SLOTS`] slots.
@@ -118,16 +127,18 @@ impl AnswerMemo {
         Self::with_slots(MEMO_SLOTS)
     }
 
-    /// An empty memo of up to `slots` slots, rounded up to a power of two (at least two).
+    /// An empty memo of up to `slots` slots, rounded up to a power of two (at least one set).
     pub fn with_slots(slots: usize) -> Self {
-        let max_slots = slots.max(2).next_power_of_two();
+        let max_slots = slots.max(WAYS).next_power_of_two();
+        let size = max_slots.min(INITIAL_SLOTS);
         AnswerMemo {
-            slots: empty_slots(max_slots.min(INITIAL_SLOTS)),
+            tags: vec![0; size],
+            slots: empty_slots(size),
             max_slots,
             new_keys: 0,
             hasher: foldhash::fast::RandomState::default(),
             hits: 0,
-            turn: false,
+            turn: 0,
         }
     }
 
@@ -136,19 +147,25 @@ impl AnswerMemo {
         self.slots.len()
     }
 
-    /// Doubles the table (when under its maximum) and puts every answer back in its pair of the
-    /// larger table; an answer whose new pair is already full is dropped.
+    /// Doubles the table (when under its maximum) and puts every answer back in its set of the
+    /// larger table; an answer whose new set is already full is dropped.
     fn grow(&mut self) {
         let size = self.slots.len() * 2;
         if size > self.max_slots {
             return;
         }
-        let old = std::mem::replace(&mut self.slots, empty_slots(size));
-        for memo in old.into_iter().flatten() {
-            let free = pair_of(memo.hash, size)
-                .into_iter()
-                .find(|&index| self.slots.get(index).is_some_and(Option::is_none));
-            if let Some(slot) = free.and_then(|index| self.slots.get_mut(index)) {
+        let old_tags = std::mem::replace(&mut self.tags, vec![0; size]);
+        let old_slots = std::mem::replace(&mut self.slots, empty_slots(size));
+        for (tag, memo) in old_tags.into_iter().zip(old_slots) {
+            let Some(memo) = memo else { continue };
+            let Some(free) = set_of(tag, size).find(|&index| self.tags.get(index) == Some(&0))
+            else {
+                continue;
+            };
+            if let (Some(slot_tag), Some(slot)) =
+                (self.tags.get_mut(free), self.slots.get_mut(free))
+            {
+                *slot_tag = tag;
                 *slot = Some(memo);
             }
         }
@@ -162,13 +179,16 @@ impl AnswerMemo {
             .filter(|key| key.len() <= MAX_KEY_LEN && !may_point_at_the_id(key))
     }
 
-    /// The two slots a key may live in (the memo is two-way set associative: two keys that
-    /// hash alike can both stay).
-    /// Returns the key's hash too: slots keep it, so a look-up reads a slot's bytes only when
-    /// the hashes match.
-    fn pair(&self, key: &[u8]) -> (u64, [usize; 2]) {
-        let hash = self.hasher.hash_one(key);
-        (hash, pair_of(hash, self.slots.len()))
+    /// The slot holding `key` (whose tag is `tag`), if any.
+    fn find(&self, key: &[u8], tag: u64) -> Option<usize> {
+        set_of(tag, self.slots.len()).find(|&index| {
+            self.tags.get(index) == Some(&tag)
+                && self
+                    .slots
+                    .get(index)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|memo| memo.key() == key)
+        })
     }
 
     /// The memoised reply to `packet` under `state`, with `packet`'s ID, appended to `reply`;
@@ -180,13 +200,8 @@ impl AnswerMemo {
         reply: &mut Vec<u8>,
     ) -> Option<MemoCounts> {
         let key = Self::key(packet)?;
-        let (hash, pair) = self.pair(key);
-        let memo = pair.into_iter().find_map(|index| {
-            self.slots
-                .get(index)?
-                .as_ref()
-                .filter(|memo| memo.hash == hash && memo.key() == key)
-        })?;
+        let tag = tag_of(self.hasher.hash_one(key));
+        let memo = self.slots.get(self.find(key, tag)?)?.as_ref()?;
         if memo.state != *state {
             return None;
         }
@@ -199,8 +214,8 @@ impl AnswerMemo {
     }
 
     /// Keeps `reply`, the general path's answer to `packet` under `state`: in the slot of the
-    /// pair that holds the same key, else an empty one, else one made under another state,
-    /// else the two in turn.
+    /// set that holds the same key, else an empty one, else one made under another state, else
+    /// the set's slots in turn.
     pub fn remember(
         &mut self,
         packet: &[u8],
@@ -217,33 +232,35 @@ impl AnswerMemo {
         if self.new_keys * 4 >= self.slots.len() {
             self.grow();
         }
-        let (hash, pair) = self.pair(key);
-        let rank = |slot: &Option<Memo>| match slot {
-            Some(memo) if memo.hash == hash && memo.key() == key => 0,
-            None => 1,
-            Some(memo) if memo.state != state => 2,
-            Some(_) => 3,
+        let tag = tag_of(self.hasher.hash_one(key));
+        let index = match self.find(key, tag) {
+            Some(same_key) => same_key,
+            None => {
+                self.new_keys += 1;
+                let mut set = set_of(tag, self.slots.len());
+                let empty = set.clone().find(|&i| self.tags.get(i) == Some(&0));
+                let stale = set.clone().find(|&i| {
+                    self.slots
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|memo| memo.state != state)
+                });
+                self.turn = (self.turn + 1) % WAYS;
+                match empty.or(stale).or_else(|| set.nth(self.turn)) {
+                    Some(index) => index,
+                    None => return,
+                }
+            }
         };
-        let ranks = pair.map(|index| self.slots.get(index).map_or(u8::MAX, rank));
-        let index = if ranks[0] == ranks[1] {
-            self.turn = !self.turn;
-            pair[usize::from(self.turn)]
-        } else if ranks[0] < ranks[1] {
-            pair[0]
-        } else {
-            pair[1]
-        };
-        if ranks[usize::from(index == pair[1])] != 0 {
-            self.new_keys += 1;
-        }
-        if let Some(slot) = self.slots.get_mut(index) {
-            let mut bytes = Vec::with_capacity(key.len() + reply.len());
-            bytes.extend_from_slice(key);
-            bytes.extend_from_slice(reply);
+        let mut bytes = Vec::with_capacity(key.len() + reply.len());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(reply);
+        if let (Some(slot_tag), Some(slot)) = (self.tags.get_mut(index), self.slots.get_mut(index))
+        {
+            *slot_tag = tag;
             *slot = Some(Memo {
                 state,
                 counts,
-                hash,
                 key_len: key.len(),
                 bytes: bytes.into_boxed_slice(),
             });
@@ -271,12 +288,13 @@ fn empty_slots(size: usize) -> Vec<Option<Memo>> {
     std::iter::repeat_with(|| None).take(size).collect()
 }
 
-/// The pair of slots for `hash` in a table of `size` slots (a power of two, at least two).
-fn pair_of(hash: u64, size: usize) -> [usize; 2] {
+/// The slots of the set for `tag` in a table of `size` slots (a power of two, at least
+/// [`WAYS`]).
+fn set_of(tag: u64, size: usize) -> std::ops::Range<usize> {
     // The mask keeps the index within the table; truncating the hash on 32-bit targets only
     // drops bits the mask would drop.
-    let first = (hash as usize) & (size - 1) & !1;
-    [first, first | 1]
+    let first = (tag as usize) & (size - 1) & !(WAYS - 1);
+    first..first + WAYS
 }
 
 /// Whether `key` (a message after its ID) holds the two bytes of a compression pointer to
@@ -370,8 +388,8 @@ mod tests {
         let kept = (0..2_000)
             .filter(|&n| memo.answer(&query(n), &state(0), &mut reply).is_some())
             .count();
-        // Two-way pairs lose a few answers to collisions; most are kept across the doublings.
-        assert!(kept > 1_800, "{kept} of 2000 kept");
+        // Full sets lose a few answers to collisions; most are kept across the doublings.
+        assert!(kept > 1_950, "{kept} of 2000 kept");
         assert_eq!(memo.len(), kept);
         for n in 0..30_000 {
             memo.remember(&query(n), state(0), COUNTS, &[0, 0, 1]);
