@@ -23,17 +23,17 @@ impl Probes {
     /// Starts a probe per (address, port) of every destination in `snapshot` that has one.
     pub fn start(snapshot: &Snapshot, feed: &Feed) -> Probes {
         let mut tasks = JoinSet::new();
-        let mut started: Vec<(IpAddr, u16)> = Vec::new();
+        let mut started: std::collections::HashSet<(IpAddr, u16)> =
+            std::collections::HashSet::new();
         for (index, destination) in snapshot.zones.data().destinations.iter().enumerate() {
             let Some(spec) = destination.probe.as_deref().copied() else {
                 continue;
             };
             let id = crate::zones::DestinationId::new(index);
             for address in snapshot.zones.addresses_of(id) {
-                if started.contains(&(address, spec.port)) {
+                if !started.insert((address, spec.port)) {
                     continue;
                 }
-                started.push((address, spec.port));
                 tasks.spawn(probe_loop(address, spec, feed.clone()));
             }
         }
