@@ -378,12 +378,7 @@ impl Zones {
 
     /// The zone that owns `name`: the one with the longest matching origin.
     pub fn zone_of(&self, name: &Name) -> Option<(ZoneIndex, &Zone)> {
-        self.data
-            .zones
-            .iter()
-            .enumerate()
-            .filter(|(_, zone)| zone.origin.zone_of(name))
-            .max_by_key(|(_, zone)| zone.origin.num_labels())
+        owning_zone(&self.data.zones, name)
     }
 
     /// Classifies a query name.
@@ -474,6 +469,15 @@ impl Zones {
     pub fn destination(&self, id: DestinationId) -> Option<&Destination> {
         self.data.destinations.get(id.index())
     }
+}
+
+/// The zone of `zones` that owns `name`: the one with the longest matching origin.
+pub(crate) fn owning_zone<'a>(zones: &'a [Zone], name: &Name) -> Option<(ZoneIndex, &'a Zone)> {
+    zones
+        .iter()
+        .enumerate()
+        .filter(|(_, zone)| zone.origin.zone_of(name))
+        .max_by_key(|(_, zone)| zone.origin.num_labels())
 }
 
 /// Destination id → index, and destination → the shared names that carry it (so a report by

@@ -521,13 +521,7 @@ impl<'f> Builder<'f> {
     }
 
     fn zone_index(&self, name: &Name) -> Option<usize> {
-        self.data
-            .zones
-            .iter()
-            .enumerate()
-            .filter(|(_, zone)| zone.origin.zone_of(name))
-            .max_by_key(|(_, zone)| zone.origin.num_labels())
-            .map(|(index, _)| index)
+        crate::zones::owning_zone(&self.data.zones, name).map(|(index, _)| index)
     }
 
     fn add_policy(&mut self, file: &'f PreparedFile, raw: &super::file::PreparedPolicy) {
