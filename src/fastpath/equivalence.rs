@@ -1,5 +1,5 @@
 //! The property the fast path rests on: for random zones, policies, health reports, reloads
-//! and queries, [`Handler::handle_memoized`] gives exactly the bytes [`Handler::handle`] (the
+//! and queries (some with a question name that points into the header, the ID included), [`Handler::handle_memoized`] gives exactly the bytes [`Handler::handle`] (the
 //! general path) gives for the same query at the same moment.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -121,6 +121,9 @@ struct QuerySpec {
     transport: Transport,
     /// A loopback client (forwarded for) or another one (refused).
     loopback: bool,
+    /// When set, the question name is replaced by a compression pointer to this offset, which
+    /// may lie in the header, the ID included (hostile, but a client can send it).
+    pointer: Option<u8>,
 }
 
 impl QuerySpec {
@@ -143,7 +146,11 @@ impl QuerySpec {
             edns.set_max_payload(payload);
             message.edns = Some(edns);
         }
-        message.to_vec().expect("a query encodes")
+        let packet = message.to_vec().expect("a query encodes");
+        match self.pointer {
+            Some(offset) => with_question_name_as_pointer(&packet, offset),
+            None => packet,
+        }
     }
 
     fn client(&self) -> Client {
@@ -159,6 +166,23 @@ impl QuerySpec {
     }
 }
 
+/// `packet` with its question name (uncompressed, at offset 12) replaced by a pointer to
+/// `offset`.
+fn with_question_name_as_pointer(packet: &[u8], offset: u8) -> Vec<u8> {
+    const QUESTION: usize = 12;
+    let mut end = QUESTION;
+    while let Some(&length) = packet.get(end) {
+        end += 1 + usize::from(length);
+        if length == 0 {
+            break;
+        }
+    }
+    let mut out = packet.get(..QUESTION).unwrap_or_default().to_vec();
+    out.extend_from_slice(&[0xC0, offset]);
+    out.extend_from_slice(packet.get(end..).unwrap_or_default());
+    out
+}
+
 fn query_spec() -> impl Strategy<Value = QuerySpec> {
     (
         any::<u16>(),
@@ -170,9 +194,21 @@ fn query_spec() -> impl Strategy<Value = QuerySpec> {
         prop_oneof![Just(None), Just(Some(1232u16)), (0u16..4096).prop_map(Some)],
         prop_oneof![Just(Transport::Udp), Just(Transport::Tcp)],
         any::<bool>(),
+        // Mostly a plain name; sometimes a pointer into the header (0 and 1: into the ID).
+        prop_oneof![6 => Just(None), 1 => (0u8..14).prop_map(Some)],
     )
         .prop_map(
-            |(id, name, case, query_type, recursion_desired, edns_payload, transport, loopback)| {
+            |(
+                id,
+                name,
+                case,
+                query_type,
+                recursion_desired,
+                edns_payload,
+                transport,
+                loopback,
+                pointer,
+            )| {
                 QuerySpec {
                     id,
                     name,
@@ -182,6 +218,7 @@ fn query_spec() -> impl Strategy<Value = QuerySpec> {
                     edns_payload,
                     transport,
                     loopback,
+                    pointer,
                 }
             },
         )
@@ -305,6 +342,7 @@ fn repeated_queries_are_answered_from_the_memo_until_health_changes() {
             edns_payload: None,
             transport: Transport::Udp,
             loopback: true,
+            pointer: None,
         };
         outcome(handler.handle_memoized(memo, &query.packet(), query.client(), Vec::new()))
             .expect("an answer")
