@@ -30,26 +30,13 @@ const POLL_PAUSE: Duration = Duration::from_millis(20);
 
 /// `app.internal`: a primary and a virtual asset; `db.internal`: the same shape with other
 /// addresses, so one of them can be removed while the other stays.
-const ZONE: &str = r#"[[zone]]
+const ZONE: &str = concat!(
+    r#"[[zone]]
 origin = "internal"
 
-[[asset]]
-id = "gw-berlin"
-kind = "gateway"
-addresses = ["100.64.0.2"]
-
-[[asset]]
-id = "app-host"
-kind = "primary"
-addresses = ["100.64.1.10"]
-names = ["app.internal"]
-
-[[virtual_asset]]
-id = "app-via-berlin"
-gateway = "gw-berlin"
-addresses = ["10.10.0.10"]
-names = ["app.internal"]
-
+"#,
+    app_via_berlin_toml!(),
+    r#"
 [[asset]]
 id = "db-host"
 kind = "primary"
@@ -66,7 +53,8 @@ names = ["db.internal"]
 id = "everyone"
 sources = ["*"]
 destinations = ["app-host", "app-via-berlin", "db-host", "db-via-berlin"]
-"#;
+"#
+);
 
 const APP_PRIMARY: &str = "100.64.1.10";
 const APP_VIA_BERLIN: &str = "10.10.0.10";

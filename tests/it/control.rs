@@ -11,27 +11,14 @@ use serde_json::Value;
 
 use crate::support::{Server, check, failover_dns};
 
-const ZONE: &str = r#"
+const ZONE: &str = concat!(
+    r#"
 [[zone]]
 origin = "internal"
 
-[[asset]]
-id = "gw-berlin"
-kind = "gateway"
-addresses = ["100.64.0.2"]
-
-[[asset]]
-id = "app-host"
-kind = "primary"
-addresses = ["100.64.1.10"]
-names = ["app.internal"]
-
-[[virtual_asset]]
-id = "app-via-berlin"
-gateway = "gw-berlin"
-addresses = ["10.10.0.10"]
-names = ["app.internal"]
-
+"#,
+    app_via_berlin_toml!(),
+    r#"
 [[virtual_asset]]
 id = "app-standby"
 gateway = "gw-berlin"
@@ -42,7 +29,8 @@ names = ["app.internal"]
 id = "app"
 sources = ["*"]
 destinations = ["app-host", "app-via-berlin"]
-"#;
+"#
+);
 
 /// One connection to the control socket, a JSON line each way.
 struct Control {

@@ -23,31 +23,19 @@ const PROMISED: Duration = Duration::from_secs(1);
 /// Upper bound on polls, whatever the deadline: each poll runs a process.
 const MAX_POLLS: usize = 500;
 
-const ZONE: &str = r#"[[zone]]
+const ZONE: &str = concat!(
+    r#"[[zone]]
 origin = "internal"
 
-[[asset]]
-id = "gw-berlin"
-kind = "gateway"
-addresses = ["100.64.0.2"]
-
-[[asset]]
-id = "app-host"
-kind = "primary"
-addresses = ["100.64.1.10"]
-names = ["app.internal"]
-
-[[virtual_asset]]
-id = "app-via-berlin"
-gateway = "gw-berlin"
-addresses = ["10.10.0.10"]
-names = ["app.internal"]
-
+"#,
+    app_via_berlin_toml!(),
+    r#"
 [[policy]]
 id = "app"
 sources = ["*"]
 destinations = ["app-host", "app-via-berlin"]
-"#;
+"#
+);
 
 /// A second file that adds `db.internal`.
 const DB: &str = r#"[[asset]]
@@ -449,26 +437,13 @@ fn health_survives_a_reload() {
     assert_eq!(endpoints[1]["consecutive_failures"], 1, "{status}");
 }
 
-const IDENTITY_ZONE: &str = r#"[[zone]]
+const IDENTITY_ZONE: &str = concat!(
+    r#"[[zone]]
 origin = "internal"
 
-[[asset]]
-id = "gw-berlin"
-kind = "gateway"
-addresses = ["100.64.0.2"]
-
-[[asset]]
-id = "app-host"
-kind = "primary"
-addresses = ["100.64.1.10"]
-names = ["app.internal"]
-
-[[virtual_asset]]
-id = "app-via-berlin"
-gateway = "gw-berlin"
-addresses = ["10.10.0.10"]
-names = ["app.internal"]
-
+"#,
+    app_via_berlin_toml!(),
+    r#"
 [[virtual_asset]]
 id = "app-via-munich"
 gateway = "gw-berlin"
@@ -489,7 +464,8 @@ destinations = ["app-via-berlin"]
 id = "flag-laptop"
 sources = ["device:flag-laptop"]
 destinations = ["app-via-munich"]
-"#;
+"#
+);
 
 #[test]
 fn identity_change_in_the_settings_file_takes_effect_and_flags_still_win() {
