@@ -10,7 +10,11 @@
 #
 #   bash scripts/bench-peers.sh             # full run: 10 s per measurement (~3 minutes)
 #   bash scripts/bench-peers.sh --quick     # 3 s per measurement, for trying it out
-#   bash scripts/bench-peers.sh --only failover-dns --only unbound
+#   bash scripts/bench-peers.sh --only failover-dns --only unbound --only floor
+#
+# Latency is measured twice at the steady rate: by dnsperf, and by a busy-polling client
+# (examples/steady_latency.rs) whose own wake-ups add nothing; a UDP echo that does no DNS work
+# ("floor") is measured the same way, as the least any server can do on this machine.
 #
 # Installs dnsperf, unbound, dnsmasq (dnsmasq-base: the program without its system service),
 # knot-resolver, dig and python3 from Debian when missing, without starting any system service.
@@ -29,7 +33,7 @@ while [ $# -gt 0 ]; do
     --quick) duration=3; steady=3 ;;
     --duration) duration="$2"; steady="$2"; shift ;;
     --only) only+=("$2"); shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -78,8 +82,9 @@ if [ "$(nproc)" -lt 2 ]; then
 fi
 
 echo "building failover-dns (release)…" >&2
-cargo build --release --locked --quiet --bin failover-dns
+cargo build --release --locked --quiet --bin failover-dns --example steady_latency
 binary="$root/target/release/failover-dns"
+probe="$root/target/release/examples/steady_latency"
 
 # --- scratch space and cleanup ------------------------------------------------------------------
 work=$(mktemp -d /tmp/bench-peers.XXXXXX)
@@ -279,7 +284,7 @@ measure() {
   fi
   [ "$server" != failover-dns ] || failover_dns_reports
 
-  local cpu0 cpu1 qps completed rss threads p50 p99 tcp_qps
+  local cpu0 cpu1 qps completed rss threads tcp_qps p50 p99 busy_p50 busy_p99
   cpu0=$(cpu_ticks "$server_pid")
   # bash's time: dnsperf's own CPU use, to show which side was the limit.
   local TIMEFORMAT='%U %S %R' client
@@ -292,9 +297,7 @@ measure() {
   completed=$(field "Queries completed" "$work/$server.udp")
   echo "  UDP saturated: $qps qps, $completed answered, server CPU $((cpu1 - cpu0)) ticks, dnsperf CPU ${client}%" >&2
 
-  perf_run "$port" -l "$steady" -Q "$rate" -v >"$work/$server.steady" 2>&1
-  read -r p50 p99 _ < <(python3 scripts/bench/peers.py latency "$work/$server.steady")
-  echo "  steady $rate qps: p50 ${p50} µs, p99 ${p99} µs" >&2
+  steady_latency "$server" "$port"
 
   perf_run "$port" -l "$duration" -m tcp >"$work/$server.tcp" 2>&1
   tcp_qps=$(field "Queries per second" "$work/$server.tcp")
@@ -302,18 +305,60 @@ measure() {
 
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
   python3 - "$server" "$qps" "$completed" "$((cpu1 - cpu0))" "$clk_tck" "$rss" "$threads" \
-    "$p50" "$p99" "$tcp_qps" "$note" "$ready_s" "$duration" "$client" >>"$results" <<'EOF'
+    "$p50" "$p99" "$busy_p50" "$busy_p99" "$tcp_qps" "$note" "$ready_s" "$duration" "$client" \
+    >>"$results" <<'EOF'
 import json, sys
-server, qps, completed, ticks, tck, rss, threads, p50, p99, tcp, note, ready, duration, client = sys.argv[1:]
+(server, qps, completed, ticks, tck, rss, threads, p50, p99, busy_p50, busy_p99, tcp, note, ready,
+ duration, client) = sys.argv[1:]
 cpu_s = int(ticks) / int(tck)
 print(json.dumps({
     "server": server, "qps": float(qps or 0), "cpu_us": cpu_s / max(int(completed or 0), 1) * 1e6,
     "cpu_s": cpu_s, "rss_kb": int(rss or 0), "threads": int(threads or 0),
-    "p50_us": float(p50), "p99_us": float(p99), "tcp_qps": float(tcp or 0), "note": note,
+    "p50_us": float(p50), "p99_us": float(p99), "busy_p50_us": float(busy_p50),
+    "busy_p99_us": float(busy_p99), "tcp_qps": float(tcp or 0), "note": note,
     "ready_s": float(ready or 0), "server_cpu_pct": cpu_s / float(duration) * 100,
     "client_cpu_pct": float(client or 0),
 }))
 EOF
+}
+
+# Latency at a steady $rate qps, twice: dnsperf's per-query latencies (its receive thread
+# sleeps between replies), then the busy-polling probe (examples/steady_latency.rs), whose own
+# wake-ups add nothing. Sets p50, p99, busy_p50 and busy_p99 (µs; nan when a run failed).
+steady_latency() {
+  local server=$1 port=$2 busy
+  perf_run "$port" -l "$steady" -Q "$rate" -v >"$work/$server.steady" 2>&1
+  read -r p50 p99 _ < <(python3 scripts/bench/peers.py latency "$work/$server.steady")
+  busy=$(taskset -c 1 "$probe" probe "127.0.0.1:$port" "$work/queries" "$rate" "$steady" \
+    2>"$work/$server.probe.err" || echo "nan nan nan nan 0 0")
+  read -r busy_p50 _ busy_p99 _ <<<"$busy"
+  echo "  steady $rate qps: dnsperf p50 ${p50} µs, p99 ${p99} µs; busy client p50 ${busy_p50} µs, p99 ${busy_p99} µs" >&2
+}
+
+# The machine's floor: a UDP echo (examples/steady_latency.rs echo) that does no DNS work at
+# all, pinned like the servers and measured with the same two steady-rate runs. No server can
+# answer faster than this on this machine.
+measure_floor() {
+  local port p50 p99 busy_p50 busy_p99 deadline
+  port=$(free_port)
+  echo "== UDP echo (the floor) on 127.0.0.1:$port" >&2
+  taskset -c 0 "$probe" echo "127.0.0.1:$port" >"$work/echo.log" 2>&1 &
+  server_pid=$!
+  deadline=$((SECONDS + 10))
+  # The echo answers a query with the query itself: dig sees a NOERROR reply once it is up.
+  until dig +time=1 +tries=1 @127.0.0.1 -p "$port" h0.bench.internal A 2>/dev/null \
+      | grep -q 'status: NOERROR'; do
+    if [ $SECONDS -ge $deadline ]; then
+      skip "UDP echo (floor)" "did not answer within 10 s"
+      kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=""
+      return
+    fi
+    sleep 0.05
+  done
+  steady_latency echo "$port"
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+  printf '{"server": "UDP echo (floor)", "floor": true, "p50_us": %s, "p99_us": %s, "busy_p50_us": %s, "busy_p99_us": %s, "note": "no DNS work: every datagram back with QR set (examples/steady_latency.rs), the least any server can do here"}\n' \
+    "$p50" "$p99" "$busy_p50" "$busy_p99" >>"$results"
 }
 
 wanted() {
@@ -330,6 +375,7 @@ wanted knot-resolver && measure knot-resolver start_knot_resolver \
   "hints module (hosts file) + a Lua policy rule for NXDOMAIN, 1 process"
 wanted dnsmasq && measure dnsmasq start_dnsmasq \
   "addn-hosts + --local=/bench.internal/ (NXDOMAIN without SOA), 1 process; TCP forks per connection"
+wanted floor && measure_floor
 wanted failover-dns && measure failover-dns start_failover_dns \
   "TOKIO_WORKER_THREADS=1 (the threads column counts the main thread too), health ordering on: $(( names / 2 + names / 3 + 100 )) reports"
 

@@ -46,4 +46,6 @@ pub mod snapshot;
 pub mod status;
 #[cfg(target_os = "linux")]
 pub mod udp_batch;
+#[cfg(target_os = "linux")]
+pub mod udp_loop;
 pub mod zones;

@@ -2,15 +2,16 @@
 //! address, the control socket, and shutdown. Sockets are bound by the caller (or by [`bind`])
 //! so tests and embedders can use port 0.
 //!
-//! Every loop is bounded ([`Limits`]): each UDP socket has its own task, so a flood on one
-//! cannot starve another, and forwarded queries in flight are capped for the whole server; TCP
+//! Every loop is bounded ([`Limits`]): each UDP socket has its own loop (on Linux its own
+//! thread, [`crate::udp_loop`]; elsewhere a runtime task), so a flood on one cannot starve
+//! another, and forwarded queries in flight are capped for the whole server; TCP
 //! connections are capped in number (the rest wait in the kernel's backlog, UDP is
 //! unaffected), in idle time, in the time a started message or a reply write may take (a
 //! client that trickles bytes or never reads is cut off), and in queries in flight each.
 //! Owned names go through the fast path ([`crate::fastpath`]): one answer memo per UDP socket,
 //! one shared by the server's TCP connections. On Linux each UDP socket is read and written in
-//! batches ([`crate::udp_batch`]), and `serve` binds one UDP socket per worker thread
-//! (`SO_REUSEPORT`, [`bind_sockets`]).
+//! batches ([`crate::udp_batch`]) by its own thread, and `serve` binds one UDP socket per
+//! worker thread (`SO_REUSEPORT`, [`bind_sockets`]).
 //!
 //! Pipelined TCP queries are answered as they finish (RFC 7766 §6.2.1.1): owned names at once,
 //! forwarded ones when their upstream answers, through one writer per connection that frames
@@ -33,7 +34,9 @@ use tracing::{debug, warn};
 use crate::answer::Transport;
 use crate::control::ControlSocket;
 use crate::fastpath::AnswerMemo;
-use crate::handler::{Client, ForwardJob, Handler, Step};
+#[cfg(not(target_os = "linux"))]
+use crate::handler::ForwardJob;
+use crate::handler::{Client, Handler, Step};
 use crate::limits::Limits;
 /// The largest UDP datagram read; larger ones are cut by the kernel and fail to parse.
 #[cfg(not(target_os = "linux"))]
@@ -139,8 +142,14 @@ pub async fn run_with_limits(
     let connections = Arc::new(Semaphore::new(limits.max_tcp_connections));
     let forwards = Arc::new(Semaphore::new(limits.forwards_in_flight));
     let tcp_memo = Arc::new(std::sync::Mutex::new(AnswerMemo::new()));
+    // Stops the UDP threads when this future ends, or is dropped before it ends.
+    #[cfg(target_os = "linux")]
+    let mut udp_loops = crate::udp_loop::UdpLoops::new();
     for listener in listeners {
         for udp in std::iter::once(listener.udp).chain(listener.more_udp) {
+            #[cfg(target_os = "linux")]
+            udp_loops.start(udp, handler.clone(), Arc::clone(&forwards));
+            #[cfg(not(target_os = "linux"))]
             tasks.spawn(serve_udp(udp, handler.clone(), Arc::clone(&forwards)));
         }
         tasks.spawn(serve_tcp(
@@ -163,6 +172,8 @@ pub async fn run_with_limits(
         })
     });
     shutdown.await;
+    #[cfg(target_os = "linux")]
+    udp_loops.stop().await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     if let Some(task) = control_task {
@@ -172,51 +183,10 @@ pub async fn run_with_limits(
     }
 }
 
-/// The receive loop of one UDP socket (Linux: batched, see [`crate::udp_batch`]). It never
-/// waits on an upstream: forwarded queries run in spawned tasks, each holding one of the
-/// server's `forwards` slots; with none free the query is dropped. Owned names are answered
-/// through the socket's [`AnswerMemo`] (the fast path).
-#[cfg(target_os = "linux")]
-async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>) {
-    use crate::udp_batch::{BATCH, ReceiveBatch, prepare, send_all};
-
-    prepare(&socket);
-    let socket = Arc::new(socket);
-    let mut batch = ReceiveBatch::new();
-    let mut memo = AnswerMemo::new();
-    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
-    // The buffers of sent replies, refilled by the next batch's memoised answers.
-    let mut spare: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
-    loop {
-        let count = match batch.receive(&socket).await {
-            Ok(count) => count,
-            Err(error) => {
-                debug!(%error, "udp receive failed");
-                continue;
-            }
-        };
-        for index in 0..count {
-            let Some((packet, peer)) = batch.datagram(index) else {
-                continue;
-            };
-            let client = Client {
-                address: peer,
-                transport: Transport::Udp,
-            };
-            let buffer = spare.pop().unwrap_or_default();
-            match handler.handle_memoized(&mut memo, packet, client, buffer) {
-                Step::Reply(reply) => replies.push((reply, peer)),
-                Step::Forward(job) => forward_udp(job, peer, &handler, &socket, &forwards),
-                Step::Drop => {}
-            }
-        }
-        send_all(&socket, &replies).await;
-        spare.extend(replies.drain(..).map(|(buffer, _)| buffer));
-    }
-}
-
-/// The receive loop of one UDP socket, a datagram per system call (systems without
-/// `recvmmsg`). See the Linux version for what it does.
+/// The receive loop of one UDP socket, a datagram per system call, as a runtime task (systems
+/// other than Linux; Linux has [`crate::udp_loop`]). It never waits on an upstream: forwarded
+/// queries run in spawned tasks, each holding one of the server's `forwards` slots; with none
+/// free the query is dropped. Owned names are answered through the socket's [`AnswerMemo`].
 #[cfg(not(target_os = "linux"))]
 async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>) {
     let socket = Arc::new(socket);
@@ -251,6 +221,7 @@ async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>
 
 /// Runs a forwarded UDP query off the receive loop, bounded in number by `forwards`; past the
 /// bound the query is dropped and the client retries.
+#[cfg(not(target_os = "linux"))]
 fn forward_udp(
     job: ForwardJob,
     peer: SocketAddr,

@@ -1,11 +1,16 @@
-//! Batched UDP I/O for the receive loop (Linux): up to [`BATCH`] datagrams per `recvmmsg`
+//! Batched UDP I/O for the receive threads (Linux): up to [`BATCH`] datagrams per `recvmmsg`
 //! system call, and the replies to them in one `sendmmsg`, instead of a `recvfrom` and a
 //! `sendto` per query. Under load several queries wait in the socket buffer at once, and the
 //! per-call kernel cost (entry, file look-up, wake-ups) is paid once for all of them; with one
 //! query waiting a batch is one query, as before.
 //!
-//! Both calls go through crates' safe wrappers (`nix` for `recvmmsg`, `rustix` for `sendmmsg`);
-//! this module only owns the buffers and the conversion of addresses.
+//! The socket is in blocking mode: [`ReceiveBatch::receive`] sleeps in `recvmmsg` until a
+//! datagram arrives (`MSG_WAITFORONE`: then it takes what is waiting without sleeping again),
+//! and sends never sleep (`MSG_DONTWAIT`; on a full send buffer [`send_all`] waits for room in
+//! `poll`, bounded by [`SEND_WAIT`], like unbound). See [`crate::udp_loop`] for why.
+//!
+//! The calls go through crates' safe wrappers (`nix` for `recvmmsg`, `rustix` for `sendmmsg`,
+//! `sendto` and `poll`); this module only owns the buffers and the conversion of addresses.
 //!
 //! [`prepare`] also sets `IP_PMTUDISC_PROBE` on an IPv4 socket: replies carry DF (don't
 //! fragment) with IP ID 0, which spares the kernel a keyed hash per reply to pick an ID, and it
@@ -14,19 +19,22 @@
 //! so they never need fragmenting.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
-use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg, sendto};
 
 /// Most datagrams one receive (and one send) call moves.
 pub const BATCH: usize = 32;
 /// The receive buffer of each datagram. DNS queries are far smaller (a question and an OPT
 /// record); a longer datagram is cut to this length and answered FORMERR.
 pub const DATAGRAM_BUFFER: usize = 4096;
+/// How long [`send_all`] waits for room in a full send buffer before it drops the batch's
+/// remaining replies (their clients ask again).
+pub const SEND_WAIT: Duration = Duration::from_millis(200);
 
 /// Readies a UDP socket for serving (see the module documentation); a failure only costs
 /// speed, so it is logged and serving goes on.
@@ -68,22 +76,11 @@ impl ReceiveBatch {
         }
     }
 
-    /// Waits until `socket` has datagrams and receives as many as are waiting, up to
-    /// [`BATCH`]; returns how many (see [`ReceiveBatch::datagram`]).
-    pub async fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        loop {
-            socket.readable().await?;
-            match socket.try_io(Interest::READABLE, || self.receive_waiting(socket)) {
-                Ok(count) => return Ok(count),
-                // Readiness was stale: wait again.
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error),
-            }
-        }
-    }
-
-    /// One `recvmmsg` that does not wait (`WouldBlock` when nothing is there).
-    fn receive_waiting(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    /// Sleeps until the (blocking) `socket` has a datagram, then receives as many as are
+    /// waiting, up to [`BATCH`]; returns how many (see [`ReceiveBatch::datagram`]). A socket
+    /// shut down for reading returns at once, with datagrams that have no sender; a signal
+    /// that lands while it sleeps returns `Interrupted`.
+    pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         let ReceiveBatch { buffers, received } = self;
         received.clear();
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(buffers.len(), None);
@@ -95,7 +92,7 @@ impl ReceiveBatch {
             socket.as_raw_fd(),
             &mut headers,
             slices.iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
+            MsgFlags::MSG_WAITFORONE,
             None,
         )
         .map_err(io::Error::from)?;
@@ -127,17 +124,21 @@ fn socket_address(address: &SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
 }
 
-/// Sends each reply to its address, [`BATCH`] per `sendmmsg`, waiting while the socket's send
-/// buffer is full. A reply the kernel refuses (for instance an unreachable address) is logged
-/// at debug level and skipped; the rest are still sent.
-pub async fn send_all(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) {
+/// Sends each reply to its address, [`BATCH`] per `sendmmsg`. While the send buffer is full it
+/// waits for room, at most [`SEND_WAIT`] at a time; after that the rest of the replies are
+/// dropped (and logged at debug level). A reply the kernel refuses (for instance an
+/// unreachable address) is logged at debug level and skipped; the rest are still sent.
+pub fn send_all(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) {
     let mut next = 0;
     while let Some(pending) = replies.get(next..).filter(|rest| !rest.is_empty()) {
-        match socket.try_io(Interest::WRITABLE, || send_now(socket, pending)) {
+        match send_now(socket, pending) {
             Ok(sent) => next += sent.max(1),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                if let Err(error) = socket.writable().await {
-                    tracing::debug!(%error, "udp socket not writable; replies dropped");
+                if !wait_for_room(socket) {
+                    tracing::debug!(
+                        dropped = pending.len(),
+                        "udp send buffer full for {SEND_WAIT:?}; replies dropped"
+                    );
                     return;
                 }
             }
@@ -151,7 +152,31 @@ pub async fn send_all(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) {
     }
 }
 
-/// One `sendmmsg` of up to [`BATCH`] replies; how many the kernel took.
+/// Sends one reply without waiting (for the tasks that answer forwarded queries, which must
+/// not block their runtime thread); a full send buffer drops it, and the client asks again.
+pub fn send_one(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {
+    if let Err(error) = sendto(socket, reply, SendFlags::DONTWAIT, &peer) {
+        tracing::debug!(%error, %peer, "udp send failed");
+    }
+}
+
+/// Waits until `socket` can take a datagram, at most [`SEND_WAIT`]; whether it can.
+fn wait_for_room(socket: &UdpSocket) -> bool {
+    let timeout = Timespec::try_from(SEND_WAIT).unwrap_or(Timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    });
+    let mut fds = [PollFd::new(socket, PollFlags::OUT)];
+    loop {
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(ready) => return ready > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// One `sendmmsg` of up to [`BATCH`] replies that does not wait; how many the kernel took.
 fn send_now(socket: &UdpSocket, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
     let replies = replies.get(..BATCH.min(replies.len())).unwrap_or_default();
     let addresses: Vec<SocketAddrAny> = replies

@@ -156,20 +156,26 @@ def latency(path):
 def table(path):
     rows = [json.loads(line) for line in open(path) if line.strip()]
     ok = [r for r in rows if not r.get("skipped")]
-    peers = [r for r in ok if r["server"] != "failover-dns"]
+    peers = [r for r in ok if r["server"] != "failover-dns" and not r.get("floor")]
     best = min(peers, key=lambda r: r["cpu_us"], default=None)
     unbound = next((r for r in peers if r["server"].startswith("unbound")), None)
     head = ["server", "qps", "CPU µs/q", "CPU/q vs best peer", "CPU/q vs unbound",
-            "qps vs best peer", "server CPU %", "dnsperf CPU %", "p50 µs @10k", "p99 µs @10k", "RSS MB", "TCP qps",
+            "qps vs best peer", "server CPU %", "dnsperf CPU %", "p50 µs @10k", "p99 µs @10k", "busy p50 µs", "busy p99 µs", "RSS MB", "TCP qps",
             "threads", "ready s"]
     out = []
     for r in ok:
         ratio = lambda ref, key: f"{r[key] / ref[key]:.2f}×" if ref and ref[key] else "-"
+        if r.get("floor"):
+            out.append([r["server"], *["-"] * 7, f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}",
+                        f"{r['busy_p50_us']:.0f}", f"{r['busy_p99_us']:.0f}", *["-"] * 4])
+            continue
         out.append([
             r["server"], f"{r['qps']:,.0f}", f"{r['cpu_us']:.2f}",
             ratio(best, "cpu_us"), ratio(unbound, "cpu_us"), ratio(best, "qps"),
             f"{r.get('server_cpu_pct', 0):.0f}", f"{r.get('client_cpu_pct', 0):.0f}",
-            f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}", f"{r['rss_kb'] / 1024:.1f}",
+            f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}",
+            f"{r.get('busy_p50_us', float('nan')):.0f}", f"{r.get('busy_p99_us', float('nan')):.0f}",
+            f"{r['rss_kb'] / 1024:.1f}",
             f"{r['tcp_qps']:,.0f}" if r.get("tcp_qps") else "-", str(r.get("threads", "?")),
             f"{r.get('ready_s', 0):.1f}",
         ])
