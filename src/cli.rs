@@ -104,8 +104,9 @@ pub struct ServeArgs {
     /// Settings, zones and identity.
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Runtime worker threads; each listen address also gets this many UDP sockets
-    /// (SO_REUSEPORT), so that every worker answers UDP [default: one per CPU]
+    /// Runtime worker threads (TCP, control socket, forwarding); each listen address also gets
+    /// this many UDP sockets (SO_REUSEPORT), each read by a thread of its own on Linux
+    /// [default: one per CPU]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
     /// Address to serve DNS on, UDP and TCP (repeatable; port 0 picks a free port)
