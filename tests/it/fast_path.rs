@@ -201,6 +201,23 @@ fn udp_sockets_read_once(port: u16) -> usize {
         .sum()
 }
 
+/// The threads of process `pid` named as UDP receive loops (`udp-N`).
+fn udp_receive_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+                .filter(|name| {
+                    name.trim_end()
+                        .strip_prefix("udp-")
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn each_worker_gets_a_udp_socket_and_every_socket_answers() {
     for (workers, sockets) in [("1", 1), ("3", 3)] {
@@ -210,6 +227,12 @@ fn each_worker_gets_a_udp_socket_and_every_socket_answers() {
             udp_sockets_on(address.port(), sockets),
             sockets,
             "--workers {workers}"
+        );
+        // Linux: each socket is read by a thread of its own (src/udp_loop.rs).
+        assert_eq!(
+            udp_receive_threads(server.pid()),
+            sockets,
+            "--workers {workers}: receive threads"
         );
         // Clients on many source ports, which the kernel spreads over the sockets: all answered.
         for id in 0..24u16 {
