@@ -9,6 +9,8 @@
 //! cargo run --release --example steady_latency -- probe 127.0.0.1:5390 QUERY_FILE 10000 10
 //! ```
 //!
+//! `echo ADDR` prints `echo on ADDR` (port 0 picks a free port) and answers until killed.
+//!
 //! `probe SERVER QUERY_FILE RATE SECONDS` reads dnsperf's query format (`name type` per line,
 //! A or AAAA), sends them in turn at RATE per second for SECONDS from one socket, and prints
 //! `p50 p90 p99 p999 answered lost` (µs; a query unanswered after 1 s is lost). Only loopback
@@ -62,6 +64,10 @@ fn parse_loopback(text: &str) -> Result<SocketAddr, String> {
 /// Answers every datagram with itself, the QR bit set: the least any server can do.
 fn echo(listen: SocketAddr) -> Result<(), String> {
     let socket = UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+    let bound = socket.local_addr().map_err(|e| format!("address: {e}"))?;
+    // Port 0 picks a free port; say which, for whoever started us.
+    println!("echo on {bound}");
+    std::io::Write::flush(&mut std::io::stdout()).map_err(|e| format!("stdout: {e}"))?;
     let mut buffer = [0u8; 4096];
     loop {
         let (length, peer) = socket

@@ -7,6 +7,7 @@
 //! - `answers`: what a shared name resolves to, record types, case, empty non-terminals;
 //! - `failover`: how reports reorder the answer;
 //! - `fast_path`: the answer memo and batched UDP over the real socket;
+//! - `bench_tools`: the latency probe and UDP echo that `scripts/bench-peers.sh` uses;
 //! - `policy`: what policies and the identity hide or show, in forward and reverse lookups;
 //! - `truncation`: UDP size limits, TC and the TCP retry;
 //! - `not_owned`: names outside the owned zones when there is no upstream;
@@ -56,6 +57,7 @@ mod support;
 
 mod agent_feed;
 mod answers;
+mod bench_tools;
 mod check;
 mod control;
 mod failover;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::Server;
+use crate::support::{Server, text};
 
 /// How long a change may take before a test fails; generous for a loaded 2-core machine, so a
 /// failure message can show how long it really took.
@@ -98,10 +98,6 @@ fn status_json(server: &Server) -> Value {
     let output = server.cli(&["status", "--json"]);
     assert!(output.status.success(), "status --json: {output:?}");
     serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// `failover-dns reload` against `server`, with its stdout and stderr for messages.
