@@ -10,7 +10,7 @@
 #
 #   bash scripts/bench-peers.sh             # full run: 10 s per measurement (~3 minutes)
 #   bash scripts/bench-peers.sh --quick     # 3 s per measurement, for trying it out
-#   bash scripts/bench-peers.sh --only failover-dns --only unbound --only floor
+#   bash scripts/bench-peers.sh --only failover-dns --only unbound --only floor --only forwarding
 #
 # Latency is measured twice at the steady rate: by dnsperf, and by a busy-polling client
 # (examples/steady_latency.rs) whose own wake-ups add nothing; a UDP echo that does no DNS work
@@ -89,12 +89,16 @@ probe="$root/target/release/examples/steady_latency"
 # --- scratch space and cleanup ------------------------------------------------------------------
 work=$(mktemp -d /tmp/bench-peers.XXXXXX)
 server_pid=""
+upstream_pid=""   # the upstream of the cached-forwarding run
 log=/dev/null     # the current server's log
 cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "$server_pid" "$upstream_pid"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -156,11 +160,14 @@ check_answers() {
 perf_run() { taskset -c 1 dnsperf -s 127.0.0.1 -p "$1" -d "$work/queries" -T 1 -c 16 -q 256 "${@:2}"; }
 field() { awk -F: -v f="$1" '$1 ~ "^ *"f"$" {sub(/^ */, "", $2); split($2, v, " "); print v[1]; exit}' "$2"; }
 
+# unbound serving a zone file: start_unbound PORT [DIR ZONE_FILE CPU] (the peer: $work/unbound,
+# the generated zone, CPU 0). Sets server_pid.
 start_unbound() {
-  mkdir -p "$work/unbound"
+  local dir=${2:-$work/unbound} zone=${3:-$work/bench.internal.zone} cpu=${4:-0}
+  mkdir -p "$dir"
   # auth-zone for downstream: unbound answers the zone authoritatively (AA, NXDOMAIN + SOA).
   # do-not-query-address for every address: it cannot send a query anywhere.
-  cat >"$work/unbound/unbound.conf" <<EOF
+  cat >"$dir/unbound.conf" <<EOF
 server:
   num-threads: 1
   interface: 127.0.0.1
@@ -169,7 +176,7 @@ server:
   do-daemonize: no
   chroot: ""
   username: ""
-  directory: "$work/unbound"
+  directory: "$dir"
   pidfile: ""
   use-syslog: no
   logfile: ""
@@ -186,12 +193,12 @@ remote-control:
   control-enable: no
 auth-zone:
   name: "bench.internal."
-  zonefile: "$work/bench.internal.zone"
+  zonefile: "$zone"
   for-downstream: yes
   for-upstream: no
   fallback-enabled: no
 EOF
-  taskset -c 0 unbound -d -c "$work/unbound/unbound.conf" >"$log" 2>&1 &
+  taskset -c "$cpu" unbound -d -c "$dir/unbound.conf" >"$log" 2>&1 &
   server_pid=$!
 }
 
@@ -361,6 +368,68 @@ measure_floor() {
     "$p50" "$p99" "$busy_p50" "$busy_p99" >>"$results"
 }
 
+# failover-dns forwarding the zone's names (it owns none) to unbound, answering from its cache:
+# the issue's "forwarded answers served from the cache". The upstream serves the same zone with
+# a TTL of an hour (negative answers too), so that no cached answer expires during the run; it
+# runs on CPU 1 beside dnsperf and is asked only while one pass over the query file fills the
+# cache. Then a saturation run as for the servers above (no steady-rate or TCP runs).
+measure_cached_forwarding() {
+  local server="failover-dns, forwarded from its cache" port upstream cpu0 cpu1 qps completed
+  local rss threads client TIMEFORMAT='%U %S %R'
+  log="$work/upstream.log"
+  upstream=$(free_port)
+  echo "== unbound as the upstream on 127.0.0.1:$upstream (CPU 1)" >&2
+  sed -e 's/^\$TTL 5$/$TTL 3600/' -e 's/ 86400 5$/ 86400 3600/' "$work/bench.internal.zone" \
+    >"$work/bench.internal.hour.zone"
+  start_unbound "$upstream" "$work/upstream" "$work/bench.internal.hour.zone" 1
+  upstream_pid=$server_pid
+  server_pid=$upstream_pid
+  if ! wait_ready "$upstream"; then
+    skip "$server" "the upstream did not answer within 60 s"
+    kill "$upstream_pid" 2>/dev/null || true; wait "$upstream_pid" 2>/dev/null || true
+    upstream_pid=""; server_pid=""
+    return
+  fi
+  log="$work/forwarding.log"
+  port=$(free_port)
+  echo "== $server on 127.0.0.1:$port" >&2
+  mkdir -p "$work/no-zones"
+  TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c 0 "$binary" serve \
+    --zones "$work/no-zones" --listen "127.0.0.1:$port" --control "$work/forwarding.sock" \
+    --resolv-conf "$work/empty-resolv.conf" --upstream "127.0.0.1:$upstream" \
+    --cache-size 100000 >"$log" 2>&1 &
+  server_pid=$!
+  if ! wait_ready "$port" || [ -n "$(check_answers "$port")" ]; then
+    skip "$server" "did not forward the zone's answers (log: $(tail -c 300 "$log" | tr '\n"\\' '   '))"
+  else
+    perf_run "$port" -n 1 >"$work/forwarding.fill" 2>&1
+    cpu0=$(cpu_ticks "$server_pid")
+    { time perf_run "$port" -l "$duration" >"$work/forwarding.udp" 2>&1; } 2>"$work/forwarding.time"
+    cpu1=$(cpu_ticks "$server_pid")
+    client=$(awk '{printf "%.0f", ($1 + $2) / $3 * 100}' "$work/forwarding.time")
+    rss=$(status_field "$server_pid" VmRSS)
+    threads=$(status_field "$server_pid" Threads)
+    qps=$(field "Queries per second" "$work/forwarding.udp")
+    completed=$(field "Queries completed" "$work/forwarding.udp")
+    echo "  UDP saturated: $qps qps, $completed answered, server CPU $((cpu1 - cpu0)) ticks, dnsperf CPU ${client}%" >&2
+    python3 - "$server" "$qps" "$completed" "$((cpu1 - cpu0))" "$clk_tck" "$rss" "$threads" \
+      "$duration" "$client" >>"$results" <<'EOF'
+import json, sys
+server, qps, completed, ticks, tck, rss, threads, duration, client = sys.argv[1:]
+cpu_s = int(ticks) / int(tck)
+print(json.dumps({
+    "server": server, "ours": True, "qps": float(qps or 0),
+    "cpu_us": cpu_s / max(int(completed or 0), 1) * 1e6, "cpu_s": cpu_s,
+    "rss_kb": int(rss or 0), "threads": int(threads or 0), "server_cpu_pct": cpu_s / float(duration) * 100,
+    "client_cpu_pct": float(client or 0),
+    "note": "no zones; --upstream unbound (TTL 1 h) on CPU 1, --cache-size 100000; cache filled by one pass over the query file first",
+}))
+EOF
+  fi
+  kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=""
+  kill "$upstream_pid" 2>/dev/null || true; wait "$upstream_pid" 2>/dev/null || true; upstream_pid=""
+}
+
 wanted() {
   [ ${#only[@]} -eq 0 ] && return 0
   local o
@@ -376,6 +445,7 @@ wanted knot-resolver && measure knot-resolver start_knot_resolver \
 wanted dnsmasq && measure dnsmasq start_dnsmasq \
   "addn-hosts + --local=/bench.internal/ (NXDOMAIN without SOA), 1 process; TCP forks per connection"
 wanted floor && measure_floor
+wanted forwarding && measure_cached_forwarding
 wanted failover-dns && measure failover-dns start_failover_dns \
   "TOKIO_WORKER_THREADS=1 (the threads column counts the main thread too), health ordering on: $(( names / 2 + names / 3 + 100 )) reports"
 

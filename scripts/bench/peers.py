@@ -156,7 +156,8 @@ def latency(path):
 def table(path):
     rows = [json.loads(line) for line in open(path) if line.strip()]
     ok = [r for r in rows if not r.get("skipped")]
-    peers = [r for r in ok if r["server"] != "failover-dns" and not r.get("floor")]
+    peers = [r for r in ok if r["server"] != "failover-dns" and not r.get("floor")
+             and not r.get("ours")]
     best = min(peers, key=lambda r: r["cpu_us"], default=None)
     unbound = next((r for r in peers if r["server"].startswith("unbound")), None)
     head = ["server", "qps", "CPU µs/q", "CPU/q vs best peer", "CPU/q vs unbound",
@@ -169,15 +170,15 @@ def table(path):
             out.append([r["server"], *["-"] * 7, f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}",
                         f"{r['busy_p50_us']:.0f}", f"{r['busy_p99_us']:.0f}", *["-"] * 4])
             continue
+        num = lambda key: f"{r[key]:.0f}" if key in r else "-"
         out.append([
             r["server"], f"{r['qps']:,.0f}", f"{r['cpu_us']:.2f}",
             ratio(best, "cpu_us"), ratio(unbound, "cpu_us"), ratio(best, "qps"),
             f"{r.get('server_cpu_pct', 0):.0f}", f"{r.get('client_cpu_pct', 0):.0f}",
-            f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}",
-            f"{r.get('busy_p50_us', float('nan')):.0f}", f"{r.get('busy_p99_us', float('nan')):.0f}",
+            num("p50_us"), num("p99_us"), num("busy_p50_us"), num("busy_p99_us"),
             f"{r['rss_kb'] / 1024:.1f}",
             f"{r['tcp_qps']:,.0f}" if r.get("tcp_qps") else "-", str(r.get("threads", "?")),
-            f"{r.get('ready_s', 0):.1f}",
+            f"{r['ready_s']:.1f}" if "ready_s" in r else "-",
         ])
     widths = [max(len(h), *(len(row[k]) for row in out)) if out else len(h) for k, h in enumerate(head)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
