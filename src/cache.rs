@@ -4,6 +4,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -51,6 +52,25 @@ struct Entry {
 #[derive(Debug)]
 pub struct AnswerCache {
     entries: Option<Mutex<LruCache<CacheKey, Entry>>>,
+    /// How many times the cache has changed: an answer stored (which may evict another), an
+    /// expired one dropped, or everything cleared. The fast path's memo of cached answers is
+    /// valid only while this stays the same.
+    generation: AtomicU64,
+}
+
+/// A cached response as [`AnswerCache::lookup_aged`] gives it, with the times the fast path
+/// needs to age its own copy of the reply as the cache would.
+#[derive(Debug, Clone)]
+pub struct CachedAnswer {
+    /// The response, re-addressed and with its TTLs lowered by `age` (as
+    /// [`AnswerCache::lookup`]).
+    pub response: Message,
+    /// How long the answer may be served from when it was stored; it expires then.
+    pub lifetime: Duration,
+    /// When it was stored.
+    pub stored: Instant,
+    /// Whole seconds between `stored` and the look-up: what its TTLs were lowered by.
+    pub age: u32,
 }
 
 impl AnswerCache {
@@ -58,6 +78,7 @@ impl AnswerCache {
     pub fn new(capacity: usize) -> Self {
         AnswerCache {
             entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -81,6 +102,7 @@ impl AnswerCache {
         };
         if let Ok(mut entries) = entries.lock() {
             entries.put(key, entry);
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -88,6 +110,12 @@ impl AnswerCache {
     /// and CD bits) with TTLs lowered by the time spent in the cache; `None` on a miss or when
     /// the entry has expired.
     pub fn lookup(&self, request: &Message, now: Instant) -> Option<Message> {
+        self.lookup_aged(request, now).map(|cached| cached.response)
+    }
+
+    /// [`AnswerCache::lookup`], with when the answer was stored, how long it lives and the age
+    /// its TTLs were lowered by.
+    pub fn lookup_aged(&self, request: &Message, now: Instant) -> Option<CachedAnswer> {
         let entries = self.entries.as_ref()?;
         let key = CacheKey::for_request(request)?;
         let entry = {
@@ -96,6 +124,7 @@ impl AnswerCache {
             let age = now.saturating_duration_since(entry.stored);
             if age >= Duration::from_secs(u64::from(entry.ttl)) {
                 entries.pop(&key);
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 return None;
             }
             entry.clone()
@@ -118,7 +147,17 @@ impl AnswerCache {
         if request.edns.is_none() {
             response.edns = None;
         }
-        Some(response)
+        Some(CachedAnswer {
+            response,
+            lifetime: Duration::from_secs(u64::from(entry.ttl)),
+            stored: entry.stored,
+            age,
+        })
+    }
+
+    /// How many times the cache has changed (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Forgets every answer.
@@ -128,6 +167,7 @@ impl AnswerCache {
         {
             entries.clear();
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 

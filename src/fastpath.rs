@@ -11,8 +11,15 @@
 //! transport and forwarding permission are the same, and neither the snapshot nor the health
 //! table has changed since it was made: both count their changes ([`SharedSnapshot::generation`],
 //! [`HealthTable::generation`]), the counts are read *before* the general path runs, and a memo
-//! carries the counts it was made under. Forwarded answers (their TTLs age), cached upstream
-//! answers and unparsable packets are never memoised.
+//! carries the counts it was made under. Answers from upstreams are memoised only when they
+//! came from the forwarding cache: such a memo also keeps when the cache stored the answer, how
+//! long the cache keeps it and where the reply's TTLs are, and on each hit lowers the TTLs by
+//! the answer's age in whole seconds, as the cache does ([`crate::cache::AnswerCache::lookup`]),
+//! and misses once the cache's entry has expired. The cache counts its changes too (answers
+//! stored, which may evict others, expired ones dropped, clears), and a memoised cached answer
+//! is valid only while that count is unchanged, so it is always the entry the cache holds;
+//! answers from the zones ignore that count. Answers straight from an upstream and unparsable
+//! packets are never memoised.
 //!
 //! The memo is a table of up to [`MEMO_SLOTS`] slots (it starts at 1,024 and doubles whenever the
 //! keys it has stored number a quarter of its slots), four-way set associative: a query's hash
@@ -28,6 +35,7 @@
 //! [`HealthTable::generation`]: crate::health::HealthTable::generation
 
 use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
@@ -52,6 +60,20 @@ pub struct AnswerState {
     pub transport: Transport,
     /// Whether names outside the zones are forwarded for the client (RA, REFUSED).
     pub may_forward: bool,
+    /// [`crate::forward::Forwarder::cache_generation`] before the answer was computed. Only
+    /// answers from the cache depend on it: the others ignore it.
+    pub cache_generation: u64,
+}
+
+/// When an answer came from the forwarding cache: the times the memo ages its copy by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheAging {
+    /// When the cache stored the answer.
+    pub stored: Instant,
+    /// How long after `stored` the cache's entry expires.
+    pub lifetime: Duration,
+    /// Whole seconds the reply's TTLs were already lowered by.
+    pub age: u32,
 }
 
 /// What the metrics need to count a memoised answer as the general path would.
@@ -61,6 +83,17 @@ pub struct MemoCounts {
     pub query_type: Option<RecordType>,
     /// How the query was answered.
     pub outcome: QueryOutcome,
+    /// Set when the answer came from the forwarding cache.
+    pub aging: Option<CacheAging>,
+}
+
+/// A memoised cached answer's clock: when it expires and which TTLs to lower.
+#[derive(Debug)]
+struct Aging {
+    stored: Instant,
+    lifetime: Duration,
+    /// Each TTL field of the reply: its offset, and its value at age 0.
+    ttls: Box<[(usize, u32)]>,
 }
 
 /// One memoised answer. Kept inline in its slot, with the key and reply in one allocation, so
@@ -73,6 +106,8 @@ struct Memo {
     key_len: usize,
     /// The query's bytes after the ID, then the reply the general path produced.
     bytes: Box<[u8]>,
+    /// Set for an answer from the forwarding cache.
+    aging: Option<Box<Aging>>,
 }
 
 impl Memo {
@@ -82,6 +117,16 @@ impl Memo {
 
     fn reply(&self) -> &[u8] {
         self.bytes.get(self.key_len..).unwrap_or_default()
+    }
+
+    /// Whether this answer is the one the general path would give in `state`: made in the same
+    /// state, the cache's count of changes compared only for an answer from the cache.
+    fn valid_in(&self, state: &AnswerState) -> bool {
+        let mut made_in = self.state;
+        if self.aging.is_none() {
+            made_in.cache_generation = state.cache_generation;
+        }
+        made_in == *state
     }
 }
 
@@ -193,21 +238,42 @@ impl AnswerMemo {
 
     /// The memoised reply to `packet` under `state`, with `packet`'s ID, appended to `reply`;
     /// `None` (and `reply` untouched) when there is none.
+    ///
+    /// `now` matters only for answers from the forwarding cache: their TTLs are lowered by
+    /// their age at `now`, and past the cache entry's lifetime there is no answer.
     pub fn answer(
         &mut self,
         packet: &[u8],
         state: &AnswerState,
+        now: Instant,
         reply: &mut Vec<u8>,
     ) -> Option<MemoCounts> {
         let key = Self::key(packet)?;
         let tag = tag_of(self.hasher.hash_one(key));
         let memo = self.slots.get(self.find(key, tag)?)?.as_ref()?;
-        if memo.state != *state {
+        if !memo.valid_in(state) {
             return None;
         }
+        let age = match &memo.aging {
+            None => None,
+            Some(aging) => {
+                let elapsed = now.saturating_duration_since(aging.stored);
+                if elapsed >= aging.lifetime {
+                    return None;
+                }
+                Some(u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX))
+            }
+        };
         let (id, rest) = (packet.get(..ID_LEN)?, memo.reply().get(ID_LEN..)?);
         reply.extend_from_slice(id);
         reply.extend_from_slice(rest);
+        if let (Some(aging), Some(age)) = (&memo.aging, age) {
+            for &(offset, original) in aging.ttls.iter() {
+                if let Some(field) = reply.get_mut(offset..offset + 4) {
+                    field.copy_from_slice(&original.saturating_sub(age).to_be_bytes());
+                }
+            }
+        }
         let counts = memo.counts;
         self.hits += 1;
         Some(counts)
@@ -229,6 +295,13 @@ impl AnswerMemo {
         if reply.len() < ID_LEN {
             return;
         }
+        let aging = match counts.aging {
+            None => None,
+            Some(cached) => match cache_aging(reply, cached) {
+                Some(aging) => Some(Box::new(aging)),
+                None => return,
+            },
+        };
         if self.new_keys * 4 >= self.slots.len() {
             self.grow();
         }
@@ -243,7 +316,7 @@ impl AnswerMemo {
                     self.slots
                         .get(i)
                         .and_then(Option::as_ref)
-                        .is_some_and(|memo| memo.state != state)
+                        .is_some_and(|memo| !memo.valid_in(&state))
                 });
                 self.turn = (self.turn + 1) % WAYS;
                 match empty.or(stale).or_else(|| set.nth(self.turn)) {
@@ -263,6 +336,7 @@ impl AnswerMemo {
                 counts,
                 key_len: key.len(),
                 bytes: bytes.into_boxed_slice(),
+                aging,
             });
         }
     }
@@ -280,6 +354,77 @@ impl AnswerMemo {
     /// Whether nothing is memoised.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The clock of a reply from the forwarding cache, encoded with its TTLs lowered by
+/// `cached.age`: every record's TTL field with its value at age 0. `None` when the reply does
+/// not walk as a DNS message, or a TTL is already 0 (its value at age 0 is then unknown).
+fn cache_aging(reply: &[u8], cached: CacheAging) -> Option<Aging> {
+    let ttls = record_ttl_offsets(reply)?
+        .into_iter()
+        .map(|offset| {
+            let field: [u8; 4] = reply.get(offset..offset + 4)?.try_into().ok()?;
+            let ttl = u32::from_be_bytes(field);
+            let original = ttl.checked_add(cached.age)?;
+            (ttl > 0).then_some((offset, original))
+        })
+        .collect::<Option<Box<[_]>>>()?;
+    Some(Aging {
+        stored: cached.stored,
+        lifetime: cached.lifetime,
+        ttls,
+    })
+}
+
+/// The record type of the EDNS OPT pseudo-record, whose TTL field holds flags.
+const OPT: u16 = 41;
+
+/// The offsets of the TTL fields of the records in `message` (a whole DNS message), leaving out
+/// the OPT record of the additional section. `None` when it does not walk to its end exactly,
+/// or has more than one OPT there.
+pub(crate) fn record_ttl_offsets(message: &[u8]) -> Option<Vec<usize>> {
+    let count = |at: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes([
+            *message.get(at)?,
+            *message.get(at + 1)?,
+        ])))
+    };
+    let questions = count(4)?;
+    let (answers, authorities, additionals) = (count(6)?, count(8)?, count(10)?);
+    let mut at = 12;
+    for _ in 0..questions {
+        at = skip_name(message, at)? + 4;
+    }
+    let mut offsets = Vec::with_capacity(answers + authorities + additionals);
+    let mut opts = 0;
+    for index in 0..answers + authorities + additionals {
+        at = skip_name(message, at)?;
+        let record_type = count(at)?;
+        let length = count(at + 8)?;
+        if record_type == usize::from(OPT) && index >= answers + authorities {
+            opts += 1;
+        } else {
+            offsets.push(at + 4);
+        }
+        at += 10 + length;
+    }
+    (at == message.len() && opts <= 1).then_some(offsets)
+}
+
+/// Where the name that starts at `at` ends (labels up to the root or a compression pointer).
+fn skip_name(message: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let length = *message.get(at)?;
+        match length & 0xC0 {
+            0xC0 => {
+                message.get(at + 1)?;
+                return Some(at + 2);
+            }
+            0 if length == 0 => return Some(at + 1),
+            0 => at += 1 + usize::from(length),
+            _ => return None,
+        }
     }
 }
 
@@ -320,12 +465,14 @@ mod tests {
             health_generation,
             transport: Transport::Udp,
             may_forward: false,
+            cache_generation: 0,
         }
     }
 
     const COUNTS: MemoCounts = MemoCounts {
         query_type: Some(RecordType::A),
         outcome: QueryOutcome::Answer,
+        aging: None,
     };
 
     #[test]
@@ -335,19 +482,28 @@ mod tests {
         memo.remember(&query, state(7), COUNTS, &[0x12, 0x34, 9, 9]);
         let mut reply = Vec::new();
         let other_id = [0xab, 0xcd, 1, 2, 3];
-        assert!(memo.answer(&other_id, &state(7), &mut reply).is_some());
+        assert!(
+            memo.answer(&other_id, &state(7), Instant::now(), &mut reply)
+                .is_some()
+        );
         assert_eq!(reply, [0xab, 0xcd, 9, 9]);
 
         let mut untouched = Vec::new();
-        assert!(memo.answer(&other_id, &state(8), &mut untouched).is_none());
+        assert!(
+            memo.answer(&other_id, &state(8), Instant::now(), &mut untouched)
+                .is_none()
+        );
         let other_bytes = [0xab, 0xcd, 1, 2, 4];
         assert!(
-            memo.answer(&other_bytes, &state(7), &mut untouched)
+            memo.answer(&other_bytes, &state(7), Instant::now(), &mut untouched)
                 .is_none()
         );
         let mut tcp = state(7);
         tcp.transport = Transport::Tcp;
-        assert!(memo.answer(&other_id, &tcp, &mut untouched).is_none());
+        assert!(
+            memo.answer(&other_id, &tcp, Instant::now(), &mut untouched)
+                .is_none()
+        );
         assert!(untouched.is_empty());
     }
 
@@ -386,7 +542,10 @@ mod tests {
         assert_eq!(memo.capacity(), 8 * INITIAL_SLOTS, "grown for 2,000 keys");
         let mut reply = Vec::new();
         let kept = (0..2_000)
-            .filter(|&n| memo.answer(&query(n), &state(0), &mut reply).is_some())
+            .filter(|&n| {
+                memo.answer(&query(n), &state(0), Instant::now(), &mut reply)
+                    .is_some()
+            })
             .count();
         // Full sets lose a few answers to collisions; most are kept across the doublings.
         assert!(kept > 1_950, "{kept} of 2000 kept");

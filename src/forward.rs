@@ -18,7 +18,7 @@ use tokio::time::timeout_at;
 use tracing::{debug, info, warn};
 
 use crate::answer::Transport;
-use crate::cache::{AnswerCache, CacheKey};
+use crate::cache::{AnswerCache, CacheKey, CachedAnswer};
 use crate::metrics::{Metrics, UpstreamOutcome};
 
 /// How forwarding behaves.
@@ -145,6 +145,25 @@ impl Forwarder {
     /// A cached answer for `request`, if there is a fresh one.
     pub fn cached(&self, request: &Message) -> Option<Message> {
         self.inner.cache.lookup(request, Instant::now())
+    }
+
+    /// The cached answer to `request` at `now`, with its ages (see [`CachedAnswer`]).
+    pub fn cached_at(&self, request: &Message, now: Instant) -> Option<CachedAnswer> {
+        self.inner.cache.lookup_aged(request, now)
+    }
+
+    /// How many times the cache has changed: answers stored, expired ones dropped, cleared.
+    pub fn cache_generation(&self) -> u64 {
+        self.inner.cache.generation()
+    }
+
+    /// Stores `response` as the answer to `request` at `now`, as a forward does (for tests
+    /// that need cached answers without an upstream).
+    #[cfg(test)]
+    pub(crate) fn cache_response(&self, request: &Message, response: &Message, now: Instant) {
+        if let Some(key) = CacheKey::for_request(request) {
+            self.inner.cache.store(key, response, now);
+        }
     }
 
     /// Forgets every cached answer.

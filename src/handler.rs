@@ -11,7 +11,7 @@ use tracing::debug;
 
 use crate::answer::{self, Decision, Transport};
 use crate::events::Events;
-use crate::fastpath::{AnswerMemo, AnswerState, MemoCounts};
+use crate::fastpath::{AnswerMemo, AnswerState, CacheAging, MemoCounts};
 use crate::feed::Feed;
 use crate::forward::Forwarder;
 use crate::health::HealthTable;
@@ -171,13 +171,19 @@ impl Handler {
     /// answers and every error are answered at once; the rest becomes a [`ForwardJob`]. Always
     /// the general path (see [`Handler::handle_memoized`] for the fast one).
     pub fn handle(&self, packet: &[u8], client: Client) -> Step {
-        self.handle_general(packet, client, Instant::now()).0
+        self.handle_at(packet, client, Instant::now())
+    }
+
+    /// [`Handler::handle`] at the moment `now` (cached answers are aged to it).
+    pub(crate) fn handle_at(&self, packet: &[u8], client: Client, now: Instant) -> Step {
+        self.handle_general(packet, client, now).0
     }
 
     /// [`Handler::handle`] through `memo`: a query whose bytes (after the ID) were answered
     /// before, in the same state of snapshot and health table, gets that answer with its own ID
     /// without being parsed; any other goes the general path, and its answer is memoised when it
-    /// came from the zones. See [`crate::fastpath`] for why the two give the same bytes.
+    /// came from the zones or the forwarding cache. See [`crate::fastpath`] for why the two give
+    /// the same bytes.
     ///
     /// A memoised reply is written into `recycled` (cleared first), so a caller that hands back
     /// the buffers of replies it has sent answers without allocating; `Vec::new()` will do.
@@ -188,18 +194,34 @@ impl Handler {
         client: Client,
         recycled: Vec<u8>,
     ) -> Step {
-        let started = Instant::now();
+        self.handle_memoized_at(memo, packet, client, recycled, Instant::now())
+    }
+
+    /// [`Handler::handle_memoized`] at the moment `now` (cached answers are aged to it).
+    pub(crate) fn handle_memoized_at(
+        &self,
+        memo: &mut AnswerMemo,
+        packet: &[u8],
+        client: Client,
+        recycled: Vec<u8>,
+        now: Instant,
+    ) -> Step {
+        let started = now;
         // Read before answering: a change after this point makes the memo stale, never wrong.
         let state = AnswerState {
             snapshot_generation: self.snapshot.generation(),
             health_generation: self.health.generation(),
             transport: client.transport,
             may_forward: self.may_forward(client),
+            cache_generation: self.forwarder.cache_generation(),
         };
         let mut reply = recycled;
         reply.clear();
-        if let Some(counts) = memo.answer(packet, &state, &mut reply) {
+        if let Some(counts) = memo.answer(packet, &state, now, &mut reply) {
             debug!(outcome = ?counts.outcome, "query answered from the memo");
+            if counts.aging.is_some() {
+                self.metrics.cache_hit();
+            }
             self.metrics
                 .query(counts.query_type, counts.outcome, started.elapsed());
             return Step::Reply(reply);
@@ -211,8 +233,9 @@ impl Handler {
         step
     }
 
-    /// The general path; the counts come back when the reply may be memoised (it was decided
-    /// from the zones alone).
+    /// The general path at `started` (also the moment cached answers are aged to); the counts
+    /// come back when the reply may be memoised (it was decided from the zones alone, or came
+    /// from the forwarding cache).
     fn handle_general(
         &self,
         packet: &[u8],
@@ -242,13 +265,23 @@ impl Handler {
         let decision = match self.route(&request, may_forward) {
             Route::Local(decision) => decision,
             Route::Forward => {
-                if let Some(cached) = self.forwarder.cached(&request) {
+                if let Some(cached) = self.forwarder.cached_at(&request, started) {
                     debug!(id = request.metadata.id, "forwarded answer from cache");
                     self.metrics.cache_hit();
-                    let reply = answer::encode_response(&cached, limit);
+                    let reply = answer::encode_response(&cached.response, limit);
                     self.metrics
                         .query(query_type, QueryOutcome::Forwarded, started.elapsed());
-                    return (Step::Reply(reply), None);
+                    // A TSIG record would be encoded with its TTL unchanged: not memoised.
+                    let counts = cached.response.signature.is_none().then_some(MemoCounts {
+                        query_type,
+                        outcome: QueryOutcome::Forwarded,
+                        aging: Some(CacheAging {
+                            stored: cached.stored,
+                            lifetime: cached.lifetime,
+                            age: cached.age,
+                        }),
+                    });
+                    return (Step::Reply(reply), counts);
                 }
                 let job = ForwardJob {
                     request,
@@ -272,6 +305,7 @@ impl Handler {
         let counts = MemoCounts {
             query_type,
             outcome,
+            aging: None,
         };
         (Step::Reply(reply), Some(counts))
     }

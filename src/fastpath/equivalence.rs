@@ -1,11 +1,15 @@
-//! The property the fast path rests on: for random zones, policies, health reports, reloads
-//! and queries (some with a question name that points into the header, the ID included), [`Handler::handle_memoized`] gives exactly the bytes [`Handler::handle`] (the
-//! general path) gives for the same query at the same moment.
+//! The property the fast path rests on: for random zones, policies, health reports, reloads,
+//! answers in the forwarding cache, the passing of time and queries (some with a question name
+//! that points into the header, the ID included), [`Handler::handle_memoized`] gives exactly
+//! the bytes [`Handler::handle`] (the general path) gives for the same query at the same
+//! moment.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use proptest::prelude::*;
 
 use crate::answer::Transport;
@@ -224,10 +228,115 @@ fn query_spec() -> impl Strategy<Value = QuerySpec> {
         )
 }
 
+/// An upstream's answer for a name outside the zones, as the forwarding cache would keep it.
+#[derive(Debug, Clone)]
+struct CachedSpec {
+    /// Which of [`QUERY_NAMES`] (the one outside the zone) and [`QUERY_TYPES`] it answers.
+    query_type: usize,
+    /// NXDOMAIN with an SOA, else NOERROR with `records` address records.
+    negative: bool,
+    records: u8,
+    /// The smallest TTL; the others are a little longer.
+    ttl: u32,
+    /// An additional record with a TTL of 1 (it reaches 0 before the answer expires).
+    short_additional: bool,
+    edns: bool,
+}
+
+/// The index of `example.com.` in [`QUERY_NAMES`]: outside the zone, so forwarded.
+const OUTSIDE: usize = 6;
+
+impl CachedSpec {
+    fn request(&self) -> Message {
+        let mut request = Message::new(1, MessageType::Query, OpCode::Query);
+        request.queries.push(Query::query(
+            Name::from_ascii(QUERY_NAMES[OUTSIDE]).expect("literal"),
+            QUERY_TYPES[self.query_type],
+        ));
+        request
+    }
+
+    fn response(&self) -> Message {
+        let name = Name::from_ascii(QUERY_NAMES[OUTSIDE]).expect("literal");
+        let mut response = self.request();
+        response.metadata.message_type = MessageType::Response;
+        response.metadata.recursion_available = true;
+        if self.negative {
+            response.metadata.response_code = ResponseCode::NXDomain;
+            let origin = Name::from_ascii("com.").expect("literal");
+            let soa = SOA::new(origin.clone(), origin.clone(), 1, 1, 1, 1, self.ttl);
+            response
+                .authorities
+                .push(Record::from_rdata(origin, self.ttl + 10, RData::SOA(soa)));
+        } else {
+            for index in 0..self.records.max(1) {
+                let data = if index % 2 == 0 {
+                    RData::A(A::new(192, 0, 2, index))
+                } else {
+                    RData::AAAA(AAAA::from(Ipv6Addr::new(
+                        0x2001,
+                        0xdb8,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        u16::from(index),
+                    )))
+                };
+                response.answers.push(Record::from_rdata(
+                    name.clone(),
+                    self.ttl + u32::from(index),
+                    data,
+                ));
+            }
+        }
+        if self.short_additional {
+            let glue = Name::from_ascii("ns.example.com.").expect("literal");
+            response
+                .additionals
+                .push(Record::from_rdata(glue, 1, RData::A(A::new(192, 0, 2, 53))));
+        }
+        if self.edns {
+            response.edns = Some(Edns::new());
+        }
+        response
+    }
+}
+
+fn cached_spec() -> impl Strategy<Value = CachedSpec> {
+    // Mostly A or AAAA, the types the outside queries below ask most.
+    let query_type = prop_oneof![3 => 0usize..2, 1 => 0..QUERY_TYPES.len()];
+    (
+        query_type,
+        any::<bool>(),
+        1u8..40,
+        1u32..6,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(query_type, negative, records, ttl, short_additional, edns)| CachedSpec {
+                query_type,
+                negative,
+                records,
+                ttl,
+                short_additional,
+                edns,
+            },
+        )
+}
+
 #[derive(Debug, Clone)]
 enum Action {
     /// Ask a query (twice: once each path).
     Ask(QuerySpec),
+    /// An upstream answer enters the forwarding cache.
+    Cache(CachedSpec),
+    /// Time passes (milliseconds).
+    Wait(u64),
+    /// The forwarding cache is cleared.
+    ClearCache,
     /// The same query bytes again under a new ID.
     AskAgain(u16),
     /// A health report for one of [`ADDRESSES`].
@@ -239,9 +348,20 @@ enum Action {
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         6 => query_spec().prop_map(Action::Ask),
+        // A forwarded name from a client we forward for, A or AAAA: what the cache answers.
+        3 => query_spec().prop_map(|query| Action::Ask(QuerySpec {
+            name: OUTSIDE,
+            query_type: query.query_type % 2,
+            loopback: true,
+            pointer: None,
+            ..query
+        })),
         6 => any::<u16>().prop_map(Action::AskAgain),
         3 => (0..ADDRESSES.len(), any::<bool>()).prop_map(|(a, up)| Action::Report(a, up)),
         1 => Just(Action::Reload),
+        2 => cached_spec().prop_map(Action::Cache),
+        2 => (0u64..2_500).prop_map(Action::Wait),
+        1 => Just(Action::ClearCache),
     ]
 }
 
@@ -271,10 +391,11 @@ proptest! {
     ) {
         let (first, second) = zones;
         // An upstream is configured (never contacted: forwarded queries stop at `Step::Forward`)
-        // so that loopback clients get RA and forwarding, others REFUSED.
+        // so that loopback clients get RA and forwarding, others REFUSED; its answers come from
+        // the `Cache` actions.
         let forwarder = Forwarder::new(ForwardSettings {
             upstreams: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 9))],
-            cache_size: 0,
+            cache_size: 4,
             ..ForwardSettings::default()
         });
         let handler = Handler::new(
@@ -285,6 +406,7 @@ proptest! {
         let mut memo = AnswerMemo::with_slots(slots);
         let mut on_second = false;
         let mut last: Option<QuerySpec> = None;
+        let mut now = Instant::now();
         for action in actions {
             let query = match action {
                 Action::Ask(query) => query,
@@ -304,10 +426,22 @@ proptest! {
                     handler.snapshot().store(snapshot(text)?);
                     continue;
                 }
+                Action::Cache(cached) => {
+                    handler.forwarder().cache_response(&cached.request(), &cached.response(), now);
+                    continue;
+                }
+                Action::Wait(milliseconds) => {
+                    now += Duration::from_millis(milliseconds);
+                    continue;
+                }
+                Action::ClearCache => {
+                    handler.forwarder().clear_cache();
+                    continue;
+                }
             };
             let packet = query.packet();
-            let fast = outcome(handler.handle_memoized(&mut memo, &packet, query.client(), Vec::new()));
-            let general = outcome(handler.handle(&packet, query.client()));
+            let fast = outcome(handler.handle_memoized_at(&mut memo, &packet, query.client(), Vec::new(), now));
+            let general = outcome(handler.handle_at(&packet, query.client(), now));
             prop_assert_eq!(fast, general, "query {:?}", query);
             last = Some(query);
         }
@@ -360,4 +494,76 @@ fn repeated_queries_are_answered_from_the_memo_until_health_changes() {
     let after_report = ask(3, &mut memo);
     assert_eq!(memo.hits(), 1, "a report makes the memo stale");
     assert_ne!(after_report.get(2..), second.get(2..), "the order changed");
+}
+
+/// The same for answers from the forwarding cache: memoised, their TTLs lowered as they age,
+/// and gone when the cache's entry expires.
+#[test]
+fn cached_upstream_answers_are_memoised_aged_and_expire() {
+    let handler = Handler::new(
+        SharedSnapshot::new(snapshot(&zone_text(&[], 60)).expect("zone loads")),
+        HealthTable::new(),
+        Forwarder::new(ForwardSettings {
+            upstreams: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 9))],
+            cache_size: 8,
+            ..ForwardSettings::default()
+        }),
+    );
+    let cached = CachedSpec {
+        query_type: 0,
+        negative: false,
+        records: 2,
+        ttl: 5,
+        short_additional: false,
+        edns: false,
+    };
+    let stored = Instant::now();
+    handler
+        .forwarder()
+        .cache_response(&cached.request(), &cached.response(), stored);
+    let mut memo = AnswerMemo::new();
+    let query = |id: u16| QuerySpec {
+        id,
+        name: OUTSIDE,
+        case: 0,
+        query_type: 0,
+        recursion_desired: true,
+        edns_payload: None,
+        transport: Transport::Udp,
+        loopback: true,
+        pointer: None,
+    };
+    let mut ask = |id: u16, after: Duration| {
+        let (query, at) = (query(id), stored + after);
+        let fast =
+            handler.handle_memoized_at(&mut memo, &query.packet(), query.client(), Vec::new(), at);
+        let general = handler.handle_at(&query.packet(), query.client(), at);
+        (outcome(fast), outcome(general), memo.hits())
+    };
+    let ttls = |reply: &[u8]| -> Vec<u32> {
+        let message = Message::from_vec(reply).expect("the reply parses");
+        message.answers.iter().map(|record| record.ttl).collect()
+    };
+
+    let (first, general, hits) = ask(1, Duration::from_millis(100));
+    assert_eq!(first, general);
+    assert_eq!(
+        hits, 0,
+        "the first answer comes from the cache, through the general path"
+    );
+    assert_eq!(ttls(&first.expect("cached")), [5, 6]);
+
+    let (aged, general, hits) = ask(2, Duration::from_millis(2_500));
+    assert_eq!(hits, 1, "the repeat comes from the memo");
+    assert_eq!(aged, general, "as the general path has it");
+    assert_eq!(
+        ttls(&aged.expect("memoised")),
+        [3, 4],
+        "lowered by 2 whole seconds"
+    );
+
+    let (expired, general, hits) = ask(3, Duration::from_secs(5));
+    assert_eq!(hits, 1, "an expired answer is not served from the memo");
+    assert_eq!(expired, Err("forward"));
+    assert_eq!(general, Err("forward"));
 }
