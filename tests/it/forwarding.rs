@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::upstream::{SilentUpstream, Unbound, free_port};
 use crate::support::{Dig, Server};
+use crate::wire;
 
 const ZONE: &str = r#"
 [[zone]]
@@ -262,6 +263,52 @@ fn repeated_questions_are_answered_from_the_cache() {
         2,
         "--cache-size 0 disables the cache"
     );
+}
+
+/// Repeats of the same query bytes (only the ID changes, as a stub resolver sends them) are
+/// answered from the fast path's memo of cached answers: their TTL still counts down with the
+/// answer's age, and the upstream is asked once.
+#[test]
+fn repeated_query_bytes_get_the_cached_answer_with_its_ttl_counting_down() {
+    let unbound = Unbound::start(&["aged.example.test. 30 IN A 198.51.100.9"]);
+    let server = start_forwarding(&[unbound.upstream_arg()], &[]);
+    let address = server
+        .listen_addresses()
+        .first()
+        .copied()
+        .expect("a listen address");
+    let ask = |id: u16| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let reply = wire::udp_ask(address, id, "aged.example.test.", deadline)
+            .unwrap_or_else(|| panic!("query {id} answered"));
+        assert_eq!(reply.metadata.id, id);
+        let [answer] = reply.answers.as_slice() else {
+            panic!("one answer for query {id}: {reply:?}");
+        };
+        answer.ttl
+    };
+    let first = ask(1);
+    assert!((1..=30).contains(&first), "TTL {first}");
+    // The first repeat is memoised from the cache; the next ones come from the memo. Ask until
+    // a whole second has passed since the answer was cached and the TTL shows it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut id = 2;
+    let mut ttls = Vec::new();
+    loop {
+        let ttl = ask(id);
+        ttls.push(ttl);
+        assert!(ttl <= first, "the TTL never grows: {ttls:?}");
+        if ttl < first {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the TTL did not count down: {ttls:?}"
+        );
+        id += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(unbound.queries_for("aged.example.test.", "A"), 1);
 }
 
 #[test]
