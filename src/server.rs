@@ -8,7 +8,8 @@
 //! connections are capped in number (the rest wait in the kernel's backlog, UDP is
 //! unaffected), in idle time, in the time a started message or a reply write may take (a
 //! client that trickles bytes or never reads is cut off), and in queries in flight each.
-//! Owned names go through the fast path ([`crate::fastpath`]): one answer memo per UDP socket,
+//! Owned names and cached forwarded answers go through the fast path ([`crate::fastpath`]): one
+//! answer memo per UDP socket,
 //! one shared by the server's TCP connections. On Linux each UDP socket is read and written in
 //! batches ([`crate::udp_batch`]) by its own thread, and `serve` binds one UDP socket per
 //! worker thread (`SO_REUSEPORT`, [`bind_sockets`]).
