@@ -10,8 +10,8 @@
 //! client that trickles bytes or never reads is cut off), and in queries in flight each.
 //! Owned names and cached forwarded answers go through the fast path ([`crate::fastpath`]): one
 //! answer memo per UDP socket, one shared by the server's TCP connections. On Linux each UDP
-//! socket is read and written in batches ([`crate::udp_batch`]) by its own thread, and `serve` binds one UDP socket per
-//! worker thread (`SO_REUSEPORT`, [`bind_sockets`]).
+//! socket is read and written in batches ([`crate::udp_batch`]) by its own thread, and `serve`
+//! binds one UDP socket per worker thread (`SO_REUSEPORT`, [`bind_sockets`]).
 //!
 //! Pipelined TCP queries are answered as they finish (RFC 7766 §6.2.1.1): owned names at once,
 //! forwarded ones when their upstream answers, through one writer per connection that frames
