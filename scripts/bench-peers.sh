@@ -291,18 +291,8 @@ measure() {
   fi
   [ "$server" != failover-dns ] || failover_dns_reports
 
-  local cpu0 cpu1 qps completed rss threads tcp_qps p50 p99 busy_p50 busy_p99
-  cpu0=$(cpu_ticks "$server_pid")
-  # bash's time: dnsperf's own CPU use, to show which side was the limit.
-  local TIMEFORMAT='%U %S %R' client
-  { time perf_run "$port" -l "$duration" >"$work/$server.udp" 2>&1; } 2>"$work/$server.time"
-  cpu1=$(cpu_ticks "$server_pid")
-  client=$(awk '{printf "%.0f", ($1 + $2) / $3 * 100}' "$work/$server.time")
-  rss=$(status_field "$server_pid" VmRSS)
-  threads=$(status_field "$server_pid" Threads)
-  qps=$(field "Queries per second" "$work/$server.udp")
-  completed=$(field "Queries completed" "$work/$server.udp")
-  echo "  UDP saturated: $qps qps, $completed answered, server CPU $((cpu1 - cpu0)) ticks, dnsperf CPU ${client}%" >&2
+  local cpu0 cpu1 qps completed rss threads client tcp_qps p50 p99 busy_p50 busy_p99
+  saturate "$server" "$port"
 
   steady_latency "$server" "$port"
 
@@ -327,6 +317,22 @@ print(json.dumps({
     "client_cpu_pct": float(client or 0),
 }))
 EOF
+}
+
+# The saturation run of the server on port $2 (files named after $1). Sets cpu0 and cpu1 (the
+# server's CPU ticks before and after), client (dnsperf's CPU %), rss, threads, qps, completed.
+saturate() {
+  local name=$1 port=$2 TIMEFORMAT='%U %S %R'
+  cpu0=$(cpu_ticks "$server_pid")
+  # bash's time: dnsperf's own CPU use, to show which side was the limit.
+  { time perf_run "$port" -l "$duration" >"$work/$name.udp" 2>&1; } 2>"$work/$name.time"
+  cpu1=$(cpu_ticks "$server_pid")
+  client=$(awk '{printf "%.0f", ($1 + $2) / $3 * 100}' "$work/$name.time")
+  rss=$(status_field "$server_pid" VmRSS)
+  threads=$(status_field "$server_pid" Threads)
+  qps=$(field "Queries per second" "$work/$name.udp")
+  completed=$(field "Queries completed" "$work/$name.udp")
+  echo "  UDP saturated: $qps qps, $completed answered, server CPU $((cpu1 - cpu0)) ticks, dnsperf CPU ${client}%" >&2
 }
 
 # Latency at a steady $rate qps, twice: dnsperf's per-query latencies (its receive thread
@@ -375,7 +381,7 @@ measure_floor() {
 # cache. Then a saturation run as for the servers above (no steady-rate or TCP runs).
 measure_cached_forwarding() {
   local server="failover-dns, forwarded from its cache" port upstream cpu0 cpu1 qps completed
-  local rss threads client TIMEFORMAT='%U %S %R'
+  local rss threads client
   log="$work/upstream.log"
   upstream=$(free_port)
   echo "== unbound as the upstream on 127.0.0.1:$upstream (CPU 1)" >&2
@@ -403,15 +409,7 @@ measure_cached_forwarding() {
     skip "$server" "did not forward the zone's answers (log: $(tail -c 300 "$log" | tr '\n"\\' '   '))"
   else
     perf_run "$port" -n 1 >"$work/forwarding.fill" 2>&1
-    cpu0=$(cpu_ticks "$server_pid")
-    { time perf_run "$port" -l "$duration" >"$work/forwarding.udp" 2>&1; } 2>"$work/forwarding.time"
-    cpu1=$(cpu_ticks "$server_pid")
-    client=$(awk '{printf "%.0f", ($1 + $2) / $3 * 100}' "$work/forwarding.time")
-    rss=$(status_field "$server_pid" VmRSS)
-    threads=$(status_field "$server_pid" Threads)
-    qps=$(field "Queries per second" "$work/forwarding.udp")
-    completed=$(field "Queries completed" "$work/forwarding.udp")
-    echo "  UDP saturated: $qps qps, $completed answered, server CPU $((cpu1 - cpu0)) ticks, dnsperf CPU ${client}%" >&2
+    saturate forwarding "$port"
     python3 - "$server" "$qps" "$completed" "$((cpu1 - cpu0))" "$clk_tck" "$rss" "$threads" \
       "$duration" "$client" >>"$results" <<'EOF'
 import json, sys

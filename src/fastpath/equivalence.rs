@@ -448,6 +448,21 @@ proptest! {
     }
 }
 
+/// An A query for [`QUERY_NAMES`]`[name]` from a loopback client over UDP, RD set, no EDNS.
+fn plain_a_query(id: u16, name: usize) -> QuerySpec {
+    QuerySpec {
+        id,
+        name,
+        case: 0,
+        query_type: 0,
+        recursion_desired: true,
+        edns_payload: None,
+        transport: Transport::Udp,
+        loopback: true,
+        pointer: None,
+    }
+}
+
 /// The property above would hold trivially if the memo were never used: the same query asked
 /// again, with nothing changed in between, is answered from it.
 #[test]
@@ -467,17 +482,7 @@ fn repeated_queries_are_answered_from_the_memo_until_health_changes() {
     );
     let mut memo = AnswerMemo::new();
     let ask = |id: u16, memo: &mut AnswerMemo| {
-        let query = QuerySpec {
-            id,
-            name: 0,
-            case: 0,
-            query_type: 0,
-            recursion_desired: true,
-            edns_payload: None,
-            transport: Transport::Udp,
-            loopback: true,
-            pointer: None,
-        };
+        let query = plain_a_query(id, 0);
         outcome(handler.handle_memoized(memo, &query.packet(), query.client(), Vec::new()))
             .expect("an answer")
     };
@@ -522,19 +527,8 @@ fn cached_upstream_answers_are_memoised_aged_and_expire() {
         .forwarder()
         .cache_response(&cached.request(), &cached.response(), stored);
     let mut memo = AnswerMemo::new();
-    let query = |id: u16| QuerySpec {
-        id,
-        name: OUTSIDE,
-        case: 0,
-        query_type: 0,
-        recursion_desired: true,
-        edns_payload: None,
-        transport: Transport::Udp,
-        loopback: true,
-        pointer: None,
-    };
     let mut ask = |id: u16, after: Duration| {
-        let (query, at) = (query(id), stored + after);
+        let (query, at) = (plain_a_query(id, OUTSIDE), stored + after);
         let fast =
             handler.handle_memoized_at(&mut memo, &query.packet(), query.client(), Vec::new(), at);
         let general = handler.handle_at(&query.packet(), query.client(), at);
