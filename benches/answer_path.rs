@@ -206,7 +206,11 @@ fn forwarded_from_cache(c: &mut Criterion) {
         answer_addresses(&common::answer_memoised(&handler, &mut memo, &packet)),
         answer_addresses(&answer(&handler, &packet)),
     );
-    assert_eq!(memo.hits(), hits_before + 1, "the cached answer comes from the memo");
+    assert_eq!(
+        memo.hits(),
+        hits_before + 1,
+        "the cached answer comes from the memo"
+    );
 
     let mut group = c.benchmark_group("forwarded_from_cache");
     group.throughput(Throughput::Elements(1));
