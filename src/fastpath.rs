@@ -265,11 +265,12 @@ impl AnswerMemo {
             }
         };
         let (id, rest) = (packet.get(..ID_LEN)?, memo.reply().get(ID_LEN..)?);
+        let start = reply.len();
         reply.extend_from_slice(id);
         reply.extend_from_slice(rest);
         if let (Some(aging), Some(age)) = (&memo.aging, age) {
             for &(offset, original) in aging.ttls.iter() {
-                if let Some(field) = reply.get_mut(offset..offset + 4) {
+                if let Some(field) = reply.get_mut(start + offset..start + offset + 4) {
                     field.copy_from_slice(&original.saturating_sub(age).to_be_bytes());
                 }
             }
@@ -383,7 +384,7 @@ const OPT: u16 = 41;
 /// The offsets of the TTL fields of the records in `message` (a whole DNS message), leaving out
 /// the OPT record of the additional section. `None` when it does not walk to its end exactly,
 /// or has more than one OPT there.
-pub(crate) fn record_ttl_offsets(message: &[u8]) -> Option<Vec<usize>> {
+fn record_ttl_offsets(message: &[u8]) -> Option<Vec<usize>> {
     let count = |at: usize| -> Option<usize> {
         Some(usize::from(u16::from_be_bytes([
             *message.get(at)?,
@@ -554,6 +555,86 @@ mod tests {
             memo.remember(&query(n), state(0), COUNTS, &[0, 0, 1]);
         }
         assert_eq!(memo.capacity(), 1 << 13, "grown to the bound, not past it");
+    }
+
+    #[test]
+    fn the_ttl_walk_finds_every_record_but_the_opt_and_refuses_what_does_not_walk() {
+        use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+        use hickory_proto::rr::rdata::A;
+        use hickory_proto::rr::{Name, RData, Record};
+        let name = Name::from_ascii("www.example.").expect("literal");
+        let mut message = Message::new(7, MessageType::Response, OpCode::Query);
+        message
+            .queries
+            .push(Query::query(name.clone(), RecordType::A));
+        for (ttl, last) in [(300, 1), (299, 2)] {
+            let data = RData::A(A::new(192, 0, 2, last));
+            message
+                .answers
+                .push(Record::from_rdata(name.clone(), ttl, data));
+        }
+        let glue = Name::from_ascii("ns.example.").expect("literal");
+        let data = RData::A(A::new(192, 0, 2, 53));
+        message.additionals.push(Record::from_rdata(glue, 7, data));
+        message.edns = Some(Edns::new());
+        let bytes = message.to_vec().expect("encodes");
+        let offsets = record_ttl_offsets(&bytes).expect("walks");
+        let ttls: Vec<u32> = offsets
+            .iter()
+            .map(|&at| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")))
+            .collect();
+        assert_eq!(ttls, [300, 299, 7], "the OPT's flags are not a TTL");
+        assert_eq!(
+            record_ttl_offsets(&bytes[..bytes.len() - 1]),
+            None,
+            "cut short"
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            record_ttl_offsets(&longer),
+            None,
+            "bytes after the last record"
+        );
+    }
+
+    #[test]
+    fn a_cached_answer_is_patched_where_it_lands_in_the_reply_buffer() {
+        let stored = Instant::now();
+        let counts = MemoCounts {
+            aging: Some(CacheAging {
+                stored,
+                lifetime: Duration::from_secs(60),
+                age: 0,
+            }),
+            ..COUNTS
+        };
+        // A reply with one record, TTL 30: header, root question, root A record.
+        let reply = [
+            0, 9, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 0, 0, 30, 0,
+            4, 192, 0, 2, 1,
+        ];
+        let query = [0, 9, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1];
+        let mut memo = AnswerMemo::with_slots(8);
+        memo.remember(&query, state(0), counts, &reply);
+        let mut buffer = vec![0xEE; 3];
+        let later = stored + Duration::from_secs(10);
+        assert!(memo.answer(&query, &state(0), later, &mut buffer).is_some());
+        assert_eq!(
+            buffer.get(..3),
+            Some(&[0xEE; 3][..]),
+            "what was there stays"
+        );
+        assert_eq!(
+            buffer.get(3 + 22..3 + 26),
+            Some(&[0, 0, 0, 20][..]),
+            "30 - 10 s"
+        );
+        let expired = stored + Duration::from_secs(60);
+        assert!(
+            memo.answer(&query, &state(0), expired, &mut buffer)
+                .is_none()
+        );
     }
 
     #[test]
