@@ -11,15 +11,19 @@
 //!
 //! `echo ADDR` prints `echo on ADDR` (port 0 picks a free port) and answers until killed.
 //!
-//! `probe SERVER QUERY_FILE RATE SECONDS` reads dnsperf's query format (`name type` per line,
-//! A or AAAA), sends them in turn at RATE per second for SECONDS from one socket, and prints
-//! `p50 p90 p99 p999 answered lost` (µs; a query unanswered after 1 s is lost). Only loopback
-//! addresses are accepted: the probe may not send anywhere else.
+//! `probe SERVER QUERY_FILE RATE SECONDS` reads dnsperf's query format (`name type` per line),
+//! sends the queries in turn at RATE per second for SECONDS from one socket, and prints
+//! `p50 p90 p99 p999 answered lost` (µs; a query unanswered after 1 s, or not sent, is lost).
+//! Only loopback addresses are accepted: the probe may not send anywhere else.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
 
 /// How long a query may wait for its reply before it counts as lost.
 const LOST_AFTER: Duration = Duration::from_secs(1);
@@ -83,34 +87,22 @@ fn echo(listen: SocketAddr) -> Result<(), String> {
     }
 }
 
-/// The query file: one encoded query (ID 0) per line of `name type`.
+/// The query file: one encoded query (ID 0, RD) per line of `name type`.
 fn read_queries(path: &str) -> Result<Vec<Vec<u8>>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let mut queries = Vec::new();
     for (number, line) in text.lines().enumerate() {
+        let at = |e: &dyn std::fmt::Display| format!("{path}:{}: {e}", number + 1);
         let mut words = line.split_whitespace();
         let (Some(name), Some(kind)) = (words.next(), words.next()) else {
             continue;
         };
-        let query_type: u16 = match kind {
-            "A" => 1,
-            "AAAA" => 28,
-            other => return Err(format!("{path}:{}: type {other} (A or AAAA)", number + 1)),
-        };
-        // Header: ID 0, RD, one question.
-        let mut query = vec![0, 0, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in name.trim_end_matches('.').split('.') {
-            let length = u8::try_from(label.len())
-                .ok()
-                .filter(|&length| (1..64).contains(&length))
-                .ok_or_else(|| format!("{path}:{}: bad label in {name}", number + 1))?;
-            query.push(length);
-            query.extend_from_slice(label.as_bytes());
-        }
-        query.push(0);
-        query.extend_from_slice(&query_type.to_be_bytes());
-        query.extend_from_slice(&1u16.to_be_bytes());
-        queries.push(query);
+        let name = Name::from_ascii(name).map_err(|e| at(&e))?;
+        let query_type = RecordType::from_str(kind).map_err(|e| at(&e))?;
+        let mut message = Message::new(0, MessageType::Query, OpCode::Query);
+        message.metadata.recursion_desired = true;
+        message.queries.push(Query::query(name, query_type));
+        queries.push(message.to_vec().map_err(|e| at(&e))?);
     }
     if queries.is_empty() {
         return Err(format!("{path}: no queries"));
@@ -163,6 +155,9 @@ fn probe(
             if socket.send(&query).is_ok() {
                 sent_at[usize::from(id)] = Some(Instant::now());
                 in_flight.push_back(id);
+            } else {
+                // Never sent, never answered.
+                lost += 1;
             }
             sent += 1;
             next_send += interval;

@@ -58,12 +58,11 @@ pub struct AnswerCache {
     generation: AtomicU64,
 }
 
-/// A cached response as [`AnswerCache::lookup_aged`] gives it, with the times the fast path
-/// needs to age its own copy of the reply as the cache would.
+/// A cached response as [`AnswerCache::lookup`] gives it, with the times the fast path needs
+/// to age its own copy of the reply as the cache would.
 #[derive(Debug, Clone)]
 pub struct CachedAnswer {
-    /// The response, re-addressed and with its TTLs lowered by `age` (as
-    /// [`AnswerCache::lookup`]).
+    /// The response, re-addressed to the request and with its TTLs lowered by `age`.
     pub response: Message,
     /// How long the answer may be served from when it was stored; it expires then.
     pub lifetime: Duration,
@@ -108,14 +107,9 @@ impl AnswerCache {
 
     /// The cached response for `request`, re-addressed to it (its ID, question as asked, RD
     /// and CD bits) with TTLs lowered by the time spent in the cache; `None` on a miss or when
-    /// the entry has expired.
-    pub fn lookup(&self, request: &Message, now: Instant) -> Option<Message> {
-        self.lookup_aged(request, now).map(|cached| cached.response)
-    }
-
-    /// [`AnswerCache::lookup`], with when the answer was stored, how long it lives and the age
-    /// its TTLs were lowered by.
-    pub fn lookup_aged(&self, request: &Message, now: Instant) -> Option<CachedAnswer> {
+    /// the entry has expired. With it come when the answer was stored, how long it lives and the
+    /// age its TTLs were lowered by.
+    pub fn lookup(&self, request: &Message, now: Instant) -> Option<CachedAnswer> {
         let entries = self.entries.as_ref()?;
         let key = CacheKey::for_request(request)?;
         let entry = {
@@ -288,9 +282,15 @@ mod tests {
 
         let mut asked = query("WWW.Example.");
         asked.metadata.id = 4242;
-        let hit = cache
-            .lookup(&asked, start + Duration::from_secs(3))
+        let cached = cache
+            .lookup(&asked, start + Duration::from_millis(3_500))
             .expect("hit within the TTL");
+        assert_eq!(
+            (cached.stored, cached.lifetime, cached.age),
+            (start, Duration::from_secs(10), 3),
+            "stored at the start, for the TTL, 3 whole seconds old"
+        );
+        let hit = cached.response;
         assert_eq!(hit.metadata.id, 4242);
         assert_eq!(hit.queries[0].name().to_string(), "WWW.Example.");
         assert_eq!(hit.answers[0].ttl, 7);
@@ -303,6 +303,29 @@ mod tests {
             cache.lookup(&asked, start).is_none(),
             "expired entries are removed"
         );
+    }
+
+    #[test]
+    fn the_generation_counts_every_change_and_no_hit() {
+        let cache = AnswerCache::new(1);
+        let start = Instant::now();
+        let store = |name: &str| {
+            let key = CacheKey::for_request(&query(name)).expect("one question");
+            cache.store(key, &response(ResponseCode::NoError, &[10], None), start);
+        };
+        assert_eq!(cache.generation(), 0);
+        store("a.example.");
+        assert_eq!(cache.generation(), 1, "a store");
+        assert!(cache.lookup(&query("a.example."), start).is_some());
+        assert!(cache.lookup(&query("b.example."), start).is_none());
+        assert_eq!(cache.generation(), 1, "hits and misses change nothing");
+        store("b.example.");
+        assert_eq!(cache.generation(), 2, "a store that evicts");
+        let later = start + Duration::from_secs(10);
+        assert!(cache.lookup(&query("b.example."), later).is_none());
+        assert_eq!(cache.generation(), 3, "an expired answer dropped");
+        cache.clear();
+        assert_eq!(cache.generation(), 4, "a clear");
     }
 
     #[test]

@@ -142,14 +142,9 @@ impl Forwarder {
         self.inner.upstreams.iter().map(|u| u.address).collect()
     }
 
-    /// A cached answer for `request`, if there is a fresh one.
-    pub fn cached(&self, request: &Message) -> Option<Message> {
-        self.inner.cache.lookup(request, Instant::now())
-    }
-
     /// The cached answer to `request` at `now`, with its ages (see [`CachedAnswer`]).
     pub fn cached_at(&self, request: &Message, now: Instant) -> Option<CachedAnswer> {
-        self.inner.cache.lookup_aged(request, now)
+        self.inner.cache.lookup(request, now)
     }
 
     /// How many times the cache has changed: answers stored, expired ones dropped, cleared.

@@ -162,10 +162,9 @@ pub fn send_one(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {
 
 /// Waits until `socket` can take a datagram, at most [`SEND_WAIT`]; whether it can.
 fn wait_for_room(socket: &UdpSocket) -> bool {
-    let timeout = Timespec::try_from(SEND_WAIT).unwrap_or(Timespec {
-        tv_sec: 0,
-        tv_nsec: 200_000_000,
-    });
+    let Ok(timeout) = Timespec::try_from(SEND_WAIT) else {
+        return false;
+    };
     let mut fds = [PollFd::new(socket, PollFlags::OUT)];
     loop {
         match poll(&mut fds, Some(&timeout)) {

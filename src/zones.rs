@@ -568,13 +568,7 @@ impl DestinationIndex {
     /// The index of the destination named `id`.
     fn find(&self, destinations: &[Destination], id: &str) -> Option<usize> {
         let hash = self.hasher.hash_one(id);
-        self.by_id
-            .find(hash, |&index| {
-                destinations
-                    .get(index as usize)
-                    .is_some_and(|d| d.id == *id)
-            })
-            .map(|&index| index as usize)
+        find_index(&self.by_id, hash, destinations, |d| d.id == *id)
     }
 
     /// The indexes of the names `destination` carries, in configuration order.
@@ -645,14 +639,21 @@ impl NameTable {
     /// The index of `name` in `names`, the slice the table was built over.
     fn get(&self, names: &[SharedName], name: &Name) -> Option<NameIndex> {
         let hash = name_hash(&self.hasher, name);
-        self.indexes
-            .find(hash, |&slot| {
-                names
-                    .get(slot as usize)
-                    .is_some_and(|shared| shared.name == *name)
-            })
-            .map(|&slot| slot as usize)
+        find_index(&self.indexes, hash, names, |shared| shared.name == *name)
     }
+}
+
+/// The index, in `items`, of the item with hash `hash` that `is` accepts, looked up in `table`
+/// (indexes into `items`, hashed by the same hasher as `hash`).
+fn find_index<T>(
+    table: &HashTable<u32>,
+    hash: u64,
+    items: &[T],
+    is: impl Fn(&T) -> bool,
+) -> Option<usize> {
+    table
+        .find(hash, |&index| items.get(index as usize).is_some_and(&is))
+        .map(|&index| index as usize)
 }
 
 /// The hash of `name` as hickory compares names: labels without case, and whether it is fully

@@ -187,45 +187,32 @@ fn with_question_name_as_pointer(packet: &[u8], offset: u8) -> Vec<u8> {
     out
 }
 
-fn query_spec() -> impl Strategy<Value = QuerySpec> {
-    (
-        any::<u16>(),
-        0..QUERY_NAMES.len(),
+prop_compose! {
+    fn query_spec()(
+        id in any::<u16>(),
+        name in 0..QUERY_NAMES.len(),
         // Mostly one spelling, so that queries repeat and the memo is used.
-        prop_oneof![4 => Just(0u16), 1 => any::<u16>()],
-        0..QUERY_TYPES.len(),
-        any::<bool>(),
-        prop_oneof![Just(None), Just(Some(1232u16)), (0u16..4096).prop_map(Some)],
-        prop_oneof![Just(Transport::Udp), Just(Transport::Tcp)],
-        any::<bool>(),
+        case in prop_oneof![4 => Just(0u16), 1 => any::<u16>()],
+        query_type in 0..QUERY_TYPES.len(),
+        recursion_desired in any::<bool>(),
+        edns_payload in prop_oneof![Just(None), Just(Some(1232u16)), (0u16..4096).prop_map(Some)],
+        transport in prop_oneof![Just(Transport::Udp), Just(Transport::Tcp)],
+        loopback in any::<bool>(),
         // Mostly a plain name; sometimes a pointer into the header (0 and 1: into the ID).
-        prop_oneof![6 => Just(None), 1 => (0u8..14).prop_map(Some)],
-    )
-        .prop_map(
-            |(
-                id,
-                name,
-                case,
-                query_type,
-                recursion_desired,
-                edns_payload,
-                transport,
-                loopback,
-                pointer,
-            )| {
-                QuerySpec {
-                    id,
-                    name,
-                    case,
-                    query_type,
-                    recursion_desired,
-                    edns_payload,
-                    transport,
-                    loopback,
-                    pointer,
-                }
-            },
-        )
+        pointer in prop_oneof![6 => Just(None), 1 => (0u8..14).prop_map(Some)],
+    ) -> QuerySpec {
+        QuerySpec {
+            id,
+            name,
+            case,
+            query_type,
+            recursion_desired,
+            edns_payload,
+            transport,
+            loopback,
+            pointer,
+        }
+    }
 }
 
 /// An upstream's answer for a name outside the zones, as the forwarding cache would keep it.
