@@ -3,32 +3,19 @@
 
 use crate::support::Server;
 
-pub(crate) const ZONE: &str = r#"
+pub(crate) const ZONE: &str = concat!(
+    r#"
 [[zone]]
 origin = "internal"
 ttl = 5
 
-[[asset]]
-id = "gw-berlin"
-kind = "gateway"
-addresses = ["100.64.0.2"]
-
+"#,
+    app_via_berlin_toml!(),
+    r#"
 [[asset]]
 id = "gw-munich"
 kind = "gateway"
 addresses = ["100.64.0.3"]
-
-[[asset]]
-id = "app-host"
-kind = "primary"
-addresses = ["100.64.1.10"]
-names = ["app.internal"]
-
-[[virtual_asset]]
-id = "app-via-berlin"
-gateway = "gw-berlin"
-addresses = ["10.10.0.10"]
-names = ["app.internal"]
 
 [[virtual_asset]]
 id = "app-via-munich"
@@ -40,7 +27,8 @@ names = ["app.internal"]
 id = "app"
 sources = ["*"]
 destinations = ["app-host", "app-via-berlin", "app-via-munich"]
-"#;
+"#
+);
 
 pub(crate) const A: &str = "100.64.1.10";
 pub(crate) const B: &str = "10.10.0.10";
