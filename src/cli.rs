@@ -508,7 +508,11 @@ fn reload(args: &ControlArgs) -> Result<ExitCode, CommandError> {
             zones,
             names,
             restart_needed,
+            warnings,
         }) => {
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
             for setting in &restart_needed {
                 eprintln!(
                     "warning: {setting} changed in the settings file; it takes effect after a restart"

@@ -142,9 +142,10 @@ fn enabled_by_default() -> bool {
     true
 }
 
-/// The `*.toml` files of a zones directory, sorted by name so that configuration order is
-/// stable. Hidden files (editor swap files, `.#name.toml`) are skipped.
-pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+/// The zone files of a zones directory, sorted by name so that configuration order is stable,
+/// and the entries named like zone files that cannot be read as one (each with why). Hidden
+/// files (editor swap files, `.#name.toml`) are not zone files.
+pub fn zone_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<String>), ConfigError> {
     let entries = std::fs::read_dir(dir).map_err(|error| {
         ConfigError::one(
             Location::file(dir),
@@ -152,6 +153,7 @@ pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         )
     })?;
     let mut files = Vec::new();
+    let mut skipped = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|error| {
             ConfigError::one(
@@ -159,13 +161,40 @@ pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
                 format!("cannot read zones directory: {error}"),
             )
         })?;
+        if !is_zone_file_name(&entry.file_name()) {
+            continue;
+        }
         let path = entry.path();
-        if is_zone_file_name(&entry.file_name()) && path.is_file() {
-            files.push(path);
+        // Through symbolic links, as the file is read.
+        match std::fs::metadata(&path) {
+            Ok(metadata) if metadata.is_file() => files.push(path),
+            Ok(metadata) => skipped.push(format!(
+                "{}: skipped: not a regular file ({})",
+                path.display(),
+                file_kind(&metadata.file_type())
+            )),
+            Err(error) => skipped.push(format!("{}: skipped: {error}", path.display())),
         }
     }
     files.sort();
-    Ok(files)
+    skipped.sort();
+    Ok((files, skipped))
+}
+
+/// What kind of file system entry a non-regular file is, for a warning.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    }
 }
 
 /// Whether a file in the zones directory is read as zone data by its name: `*.toml` or `*.json`
@@ -184,12 +213,15 @@ pub fn is_zone_file_name(name: &std::ffi::OsStr) -> bool {
 /// own in parallel (`file.rs`); the checks across files run after that (`build.rs`).
 pub fn load_zone_dir(dir: &Path) -> Result<ZoneData, ConfigError> {
     // Shared paths made here, not in the parsing threads (see `SourceFile::read_shared`).
-    let paths: Vec<Arc<Path>> = zone_files(dir)?.into_iter().map(Arc::from).collect();
+    let (files, skipped_files) = zone_files(dir)?;
+    let paths: Vec<Arc<Path>> = files.into_iter().map(Arc::from).collect();
     let prepared = in_parallel(&paths, |path| match SourceFile::read_shared(path) {
         Ok(source) => Prepared::from(PreparedFile::prepare(&source)),
         Err(error) => Prepared::Unreadable(error),
     });
-    build_prepared(prepared)
+    let mut data = build_prepared(prepared)?;
+    data.skipped_files = skipped_files;
+    Ok(data)
 }
 
 /// Parses and validates zone data an agent received as text (for example JSON from the

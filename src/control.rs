@@ -11,7 +11,7 @@
 //!   is permitted or hidden, its state since when, its place in the order
 //! - `{"op":"watch"}` → `{"reply":"watching"}`, then one event per line (`{"event":...}`) until
 //!   the client closes the connection
-//! - `{"op":"reload"}` → `{"reply":"reloaded","generation":2,"zones":1,"names":5,"restart_needed":[]}`
+//! - `{"op":"reload"}` → `{"reply":"reloaded","generation":2,"zones":1,"names":5,"restart_needed":[],"warnings":[]}`
 //!   once the new configuration serves, or an error reply naming FILE:LINE:COLUMN of each problem
 //!   while the last good configuration keeps serving.
 //! - anything else → `{"reply":"error","error":"..."}`; the connection stays open.
@@ -29,6 +29,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use crate::accept::AcceptBackoff;
 use crate::explain::{Explanation, explain};
 use crate::feed::ReportTarget;
 use crate::handler::Handler;
@@ -111,6 +112,9 @@ pub enum ControlReply {
         names: usize,
         /// Settings that changed but keep their running value until a restart.
         restart_needed: Vec<String>,
+        /// Warnings about the new configuration (as `check` prints them).
+        #[serde(default)]
+        warnings: Vec<String>,
     },
     /// The request was not understood or not accepted.
     Error {
@@ -128,6 +132,16 @@ pub enum ControlError {
         /// The path.
         path: PathBuf,
     },
+    /// The control socket's private directory is not safe to use.
+    #[error(
+        "{path}: refusing to use this directory for the control socket: it {reason} (remove it, or name another path with --control)"
+    )]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Another server answers on the socket.
     #[error("{path}: another failover-dns is already serving this control socket")]
     InUse {
@@ -143,6 +157,16 @@ pub enum ControlError {
         path: PathBuf,
         /// Why the connection failed.
         source: std::io::Error,
+    },
+    /// The socket is served by a process of another user (neither this user nor root).
+    #[error(
+        "{path}: the process serving this socket runs as uid {server_uid}, neither this user nor root; refusing to talk to it (another user may have taken the path)"
+    )]
+    ForeignServer {
+        /// The path.
+        path: PathBuf,
+        /// The user id the serving process runs as.
+        server_uid: u32,
     },
     /// The server replied with an error.
     #[error("{0}")]
@@ -169,12 +193,22 @@ pub struct ControlSocket {
 
 impl ControlSocket {
     /// Binds `path` with mode 0600. A stale socket left by a crashed server is replaced; a live
-    /// one, or any other kind of file, is an error.
+    /// one, or any other kind of file, is an error. The default path's private directory is
+    /// created or checked first ([`ensure_private_dir`]).
     pub fn bind(path: &Path) -> Result<Self, ControlError> {
         let io_error = |source| ControlError::Io {
             path: path.to_path_buf(),
             source,
         };
+        // The directory first: what is in it is only worth a look once nobody else controls it.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if crate::settings::private_control_dir().as_deref() == Some(parent) {
+                ensure_private_dir(parent)?;
+            } else {
+                std::fs::create_dir_all(parent).map_err(io_error)?;
+                warn_if_others_may_write(parent);
+            }
+        }
         match std::fs::symlink_metadata(path) {
             Ok(metadata) if metadata.file_type().is_socket() => {
                 if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -192,9 +226,6 @@ impl ControlSocket {
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(io_error(error)),
-        }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io_error)?;
         }
         // Bind under a temporary name, restrict it, then move it into place, so the socket is
         // never reachable at its real path with wider permissions.
@@ -234,15 +265,9 @@ impl ControlSocket {
         let own_uid = crate::settings::current_uid();
         let connections = Arc::new(Semaphore::new(limits.max_control_connections));
         let idle = limits.control_idle_timeout;
+        let mut backoff = AcceptBackoff::new("control");
         loop {
-            let stream = match self.listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    warn!(%error, "control socket accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            let (stream, _) = backoff.accept(|| self.listener.accept()).await;
             if let Ok(credentials) = stream.peer_cred() {
                 let peer = credentials.uid();
                 if peer != 0 && Some(peer) != own_uid {
@@ -264,6 +289,67 @@ impl ControlSocket {
                 drop(permit);
             });
         }
+    }
+}
+
+/// Makes sure `directory` is this user's private directory, creating it (mode 0700) when it is
+/// missing: a real directory (not a symbolic link), owned by this user, that no group or other
+/// user may enter. Anything else may have been planted by another user to take the control
+/// socket's path, and is refused.
+pub fn ensure_private_dir(directory: &Path) -> Result<(), ControlError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let unsafe_directory = |reason: String| ControlError::UnsafeDirectory {
+        path: directory.to_path_buf(),
+        reason,
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(directory) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(ControlError::Io {
+                path: directory.to_path_buf(),
+                source,
+            });
+        }
+    }
+    let metadata = std::fs::symlink_metadata(directory).map_err(|source| ControlError::Io {
+        path: directory.to_path_buf(),
+        source,
+    })?;
+    if metadata.file_type().is_symlink() {
+        return Err(unsafe_directory("is a symbolic link".to_string()));
+    }
+    if !metadata.is_dir() {
+        return Err(unsafe_directory("is not a directory".to_string()));
+    }
+    let own_uid = crate::settings::current_uid();
+    if Some(metadata.uid()) != own_uid {
+        return Err(unsafe_directory(format!(
+            "is owned by uid {}, not by this user",
+            metadata.uid()
+        )));
+    }
+    let mode = metadata.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(unsafe_directory(format!(
+            "has mode {mode:o}: other users may enter it (expected 700)"
+        )));
+    }
+    Ok(())
+}
+
+/// A control socket in a directory other users may write to can be replaced or preceded by
+/// theirs; `--control` names it, so it is allowed, with a warning.
+fn warn_if_others_may_write(directory: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(metadata) = std::fs::metadata(directory)
+        && metadata.mode() & 0o022 != 0
+    {
+        warn!(
+            directory = %directory.display(),
+            "the control socket's directory is writable by other users, who could take the \
+             socket's path; prefer a directory of the server's own user"
+        );
     }
 }
 
@@ -310,7 +396,7 @@ async fn serve_connection(stream: UnixStream, handler: Handler, idle: Duration) 
                 error: format!("request line longer than {MAX_LINE_BYTES} bytes"),
             },
             Ok(_) if is_watch(&line) => {
-                stream_events(&mut writer, &handler).await;
+                stream_events(reader, &mut writer, &handler, idle).await;
                 return;
             }
             Ok(_) => respond(&line, &handler).await,
@@ -321,8 +407,7 @@ async fn serve_connection(stream: UnixStream, handler: Handler, idle: Duration) 
         };
         let mut bytes = serde_json::to_vec(&reply).unwrap_or_else(|_| b"{}".to_vec());
         bytes.push(b'\n');
-        let written = tokio::time::timeout(idle, writer.write_all(&bytes)).await;
-        if !matches!(written, Ok(Ok(()))) || too_long {
+        if !write_within(&mut writer, &bytes, idle).await || too_long {
             return;
         }
     }
@@ -334,15 +419,41 @@ fn is_watch(line: &[u8]) -> bool {
 
 /// Answers `watch`: a `watching` line, then every event as a JSON line until the client goes
 /// away. A watcher that falls too far behind is told how many events it missed.
-async fn stream_events(writer: &mut tokio::net::unix::OwnedWriteHalf, handler: &Handler) {
+///
+/// The client is gone as soon as its side of the connection reads end-of-file (an interrupted
+/// `failover-dns watch`), not only when the next event fails to write: with no events for hours,
+/// a watcher that left would otherwise keep its connection slot, and enough of them would lock
+/// out every report. Each event must be written within `write_timeout`, so a watcher that stops
+/// reading loses its slot too.
+async fn stream_events<R>(
+    mut reader: R,
+    writer: &mut tokio::net::unix::OwnedWriteHalf,
+    handler: &Handler,
+    write_timeout: Duration,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+{
     let mut events = handler.events().subscribe();
     let mut line = serde_json::to_vec(&ControlReply::Watching {}).unwrap_or_default();
     line.push(b'\n');
-    if writer.write_all(&line).await.is_err() {
+    if !write_within(writer, &line, write_timeout).await {
         return;
     }
+    // Anything the watcher sends after its request is read and ignored; end-of-file or an error
+    // ends the watch.
+    let mut ignored = [0u8; 256];
     loop {
-        let line = match events.recv().await {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            read = reader.read(&mut ignored) => match read {
+                Ok(0) | Err(_) => {
+                    debug!("watcher closed its connection");
+                    return;
+                }
+                Ok(_) => continue,
+            },
+        };
+        let mut line = match event {
             Ok(event) => serde_json::to_vec(&event).unwrap_or_default(),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 serde_json::to_vec(&serde_json::json!({ "event": "missed", "count": missed }))
@@ -350,12 +461,24 @@ async fn stream_events(writer: &mut tokio::net::unix::OwnedWriteHalf, handler: &
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
-        let mut line = line;
         line.push(b'\n');
-        if writer.write_all(&line).await.is_err() {
+        if !write_within(writer, &line, write_timeout).await {
+            debug!("watcher does not read its events; closing");
             return;
         }
     }
+}
+
+/// Writes `bytes` whole within `limit`; false when the write failed or took too long.
+async fn write_within(
+    writer: &mut tokio::net::unix::OwnedWriteHalf,
+    bytes: &[u8],
+    limit: Duration,
+) -> bool {
+    matches!(
+        tokio::time::timeout(limit, writer.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Handles one request line on the socket: like [`handle_line`], except that a reload runs on
@@ -406,6 +529,7 @@ fn reload_reply(outcome: Result<ReloadSummary, ReloadError>) -> ControlReply {
             zones: summary.zones,
             names: summary.names,
             restart_needed: summary.restart_needed,
+            warnings: summary.warnings,
         },
         Err(error) => ControlReply::Error {
             error: error.to_string(),
@@ -484,29 +608,10 @@ pub fn handle_request(request: ControlRequest, handler: &Handler) -> ControlRepl
 
 /// Sends one request to the server at `path` and waits for its reply (client side).
 pub fn request(path: &Path, request: &ControlRequest) -> Result<ControlReply, ControlError> {
-    let io_error = |source| ControlError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
-        ControlError::NotRunning {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    let timeout = Some(Duration::from_secs(10));
-    stream.set_read_timeout(timeout).map_err(io_error)?;
-    stream.set_write_timeout(timeout).map_err(io_error)?;
-    let mut line =
-        serde_json::to_vec(request).map_err(|e| ControlError::BadReply(e.to_string()))?;
-    line.push(b'\n');
-    stream.write_all(&line).map_err(io_error)?;
-    let mut reply = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut reply)
-        .map_err(io_error)?;
-    let reply: ControlReply = serde_json::from_str(reply.trim())
-        .map_err(|e| ControlError::BadReply(format!("{e}: {reply:?}")))?;
+    let connection = ClientConnection::open(path, Some(Duration::from_secs(10)))?;
+    let (first, _) = connection.send(request)?;
+    let reply: ControlReply = serde_json::from_str(first.trim())
+        .map_err(|e| ControlError::BadReply(format!("{e}: {first:?}")))?;
     match reply {
         ControlReply::Error { error } => Err(ControlError::Rejected(error)),
         reply => Ok(reply),
@@ -516,38 +621,106 @@ pub fn request(path: &Path, request: &ControlRequest) -> Result<ControlReply, Co
 /// Streams events from the server at `path` (client side of `watch`): calls `on_event` with
 /// each event line until the server closes the connection or `on_event` returns false.
 pub fn watch(path: &Path, mut on_event: impl FnMut(&str) -> bool) -> Result<(), ControlError> {
-    let io_error = |source| ControlError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
-        ControlError::NotRunning {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    let mut request = serde_json::to_vec(&ControlRequest::Watch {})
-        .map_err(|e| ControlError::BadReply(e.to_string()))?;
-    request.push(b'\n');
-    stream.write_all(&request).map_err(io_error)?;
-    let mut lines = BufReader::new(&stream).lines();
-    let first = lines
-        .next()
-        .transpose()
-        .map_err(io_error)?
-        .unwrap_or_default();
+    let connection = ClientConnection::open(path, None)?;
+    let (first, lines) = connection.send(&ControlRequest::Watch {})?;
     match serde_json::from_str::<ControlReply>(first.trim()) {
         Ok(ControlReply::Watching {}) => {}
         Ok(ControlReply::Error { error }) => return Err(ControlError::Rejected(error)),
         _ => return Err(ControlError::BadReply(first)),
     }
-    for line in lines {
-        let line = line.map_err(io_error)?;
+    for line in lines.lines() {
+        let line = line.map_err(|source| connection.io_error(source))?;
         if !on_event(&line) {
             break;
         }
     }
     Ok(())
+}
+
+/// The client's side of one control connection, to a server it has checked.
+struct ClientConnection<'a> {
+    stream: std::os::unix::net::UnixStream,
+    path: &'a Path,
+}
+
+impl<'a> ClientConnection<'a> {
+    /// Connects to `path` and checks who serves it before anything is sent: the server must run
+    /// as this user or as root, so a socket another user planted at the path (in a shared
+    /// directory) gets neither our request nor our trust in its reply.
+    fn open(path: &'a Path, timeout: Option<Duration>) -> Result<Self, ControlError> {
+        let stream = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
+            ControlError::NotRunning {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        let connection = ClientConnection { stream, path };
+        connection.check_server_user()?;
+        let io_error = |source| connection.io_error(source);
+        connection
+            .stream
+            .set_read_timeout(timeout)
+            .map_err(io_error)?;
+        connection
+            .stream
+            .set_write_timeout(timeout)
+            .map_err(io_error)?;
+        Ok(connection)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn check_server_user(&self) -> Result<(), ControlError> {
+        let server = rustix::net::sockopt::socket_peercred(&self.stream)
+            .map_err(|errno| self.io_error(errno.into()))?;
+        let server_uid = server.uid.as_raw();
+        let own_uid = crate::settings::current_uid();
+        if server_uid == 0 || Some(server_uid) == own_uid {
+            Ok(())
+        } else {
+            Err(ControlError::ForeignServer {
+                path: self.path.to_path_buf(),
+                server_uid,
+            })
+        }
+    }
+
+    /// Elsewhere the socket's directory (mode 0700, owned by this user) is the only guard.
+    #[cfg(not(target_os = "linux"))]
+    fn check_server_user(&self) -> Result<(), ControlError> {
+        Ok(())
+    }
+
+    fn io_error(&self, source: std::io::Error) -> ControlError {
+        ControlError::Io {
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Sends `request` and reads the first reply line; returns it with a reader for the rest.
+    ///
+    /// A server that refuses the connection (too many control connections) sends its reason and
+    /// closes without reading the request, so the write may fail with a broken pipe while the
+    /// reason waits to be read: the reason is what the user sees, the write error only when
+    /// there is none.
+    fn send(
+        &self,
+        request: &ControlRequest,
+    ) -> Result<(String, BufReader<&std::os::unix::net::UnixStream>), ControlError> {
+        let mut line =
+            serde_json::to_vec(request).map_err(|e| ControlError::BadReply(e.to_string()))?;
+        line.push(b'\n');
+        let written = (&self.stream).write_all(&line);
+        let mut reader = BufReader::new(&self.stream);
+        let mut first = String::new();
+        match (written, reader.read_line(&mut first)) {
+            (_, Ok(read)) if read > 0 => Ok((first, reader)),
+            (Err(error), _) | (Ok(()), Err(error)) => Err(self.io_error(error)),
+            (Ok(()), Ok(_)) => Err(ControlError::BadReply(
+                "the server closed the connection without a reply".to_string(),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -587,6 +760,45 @@ mod tests {
         for (line, valid) in cases {
             let parsed = serde_json::from_str::<ControlRequest>(line);
             assert_eq!(parsed.is_ok(), valid, "{line}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn the_private_directory_is_created_or_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().expect("temporary directory");
+        let fresh = base.path().join("fresh");
+        ensure_private_dir(&fresh).expect("created");
+        let mode = std::fs::metadata(&fresh).expect("exists").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        ensure_private_dir(&fresh).expect("an existing private directory is fine");
+
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&fresh, &link).expect("symlink");
+        let file = base.path().join("file");
+        std::fs::write(&file, "").expect("write");
+        let mut refused = vec![(open, "mode 755"), (link, "symbolic link"), (file, "not a directory")];
+        let foreign = base.path().join("foreign");
+        if crate::settings::current_uid() == Some(0) {
+            std::fs::DirBuilder::new().create(&foreign).expect("mkdir");
+            std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o700))
+                .expect("chmod");
+            std::os::unix::fs::chown(&foreign, Some(65534), None).expect("chown");
+            refused.push((foreign, "uid 65534"));
+        } else {
+            eprintln!("skipped: needs root (a directory of another user)");
+        }
+        for (path, reason) in refused {
+            let error = ensure_private_dir(&path).expect_err("refused");
+            let message = error.to_string();
+            assert!(
+                matches!(error, ControlError::UnsafeDirectory { .. }) && message.contains(reason),
+                "{}: {message}",
+                path.display()
+            );
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct ReportResult {
     pub names: Vec<String>,
 }
 
+/// The longest round-trip time a report may carry. Anything longer is a broken measurement (or
+/// a hostile one), not a path to rank.
+pub const MAX_RTT: Duration = Duration::from_secs(3600);
+
 /// Why a report was not accepted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FeedError {
@@ -50,8 +54,8 @@ pub enum FeedError {
     /// The destination carries no shared name, so it has no endpoint.
     #[error("destination {0:?} has no endpoint (it carries no shared name)")]
     NoEndpoints(String),
-    /// A negative or non-finite RTT.
-    #[error("rtt_ms {0} is not a non-negative number of milliseconds")]
+    /// A negative, non-finite or implausibly long RTT.
+    #[error("rtt_ms {0} is not a number of milliseconds from 0 to 3600000 (one hour)")]
     InvalidRtt(f64),
 }
 
@@ -109,6 +113,9 @@ impl Feed {
         outcome: Outcome,
         rtt: Option<Duration>,
     ) -> Result<Vec<ReportResult>, FeedError> {
+        if let Some(rtt) = rtt.filter(|rtt| *rtt > MAX_RTT) {
+            return Err(FeedError::InvalidRtt(rtt.as_secs_f64() * 1000.0));
+        }
         let snapshot = self.snapshot.load();
         let addresses = resolve_target(&snapshot, target)?;
         let mut names: Vec<NameIndex> = Vec::new();
@@ -348,11 +355,27 @@ destinations = ["app-host", "app-via-gw"]
                 _ => panic!("{target:?}: {result:?}, expected {expected:?}"),
             }
         }
-        assert!(matches!(
-            feed.report_ms(
+        for (rtt_ms, accepted) in [
+            (-1.0, false),
+            (f64::NAN, false),
+            (f64::INFINITY, false),
+            (1.8e22, false),
+            (3_600_000.5, false),
+            (3_600_000.0, true),
+            (0.0, true),
+        ] {
+            let result = feed.report_ms(
                 &ReportTarget::Address(address("10.10.0.10")),
                 Outcome::Success,
-                Some(-1.0)
+                Some(rtt_ms),
+            );
+            assert_eq!(result.is_ok(), accepted, "rtt_ms {rtt_ms}: {result:?}");
+        }
+        assert!(matches!(
+            feed.report(
+                &ReportTarget::Address(address("10.10.0.10")),
+                Outcome::Success,
+                Some(MAX_RTT + Duration::from_millis(1))
             ),
             Err(FeedError::InvalidRtt(_))
         ));

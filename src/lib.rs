@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod answer;
 pub mod cache;
 pub mod cli;
@@ -44,6 +45,7 @@ pub mod server;
 pub mod settings;
 pub mod snapshot;
 pub mod status;
+pub mod tcp_slots;
 #[cfg(target_os = "linux")]
 pub mod udp_batch;
 #[cfg(target_os = "linux")]

@@ -12,8 +12,10 @@ use dashmap::DashMap;
 use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tracing::debug;
 
+use crate::accept::AcceptBackoff;
 use crate::health::Outcome;
 
 /// Query types counted by name; everything else is `other`.
@@ -306,20 +308,33 @@ impl Metrics {
 
 /// Longest request head read from a metrics client.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// How long a metrics client may take to send its request.
+/// How long a metrics connection may take, from accept to the last byte of the reply.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `GET /metrics` (HTTP/1.x, one request per connection) until the task is dropped.
+/// Metrics connections served at once. A scraper needs one; more wait in the kernel's backlog,
+/// where they cost this process no file descriptor, so a local process that opens connections
+/// and holds them cannot take the descriptors forwarding and DNS over TCP need.
+pub const MAX_CONNECTIONS: usize = 4;
+
+/// Serves `GET /metrics` (HTTP/1.x, one request per connection) until the task is dropped: at
+/// most [`MAX_CONNECTIONS`] at once, each closed after [`REQUEST_TIMEOUT`] at the latest.
 pub async fn serve(listener: TcpListener, metrics: Metrics) {
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = AcceptBackoff::new("metrics");
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
+        let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
+            return;
         };
+        let (stream, peer) = backoff.accept(|| listener.accept()).await;
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            if let Err(error) = serve_connection(stream, &metrics).await {
-                debug!(%peer, %error, "metrics connection failed");
+            let served = tokio::time::timeout(REQUEST_TIMEOUT, serve_connection(stream, &metrics));
+            match served.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => debug!(%peer, %error, "metrics connection failed"),
+                Err(_) => debug!(%peer, "metrics connection too slow; closed"),
             }
+            drop(permit);
         });
     }
 }
@@ -327,19 +342,13 @@ pub async fn serve(listener: TcpListener, metrics: Metrics) {
 async fn serve_connection(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut chunk = [0u8; 1024];
-    let read_head = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
-            let read = stream.read(&mut chunk).await?;
-            if read == 0 {
-                break;
-            }
-            head.extend_from_slice(chunk.get(..read).unwrap_or_default());
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            break;
         }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, read_head)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request head"))??;
+        head.extend_from_slice(chunk.get(..read).unwrap_or_default());
+    }
     let request_line = String::from_utf8_lossy(&head);
     let mut words = request_line.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));

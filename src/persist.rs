@@ -1,9 +1,11 @@
 //! Keeps the health table across restarts: saved on clean shutdown and periodically (written to
-//! a temporary file, then renamed over the old one, so a crash mid-write never leaves half a
-//! file), and restored at start, so a restart right after the primary failed does not put the
-//! dead primary first again. A missing or corrupt file is a warning, never fatal; entries for
+//! a new temporary file of a random name, synced, then renamed over the old one, so a crash
+//! mid-write never leaves half a file and nothing planted in the directory is written through),
+//! and restored at start (only from a regular file of the server's own user), so a restart right
+//! after the primary failed does not put the dead primary first again. A missing or corrupt file is a warning, never fatal; entries for
 //! addresses that are no longer endpoints are dropped.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,6 +74,15 @@ pub enum PersistError {
         /// The error.
         source: std::io::Error,
     },
+    /// The file is not one this server may trust: a symbolic link, not a regular file, or
+    /// another user's.
+    #[error("{path}: refusing to read the health state file: it {message}")]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
     /// The file is not a health state file this version understands.
     #[error("{path}: not a usable health state file: {message}")]
     Corrupt {
@@ -111,17 +122,22 @@ pub fn save(health: &HealthTable, path: &Path) -> Result<usize, PersistError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(format!(".{}.tmp", std::process::id()));
-    let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, text).map_err(io)?;
-    std::fs::rename(&temporary, path).map_err(|error| {
-        let _ = std::fs::remove_file(&temporary);
-        io(error)
-    })?;
+    let directory = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent,
+        None => Path::new("."),
+    };
+    std::fs::create_dir_all(directory).map_err(io)?;
+    // The temporary file is created new (O_CREAT|O_EXCL, never through a symlink) under a random
+    // name in the same directory, so a file or link someone else planted there is never written
+    // through, and the rename below stays on one file system.
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".failover-dns-state.")
+        .suffix(".tmp")
+        .tempfile_in(directory)
+        .map_err(io)?;
+    temporary.write_all(&text).map_err(io)?;
+    temporary.as_file().sync_all().map_err(io)?;
+    temporary.persist(path).map_err(|error| io(error.error))?;
     Ok(count)
 }
 
@@ -132,15 +148,12 @@ pub fn restore(
     path: &Path,
     is_endpoint: impl Fn(IpAddr) -> bool,
 ) -> Result<(usize, usize), PersistError> {
-    let text = match std::fs::read(path) {
+    let text = match read_own_file(path) {
         Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(source) => {
-            return Err(PersistError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
+        Err(PersistError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((0, 0));
         }
+        Err(error) => return Err(error),
     };
     let corrupt = |message: String| PersistError::Corrupt {
         path: path.to_path_buf(),
@@ -174,6 +187,46 @@ pub fn restore(
         )
     }));
     Ok((restored, dropped.len()))
+}
+
+/// Reads `path` if it is a regular file of this process's user, reached without a symlink: a
+/// state file another user could have planted or swapped (in a shared directory) is refused,
+/// not trusted.
+fn read_own_file(path: &Path) -> Result<Vec<u8>, PersistError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let refused = |message: String| PersistError::Refused {
+        path: path.to_path_buf(),
+        message,
+    };
+    let io = |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let link = std::fs::symlink_metadata(path).map_err(io)?;
+    if link.file_type().is_symlink() {
+        return Err(refused("is a symbolic link".to_string()));
+    }
+    if !link.file_type().is_file() {
+        return Err(refused("is not a regular file".to_string()));
+    }
+    let own_uid = crate::settings::current_uid();
+    if Some(link.uid()) != own_uid {
+        return Err(refused(format!(
+            "is owned by uid {}, not by this server's user",
+            link.uid()
+        )));
+    }
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    // The path may have been swapped between the check and the open: read only the very file
+    // that was checked.
+    let opened = file.metadata().map_err(io)?;
+    if (opened.dev(), opened.ino()) != (link.dev(), link.ino()) {
+        return Err(refused("changed while it was being opened".to_string()));
+    }
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).map_err(io)?;
+    Ok(text)
 }
 
 /// Restores `path` into `health` at start, logging what happened; never fails.
@@ -283,6 +336,74 @@ mod tests {
             let error = restore(&table, &path, |_| true).expect_err("corrupt is an error");
             assert!(error.to_string().contains("corrupt.json"), "{error}");
         }
+        assert!(table.entries().is_empty());
+    }
+
+    fn one_entry_table() -> HealthTable {
+        let table = HealthTable::new();
+        table.report(Report {
+            address: address("192.0.2.1"),
+            outcome: Outcome::Failure,
+            rtt: None,
+        });
+        table
+    }
+
+    #[test]
+    fn saving_never_writes_through_a_planted_link() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("state.json");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").expect("write the victim");
+        // What another user could plant in a shared directory: a link at the temporary name an
+        // earlier version used, and a link at the state file's own path.
+        let mut predictable = path.as_os_str().to_owned();
+        predictable.push(format!(".{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, PathBuf::from(predictable)).expect("plant a link");
+        std::os::unix::fs::symlink(&victim, &path).expect("plant a link at the path");
+
+        assert_eq!(save(&one_entry_table(), &path).expect("saved"), 1);
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "precious\n"
+        );
+        let saved = std::fs::symlink_metadata(&path).expect("state file");
+        assert!(saved.file_type().is_file(), "the link was replaced, not followed");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(saved.permissions().mode() & 0o077, 0, "private to the user");
+        // Nothing but the state file, the victim and the planted link is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 3);
+    }
+
+    #[test]
+    fn a_state_file_that_is_a_link_or_no_regular_file_is_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let real = dir.path().join("real.json");
+        save(&one_entry_table(), &real).expect("saved");
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&real, &link).expect("link");
+        let table = HealthTable::new();
+        for path in [link, dir.path().to_path_buf()] {
+            let error = restore(&table, &path, |_| true).expect_err("refused");
+            assert!(matches!(error, PersistError::Refused { .. }), "{error}");
+        }
+        assert!(table.entries().is_empty());
+        assert_eq!(restore(&table, &real, |_| true).expect("own file"), (1, 0));
+    }
+
+    #[test]
+    fn a_state_file_of_another_user_is_refused() {
+        if crate::settings::current_uid() != Some(0) {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("state.json");
+        save(&one_entry_table(), &path).expect("saved");
+        std::os::unix::fs::chown(&path, Some(65534), None).expect("chown to nobody");
+        let table = HealthTable::new();
+        let error = restore(&table, &path, |_| true).expect_err("refused");
+        assert!(error.to_string().contains("uid 65534"), "{error}");
         assert!(table.entries().is_empty());
     }
 }

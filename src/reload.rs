@@ -72,6 +72,9 @@ pub struct ReloadSummary {
     pub names: usize,
     /// Settings that changed but keep their running value until a restart.
     pub restart_needed: Vec<String>,
+    /// What `check` would warn about in the new configuration (skipped files, policies that
+    /// leave a shared name without failover).
+    pub warnings: Vec<String>,
 }
 
 /// Why a reload kept the old configuration.
@@ -234,7 +237,8 @@ impl Reloader {
         let (zones, names) = (data.zones.len(), data.names.len());
         self.inner.snapshot.store(built.snapshot);
         let current = self.inner.snapshot.load();
-        for warning in current.warnings() {
+        let warnings = current.warnings();
+        for warning in &warnings {
             warn!("{warning}");
         }
         let forgotten = self
@@ -268,6 +272,7 @@ impl Reloader {
             zones,
             names,
             restart_needed: built.restart_needed,
+            warnings,
         }
     }
 

@@ -29,8 +29,9 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout, timeout_at};
-use tracing::{debug, warn};
+use tracing::debug;
 
+use crate::accept::AcceptBackoff;
 use crate::answer::Transport;
 use crate::control::ControlSocket;
 use crate::fastpath::AnswerMemo;
@@ -38,6 +39,7 @@ use crate::fastpath::AnswerMemo;
 use crate::handler::ForwardJob;
 use crate::handler::{Client, Handler, Step};
 use crate::limits::Limits;
+use crate::tcp_slots::{Slot, TcpSlots};
 /// The largest UDP datagram read; larger ones are cut by the kernel and fail to parse.
 #[cfg(not(target_os = "linux"))]
 const UDP_RECEIVE_BUFFER: usize = 65_535;
@@ -139,7 +141,7 @@ pub async fn run_with_limits(
 ) {
     let mut tasks = JoinSet::new();
     // One pool of TCP connection slots and one of forward slots for every listen address.
-    let connections = Arc::new(Semaphore::new(limits.max_tcp_connections));
+    let connections = TcpSlots::new(limits.max_tcp_connections);
     let forwards = Arc::new(Semaphore::new(limits.forwards_in_flight));
     let tcp_memo = Arc::new(std::sync::Mutex::new(AnswerMemo::new()));
     // Stops the UDP threads when this future ends, or is dropped before it ends.
@@ -247,7 +249,7 @@ fn forward_udp(
 #[derive(Clone)]
 struct Shared {
     /// Connection slots, for every listen address together.
-    connections: Arc<Semaphore>,
+    connections: Arc<TcpSlots>,
     /// Forward slots, shared with UDP.
     forwards: Arc<Semaphore>,
     limits: Limits,
@@ -256,27 +258,21 @@ struct Shared {
     memo: Arc<std::sync::Mutex<AnswerMemo>>,
 }
 
-/// The accept loop of one TCP listener. A connection is accepted only when a slot is free, so
-/// connections over the limit wait in the kernel's backlog (and are served, in order, as slots
-/// free up) instead of costing memory and tasks here.
+/// The accept loop of one TCP listener. Every connection gets a slot ([`TcpSlots`]): a free
+/// one, or that of the connection idle the longest, so idle connections cannot keep a new
+/// client out. Only while every connection has a query in flight does the loop stop
+/// accepting, and further connections wait in the kernel's backlog.
 async fn serve_tcp(listener: TcpListener, handler: Handler, shared: Shared) {
+    let mut backoff = AcceptBackoff::new("tcp");
     loop {
-        let Ok(permit) = Arc::clone(&shared.connections).acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors, mostly: back off instead of spinning.
-                warn!(%error, "tcp accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = backoff.accept(|| listener.accept()).await;
+        let slot = shared.connections.admit().await;
         let (handler, shared) = (handler.clone(), shared.clone());
         tokio::spawn(async move {
-            serve_tcp_connection(stream, peer, handler, &shared).await;
-            drop(permit);
+            tokio::select! {
+                () = serve_tcp_connection(stream, peer, handler, &slot, &shared) => {}
+                () = slot.evicted() => debug!(%peer, "idle tcp connection closed for a new one"),
+            }
         });
     }
 }
@@ -290,6 +286,7 @@ async fn serve_tcp_connection(
     stream: TcpStream,
     peer: SocketAddr,
     handler: Handler,
+    slot: &Slot,
     shared: &Shared,
 ) {
     let limits = &shared.limits;
@@ -302,7 +299,7 @@ async fn serve_tcp_connection(
     let (reader, writer) = stream.into_split();
     let (replies, queue) = mpsc::channel(limits.tcp_queries_in_flight);
     let writing = write_replies(writer, queue, limits.tcp_idle_timeout, peer);
-    let reading = read_queries(reader, client, handler, replies, shared);
+    let reading = read_queries(reader, client, handler, replies, slot, shared);
     tokio::pin!(writing);
     tokio::select! {
         // The writer gave up (the client does not read, or is gone): stop reading too. Forwards
@@ -337,6 +334,7 @@ async fn read_queries(
     client: Client,
     handler: Handler,
     replies: mpsc::Sender<Vec<u8>>,
+    slot: &Slot,
     shared: &Shared,
 ) {
     let limits = &shared.limits;
@@ -347,6 +345,7 @@ async fn read_queries(
         {
             break closed;
         }
+        slot.touch();
         let step = match shared.memo.try_lock() {
             Ok(mut memo) => handler.handle_memoized(&mut memo, &message, client, Vec::new()),
             // Busy (another connection is answering through it), or poisoned by a panic in
@@ -370,11 +369,12 @@ async fn read_queries(
                     return;
                 };
                 let (handler, replies) = (handler.clone(), replies.clone());
+                let in_flight = slot.query_in_flight();
                 tokio::spawn(async move {
                     let reply = handler.finish_forward(job).await;
                     // The connection may be gone by now; then the reply is dropped.
                     let _ = replies.send(reply).await;
-                    drop((permit, server_permit));
+                    drop((permit, server_permit, in_flight));
                 });
             }
             Step::Drop => {}

@@ -38,7 +38,7 @@ impl Snapshot {
     /// not all destinations of a shared name (failover cannot work for its clients).
     pub fn warnings(&self) -> Vec<String> {
         let data = self.zones.data();
-        let mut warnings = Vec::new();
+        let mut warnings = data.skipped_files.clone();
         if data.zones.is_empty() {
             warnings
                 .push("no [[zone]] is declared: nothing is answered from zone data".to_string());

@@ -295,6 +295,10 @@ pub struct ZoneData {
     pub names: Vec<SharedName>,
     /// Every policy, in declaration order.
     pub policies: Vec<Policy>,
+    /// Entries of the zones directory named like zone files that were not read (a FIFO, a
+    /// device, a directory, a symbolic link that leads nowhere), each with why: warnings for
+    /// `check` and every reload, never silence.
+    pub skipped_files: Vec<String>,
 }
 
 /// What the zone data says about a query name.

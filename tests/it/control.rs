@@ -91,6 +91,8 @@ fn bad_requests_get_an_error_reply_and_the_connection_keeps_serving() {
         "{\"op\":\"reboot\"}",
         "{\"op\":\"report\",\"address\":\"100.64.1.10\",\"outcome\":\"maybe\"}",
         "{\"op\":\"report\",\"address\":\"100.64.1.10\",\"outcome\":\"failure\",\"rtt_ms\":-1}",
+        "{\"op\":\"report\",\"address\":\"100.64.1.10\",\"outcome\":\"success\",\"rtt_ms\":1.8e22}",
+        "{\"op\":\"report\",\"address\":\"100.64.1.10\",\"outcome\":\"success\",\"rtt_ms\":3600001}",
         "{\"op\":\"report\",\"outcome\":\"failure\"}",
         "{\"op\":\"report\",\"address\":\"100.64.1.10\",\"destination\":\"app-host\",\"outcome\":\"failure\"}",
         "{\"op\":\"report\",\"destination\":\"no-such-id\",\"outcome\":\"failure\"}",
