@@ -12,6 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::Name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout_at;
@@ -169,11 +170,15 @@ impl Forwarder {
     /// Forwards `packet` (the client's query, parsed as `request`) to the upstreams in order and
     /// returns the first usable answer, or `None` when every upstream failed within the total
     /// time (the caller answers SERVFAIL).
+    ///
+    /// Records owned by names for which `is_owned` holds are dropped from a usable answer before
+    /// it is cached or passed on ([`drop_owned_records`]).
     pub async fn forward(
         &self,
         request: &Message,
         packet: &[u8],
         transport: Transport,
+        is_owned: impl Fn(&Name) -> bool,
     ) -> Option<Forwarded> {
         let deadline = Instant::now() + self.inner.settings.total_timeout;
         let mut last_failure: Option<Forwarded> = None;
@@ -214,6 +219,23 @@ impl Forwarder {
                         continue;
                     }
                     self.succeeded(upstream);
+                    let mut forwarded = forwarded;
+                    let dropped = drop_owned_records(&mut forwarded.message, &is_owned);
+                    if dropped > 0 {
+                        warn!(
+                            %upstream.address,
+                            dropped,
+                            "upstream's reply carried records for names in our zones; dropped"
+                        );
+                        match forwarded.message.to_vec() {
+                            Ok(bytes) => forwarded.bytes = bytes,
+                            // The scrubbed reply cannot be sent: treat the upstream as failed.
+                            Err(error) => {
+                                debug!(%error, "scrubbed reply does not encode");
+                                continue;
+                            }
+                        }
+                    }
                     if let Some(key) = CacheKey::for_request(request) {
                         self.inner
                             .cache
@@ -273,6 +295,26 @@ impl Forwarder {
             health.held_until = Some(Instant::now() + hold_down);
         }
     }
+}
+
+/// Drops, from every section of an upstream's reply, the records owned by names for which
+/// `is_owned` holds (names in our zones), and returns how many. Another server's claims about
+/// our names (an `A` for a shared name in the additional section, an out-of-zone `CNAME` chain
+/// that ends in our zone) must never reach a client or the cache; the rest of the reply is
+/// left as it is, as resolvers scrub out-of-bailiwick data. The OPT record is not a section
+/// record here and is kept.
+pub fn drop_owned_records(message: &mut Message, is_owned: impl Fn(&Name) -> bool) -> usize {
+    let mut dropped = 0;
+    for section in [
+        &mut message.answers,
+        &mut message.authorities,
+        &mut message.additionals,
+    ] {
+        let before = section.len();
+        section.retain(|record| !is_owned(&record.name));
+        dropped += before - section.len();
+    }
+    dropped
 }
 
 /// One query to one upstream: UDP (then TCP when the reply is truncated) or TCP.
@@ -428,6 +470,42 @@ pub fn is_own_address(upstream: SocketAddr, listen: &[SocketAddr]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_for_our_names_are_dropped_from_every_section() {
+        use hickory_proto::rr::{RData, Record, rdata};
+        let name = |text: &str| Name::from_ascii(text).expect("literal name");
+        let a = |owner: &str, octets: [u8; 4]| {
+            Record::from_rdata(name(owner), 60, RData::A(rdata::A::from(Ipv4Addr::from(octets))))
+        };
+        let cname = |owner: &str, target: &str| {
+            Record::from_rdata(name(owner), 60, RData::CNAME(rdata::CNAME(name(target))))
+        };
+        let mut message = Message::response(7, hickory_proto::op::OpCode::Query);
+        message.answers = vec![
+            cname("www.example.com.", "app.internal."),
+            a("APP.Internal.", [6, 6, 6, 6]),
+            a("www.example.com.", [192, 0, 2, 1]),
+        ];
+        message.authorities = vec![a("ns.sub.app.internal.", [6, 6, 6, 7])];
+        message.additionals = vec![
+            a("app.internal.", [6, 6, 6, 6]),
+            a("ns.example.com.", [192, 0, 2, 53]),
+        ];
+        let zone = name("app.internal.");
+        let dropped = drop_owned_records(&mut message, |owner| zone.zone_of(owner));
+        assert_eq!(dropped, 3);
+        let owners = |records: &[Record]| -> Vec<String> {
+            records.iter().map(|r| r.name.to_ascii()).collect()
+        };
+        assert_eq!(
+            owners(&message.answers),
+            ["www.example.com.", "www.example.com."]
+        );
+        assert!(message.authorities.is_empty());
+        assert_eq!(owners(&message.additionals), ["ns.example.com."]);
+        assert_eq!(drop_owned_records(&mut message, |_| false), 0);
+    }
 
     #[test]
     fn upstream_syntax_table() {

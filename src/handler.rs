@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tracing::debug;
 
 use crate::answer::{self, Decision, Transport};
@@ -322,7 +322,13 @@ impl Handler {
         } = job;
         let limit = answer::size_limit(&request, transport);
         let query_type = request.queries.first().map(Query::query_type);
-        let (reply, outcome) = match self.forwarder.forward(&request, &packet, transport).await {
+        let snapshot = self.snapshot.load();
+        let is_owned = |name: &Name| snapshot.zones.zone_of(name).is_some();
+        let forwarded = self
+            .forwarder
+            .forward(&request, &packet, transport, is_owned)
+            .await;
+        let (reply, outcome) = match forwarded {
             Some(forwarded) if forwarded.bytes.len() <= limit => {
                 (forwarded.bytes, QueryOutcome::Forwarded)
             }

@@ -84,6 +84,8 @@ pub fn dig_at(server: &str, port: u16, args: &[&str]) -> Result<Dig, String> {
 
 /// A running `failover-dns serve`. Dropping it sends SIGTERM and waits for the process.
 pub struct Server {
+    /// A command the server runs under (`prlimit …`), empty for none.
+    wrapper: Vec<String>,
     child: Option<Child>,
     dir: TempDir,
     /// The test's own arguments, kept for [`Server::restart`].
@@ -105,7 +107,19 @@ impl Server {
     /// Starts a server on `zone_files` with `extra_args` (identity flags, ...) and returns once
     /// it answers DNS.
     pub fn start(zone_files: &[(&str, &str)], extra_args: &[&str]) -> Server {
-        let server = Server::spawn(zone_files, extra_args, false, false);
+        Server::start_wrapped(&[], zone_files, extra_args)
+    }
+
+    /// Like [`Server::start`], with the server run by `wrapper` (a command that execs the rest
+    /// of its arguments, such as `prlimit --nofile=1024`), so its pid is the server's.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        zone_files: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Server {
+        let mut server = Server::new(zone_files, extra_args, false);
+        server.wrapper = wrapper.iter().map(ToString::to_string).collect();
+        server.launch(false);
         server.wait_until_answering();
         server
     }
@@ -152,7 +166,15 @@ impl Server {
         terminate_at_ready: bool,
         default_log_level: bool,
     ) -> Server {
-        let mut server = Server {
+        let mut server = Server::new(zone_files, extra_args, default_log_level);
+        server.launch(terminate_at_ready);
+        server
+    }
+
+    /// A server not started yet.
+    fn new(zone_files: &[(&str, &str)], extra_args: &[&str], default_log_level: bool) -> Server {
+        Server {
+            wrapper: Vec::new(),
             child: None,
             dir: zone_dir(zone_files),
             extra_args: extra_args.iter().map(ToString::to_string).collect(),
@@ -164,9 +186,7 @@ impl Server {
             stderr: Arc::new(Mutex::new(String::new())),
             stderr_reader: None,
             earlier_stderr: String::new(),
-        };
-        server.launch(terminate_at_ready);
-        server
+        }
     }
 
     /// Runs `failover-dns serve` in the server's directory and waits for `ready:`.
@@ -174,7 +194,14 @@ impl Server {
         let dir = self.dir.path();
         let zones = dir.join("zones");
         let control = dir.join("control.sock");
-        let mut command = Command::new(BINARY);
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BINARY);
+                command
+            }
+            None => Command::new(BINARY),
+        };
         command
             .arg("serve")
             .arg("--zones")
