@@ -769,7 +769,10 @@ mod tests {
         let base = tempfile::tempdir().expect("temporary directory");
         let fresh = base.path().join("fresh");
         ensure_private_dir(&fresh).expect("created");
-        let mode = std::fs::metadata(&fresh).expect("exists").permissions().mode();
+        let mode = std::fs::metadata(&fresh)
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700, "{mode:o}");
         ensure_private_dir(&fresh).expect("an existing private directory is fine");
 
@@ -780,7 +783,11 @@ mod tests {
         std::os::unix::fs::symlink(&fresh, &link).expect("symlink");
         let file = base.path().join("file");
         std::fs::write(&file, "").expect("write");
-        let mut refused = vec![(open, "mode 755"), (link, "symbolic link"), (file, "not a directory")];
+        let mut refused = vec![
+            (open, "mode 755"),
+            (link, "symbolic link"),
+            (file, "not a directory"),
+        ];
         let foreign = base.path().join("foreign");
         if crate::settings::current_uid() == Some(0) {
             std::fs::DirBuilder::new().create(&foreign).expect("mkdir");

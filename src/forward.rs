@@ -476,7 +476,11 @@ mod tests {
         use hickory_proto::rr::{RData, Record, rdata};
         let name = |text: &str| Name::from_ascii(text).expect("literal name");
         let a = |owner: &str, octets: [u8; 4]| {
-            Record::from_rdata(name(owner), 60, RData::A(rdata::A::from(Ipv4Addr::from(octets))))
+            Record::from_rdata(
+                name(owner),
+                60,
+                RData::A(rdata::A::from(Ipv4Addr::from(octets))),
+            )
         };
         let cname = |owner: &str, target: &str| {
             Record::from_rdata(name(owner), 60, RData::CNAME(rdata::CNAME(name(target))))

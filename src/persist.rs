@@ -368,7 +368,10 @@ mod tests {
             "precious\n"
         );
         let saved = std::fs::symlink_metadata(&path).expect("state file");
-        assert!(saved.file_type().is_file(), "the link was replaced, not followed");
+        assert!(
+            saved.file_type().is_file(),
+            "the link was replaced, not followed"
+        );
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(saved.permissions().mode() & 0o077, 0, "private to the user");
         // Nothing but the state file, the victim and the planted link is left behind.

@@ -122,7 +122,8 @@ fn control_path_for(
         .filter(|d| !d.is_empty())
         .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
     let uid = uid.map_or_else(|| "user".to_string(), |uid| uid.to_string());
-    base.join(format!("failover-dns-{uid}")).join("control.sock")
+    base.join(format!("failover-dns-{uid}"))
+        .join("control.sock")
 }
 
 /// This process's user id (read from `/proc/self`, which the process owns).
@@ -320,12 +321,42 @@ mod tests {
     fn default_control_path_table() {
         let os = |text: &str| Some(std::ffi::OsString::from(text));
         let cases = [
-            (Some(1000), os("/run/user/1000"), None, "/run/user/1000/failover-dns.sock"),
-            (Some(0), os("/run/user/0"), None, "/run/user/0/failover-dns.sock"),
-            (Some(0), None, os("/var/tmp"), "/run/failover-dns/control.sock"),
-            (Some(1000), None, None, "/tmp/failover-dns-1000/control.sock"),
-            (Some(1000), os(""), os(""), "/tmp/failover-dns-1000/control.sock"),
-            (Some(1000), None, os("/var/tmp"), "/var/tmp/failover-dns-1000/control.sock"),
+            (
+                Some(1000),
+                os("/run/user/1000"),
+                None,
+                "/run/user/1000/failover-dns.sock",
+            ),
+            (
+                Some(0),
+                os("/run/user/0"),
+                None,
+                "/run/user/0/failover-dns.sock",
+            ),
+            (
+                Some(0),
+                None,
+                os("/var/tmp"),
+                "/run/failover-dns/control.sock",
+            ),
+            (
+                Some(1000),
+                None,
+                None,
+                "/tmp/failover-dns-1000/control.sock",
+            ),
+            (
+                Some(1000),
+                os(""),
+                os(""),
+                "/tmp/failover-dns-1000/control.sock",
+            ),
+            (
+                Some(1000),
+                None,
+                os("/var/tmp"),
+                "/var/tmp/failover-dns-1000/control.sock",
+            ),
         ];
         for (uid, runtime_dir, temporary_dir, expected) in cases {
             assert_eq!(

@@ -23,7 +23,10 @@
 //! Nothing sends traffic anywhere but 127.0.0.0/8; endpoint addresses are only data.
 //!
 //! Robustness and supply chain: `hostile` (malformed and hostile packets over UDP and TCP, the
-//! fuzz seeds), `limits` (connection limits, timeouts, pipelining, slow clients, floods, the
+//! fuzz seeds), `hardening` (what a hostile local process, a hostile upstream or a careless
+//! operator must not be able to do: watchers that lock out reports, links planted for the state
+//! file, descriptor starvation through the metrics port, a taken control socket path, idle TCP
+//! connections that keep new clients out, an upstream's records for our names), `limits` (connection limits, timeouts, pipelining, slow clients, floods, the
 //! forwarding allow-list), `fuzz_corpus` (every fuzz corpus file through the fuzz harness, on
 //! stable), `supply_chain` (lockfiles against known advisories, offline); `wire` has the raw
 //! UDP/TCP helpers they share.
@@ -64,6 +67,7 @@ mod failover;
 mod fast_path;
 mod forwarding;
 mod fuzz_corpus;
+mod hardening;
 mod hostile;
 mod limits;
 mod not_owned;

@@ -24,7 +24,8 @@ use tempfile::TempDir;
 pub use dig::Dig;
 
 /// The binary under test.
-const BINARY: &str = env!("CARGO_BIN_EXE_failover-dns");
+/// The `failover-dns` binary under test.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_failover-dns");
 /// How long the server may take to print `ready:` and answer its first query.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the server may take to exit after SIGTERM.
@@ -648,6 +649,30 @@ fn problems(server: &Server, reply: &Dig, status: &str, answers: &[&str]) -> Vec
         _ => {}
     }
     problems
+}
+
+/// How long [`wait_for`] polls.
+const WAIT_DEADLINE: Duration = Duration::from_secs(10);
+/// The pause between two polls of [`wait_for`]: each poll asks the server (a command, a
+/// query), so the pause only keeps the loop from spinning.
+const WAIT_PAUSE: Duration = Duration::from_millis(20);
+
+/// Polls `probe` until it returns `Some` and returns the value; panics with `what` and the
+/// server's log when [`WAIT_DEADLINE`] passes.
+pub fn wait_for<T>(what: &str, server: &Server, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        if start.elapsed() > WAIT_DEADLINE {
+            panic!(
+                "{what}: not within {WAIT_DEADLINE:?}\n--- server stderr ---\n{}",
+                server.stderr()
+            );
+        }
+        std::thread::sleep(WAIT_PAUSE);
+    }
 }
 
 /// Bytes a command printed, as text (lossy).

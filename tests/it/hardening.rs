@@ -1,0 +1,528 @@
+//! What a hostile local process, a hostile upstream or a careless operator cannot do to the
+//! server: lock out reports with interrupted `watch` clients, make a save of the health state
+//! write through a link planted in a shared directory (or plant the state file itself), starve
+//! the server of file descriptors through the metrics port, take the default control socket's
+//! path or impersonate the server, keep new TCP clients out with idle connections, or make
+//! clients believe an upstream's records for our own names.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType};
+use hickory_proto::rr::{Name, RData, Record, rdata};
+
+use crate::support::upstream::Unbound;
+use crate::support::{BINARY, Server, run_with_deadline, text, wait_for};
+
+const ZONE: &str = concat!(
+    r#"
+[[zone]]
+origin = "internal"
+
+"#,
+    app_via_berlin_toml!(),
+    r#"
+[[policy]]
+id = "app"
+sources = ["*"]
+destinations = ["app-host", "app-via-berlin"]
+"#
+);
+const PRIMARY: &str = "100.64.1.10";
+const VIA_BERLIN: &str = "10.10.0.10";
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+/// Sends `signal` (`INT`, `TERM`) to `child` and waits for it to exit.
+fn signal_and_wait(child: &mut Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal}");
+    child.wait().expect("wait for the child");
+}
+
+#[test]
+fn interrupted_watchers_do_not_lock_out_reports() {
+    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    // As many watchers as there are control slots (16 by default).
+    let mut watchers: Vec<Child> = (0..16).map(|_| server.spawn_cli(&["watch"])).collect();
+    // Once they hold every slot, a report is refused, and the user reads the server's reason.
+    let refused = wait_for("the watchers hold every slot", &server, || {
+        let output = server.cli(&["report", "--ok", PRIMARY]);
+        (!output.status.success()).then(|| text(&output.stderr))
+    });
+    assert!(
+        refused.contains("too many control connections"),
+        "the server's reason, not a write error: {refused}"
+    );
+    // Every watcher is interrupted (Ctrl-C) while nothing happens that would make an event.
+    for watcher in &mut watchers {
+        signal_and_wait(watcher, "INT");
+    }
+    let reported = wait_for("reports get through again", &server, || {
+        let output = server.cli(&["report", "--fail", PRIMARY]);
+        output.status.success().then(|| text(&output.stdout))
+    });
+    assert!(reported.contains("down"), "{reported}");
+    assert_eq!(server.addresses("app.internal"), [VIA_BERLIN, PRIMARY]);
+}
+
+#[test]
+fn saving_the_health_state_never_writes_through_a_planted_link() {
+    // A shared directory like /tmp: sticky, anyone may create files in it.
+    let shared = tempfile::tempdir().expect("temporary directory");
+    set_mode(shared.path(), 0o1777);
+    let state_file = shared.path().join("health.json");
+    let victim = shared.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write the victim");
+    let state_arg = state_file.to_str().expect("UTF-8 path");
+    let mut server = Server::start(&[("zone.toml", ZONE)], &["--state-file", state_arg]);
+    server.report(false, PRIMARY);
+    // Another user plants links where the save will write: the temporary name the server's
+    // pid predicts, and the state file's own path.
+    let predictable = format!("{state_arg}.{}.tmp", server.pid());
+    std::os::unix::fs::symlink(&victim, &predictable).expect("plant a link");
+    std::os::unix::fs::symlink(&victim, &state_file).expect("plant a link at the path");
+    assert!(server.stop().success(), "clean exit (the state is saved)");
+
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read the victim"),
+        "precious\n",
+        "the save wrote through a link"
+    );
+    let saved = std::fs::symlink_metadata(&state_file).expect("the state file");
+    assert!(saved.file_type().is_file(), "{saved:?}");
+    let text = std::fs::read_to_string(&state_file).expect("read the state file");
+    assert!(text.contains(PRIMARY), "{text}");
+}
+
+#[test]
+fn a_health_state_file_that_is_a_link_is_not_trusted() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let planted = dir.path().join("planted.json");
+    // A well-formed state file that says the primary is down.
+    std::fs::write(
+        &planted,
+        format!(
+            r#"{{"version":1,"saved_at_unix_ms":1,"endpoints":[{{"address":"{PRIMARY}","last_success":null,"last_failure":{{"sequence":1,"unix_ms":1}},"consecutive_failures":1,"last_rtt_ms":null}}]}}"#
+        ),
+    )
+    .expect("write the planted file");
+    let state_file = dir.path().join("health.json");
+    std::os::unix::fs::symlink(&planted, &state_file).expect("link");
+    let state_arg = state_file.to_str().expect("UTF-8 path");
+    let server = Server::start(&[("zone.toml", ZONE)], &["--state-file", state_arg]);
+    assert_eq!(
+        server.addresses("app.internal"),
+        [PRIMARY, VIA_BERLIN],
+        "nothing restored from the link"
+    );
+    let log = server.stderr();
+    assert!(log.contains("symbolic link"), "{log}");
+}
+
+/// The soft descriptor limit of this process raised to at least `wanted` (within the hard
+/// limit); false when the hard limit is lower.
+fn raise_own_descriptor_limit(wanted: u64) -> bool {
+    let pid = std::process::id().to_string();
+    let output = Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid,
+            "--nofile",
+            "--raw",
+            "--noheadings",
+            "--output=SOFT,HARD",
+        ])
+        .output()
+        .expect("run prlimit");
+    let limits: Vec<u64> = text(&output.stdout)
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    let [soft, hard] = limits[..] else {
+        // "unlimited" parses as neither; nothing to raise then.
+        return true;
+    };
+    if soft >= wanted {
+        return true;
+    }
+    if hard < wanted {
+        return false;
+    }
+    Command::new("prlimit")
+        .args(["--pid", &pid, &format!("--nofile={wanted}:{hard}")])
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[test]
+fn idle_metrics_connections_cannot_starve_the_server_of_descriptors() {
+    if !raise_own_descriptor_limit(4096) {
+        eprintln!("skipped: this process may not open 1,100 connections");
+        return;
+    }
+    let upstream = Unbound::start(&["www.example.test. 300 IN A 192.0.2.80"]);
+    let server = Server::start_wrapped(
+        &["prlimit", "--nofile=1024"],
+        &[("zone.toml", ZONE)],
+        &[
+            "--upstream",
+            &upstream.upstream_arg(),
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = server.metrics_address().expect("metrics listener");
+    // A local process tries to open more idle connections to the metrics port than the
+    // server has descriptors, until the kernel stops completing them (its backlog is full).
+    let mut held = Vec::new();
+    let mut failed_in_a_row = 0;
+    while held.len() < 1100 && failed_in_a_row < 3 {
+        match TcpStream::connect_timeout(&metrics, Duration::from_millis(300)) {
+            Ok(stream) => {
+                held.push(stream);
+                failed_in_a_row = 0;
+            }
+            Err(_) => failed_in_a_row += 1,
+        }
+    }
+    assert!(held.len() >= 100, "only {} connections held", held.len());
+
+    // Forwarding (a new upstream socket per query), DNS over TCP and reports still work.
+    for label in ["nx1", "nx2", "nx3"] {
+        let name = format!("{label}.example.test");
+        let reply = server.dig(&[&name, "A"]);
+        assert_eq!(reply.status, "NXDOMAIN", "forwarded {name}:\n{reply}");
+    }
+    let reply = server.dig(&["www.example.test", "A"]);
+    assert_eq!(reply.answer_data(), ["192.0.2.80"], "{reply}");
+    let reply = server.dig(&["+tcp", "app.internal", "A"]);
+    assert_eq!(reply.status, "NOERROR", "{reply}");
+    server.report(false, PRIMARY);
+    let log = server.stderr();
+    assert!(!log.contains("Too many open files"), "{log}");
+    drop(held);
+}
+
+#[test]
+fn idle_tcp_connections_cannot_keep_a_new_client_out() {
+    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let address = server.listen_addresses()[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    let holding = Arc::new(AtomicUsize::new(0));
+    // A local process keeps 300 idle connections open (more than the 128 slots), re-opening
+    // every one the server closes.
+    let holder = std::thread::spawn({
+        let (stop, holding) = (Arc::clone(&stop), Arc::clone(&holding));
+        move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                held.retain(|stream| {
+                    let mut byte = [0u8; 1];
+                    // Closed by the server: end of file (or an error).
+                    matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                });
+                while held.len() < 300 {
+                    let Ok(stream) =
+                        TcpStream::connect_timeout(&address, Duration::from_millis(200))
+                    else {
+                        break;
+                    };
+                    stream.set_nonblocking(true).expect("non-blocking");
+                    held.push(stream);
+                }
+                holding.store(held.len(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    wait_for("the holder holds 300 connections", &server, || {
+        (holding.load(Ordering::Relaxed) >= 300).then_some(())
+    });
+    // A fresh client over TCP is answered within dig's 2 s, every time.
+    for _ in 0..3 {
+        let reply = server.dig(&["+tcp", "app.internal", "A"]);
+        assert_eq!(reply.answer_data(), [PRIMARY, VIA_BERLIN], "{reply}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    holder.join().expect("the holder thread");
+}
+
+/// Starts `failover-dns serve` with no `--control` (the default path), with `XDG_RUNTIME_DIR`
+/// unset and `TMPDIR` set to `temporary_dir`; as root, as user `nobody` (65534), so that the
+/// per-user directory scheme applies. Returns the command and the uid it runs as.
+fn serve_with_default_control(zones: &Path, temporary_dir: &Path) -> (Command, u32) {
+    let resolv_conf = zones.join("resolv.conf");
+    std::fs::write(&resolv_conf, "").expect("write an empty resolv.conf");
+    let args = [
+        "serve".as_ref(),
+        "--zones".as_ref(),
+        zones.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--resolv-conf".as_ref(),
+        resolv_conf.as_os_str(),
+    ];
+    as_test_user(&args, temporary_dir)
+}
+
+/// `failover-dns ARGS` with the default-control environment of [`serve_with_default_control`].
+fn as_test_user(args: &[&std::ffi::OsStr], temporary_dir: &Path) -> (Command, u32) {
+    let (mut command, uid) = if is_root() {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", BINARY]);
+        (command, 65534)
+    } else {
+        let uid = std::fs::metadata("/proc/self").expect("/proc/self").uid();
+        (Command::new(BINARY), uid)
+    };
+    command
+        .args(args)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("TMPDIR", temporary_dir)
+        .env("NO_COLOR", "1");
+    (command, uid)
+}
+
+/// A zones directory (and a sticky shared temporary directory) that user `nobody` can read.
+fn readable_zones() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let base = tempfile::tempdir().expect("temporary directory");
+    set_mode(base.path(), 0o755);
+    let zones = base.path().join("zones");
+    std::fs::create_dir(&zones).expect("mkdir zones");
+    set_mode(&zones, 0o755);
+    std::fs::write(zones.join("zone.toml"), ZONE).expect("write the zone");
+    set_mode(&zones.join("zone.toml"), 0o644);
+    let shared = base.path().join("tmp");
+    std::fs::create_dir(&shared).expect("mkdir tmp");
+    set_mode(&shared, 0o1777);
+    (base, zones, shared)
+}
+
+/// Runs the server until it prints `ready:` (within 20 s) and returns it running.
+fn spawn_until_ready(mut command: Command) -> Child {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn failover-dns serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok(line) if line.starts_with("ready:") => return child,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("collect the output");
+                panic!("no ready line: {}", text(&output.stderr));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_default_control_socket_lives_in_a_private_directory() {
+    let (_base, zones, shared) = readable_zones();
+    let (command, uid) = serve_with_default_control(&zones, &shared);
+    let mut server = spawn_until_ready(command);
+    let directory = shared.join(format!("failover-dns-{uid}"));
+    let metadata = std::fs::symlink_metadata(&directory).expect("the private directory");
+    assert!(metadata.is_dir(), "{metadata:?}");
+    assert_eq!(metadata.uid(), uid);
+    assert_eq!(metadata.mode() & 0o777, 0o700, "{:o}", metadata.mode());
+    assert!(directory.join("control.sock").exists());
+    // The same user finds the server without --control.
+    let (status, _) = as_test_user(&["status".as_ref()], &shared);
+    let output = run_with_deadline(status, Duration::from_secs(20));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("app.internal"));
+    if is_root() {
+        // Root's client talks to a server of root or of its own user only: this one runs as
+        // nobody, as an impostor on a shared path would.
+        let socket = directory.join("control.sock");
+        let output = crate::support::failover_dns(&[
+            "status",
+            "--control",
+            socket.to_str().expect("UTF-8 path"),
+        ]);
+        assert!(!output.status.success());
+        let error = text(&output.stderr);
+        assert!(error.contains("runs as uid 65534"), "{error}");
+        assert!(
+            output.stdout.is_empty(),
+            "nothing of the impostor's reply is shown"
+        );
+    } else {
+        eprintln!("skipped: needs root (a server of another user)");
+    }
+    signal_and_wait(&mut server, "TERM");
+}
+
+#[test]
+fn a_planted_control_directory_stops_the_server_with_a_clear_error() {
+    let (_base, zones, shared) = readable_zones();
+    let (_, uid) = serve_with_default_control(&zones, &shared);
+    let directory = shared.join(format!("failover-dns-{uid}"));
+    let elsewhere = shared.join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    // What another user can do first in a shared directory: a directory everyone may use
+    // (as root: owned by root, not by the server's user), or a link to one.
+    let plants: [(&str, &dyn Fn()); 2] = [
+        ("mode 777", &|| {
+            std::fs::create_dir(&directory).expect("plant a directory");
+            set_mode(&directory, 0o777);
+        }),
+        ("symbolic link", &|| {
+            std::os::unix::fs::symlink(&elsewhere, &directory).expect("plant a link");
+        }),
+    ];
+    for (reason, plant) in plants {
+        plant();
+        let (command, _) = serve_with_default_control(&zones, &shared);
+        let output = run_with_deadline(command, Duration::from_secs(20));
+        assert!(!output.status.success(), "{reason}: the server started");
+        let error = text(&output.stderr);
+        let expected = if reason == "mode 777" && is_root() {
+            "owned by uid 0"
+        } else {
+            reason
+        };
+        assert!(
+            error.contains(&directory.display().to_string()) && error.contains(expected),
+            "{reason}: {error}"
+        );
+        if directory.is_symlink() {
+            std::fs::remove_file(&directory).expect("remove the link");
+        } else {
+            std::fs::remove_dir(&directory).expect("remove the directory");
+        }
+    }
+}
+
+/// An upstream on loopback that answers every query with its own records plus claims about
+/// `app.internal` in every section.
+struct HostileUpstream {
+    address: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl HostileUpstream {
+    fn start() -> HostileUpstream {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the upstream");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("read timeout");
+        let address = socket.local_addr().expect("address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 1500];
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((length, peer)) = socket.recv_from(&mut buffer) else {
+                    continue;
+                };
+                let Ok(query) = Message::from_vec(&buffer[..length]) else {
+                    continue;
+                };
+                if let Some(reply) = hostile_reply(&query) {
+                    let _ = socket.send_to(&reply, peer);
+                }
+            }
+        });
+        HostileUpstream { address, stop }
+    }
+}
+
+impl Drop for HostileUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn hostile_reply(query: &Message) -> Option<Vec<u8>> {
+    let name = |text: &str| Name::from_ascii(text).expect("literal name");
+    let a = |owner: &str, octets: [u8; 4]| {
+        Record::from_rdata(
+            name(owner),
+            300,
+            RData::A(rdata::A::from(std::net::Ipv4Addr::from(octets))),
+        )
+    };
+    let question = query.queries.first()?.clone();
+    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+    reply.metadata.message_type = MessageType::Response;
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    let asked = question.name().to_ascii().to_ascii_lowercase();
+    reply.queries.push(question);
+    if asked == "alias.example.test." {
+        reply.answers.push(Record::from_rdata(
+            name("alias.example.test."),
+            300,
+            RData::CNAME(rdata::CNAME(name("app.internal."))),
+        ));
+        reply.answers.push(a("app.internal.", [6, 6, 6, 6]));
+    } else {
+        reply.answers.push(a(&asked, [192, 0, 2, 1]));
+        reply.authorities.push(Record::from_rdata(
+            name("internal."),
+            300,
+            RData::NS(rdata::NS(name("ns.evil.test."))),
+        ));
+        reply.additionals.push(a("app.internal.", [6, 6, 6, 6]));
+        reply
+            .additionals
+            .push(a("ns.example.test.", [192, 0, 2, 53]));
+    }
+    reply.to_vec().ok()
+}
+
+#[test]
+fn an_upstreams_records_for_our_names_never_reach_a_client() {
+    let upstream = HostileUpstream::start();
+    let server = Server::start(
+        &[("zone.toml", ZONE)],
+        &["--upstream", &upstream.address.to_string()],
+    );
+    // Asked twice: the second answer comes from the cache, which must be scrubbed too.
+    for round in ["upstream", "cache"] {
+        let reply = server.dig(&["www.example.test", "A"]);
+        assert_eq!(reply.status, "NOERROR", "{round}: {reply}");
+        assert_eq!(reply.answer_data(), ["192.0.2.1"], "{round}: {reply}");
+        assert!(reply.authority.is_empty(), "{round}: {reply}");
+        let additional: Vec<&str> = reply.additional.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(additional, ["ns.example.test."], "{round}: {reply}");
+
+        let reply = server.dig(&["alias.example.test", "A"]);
+        let owners: Vec<&str> = reply.answers.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(owners, ["alias.example.test."], "{round}: {reply}");
+    }
+    assert_eq!(server.addresses("app.internal"), [PRIMARY, VIA_BERLIN]);
+}
