@@ -21,8 +21,10 @@ use crate::location::{ConfigError, SourceFile};
 /// Resource bounds of the DNS and control listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// TCP connections served at once, over all listen addresses; more wait in the kernel's
-    /// backlog until one closes.
+    /// TCP connections served at once, over all listen addresses. At the limit a new
+    /// connection takes the slot of the connection idle the longest, which is closed
+    /// ([`crate::tcp_slots`]); only while every connection has a query in flight do new ones
+    /// wait in the kernel's backlog.
     pub max_tcp_connections: usize,
     /// How long a TCP connection may wait for its next query, and how long a started message
     /// (length prefix and body) or a reply write may take, before the connection is closed.
@@ -166,7 +168,8 @@ fn to_usize(value: u64) -> usize {
 /// The limit flags of `serve`; each overrides the settings file.
 #[derive(Debug, Clone, Default, Args)]
 pub struct LimitArgs {
-    /// TCP connections served at once; more wait until one closes [default: 128]
+    /// TCP connections served at once; at the limit a new one closes the connection idle the
+    /// longest [default: 128]
     #[arg(long, value_name = "N", value_parser = |t: &str| MAX_TCP_CONNECTIONS.parse(t))]
     pub max_tcp_connections: Option<u64>,
     /// How long an idle TCP connection is kept, and how long a started message or a reply

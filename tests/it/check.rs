@@ -213,3 +213,49 @@ fn shipped_sample_zones_check_with_the_wiki_pitfall_warning_only() {
         assert!(warning.contains(part), "{part:?} missing from {warning}");
     }
 }
+
+#[test]
+fn entries_named_like_zone_files_that_are_not_files_are_skipped_with_a_warning() {
+    let dir = zone_dir(&[("zone.toml", ZONE)]);
+    let zones = dir.path().join("zones");
+    let fifo = zones.join("pushed.toml");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo");
+    std::os::unix::fs::symlink("loop.toml", zones.join("loop.toml")).expect("a link loop");
+    std::os::unix::fs::symlink("gone.json", zones.join("dangling.json")).expect("a dangling link");
+    std::fs::create_dir(zones.join("dir.toml")).expect("a directory");
+    let output = failover_dns(&["check", "--zones", zones.to_str().expect("UTF-8 path")]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    for (file, why) in [
+        ("pushed.toml", "a FIFO"),
+        ("loop.toml", "symbolic links"),
+        ("dangling.json", "No such file"),
+        ("dir.toml", "a directory"),
+    ] {
+        let path = zones.join(file).display().to_string();
+        assert!(
+            stdout.lines().any(|line| line.starts_with("warning: ")
+                && line.contains(&path)
+                && line.contains("skipped")
+                && line.contains(why)),
+            "{file}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("(4 warnings)"), "{stdout}");
+
+    // A reload reports the same warnings, and the server keeps serving.
+    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let served = server.zones_dir();
+    std::os::unix::fs::symlink("loop.toml", served.join("loop.toml")).expect("a link loop");
+    let output = server.cli(&["reload"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("warning: ") && stderr.contains("loop.toml: skipped"),
+        "{stderr}"
+    );
+}

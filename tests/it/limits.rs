@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::support::{Server, check};
+use crate::support::{Server, check, wait_for};
 use crate::wire::{self, REPLY_DEADLINE, Read1};
 
 const ZONE: &str = r#"
@@ -65,8 +65,30 @@ fn assert_udp_answers(server: &Server, id: u16) {
     assert_eq!(reply.answers.len(), 1, "{reply:?}");
 }
 
+/// Opens a TCP connection, asks for `app.internal` with `id` and checks the answer.
+fn tcp_asked(address: SocketAddr, id: u16) -> std::net::TcpStream {
+    let mut stream = wire::tcp_to(address);
+    stream
+        .write_all(&wire::framed(&wire::query(
+            id,
+            "app.internal",
+            RecordType::A,
+        )))
+        .expect("write");
+    match wire::read_framed(&mut stream) {
+        Read1::Message(reply) => assert_eq!(wire::id_of(&reply), Some(id)),
+        other => panic!("query {id} over TCP is answered: {other:?}"),
+    }
+    stream
+}
+
 #[test]
-fn tcp_connections_over_the_limit_wait_until_others_close_and_udp_keeps_answering() {
+fn at_the_tcp_limit_a_new_connection_takes_the_idlest_slot_and_busy_ones_are_kept() {
+    // An upstream that takes TCP connections (TCP queries go upstream over TCP) and never
+    // answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind a silent upstream");
+    silent.set_nonblocking(true).expect("non-blocking");
+    let silent_address = silent.local_addr().expect("address").to_string();
     let server = Server::start(
         &[("zone.toml", ZONE)],
         &[
@@ -74,46 +96,46 @@ fn tcp_connections_over_the_limit_wait_until_others_close_and_udp_keeps_answerin
             "2",
             "--tcp-idle-timeout-ms",
             "120000",
+            "--upstream",
+            &silent_address,
+            "--upstream-timeout-ms",
+            "3000",
         ],
     );
     let address = first_address(&server);
-    // Two connections take both slots; a query on each shows they are served.
-    let mut held: Vec<_> = (0..2u16)
-        .map(|i| {
-            let mut stream = wire::tcp_to(address);
-            stream
-                .write_all(&wire::framed(&wire::query(
-                    100 + i,
-                    "app.internal",
-                    RecordType::A,
-                )))
-                .expect("write");
-            assert!(matches!(wire::read_framed(&mut stream), Read1::Message(_)));
-            stream
-        })
-        .collect();
-    // Three more connect (the kernel's backlog accepts them) and ask; none is served yet.
-    let mut extra: Vec<_> = (0..3u16)
-        .map(|i| {
-            let mut stream = wire::tcp_to(address);
-            stream
-                .write_all(&wire::framed(&wire::query(
-                    200 + i,
-                    "app.internal",
-                    RecordType::A,
-                )))
-                .expect("write");
-            stream
-        })
-        .collect();
-    for stream in &mut extra {
-        stream
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .expect("set a read timeout");
-        assert!(
-            matches!(wire::read_framed(stream), Read1::Nothing),
-            "a connection over the limit is not served while the others are open"
-        );
+    // Two idle connections take both slots.
+    let mut oldest = tcp_asked(address, 100);
+    let mut older = tcp_asked(address, 101);
+    // A third is served at once; the connection idle the longest is closed for it, the other
+    // is kept.
+    let newest = tcp_asked(address, 102);
+    assert!(
+        wire::closed_within(&mut oldest, REPLY_DEADLINE),
+        "the idlest is closed"
+    );
+    assert!(
+        !wire::closed_within(&mut older, Duration::from_millis(300)),
+        "only one connection is closed"
+    );
+    // A connection whose query waits for an upstream is never the one closed.
+    let mut busy = wire::tcp_to(address);
+    busy.write_all(&wire::framed(&wire::query(
+        300,
+        "slow.example.test",
+        RecordType::A,
+    )))
+    .expect("write");
+    let _upstream_side = wait_for("the forwarded query reaches the upstream", &server, || {
+        silent.accept().ok()
+    });
+    assert!(
+        wire::closed_within(&mut older, REPLY_DEADLINE),
+        "{}",
+        server.stderr()
+    );
+    drop(newest);
+    for id in 400..403 {
+        drop(tcp_asked(address, id));
     }
     // UDP is not affected by TCP being full.
     assert_udp_answers(&server, 7);
@@ -121,19 +143,18 @@ fn tcp_connections_over_the_limit_wait_until_others_close_and_udp_keeps_answerin
         &server,
         &[(&["app.internal", "A"], "NOERROR", &["100.64.1.10"])],
     );
-    // Closing the held connections lets the waiting ones in, in turn.
-    held.clear();
-    for (i, mut stream) in extra.into_iter().enumerate() {
-        stream
-            .set_read_timeout(Some(REPLY_DEADLINE))
-            .expect("set a read timeout");
-        match wire::read_framed(&mut stream) {
-            Read1::Message(reply) => {
-                assert_eq!(wire::id_of(&reply), Some(200 + i as u16));
-            }
-            other => panic!("waiting connection {i} is served once a slot frees: {other:?}"),
+    // The busy connection gets its answer (SERVFAIL once the upstream timed out).
+    busy.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set a read timeout");
+    match wire::read_framed(&mut busy) {
+        Read1::Message(reply) => {
+            assert_eq!(wire::id_of(&reply), Some(300));
+            assert_eq!(
+                wire::parse(&reply).metadata.response_code,
+                ResponseCode::ServFail
+            );
         }
-        // Dropping it frees the slot for the next one.
+        other => panic!("the busy connection is answered: {other:?}"),
     }
 }
 
