@@ -307,11 +307,10 @@ pub fn serve_settings(args: &ServeArgs) -> Result<Settings, ConfigError> {
 async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     let settings = serve_settings(&args)?;
     let reload_args = args.clone();
-    // Loaded on the blocking pool, where reloads load too: every snapshot is then built in the
-    // same allocator arena, so a reload reuses the memory its predecessor freed instead of
-    // leaving it behind in the main thread's heap (100k names: ~240 -> ~160 MB after reloads).
+    // Loaded on the thread every reload loads on, so that every snapshot is built in the same
+    // allocator arena (see `load_thread`).
     let initial = settings.clone();
-    let dns = tokio::task::spawn_blocking(move || {
+    let dns = crate::load_thread::run(move || {
         FailoverDns::with_settings_loader(initial, Arc::new(move || serve_settings(&reload_args)))
     })
     .await

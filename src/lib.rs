@@ -35,6 +35,7 @@ pub mod fuzzing;
 pub mod handler;
 pub mod health;
 pub mod limits;
+pub mod load_thread;
 pub mod location;
 pub mod metrics;
 pub mod persist;

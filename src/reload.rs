@@ -4,7 +4,8 @@
 //! `reload` request, which calls [`Reloader::reload`]) and what `status` says about the
 //! configuration in force.
 //!
-//! A reload runs on the blocking pool, never on a runtime worker, so queries keep being answered
+//! A reload runs on the configuration load thread ([`crate::load_thread`]), never on a runtime
+//! worker, so queries keep being answered
 //! from the old snapshot while a large zone loads; they switch to the new one in a single atomic
 //! store. Reloads run one at a time. Health survives for every address that is still some
 //! endpoint's. Settings that would need new sockets or a new forwarder (listen addresses,
@@ -187,7 +188,7 @@ impl Reloader {
     /// the caller stops waiting.
     pub async fn reload(&self, trigger: Trigger) -> Result<ReloadSummary, ReloadError> {
         let reloader = self.clone();
-        match tokio::task::spawn_blocking(move || reloader.reload_blocking(trigger)).await {
+        match crate::load_thread::run(move || reloader.reload_blocking(trigger)).await {
             Ok(outcome) => outcome,
             Err(join_error) => {
                 let message = format!("reload task failed: {join_error}");
