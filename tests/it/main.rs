@@ -16,6 +16,7 @@
 //! - `check`: `failover-dns check` errors and warnings;
 //! - `control`: the control socket, `report`, `status` and shutdown;
 //! - `reload`: live reload (file watcher, SIGHUP, control request, `reload`), what survives it;
+//! - `packaging`: the Debian package (files, man pages, completions; `dpkg -i` and `-r` as root);
 //! - `readiness`: systemd's `Type=notify` protocol (`READY=1`, `RELOADING=1`, `STOPPING=1`),
 //!   with the test as the service manager;
 //! - `agent_feed`: the embedding example, active probes, the health state file across restarts,
@@ -74,6 +75,7 @@ mod hostile;
 mod limits;
 mod not_owned;
 mod os_resolver;
+mod packaging;
 mod policy;
 mod readiness;
 mod reload;
