@@ -17,6 +17,10 @@ use crate::support::text;
 /// The package's version, as cargo-deb names it (revision 1).
 const DEB_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-1");
 
+/// What a failure that a package older than the source explains says.
+const REBUILD: &str =
+    "is the package older than the source? rebuild it with `bash scripts/package.sh`";
+
 /// Every file the package must hold, relative to `/`.
 const FILES: &[&str] = &[
     "usr/bin/failover-dns",
@@ -205,23 +209,24 @@ fn the_package_holds_every_file_in_its_place() {
         let example = root
             .join("usr/share/doc/failover-dns/examples/zones")
             .join(name);
-        assert_eq!(
-            std::fs::read(&example).ok(),
-            Some(repository_file(&format!("zones/{name}"))),
-            "{} is not zones/{name}",
+        assert!(
+            std::fs::read(&example).ok() == Some(repository_file(&format!("zones/{name}"))),
+            "{} is not zones/{name}: {REBUILD}",
             example.display()
         );
     }
 
     // The unit and the settings are the repository's own.
     let unit = root.join("usr/lib/systemd/system/failover-dns.service");
-    assert_eq!(
-        std::fs::read(&unit).expect("read the unit"),
-        repository_file("contrib/failover-dns.service")
+    assert!(
+        std::fs::read(&unit).expect("read the unit")
+            == repository_file("contrib/failover-dns.service"),
+        "the unit is not contrib/failover-dns.service: {REBUILD}"
     );
-    assert_eq!(
-        std::fs::read(root.join("etc/failover-dns/settings.toml")).expect("read the settings"),
-        repository_file("contrib/settings.toml")
+    assert!(
+        std::fs::read(root.join("etc/failover-dns/settings.toml")).expect("read the settings")
+            == repository_file("contrib/settings.toml"),
+        "the settings are not contrib/settings.toml: {REBUILD}"
     );
     let unit = std::fs::read_to_string(&unit).expect("read the unit");
     for line in [
@@ -239,6 +244,11 @@ fn the_package_holds_every_file_in_its_place() {
     assert_eq!(
         version.trim(),
         concat!("failover-dns ", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(
+        run_ok(path_str(&binary), &["--help"])
+            == run_ok(env!("CARGO_BIN_EXE_failover-dns"), &["--help"]),
+        "the packaged binary's --help differs from this build's: {REBUILD}"
     );
     let check = run_ok(
         path_str(&binary),
@@ -303,7 +313,10 @@ fn the_man_pages_render_and_list_every_flag_of_the_help() {
         .into_iter()
         .filter(|option| !shown.contains(option))
         .collect();
-    assert!(missing.is_empty(), "failover-dns(1) lacks {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "failover-dns(1) lacks {missing:?}: {REBUILD}"
+    );
     for command in COMMANDS {
         let page = render_man_page(&man1.join(format!("failover-dns-{command}.1.gz")));
         let help = run_ok(binary, &[command, "--help"]);
@@ -314,7 +327,7 @@ fn the_man_pages_render_and_list_every_flag_of_the_help() {
             .collect();
         assert!(
             missing.is_empty(),
-            "failover-dns-{command}(1) lacks {missing:?}"
+            "failover-dns-{command}(1) lacks {missing:?}: {REBUILD}"
         );
     }
 }
