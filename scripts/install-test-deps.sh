@@ -11,6 +11,8 @@ declare -A packages=(
   [unshare]=util-linux    # a private /etc/resolv.conf for C-library resolver tests
   [mount]=mount
   [getent]=libc-bin
+  [man]=man-db            # the package's man pages render (man -l)
+  [dpkg-shlibdeps]=dpkg-dev  # cargo-deb's Depends: what the binary links
 )
 
 missing=()

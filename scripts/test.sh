@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what the tests need (dig, unbound, …), then runs every unit,
-# integration and documentation test against the real binary, and closes with one line that
-# totals every test binary's counts. README's second command; .ci/run calls it too.
+# The whole test suite: installs what the tests need (dig, unbound, …), builds the Debian package,
+# then runs every unit, integration and documentation test against the real binary, and closes
+# with one line that totals every test binary's counts. README's second command; .ci/run calls it
+# too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
+# The Debian package tests/it/packaging.rs unpacks and installs (a release build).
+bash scripts/package.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --all-targets "$@" 2>&1 | tee "$log"

@@ -21,6 +21,7 @@ use crate::forward::parse_upstream;
 use crate::health::Outcome;
 use crate::limits::LimitArgs;
 use crate::location::ConfigError;
+use crate::readiness::ServiceManager;
 use crate::reload::start_triggers;
 use crate::settings::{Settings, parse_listen, parse_metrics_listen, parse_upstream_timeout};
 use crate::snapshot::Snapshot;
@@ -373,6 +374,23 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     out.flush()?;
     drop(out);
     info!(zones = zone_count, names = name_count, "serving");
+    let addresses: Vec<String> = listeners
+        .iter()
+        .filter_map(|listener| listener.local_addr().ok())
+        .map(|address| address.to_string())
+        .collect();
+    // systemd's Type=notify (nothing without NOTIFY_SOCKET): ready now, every reload from now
+    // on, and stopping at the signal.
+    let service_manager = ServiceManager::from_env();
+    service_manager.ready(&format!(
+        "serving {name_count} shared names in {zone_count} zones on {}",
+        addresses.join(", ")
+    ));
+    dns.reloader().tell_service_manager(service_manager.clone());
+    let shutdown = async move {
+        shutdown.await;
+        service_manager.stopping();
+    };
     dns.serve(listeners, Some(control), metrics, shutdown).await;
     drop(reload_triggers);
     info!("stopped");

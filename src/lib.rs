@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod persist;
 pub mod policy;
 pub mod probe;
+pub mod readiness;
 pub mod reload;
 pub mod server;
 pub mod settings;

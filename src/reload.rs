@@ -27,6 +27,7 @@ use crate::events::{Events, now_unix_ms};
 use crate::health::HealthTable;
 use crate::location::ConfigError;
 use crate::metrics::Metrics;
+use crate::readiness::ServiceManager;
 use crate::settings::Settings;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::status::{ConfigStatus, unix_ms_of};
@@ -109,6 +110,8 @@ struct Inner {
     state: Mutex<State>,
     /// Where reload outcomes are published and counted, once attached.
     observers: std::sync::OnceLock<(Events, Metrics)>,
+    /// Told `RELOADING=1` and `READY=1` around every reload, once attached.
+    service_manager: std::sync::OnceLock<ServiceManager>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +148,7 @@ impl Reloader {
                 running,
                 one_at_a_time: Mutex::new(()),
                 observers: std::sync::OnceLock::new(),
+                service_manager: std::sync::OnceLock::new(),
                 state: Mutex::new(State {
                     generation: 1,
                     loaded_at: SystemTime::now(),
@@ -159,6 +163,24 @@ impl Reloader {
     /// wins).
     pub fn observe(&self, events: Events, metrics: Metrics) {
         let _ = self.inner.observers.set((events, metrics));
+    }
+
+    /// Tells `service_manager` when each reload starts and ends (the first call wins).
+    pub fn tell_service_manager(&self, service_manager: ServiceManager) {
+        let _ = self.inner.service_manager.set(service_manager);
+    }
+
+    /// `READY=1` after a failed reload: the last good configuration serves on.
+    fn tell_ready_after_failure(&self) {
+        if let Some(manager) = self.inner.service_manager.get() {
+            let current = self.inner.snapshot.load();
+            let data = current.zones.data();
+            manager.ready(&format!(
+                "reload failed, still serving the last good configuration: {} shared names in {} zones",
+                data.names.len(),
+                data.zones.len()
+            ));
+        }
     }
 
     fn notify(&self, trigger: Trigger, outcome: Result<(usize, usize), String>) {
@@ -194,6 +216,7 @@ impl Reloader {
                 let message = format!("reload task failed: {join_error}");
                 error!(%trigger, "{message}");
                 self.record_failure(message.clone());
+                self.tell_ready_after_failure();
                 Err(ReloadError::Task(message))
             }
         }
@@ -209,14 +232,25 @@ impl Reloader {
             .one_at_a_time
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let service_manager = self.inner.service_manager.get();
+        if let Some(manager) = service_manager {
+            manager.reloading();
+        }
         match build(&*self.inner.load_settings, &self.inner.running) {
             Ok(built) => {
                 let summary = self.install(built, trigger);
                 self.notify(trigger, Ok((summary.zones, summary.names)));
+                if let Some(manager) = service_manager {
+                    manager.ready(&format!(
+                        "serving {} shared names in {} zones (configuration generation {})",
+                        summary.names, summary.zones, summary.generation
+                    ));
+                }
                 Ok(summary)
             }
             Err(config_error) => {
                 self.notify(trigger, Err(config_error.to_string()));
+                self.tell_ready_after_failure();
                 for diagnostic in &config_error.diagnostics {
                     error!(%trigger, "{diagnostic}");
                 }

@@ -16,6 +16,9 @@
 //! - `check`: `failover-dns check` errors and warnings;
 //! - `control`: the control socket, `report`, `status` and shutdown;
 //! - `reload`: live reload (file watcher, SIGHUP, control request, `reload`), what survives it;
+//! - `packaging`: the Debian package (files, man pages, completions; `dpkg -i` and `-r` as root);
+//! - `readiness`: systemd's `Type=notify` protocol (`READY=1`, `RELOADING=1`, `STOPPING=1`),
+//!   with the test as the service manager;
 //! - `agent_feed`: the embedding example, active probes, the health state file across restarts,
 //!   `watch` events, `status --name`, the metrics endpoint, reports by destination, the log.
 //!
@@ -72,7 +75,9 @@ mod hostile;
 mod limits;
 mod not_owned;
 mod os_resolver;
+mod packaging;
 mod policy;
+mod readiness;
 mod reload;
 mod supply_chain;
 mod truncation;

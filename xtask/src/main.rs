@@ -1,0 +1,106 @@
+//! Build-time tasks for the failover-dns package, run as `cargo run -p xtask -- TASK`:
+//!
+//! - `docs OUT_DIR`: the man pages (`OUT_DIR/man/failover-dns.1` and `failover-dns-COMMAND.1`
+//!   for each command) and the shell completions (`OUT_DIR/completions/failover-dns.bash`,
+//!   `_failover-dns` for zsh, `failover-dns.fish`), generated from the binary's own clap
+//!   definitions, so they say what `--help` says. `scripts/package.sh` puts them in the package.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+use failover_dns::cli::Cli;
+
+/// The command's name, as installed.
+const BINARY: &str = "failover-dns";
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    match arguments.as_slice() {
+        [task, out_dir] if task == "docs" => match write_docs(Path::new(out_dir)) {
+            Ok(written) => {
+                for path in written {
+                    println!("{}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("xtask docs: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: cargo run -p xtask -- docs OUT_DIR");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes the man pages and completions under `out_dir` and returns every file written.
+fn write_docs(out_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let man_dir = out_dir.join("man");
+    let completions_dir = out_dir.join("completions");
+    for dir in [&man_dir, &completions_dir] {
+        // Stale pages of a command that no longer exists must not be packaged.
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+    }
+    clap_mangen::generate_to(man_page_command(), &man_dir)?;
+    let mut written = Vec::new();
+    for shell in [Shell::Zsh, Shell::Fish] {
+        written.push(clap_complete::generate_to(
+            shell,
+            &mut Cli::command(),
+            BINARY,
+            &completions_dir,
+        )?);
+    }
+    let bash = completions_dir.join(format!("{BINARY}.bash"));
+    std::fs::write(&bash, bash_completion())?;
+    written.push(bash);
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(&man_dir)?
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<Result<_, _>>()?;
+    pages.sort();
+    pages.extend(written);
+    Ok(pages)
+}
+
+/// The command line as the man pages show it: the NAME line of failover-dns(1) takes the first
+/// sentence of the description, without the name it would repeat ("failover-dns - a small DNS
+/// server for a zero-trust agent"); DESCRIPTION keeps the whole text.
+fn man_page_command() -> clap::Command {
+    let command = Cli::command();
+    let about = command
+        .get_about()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let about = about.strip_prefix(&format!("{BINARY}: ")).unwrap_or(&about);
+    let first_sentence = about.split(". ").next().unwrap_or(about);
+    let name_line = first_sentence.trim_end_matches('.').to_string();
+    command.about(name_line)
+}
+
+/// The bash completion script. clap_complete (4.6.12 and before) spells the case labels of
+/// subcommands of a hyphenated binary differently from the state its loop computes
+/// (`failover__subcmd__dns__subcmd__serve` against `failover__dns__subcmd__serve`), so no option
+/// after a command would complete; the labels are respelled the way the loop spells them. Once
+/// clap_complete agrees with itself this changes nothing.
+fn bash_completion() -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(Shell::Bash, &mut Cli::command(), BINARY, &mut script);
+    let script = String::from_utf8_lossy(&script);
+    let loop_spelling = BINARY.replace('-', "__");
+    let label_spelling = BINARY.replace('-', "__subcmd__");
+    script
+        .replace(
+            &format!("{label_spelling}__subcmd__"),
+            &format!("{loop_spelling}__subcmd__"),
+        )
+        .into_bytes()
+}
