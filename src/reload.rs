@@ -105,8 +105,10 @@ struct Inner {
     load_settings: SettingsLoader,
     /// The settings the server started with; the restart-only ones stay in force.
     running: Settings,
-    /// Held for the whole of a reload, on the blocking pool, so reloads never interleave.
-    one_at_a_time: Mutex<()>,
+    /// Held for the whole of a reload, so reloads never interleave; holds what the last
+    /// configuration built by a reload was read from, and the snapshot generation it was
+    /// stored as (zone data swapped in through the embedding API makes it stale).
+    last_build: Mutex<Option<(InputStamp, u64)>>,
     state: Mutex<State>,
     /// Where reload outcomes are published and counted, once attached.
     observers: std::sync::OnceLock<(Events, Metrics)>,
@@ -146,7 +148,7 @@ impl Reloader {
                 health,
                 load_settings,
                 running,
-                one_at_a_time: Mutex::new(()),
+                last_build: Mutex::new(None),
                 observers: std::sync::OnceLock::new(),
                 service_manager: std::sync::OnceLock::new(),
                 state: Mutex::new(State {
@@ -227,18 +229,39 @@ impl Reloader {
     /// endpoint's any more; or, on any error, keep serving the old snapshot and remember the
     /// error. Logs one info line on success, one error line per problem on failure.
     pub fn reload_blocking(&self, trigger: Trigger) -> Result<ReloadSummary, ReloadError> {
-        let _one_at_a_time = self
+        let mut last_build = self
             .inner
-            .one_at_a_time
+            .last_build
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let service_manager = self.inner.service_manager.get();
         if let Some(manager) = service_manager {
             manager.reloading();
         }
-        match build(&*self.inner.load_settings, &self.inner.running) {
+        // Taken before the files are read: a change while they load makes the next reload
+        // build again.
+        let stamp = InputStamp::take(&*self.inner.load_settings, &self.inner.running.zones_dir);
+        let unchanged = match (&stamp, &*last_build) {
+            (Some(now), Some((built_from, generation))) => {
+                now == built_from && *generation == self.inner.snapshot.generation()
+            }
+            _ => false,
+        };
+        let built = if unchanged {
+            Ok(None)
+        } else {
+            build(&*self.inner.load_settings, &self.inner.running).map(Some)
+        };
+        match built {
             Ok(built) => {
-                let summary = self.install(built, trigger);
+                let summary = match built {
+                    Some(built) => {
+                        let summary = self.install(built, trigger);
+                        *last_build = stamp.map(|stamp| (stamp, self.inner.snapshot.generation()));
+                        summary
+                    }
+                    None => self.reinstate(trigger),
+                };
                 self.notify(trigger, Ok((summary.zones, summary.names)));
                 if let Some(manager) = service_manager {
                     manager.ready(&format!(
@@ -268,27 +291,47 @@ impl Reloader {
     }
 
     fn install(&self, built: Built, trigger: Trigger) -> ReloadSummary {
-        let data = built.snapshot.zones.data();
-        let (zones, names) = (data.zones.len(), data.names.len());
         self.inner.snapshot.store(built.snapshot);
         let current = self.inner.snapshot.load();
-        let warnings = current.warnings();
-        for warning in &warnings {
-            warn!("{warning}");
-        }
         let forgotten = self
             .inner
             .health
             .retain_endpoints(|address| current.zones.is_endpoint_address(address));
+        self.count_installed(trigger, built.restart_needed, forgotten, false)
+    }
+
+    /// A reload whose settings and zone files are exactly those the configuration in force was
+    /// built from: nothing is rebuilt (a storm of `SIGHUP`s costs no memory), and the reload
+    /// counts as one all the same.
+    fn reinstate(&self, trigger: Trigger) -> ReloadSummary {
+        let restart_needed = self.state().restart_needed.clone();
+        self.count_installed(trigger, restart_needed, 0, true)
+    }
+
+    /// Records and logs that the configuration in force was (re)installed.
+    fn count_installed(
+        &self,
+        trigger: Trigger,
+        restart_needed: Vec<String>,
+        forgotten: usize,
+        unchanged: bool,
+    ) -> ReloadSummary {
+        let current = self.inner.snapshot.load();
+        let data = current.zones.data();
+        let (zones, names) = (data.zones.len(), data.names.len());
+        let warnings = current.warnings();
+        for warning in &warnings {
+            warn!("{warning}");
+        }
         let generation = {
             let mut state = self.state();
             state.generation += 1;
             state.loaded_at = SystemTime::now();
             state.last_error = None;
-            state.restart_needed.clone_from(&built.restart_needed);
+            state.restart_needed.clone_from(&restart_needed);
             state.generation
         };
-        for setting in &built.restart_needed {
+        for setting in &restart_needed {
             warn!(
                 setting = setting.as_str(),
                 "{setting} changed in the settings file; keeping the running value until a restart"
@@ -300,13 +343,14 @@ impl Reloader {
             zones,
             names,
             health_forgotten = forgotten,
+            unchanged,
             "configuration reloaded"
         );
         ReloadSummary {
             generation,
             zones,
             names,
-            restart_needed: built.restart_needed,
+            restart_needed,
             warnings,
         }
     }
@@ -346,6 +390,60 @@ impl Reloader {
 struct Built {
     snapshot: Snapshot,
     restart_needed: Vec<String>,
+}
+
+/// What a reload reads, without reading the zone files: the settings as loaded, and for every
+/// entry of the zones directory named like a zone file, which file it is and when it last
+/// changed. Equal stamps mean equal input, short of a file rewritten within the same
+/// nanosecond of its change time.
+#[derive(Debug, PartialEq)]
+struct InputStamp {
+    settings: Settings,
+    files: Vec<FileStamp>,
+}
+
+#[derive(Debug, PartialEq)]
+struct FileStamp {
+    name: std::ffi::OsString,
+    device: u64,
+    inode: u64,
+    mode: u32,
+    length: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl InputStamp {
+    /// The stamp of what a reload would read now; `None` when anything cannot be looked at
+    /// (the build then runs and reports it).
+    fn take(
+        load_settings: &(dyn Fn() -> Result<Settings, ConfigError> + Send + Sync),
+        zones_dir: &Path,
+    ) -> Option<InputStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let settings = load_settings().ok()?;
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(zones_dir).ok()? {
+            let entry = entry.ok()?;
+            let name = entry.file_name();
+            if !is_zone_file_name(&name) {
+                continue;
+            }
+            // Through symbolic links, as the loader reads the file.
+            let metadata = std::fs::metadata(entry.path()).ok()?;
+            files.push(FileStamp {
+                name,
+                device: metadata.dev(),
+                inode: metadata.ino(),
+                mode: metadata.mode(),
+                length: metadata.len(),
+                modified: (metadata.mtime(), metadata.mtime_nsec()),
+                changed: (metadata.ctime(), metadata.ctime_nsec()),
+            });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(InputStamp { settings, files })
+    }
 }
 
 /// Reads the settings and the zone files and evaluates the policies. Restart-only settings come
