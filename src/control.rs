@@ -482,7 +482,7 @@ async fn write_within(
 }
 
 /// Handles one request line on the socket: like [`handle_line`], except that a reload runs on
-/// the blocking pool so the runtime's workers keep answering queries while it loads.
+/// the configuration load thread so the runtime's workers keep answering queries while it loads.
 async fn respond(line: &[u8], handler: &Handler) -> ControlReply {
     match parse_line(line) {
         Ok(ControlRequest::Reload {}) => reload_reply(match handler.reloader() {

@@ -5,9 +5,9 @@
 //! configuration in force.
 //!
 //! A reload runs on the configuration load thread ([`crate::load_thread`]), never on a runtime
-//! worker, so queries keep being answered
-//! from the old snapshot while a large zone loads; they switch to the new one in a single atomic
-//! store. Reloads run one at a time. Health survives for every address that is still some
+//! worker, so queries keep being answered from the old snapshot while a large zone loads; they
+//! switch to the new one in a single atomic store. Reloads run one at a time, and one whose
+//! settings and zone files have not changed since the last build rebuilds nothing. Health survives for every address that is still some
 //! endpoint's. Settings that would need new sockets or a new forwarder (listen addresses,
 //! control path, upstreams, the zones directory) keep their running values until a restart.
 
@@ -207,8 +207,8 @@ impl Reloader {
         });
     }
 
-    /// Reloads on the blocking pool and returns the outcome; the runtime's workers keep
-    /// answering queries meanwhile. The outcome is logged and recorded for `status` even when
+    /// Reloads on the configuration load thread and returns the outcome; the runtime's workers
+    /// keep answering queries meanwhile. The outcome is logged and recorded for `status` even when
     /// the caller stops waiting.
     pub async fn reload(&self, trigger: Trigger) -> Result<ReloadSummary, ReloadError> {
         let reloader = self.clone();
