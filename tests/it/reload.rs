@@ -540,3 +540,29 @@ fn settings_that_need_a_restart_keep_their_running_value_and_say_so() {
     );
     assert_eq!(server.addresses("db.internal"), ["100.64.2.10"]);
 }
+
+#[test]
+fn a_reload_of_unchanged_files_rebuilds_nothing_and_the_next_change_is_read() {
+    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let zones = server.zones_dir();
+    for round in 0..2 {
+        let (output, _, stderr) = reload(&server);
+        assert!(output.status.success(), "reload {round}: {stderr}");
+    }
+    let log = server.stderr();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("configuration reloaded") && line.contains("unchanged=true")),
+        "the second reload found the files as the first built them:\n{log}"
+    );
+    // A new file, then the same file rewritten in place (same inode, same length) right away:
+    // each is read by the reload that follows it.
+    write_file(&zones, "db.toml", DB);
+    let (output, _, stderr) = reload(&server);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(lookup(&server, "db.internal").1, ["100.64.2.10"]);
+    write_file(&zones, "db.toml", &DB.replace("100.64.2.10", "100.64.2.11"));
+    let (output, _, stderr) = reload(&server);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(lookup(&server, "db.internal").1, ["100.64.2.11"]);
+}
