@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use common::{answer, answer_addresses, handler, query, shared_name, summary};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use failover_dns::fastpath::AnswerMemo;
-use failover_dns::forward::{ForwardSettings, Forwarder};
-use failover_dns::handler::Handler;
+use failover_dns::dns::fastpath::AnswerMemo;
+use failover_dns::dns::forward::{ForwardSettings, Forwarder};
+use failover_dns::dns::handler::Handler;
 use failover_dns::health::HealthTable;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
@@ -172,12 +172,12 @@ fn forwarded_from_cache(c: &mut Criterion) {
         upstreams: vec![upstream],
         ..ForwardSettings::default()
     });
-    let snapshot = failover_dns::snapshot::Snapshot::new(
+    let snapshot = failover_dns::dns::snapshot::Snapshot::new(
         common::zone_data(SMALL),
-        failover_dns::settings::default_identity(),
+        failover_dns::config::settings::default_identity(),
     );
     let handler = Handler::new(
-        failover_dns::snapshot::SharedSnapshot::new(snapshot),
+        failover_dns::dns::snapshot::SharedSnapshot::new(snapshot),
         HealthTable::new(),
         forwarder,
     );

@@ -14,18 +14,20 @@ use std::time::Duration;
 
 use tracing::info;
 
+use crate::config::limits::LimitArgs;
 use crate::config::load_zone_dir;
+use crate::config::location::ConfigError;
+use crate::config::settings::{
+    Settings, parse_listen, parse_metrics_listen, parse_upstream_timeout,
+};
 use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
+use crate::dns::forward::parse_upstream;
+use crate::dns::snapshot::Snapshot;
 use crate::embed::FailoverDns;
-use crate::forward::parse_upstream;
 use crate::health::Outcome;
-use crate::limits::LimitArgs;
-use crate::location::ConfigError;
-use crate::readiness::ServiceManager;
+use crate::ops::readiness::ServiceManager;
+use crate::ops::status::render_text;
 use crate::reload::start_triggers;
-use crate::settings::{Settings, parse_listen, parse_metrics_listen, parse_upstream_timeout};
-use crate::snapshot::Snapshot;
-use crate::status::render_text;
 
 /// failover-dns: a small DNS server for a zero-trust agent. For a shared name it answers with
 /// every endpoint this client's policies permit, ordered by a live health table the agent feeds,
@@ -311,7 +313,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     // Loaded on the thread every reload loads on, so that every snapshot is built in the same
     // allocator arena (see `load_thread`).
     let initial = settings.clone();
-    let dns = crate::load_thread::run(move || {
+    let dns = crate::reload::load_thread::run(move || {
         FailoverDns::with_settings_loader(initial, Arc::new(move || serve_settings(&reload_args)))
     })
     .await
@@ -321,7 +323,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     // else one per CPU), so that every worker can answer UDP at once.
     let udp_sockets = tokio::runtime::Handle::current().metrics().num_workers();
     for &address in &settings.listen {
-        let listener = crate::server::bind_sockets(address, udp_sockets)
+        let listener = crate::net::server::bind_sockets(address, udp_sockets)
             .await
             .map_err(|source| CommandError::Bind { address, source })?;
         listeners.push(listener);
@@ -505,7 +507,7 @@ fn status(args: &StatusArgs) -> Result<ExitCode, CommandError> {
             write!(out, "{}", render_text(&report, SystemTime::now()))?;
         }
         ControlReply::Explanation(explanation) if !args.json => {
-            let text = crate::explain::render_text(&explanation, SystemTime::now());
+            let text = crate::ops::explain::render_text(&explanation, SystemTime::now());
             write!(out, "{text}")?;
         }
         reply => writeln!(

@@ -9,10 +9,10 @@
 //! use failover_dns::embed::FailoverDns;
 //! use failover_dns::feed::ReportTarget;
 //! use failover_dns::health::Outcome;
-//! use failover_dns::settings::Settings;
+//! use failover_dns::config::settings::Settings;
 //!
 //! let dns = FailoverDns::from_settings(Settings::default())?;
-//! let listener = failover_dns::server::bind("127.0.0.1:0".parse()?).await?;
+//! let listener = failover_dns::net::server::bind("127.0.0.1:0".parse()?).await?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let serving = tokio::spawn({
 //!     let dns = dns.clone();
@@ -36,21 +36,21 @@ use tokio::sync::broadcast;
 use tracing::warn;
 
 use crate::config::load_zone_dir;
+use crate::config::location::ConfigError;
+use crate::config::settings::Settings;
 use crate::control::ControlSocket;
-use crate::events::Event;
+use crate::dns::forward::Forwarder;
+use crate::dns::handler::Handler;
+use crate::dns::snapshot::{SharedSnapshot, Snapshot};
+use crate::dns::zones::ZoneData;
+use crate::feed::events::Event;
+use crate::feed::probe::Probes;
 use crate::feed::{FeedError, ReportResult, ReportTarget};
-use crate::forward::Forwarder;
-use crate::handler::Handler;
 use crate::health::{HealthTable, Outcome};
-use crate::location::ConfigError;
 use crate::metrics::Metrics;
-use crate::probe::Probes;
+use crate::net::server::DnsListener;
+use crate::ops::status::{StatusReport, status_report};
 use crate::reload::{ReloadError, ReloadSummary, Reloader, SettingsLoader, Trigger};
-use crate::server::DnsListener;
-use crate::settings::Settings;
-use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::status::{StatusReport, status_report};
-use crate::zones::ZoneData;
 
 /// An embedded failover-dns. Cheap to clone; all clones are the same server.
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ impl FailoverDns {
         }
         reloader.observe(handler.events().clone(), handler.metrics().clone());
         if let Some(path) = &settings.state_file {
-            crate::persist::restore_at_start(handler.health(), handler.snapshot(), path);
+            crate::feed::persist::restore_at_start(handler.health(), handler.snapshot(), path);
         }
         FailoverDns {
             inner: Arc::new(Inner {
@@ -187,7 +187,7 @@ impl FailoverDns {
             names: data.names.len(),
             zones: data.zones.len(),
             trigger: "embedding API".to_string(),
-            at_unix_ms: crate::events::now_unix_ms(),
+            at_unix_ms: crate::feed::events::now_unix_ms(),
         });
     }
 
@@ -225,12 +225,12 @@ impl FailoverDns {
         }
         let state_file: Option<PathBuf> = self.inner.settings.state_file.clone();
         if let Some(path) = &state_file {
-            background.spawn(crate::persist::save_periodically(
+            background.spawn(crate::feed::persist::save_periodically(
                 handler.health().clone(),
                 path.clone(),
             ));
         }
-        crate::server::run_with_limits(
+        crate::net::server::run_with_limits(
             handler.clone(),
             listeners,
             control,
@@ -241,7 +241,7 @@ impl FailoverDns {
         background.abort_all();
         while background.join_next().await.is_some() {}
         if let Some(path) = &state_file {
-            crate::persist::save_logged(handler.health(), path);
+            crate::feed::persist::save_logged(handler.health(), path);
         }
     }
 }

@@ -18,38 +18,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod accept;
-pub mod answer;
-pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod embed;
-pub mod events;
-pub mod explain;
-pub mod fastpath;
 pub mod feed;
-pub mod forward;
-#[doc(hidden)]
-pub mod fuzzing;
-pub mod handler;
 pub mod health;
-pub mod limits;
-pub mod load_thread;
-pub mod location;
 pub mod metrics;
-pub mod persist;
-pub mod policy;
-pub mod probe;
-pub mod readiness;
+pub mod net;
+pub mod ops;
 pub mod reload;
-pub mod server;
-pub mod settings;
-pub mod snapshot;
-pub mod status;
-pub mod tcp_slots;
-#[cfg(target_os = "linux")]
-pub mod udp_batch;
-#[cfg(target_os = "linux")]
-pub mod udp_loop;
-pub mod zones;
+#[cfg(test)]
+mod testing;

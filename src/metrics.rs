@@ -15,8 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
-use crate::accept::AcceptBackoff;
 use crate::health::Outcome;
+use crate::net::accept::AcceptBackoff;
 
 /// Query types counted by name; everything else is `other`.
 const QUERY_TYPES: [&str; 12] = [

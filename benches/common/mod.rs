@@ -18,16 +18,16 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use failover_dns::answer::Transport;
 use failover_dns::config::load_zone_sources;
-use failover_dns::fastpath::AnswerMemo;
-use failover_dns::forward::{ForwardSettings, Forwarder};
-use failover_dns::handler::{Client, Handler, Step};
+use failover_dns::config::location::SourceFile;
+use failover_dns::config::settings::default_identity;
+use failover_dns::dns::answer::Transport;
+use failover_dns::dns::fastpath::AnswerMemo;
+use failover_dns::dns::forward::{ForwardSettings, Forwarder};
+use failover_dns::dns::handler::{Client, Handler, Step};
+use failover_dns::dns::snapshot::{SharedSnapshot, Snapshot};
+use failover_dns::dns::zones::ZoneData;
 use failover_dns::health::{HealthTable, Outcome, Report};
-use failover_dns::location::SourceFile;
-use failover_dns::settings::default_identity;
-use failover_dns::snapshot::{SharedSnapshot, Snapshot};
-use failover_dns::zones::ZoneData;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 

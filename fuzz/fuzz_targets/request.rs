@@ -5,8 +5,12 @@
 
 use libfuzzer_sys::fuzz_target;
 
+#[allow(dead_code, reason = "each target calls one of the harness's checks")]
+#[path = "../harness.rs"]
+mod harness;
+
 fuzz_target!(|data: &[u8]| {
-    if let Err(violation) = failover_dns::fuzzing::check_request(data) {
+    if let Err(violation) = harness::check_request(data) {
         panic!("{violation}");
     }
 });

@@ -14,9 +14,9 @@ use super::file::{
     At, NameRef, Pos, PreparedAddress, PreparedFile, PreparedProbe, PreparedZone, Text,
 };
 use super::{DEFAULT_ANSWER_TTL, DEFAULT_NEGATIVE_TTL, MAX_ANSWER_TTL, RawAssetKind, parse_name};
-use crate::location::{Diagnostic, Location};
-use crate::policy::Policy;
-use crate::zones::{
+use crate::config::location::{Diagnostic, Location};
+use crate::dns::policy::Policy;
+use crate::dns::zones::{
     Destination, DestinationId, DestinationKind, Endpoint, IdText, SharedName, SoaValues, Zone,
     ZoneData, name_hash,
 };
@@ -521,7 +521,7 @@ impl<'f> Builder<'f> {
     }
 
     fn zone_index(&self, name: &Name) -> Option<usize> {
-        crate::zones::owning_zone(&self.data.zones, name).map(|(index, _)| index)
+        crate::dns::zones::owning_zone(&self.data.zones, name).map(|(index, _)| index)
     }
 
     fn add_policy(&mut self, file: &'f PreparedFile, raw: &super::file::PreparedPolicy) {

@@ -16,9 +16,9 @@ use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
 use super::{RawAssetKind, RawFile, RawProbe, parse_name, probe_spec};
-use crate::location::{ConfigError, Located, Location, SourceFile};
-use crate::policy::Source;
-use crate::zones::ProbeSpec;
+use crate::config::location::{ConfigError, Located, Location, SourceFile};
+use crate::dns::policy::Source;
+use crate::dns::zones::ProbeSpec;
 
 /// A line and column in the file being prepared (both 0 when the format records no spans, as
 /// for JSON: then a location names the whole file).

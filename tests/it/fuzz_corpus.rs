@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use failover_dns::fuzzing::{Violation, check_control_line, check_request, check_zone_config};
+use crate::harness::{Violation, check_control_line, check_request, check_zone_config};
 
 type Check = fn(&[u8]) -> Result<(), Violation>;
 

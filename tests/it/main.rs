@@ -61,6 +61,12 @@ names = ["app.internal"]
 
 mod support;
 
+/// The fuzz targets' harness, shared: `fuzz_corpus` replays the corpora through it, `hostile`
+/// sends its zone's queries to the real server.
+#[allow(dead_code, reason = "the tests use part of the harness")]
+#[path = "../../fuzz/harness.rs"]
+mod harness;
+
 mod agent_feed;
 mod answers;
 mod bench_tools;

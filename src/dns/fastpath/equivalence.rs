@@ -12,14 +12,14 @@ use hickory_proto::rr::rdata::{A, AAAA, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use proptest::prelude::*;
 
-use crate::answer::Transport;
 use crate::config::load_zone_text;
-use crate::fastpath::AnswerMemo;
-use crate::forward::{ForwardSettings, Forwarder};
-use crate::handler::{Client, Handler, Step};
+use crate::config::settings::default_identity;
+use crate::dns::answer::Transport;
+use crate::dns::fastpath::AnswerMemo;
+use crate::dns::forward::{ForwardSettings, Forwarder};
+use crate::dns::handler::{Client, Handler, Step};
+use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::health::{HealthTable, Outcome, Report};
-use crate::settings::default_identity;
-use crate::snapshot::{SharedSnapshot, Snapshot};
 
 /// Endpoint addresses the zones draw from (none is ever contacted).
 const ADDRESSES: [&str; 6] = [

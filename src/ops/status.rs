@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dns::snapshot::Snapshot;
 use crate::health::{EndpointHealth, HealthTable, Stamp, State};
-use crate::snapshot::Snapshot;
 
 /// The status of every shared name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,7 +88,7 @@ fn unix_ms(stamp: Option<Stamp>) -> Option<u64> {
 fn endpoint_status(
     snapshot: &Snapshot,
     address: IpAddr,
-    destination: crate::zones::DestinationId,
+    destination: crate::dns::zones::DestinationId,
     health: EndpointHealth,
 ) -> EndpointStatus {
     let (id, kind) = snapshot

@@ -11,7 +11,8 @@
 //! - [`check_control_line`]: bytes → [`handle_line`] → a reply that serializes to one JSON line
 //!   the client side parses back.
 //!
-//! Not part of the API: hidden from the docs, and free to change with the targets.
+//! Not part of the library: the fuzz targets and the integration tests include this file
+//! (`#[path]`), so it uses only what the library exports.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -19,59 +20,21 @@ use std::sync::OnceLock;
 
 use hickory_proto::op::{Message, MessageType};
 
-use crate::answer::{self, CLASSIC_UDP_PAYLOAD, Transport};
-use crate::config::load_zone_sources;
-use crate::control::{ControlReply, handle_line};
-use crate::fastpath::AnswerMemo;
-use crate::forward::{ForwardSettings, Forwarder};
-use crate::handler::{Client, Handler, Step};
-use crate::health::HealthTable;
-use crate::location::{ConfigError, SourceFile};
-use crate::settings::default_identity;
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use failover_dns::config::load_zone_sources;
+use failover_dns::config::location::{ConfigError, SourceFile};
+use failover_dns::config::settings::default_identity;
+use failover_dns::control::{ControlReply, handle_line};
+use failover_dns::dns::answer::{self, CLASSIC_UDP_PAYLOAD, Transport};
+use failover_dns::dns::fastpath::AnswerMemo;
+use failover_dns::dns::forward::{ForwardSettings, Forwarder};
+use failover_dns::dns::handler::{Client, Handler, Step};
+use failover_dns::dns::snapshot::{SharedSnapshot, Snapshot};
+use failover_dns::health::HealthTable;
 
 /// The zone the request and control targets answer from: IPv4 and IPv6 endpoints, a name
 /// hidden by policy, a subnet host (so A, AAAA, ANY, SOA, PTR, NODATA and NXDOMAIN paths are
 /// all reachable).
-pub const FUZZ_ZONE: &str = r#"
-[[zone]]
-origin = "internal"
-ttl = 5
-
-[[asset]]
-id = "gw"
-kind = "gateway"
-addresses = ["100.64.0.2"]
-
-[[asset]]
-id = "app-host"
-kind = "primary"
-addresses = ["100.64.1.10", "fd7a:115c:a1e0::1:10"]
-names = ["app.internal", "a.b.deep.internal"]
-
-[[virtual_asset]]
-id = "app-via-gw"
-gateway = "gw"
-addresses = ["10.10.0.10"]
-names = ["app.internal"]
-
-[[asset]]
-id = "hidden-host"
-kind = "primary"
-addresses = ["100.64.9.9"]
-names = ["hidden.internal"]
-
-[[subnet]]
-id = "lan"
-gateway = "gw"
-cidr = "10.10.0.0/24"
-hosts = [{ name = "files.internal", address = "10.10.0.30" }]
-
-[[policy]]
-id = "all"
-sources = ["*"]
-destinations = ["app-host", "app-via-gw", "lan"]
-"#;
+pub const FUZZ_ZONE: &str = include_str!("zone.toml");
 
 /// A promise the server broke for one input.
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +230,7 @@ pub fn check_zone_config(text: &[u8]) -> Result<(), Violation> {
         Ok(data) => {
             let snapshot = Snapshot::new(data, default_identity());
             let _ = snapshot.warnings();
-            let _ = crate::status::status_report(&snapshot, &HealthTable::new());
+            let _ = failover_dns::ops::status::status_report(&snapshot, &HealthTable::new());
         }
         Err(error) => {
             let _ = error.to_string();

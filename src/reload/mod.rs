@@ -4,12 +4,14 @@
 //! `reload` request, which calls [`Reloader::reload`]) and what `status` says about the
 //! configuration in force.
 //!
-//! A reload runs on the configuration load thread ([`crate::load_thread`]), never on a runtime
+//! A reload runs on the configuration load thread ([`crate::reload::load_thread`]), never on a runtime
 //! worker, so queries keep being answered from the old snapshot while a large zone loads; they
 //! switch to the new one in a single atomic store. Reloads run one at a time, and one whose
 //! settings and zone files have not changed since the last build rebuilds nothing. Health survives for every address that is still some
 //! endpoint's. Settings that would need new sockets or a new forwarder (listen addresses,
 //! control path, upstreams, the zones directory) keep their running values until a restart.
+
+pub mod load_thread;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,15 +24,15 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::config::location::ConfigError;
+use crate::config::settings::Settings;
 use crate::config::{is_zone_file_name, load_zone_dir};
-use crate::events::{Events, now_unix_ms};
+use crate::dns::snapshot::{SharedSnapshot, Snapshot};
+use crate::feed::events::{Events, now_unix_ms};
 use crate::health::HealthTable;
-use crate::location::ConfigError;
 use crate::metrics::Metrics;
-use crate::readiness::ServiceManager;
-use crate::settings::Settings;
-use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::status::{ConfigStatus, unix_ms_of};
+use crate::ops::readiness::ServiceManager;
+use crate::ops::status::{ConfigStatus, unix_ms_of};
 
 /// How long the watched files must stay quiet before a reload starts: an editor's
 /// write-rename-delete sequence, or a console pushing several files, reloads once.
@@ -193,13 +195,13 @@ impl Reloader {
         let trigger = trigger.to_string();
         let at_unix_ms = now_unix_ms();
         events.publish(match outcome {
-            Ok((zones, names)) => crate::events::Event::ReloadSucceeded {
+            Ok((zones, names)) => crate::feed::events::Event::ReloadSucceeded {
                 names,
                 zones,
                 trigger,
                 at_unix_ms,
             },
-            Err(error) => crate::events::Event::ReloadFailed {
+            Err(error) => crate::feed::events::Event::ReloadFailed {
                 error,
                 trigger,
                 at_unix_ms,
@@ -212,7 +214,7 @@ impl Reloader {
     /// the caller stops waiting.
     pub async fn reload(&self, trigger: Trigger) -> Result<ReloadSummary, ReloadError> {
         let reloader = self.clone();
-        match crate::load_thread::run(move || reloader.reload_blocking(trigger)).await {
+        match crate::reload::load_thread::run(move || reloader.reload_blocking(trigger)).await {
             Ok(outcome) => outcome,
             Err(join_error) => {
                 let message = format!("reload task failed: {join_error}");
@@ -919,7 +921,7 @@ mod tests {
             Settings::default(),
             Arc::new(|| {
                 Err(ConfigError::one(
-                    crate::location::Location::file(Path::new("settings.toml")),
+                    crate::config::location::Location::file(Path::new("settings.toml")),
                     "broken",
                 ))
             }),

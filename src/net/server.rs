@@ -3,14 +3,14 @@
 //! so tests and embedders can use port 0.
 //!
 //! Every loop is bounded ([`Limits`]): each UDP socket has its own loop (on Linux its own
-//! thread, [`crate::udp_loop`]; elsewhere a runtime task), so a flood on one cannot starve
+//! thread, [`crate::net::udp_loop`]; elsewhere a runtime task), so a flood on one cannot starve
 //! another, and forwarded queries in flight are capped for the whole server; TCP
 //! connections are capped in number (the rest wait in the kernel's backlog, UDP is
 //! unaffected), in idle time, in the time a started message or a reply write may take (a
 //! client that trickles bytes or never reads is cut off), and in queries in flight each.
-//! Owned names and cached forwarded answers go through the fast path ([`crate::fastpath`]): one
+//! Owned names and cached forwarded answers go through the fast path ([`crate::dns::fastpath`]): one
 //! answer memo per UDP socket, one shared by the server's TCP connections. On Linux each UDP
-//! socket is read and written in batches ([`crate::udp_batch`]) by its own thread, and `serve`
+//! socket is read and written in batches ([`crate::net::udp_batch`]) by its own thread, and `serve`
 //! binds one UDP socket per worker thread (`SO_REUSEPORT`, [`bind_sockets`]).
 //!
 //! Pipelined TCP queries are answered as they finish (RFC 7766 §6.2.1.1): owned names at once,
@@ -31,15 +31,15 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout, timeout_at};
 use tracing::debug;
 
-use crate::accept::AcceptBackoff;
-use crate::answer::Transport;
+use crate::config::limits::Limits;
 use crate::control::ControlSocket;
-use crate::fastpath::AnswerMemo;
+use crate::dns::answer::Transport;
+use crate::dns::fastpath::AnswerMemo;
 #[cfg(not(target_os = "linux"))]
-use crate::handler::ForwardJob;
-use crate::handler::{Client, Handler, Step};
-use crate::limits::Limits;
-use crate::tcp_slots::{Slot, TcpSlots};
+use crate::dns::handler::ForwardJob;
+use crate::dns::handler::{Client, Handler, Step};
+use crate::net::accept::AcceptBackoff;
+use crate::net::tcp_slots::{Slot, TcpSlots};
 /// The largest UDP datagram read; larger ones are cut by the kernel and fail to parse.
 #[cfg(not(target_os = "linux"))]
 const UDP_RECEIVE_BUFFER: usize = 65_535;
@@ -146,7 +146,7 @@ pub async fn run_with_limits(
     let tcp_memo = Arc::new(std::sync::Mutex::new(AnswerMemo::new()));
     // Stops the UDP threads when this future ends, or is dropped before it ends.
     #[cfg(target_os = "linux")]
-    let mut udp_loops = crate::udp_loop::UdpLoops::new();
+    let mut udp_loops = crate::net::udp_loop::UdpLoops::new();
     for listener in listeners {
         for udp in std::iter::once(listener.udp).chain(listener.more_udp) {
             #[cfg(target_os = "linux")]
@@ -186,7 +186,7 @@ pub async fn run_with_limits(
 }
 
 /// The receive loop of one UDP socket, a datagram per system call, as a runtime task (systems
-/// other than Linux; Linux has [`crate::udp_loop`]). It never waits on an upstream: forwarded
+/// other than Linux; Linux has [`crate::net::udp_loop`]). It never waits on an upstream: forwarded
 /// queries run in spawned tasks, each holding one of the server's `forwards` slots; with none
 /// free the query is dropped. Owned names are answered through the socket's [`AnswerMemo`].
 #[cfg(not(target_os = "linux"))]

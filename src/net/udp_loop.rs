@@ -24,10 +24,10 @@ use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, error, warn};
 
-use crate::answer::Transport;
-use crate::fastpath::AnswerMemo;
-use crate::handler::{Client, ForwardJob, Handler, Step};
-use crate::udp_batch::{BATCH, ReceiveBatch, prepare, send_all, send_one};
+use crate::dns::answer::Transport;
+use crate::dns::fastpath::AnswerMemo;
+use crate::dns::handler::{Client, ForwardJob, Handler, Step};
+use crate::net::udp_batch::{BATCH, ReceiveBatch, prepare, send_all, send_one};
 
 /// How long a loop pauses after a receive error other than a signal, so that an error that
 /// repeats cannot spin a CPU.
@@ -218,10 +218,8 @@ mod tests {
 
     /// A loop on a fresh socket of 127.0.0.1, and the socket's address.
     async fn started() -> (UdpLoops, SocketAddr) {
-        let handler = crate::fuzzing::fuzz_handler()
-            .expect("fuzz zone loads")
-            .clone();
-        let listener = crate::server::bind("127.0.0.1:0".parse().expect("literal"))
+        let handler = crate::testing::test_handler().clone();
+        let listener = crate::net::server::bind("127.0.0.1:0".parse().expect("literal"))
             .await
             .expect("bind");
         let address = listener.local_addr().expect("address");

@@ -6,6 +6,8 @@
 //! Every upstream query gets a fresh random ID and, over UDP, a fresh socket (a random source
 //! port); a reply must match ID and question or it is ignored (RFC 5452).
 
+pub mod cache;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::{Mutex, OnceLock};
@@ -18,8 +20,8 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout_at;
 use tracing::{debug, info, warn};
 
-use crate::answer::Transport;
-use crate::cache::{AnswerCache, CacheKey, CachedAnswer};
+use crate::dns::answer::Transport;
+use crate::dns::forward::cache::{AnswerCache, CacheKey, CachedAnswer};
 use crate::metrics::{Metrics, UpstreamOutcome};
 
 /// How forwarding behaves.

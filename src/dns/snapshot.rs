@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::answer::{OrderedEndpoint, order_endpoints};
+use crate::dns::answer::{OrderedEndpoint, order_endpoints};
+use crate::dns::policy::{DestinationPolicies, Grants, Identity, partial_grants_indexed};
+use crate::dns::zones::{Endpoint, NameIndex, SharedName, ZoneData, Zones};
 use crate::health::HealthTable;
-use crate::policy::{DestinationPolicies, Grants, Identity, partial_grants_indexed};
-use crate::zones::{Endpoint, NameIndex, SharedName, ZoneData, Zones};
 
 /// Zone data evaluated for one identity.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ impl Snapshot {
             warnings
                 .push("no [[zone]] is declared: nothing is answered from zone data".to_string());
         }
-        let describe = |ids: &[crate::zones::DestinationId]| -> String {
+        let describe = |ids: &[crate::dns::zones::DestinationId]| -> String {
             ids.iter()
                 .filter_map(|&id| self.zones.destination(id))
                 .map(|d| format!("{} ({})", d.id, d.kind.label()))
@@ -117,7 +117,7 @@ impl Snapshot {
 pub struct SharedSnapshot {
     current: Arc<ArcSwap<Snapshot>>,
     /// Counts replacements, bumped after each store: an answer computed after reading
-    /// generation `g` is from snapshot `g` or a newer one (see [`crate::fastpath`]).
+    /// generation `g` is from snapshot `g` or a newer one (see [`crate::dns::fastpath`]).
     generation: Arc<AtomicU64>,
 }
 

@@ -7,7 +7,7 @@
 //! The socket is in blocking mode: [`ReceiveBatch::receive`] sleeps in `recvmmsg` until a
 //! datagram arrives (`MSG_WAITFORONE`: then it takes what is waiting without sleeping again),
 //! and sends never sleep (`MSG_DONTWAIT`; on a full send buffer [`send_all`] waits for room in
-//! `poll`, bounded by [`SEND_WAIT`], like unbound). See [`crate::udp_loop`] for why.
+//! `poll`, bounded by [`SEND_WAIT`], like unbound). See [`crate::net::udp_loop`] for why.
 //!
 //! The calls go through crates' safe wrappers (`nix` for `recvmmsg`, `rustix` for `sendmmsg`,
 //! `sendto` and `poll`); this module only owns the buffers and the conversion of addresses.

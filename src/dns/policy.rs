@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::zones::DestinationId;
+use crate::dns::zones::DestinationId;
 
 /// Who this client is. Policies are evaluated against it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

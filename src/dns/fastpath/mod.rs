@@ -14,7 +14,7 @@
 //! carries the counts it was made under. Answers from upstreams are memoised only when they
 //! came from the forwarding cache: such a memo also keeps when the cache stored the answer, how
 //! long the cache keeps it and where the reply's TTLs are, and on each hit lowers the TTLs by
-//! the answer's age in whole seconds, as the cache does ([`crate::cache::AnswerCache::lookup`]),
+//! the answer's age in whole seconds, as the cache does ([`crate::dns::forward::cache::AnswerCache::lookup`]),
 //! and misses once the cache's entry has expired. The cache counts its changes too (answers
 //! stored, which may evict others, expired ones dropped, clears), and a memoised cached answer
 //! is valid only while that count is unchanged, so it is always the entry the cache holds;
@@ -31,7 +31,7 @@
 //! costs the general path. Names are compared byte for byte, case included, so a client that
 //! randomises case (DNS 0x20) misses and gets the general path.
 //!
-//! [`SharedSnapshot::generation`]: crate::snapshot::SharedSnapshot::generation
+//! [`SharedSnapshot::generation`]: crate::dns::snapshot::SharedSnapshot::generation
 //! [`HealthTable::generation`]: crate::health::HealthTable::generation
 
 use std::hash::BuildHasher;
@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use crate::answer::Transport;
+use crate::dns::answer::Transport;
 use crate::metrics::QueryOutcome;
 
 /// How many answers one memo holds at most (a power of two).
@@ -52,7 +52,7 @@ const ID_LEN: usize = 2;
 /// The state an answer was computed under. Equal states give equal answers for equal query bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnswerState {
-    /// [`crate::snapshot::SharedSnapshot::generation`] before the answer was computed.
+    /// [`crate::dns::snapshot::SharedSnapshot::generation`] before the answer was computed.
     pub snapshot_generation: u64,
     /// [`crate::health::HealthTable::generation`] before the answer was computed.
     pub health_generation: u64,
@@ -60,7 +60,7 @@ pub struct AnswerState {
     pub transport: Transport,
     /// Whether names outside the zones are forwarded for the client (RA, REFUSED).
     pub may_forward: bool,
-    /// [`crate::forward::Forwarder::cache_generation`] before the answer was computed. Only
+    /// [`crate::dns::forward::Forwarder::cache_generation`] before the answer was computed. Only
     /// answers from the cache depend on it: the others ignore it.
     pub cache_generation: u64,
 }

@@ -3,16 +3,20 @@
 //! (one line each), published as events and counted. The control socket, the probes and the
 //! embedding API all report through here.
 
+pub mod events;
+pub mod persist;
+pub mod probe;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
 use tracing::info;
 
-use crate::events::{Event, Events, now_unix_ms};
+use crate::dns::snapshot::{SharedSnapshot, Snapshot};
+use crate::dns::zones::NameIndex;
+use crate::feed::events::{Event, Events, now_unix_ms};
 use crate::health::{HealthTable, Outcome, Report, State};
 use crate::metrics::Metrics;
-use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::zones::NameIndex;
 
 /// What a report is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +249,7 @@ fn resolve_target(snapshot: &Snapshot, target: &ReportTarget) -> Result<Vec<IpAd
 mod tests {
     use super::*;
     use crate::config::load_zone_text;
-    use crate::settings::default_identity;
+    use crate::config::settings::default_identity;
 
     const ZONE: &str = r#"
 [[zone]]

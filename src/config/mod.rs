@@ -4,6 +4,10 @@
 //!
 //! The format is plain serde data (arrays of tables), so the same shape can arrive as JSON.
 
+pub mod limits;
+pub mod location;
+pub mod settings;
+
 mod build;
 mod file;
 
@@ -15,8 +19,8 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 use serde::Deserialize;
 
-use crate::location::{ConfigError, Located, Location, SourceFile};
-use crate::zones::{ProbeSpec, ZoneData};
+use crate::config::location::{ConfigError, Located, Location, SourceFile};
+use crate::dns::zones::{ProbeSpec, ZoneData};
 
 use file::PreparedFile;
 

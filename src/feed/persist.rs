@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use crate::events::unix_ms;
+use crate::dns::snapshot::SharedSnapshot;
+use crate::feed::events::unix_ms;
 use crate::health::{EndpointHealth, HealthTable, Stamp};
-use crate::snapshot::SharedSnapshot;
 
 /// How often the table is saved while serving.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -210,7 +210,7 @@ fn read_own_file(path: &Path) -> Result<Vec<u8>, PersistError> {
     if !link.file_type().is_file() {
         return Err(refused("is not a regular file".to_string()));
     }
-    let own_uid = crate::settings::current_uid();
+    let own_uid = crate::config::settings::current_uid();
     if Some(link.uid()) != own_uid {
         return Err(refused(format!(
             "is owned by uid {}, not by this server's user",
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn a_state_file_of_another_user_is_refused() {
-        if crate::settings::current_uid() != Some(0) {
+        if crate::config::settings::current_uid() != Some(0) {
             eprintln!("skipped: needs root");
             return;
         }

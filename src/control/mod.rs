@@ -29,14 +29,14 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::accept::AcceptBackoff;
-use crate::explain::{Explanation, explain};
+use crate::config::limits::Limits;
+use crate::dns::handler::Handler;
 use crate::feed::ReportTarget;
-use crate::handler::Handler;
 use crate::health::{Outcome, State};
-use crate::limits::Limits;
+use crate::net::accept::AcceptBackoff;
+use crate::ops::explain::{Explanation, explain};
+use crate::ops::status::{StatusReport, status_report};
 use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
-use crate::status::{StatusReport, status_report};
 
 /// What one report did to one address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,7 +202,7 @@ impl ControlSocket {
         };
         // The directory first: what is in it is only worth a look once nobody else controls it.
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if crate::settings::private_control_dir().as_deref() == Some(parent) {
+            if crate::config::settings::private_control_dir().as_deref() == Some(parent) {
                 ensure_private_dir(parent)?;
             } else {
                 std::fs::create_dir_all(parent).map_err(io_error)?;
@@ -262,7 +262,7 @@ impl ControlSocket {
     /// each closed when it stays silent for `limits.control_idle_timeout`. Control connections
     /// run in tasks of their own, so nothing on this socket can hold up DNS.
     pub async fn serve_with_limits(&self, handler: Handler, limits: &Limits) {
-        let own_uid = crate::settings::current_uid();
+        let own_uid = crate::config::settings::current_uid();
         let connections = Arc::new(Semaphore::new(limits.max_control_connections));
         let idle = limits.control_idle_timeout;
         let mut backoff = AcceptBackoff::new("control");
@@ -322,7 +322,7 @@ pub fn ensure_private_dir(directory: &Path) -> Result<(), ControlError> {
     if !metadata.is_dir() {
         return Err(unsafe_directory("is not a directory".to_string()));
     }
-    let own_uid = crate::settings::current_uid();
+    let own_uid = crate::config::settings::current_uid();
     if Some(metadata.uid()) != own_uid {
         return Err(unsafe_directory(format!(
             "is owned by uid {}, not by this user",
@@ -673,7 +673,7 @@ impl<'a> ClientConnection<'a> {
         let server = rustix::net::sockopt::socket_peercred(&self.stream)
             .map_err(|errno| self.io_error(errno.into()))?;
         let server_uid = server.uid.as_raw();
-        let own_uid = crate::settings::current_uid();
+        let own_uid = crate::config::settings::current_uid();
         if server_uid == 0 || Some(server_uid) == own_uid {
             Ok(())
         } else {
@@ -789,7 +789,7 @@ mod tests {
             (file, "not a directory"),
         ];
         let foreign = base.path().join("foreign");
-        if crate::settings::current_uid() == Some(0) {
+        if crate::config::settings::current_uid() == Some(0) {
             std::fs::DirBuilder::new().create(&foreign).expect("mkdir");
             std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o700))
                 .expect("chmod");

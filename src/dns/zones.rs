@@ -15,8 +15,8 @@ use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record};
 use ipnet::IpNet;
 
-use crate::location::Location;
-use crate::policy::Policy;
+use crate::config::location::Location;
+use crate::dns::policy::Policy;
 
 /// Dense index of a destination in [`ZoneData::destinations`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -819,13 +819,9 @@ mod tests {
 
     #[test]
     fn destination_look_ups_match_a_scan_of_every_destination_and_name() {
-        // The fuzzing zone: assets with several names and addresses, a virtual asset on a
-        // gateway, a subnet, a destination that carries no name.
-        let source = crate::location::SourceFile::new(
-            std::path::Path::new("fuzz-zone.toml"),
-            crate::fuzzing::FUZZ_ZONE.to_string(),
-        );
-        let data = crate::config::load_zone_sources(&[source]).expect("the fuzzing zone loads");
+        // Assets with several names and addresses, a virtual asset on a gateway, a subnet, a
+        // destination that carries no name.
+        let data = crate::testing::test_zone_data();
         let zones = Zones::new(data.clone());
         for (index, destination) in data.destinations.iter().enumerate() {
             let id = DestinationId::new(index);

@@ -9,17 +9,17 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tracing::debug;
 
-use crate::answer::{self, Decision, Transport};
-use crate::events::Events;
-use crate::fastpath::{AnswerMemo, AnswerState, CacheAging, MemoCounts};
+use crate::config::limits::ForwardAllow;
+use crate::dns::answer::{self, Decision, Transport};
+use crate::dns::fastpath::{AnswerMemo, AnswerState, CacheAging, MemoCounts};
+use crate::dns::forward::Forwarder;
+use crate::dns::snapshot::{SharedSnapshot, Snapshot};
+use crate::dns::zones::Lookup;
 use crate::feed::Feed;
-use crate::forward::Forwarder;
+use crate::feed::events::Events;
 use crate::health::HealthTable;
-use crate::limits::ForwardAllow;
 use crate::metrics::{Metrics, QueryOutcome};
 use crate::reload::Reloader;
-use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::zones::Lookup;
 
 /// Answers DNS queries from the current snapshot and the health table, and forwards the rest.
 /// Cheap to clone.
@@ -182,7 +182,7 @@ impl Handler {
     /// [`Handler::handle`] through `memo`: a query whose bytes (after the ID) were answered
     /// before, in the same state of snapshot and health table, gets that answer with its own ID
     /// without being parsed; any other goes the general path, and its answer is memoised when it
-    /// came from the zones or the forwarding cache. See [`crate::fastpath`] for why the two give
+    /// came from the zones or the forwarding cache. See [`crate::dns::fastpath`] for why the two give
     /// the same bytes.
     ///
     /// A memoised reply is written into `recycled` (cleared first), so a caller that hands back
@@ -467,12 +467,12 @@ fn reverse_lookup(snapshot: &Snapshot, query: &Query) -> Option<Decision> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuzzing::fuzz_handler;
+    use crate::testing::test_handler;
     use hickory_proto::op::ResponseCode;
     use hickory_proto::rr::Name;
 
     fn ask(name: &str, qtype: RecordType) -> Message {
-        let handler = fuzz_handler().expect("the fuzz zone loads");
+        let handler = test_handler();
         let mut query = Message::query();
         query.add_query(Query::query(
             Name::from_ascii(name).expect("literal"),

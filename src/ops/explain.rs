@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::unix_ms;
+use crate::dns::snapshot::Snapshot;
+use crate::dns::zones::DestinationId;
+use crate::feed::events::unix_ms;
 use crate::health::{HealthTable, State};
-use crate::snapshot::Snapshot;
-use crate::zones::DestinationId;
 
 /// The explanation of one shared name's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,9 +220,9 @@ pub fn render_text(explanation: &Explanation, now: SystemTime) -> String {
 mod tests {
     use super::*;
     use crate::config::load_zone_sources;
+    use crate::config::location::SourceFile;
+    use crate::config::settings::default_identity;
     use crate::health::{Outcome, Report};
-    use crate::location::SourceFile;
-    use crate::settings::default_identity;
     use std::path::Path;
 
     #[test]

@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::forward::{ForwardSettings, is_own_address, parse_resolv_conf, parse_upstream};
-use crate::limits::{ForwardAllow, Limits, RawLimits, parse_forward_allow};
-use crate::location::{ConfigError, SourceFile, resolve_relative};
-use crate::policy::Identity;
+use crate::config::limits::{ForwardAllow, Limits, RawLimits, parse_forward_allow};
+use crate::config::location::{ConfigError, SourceFile, resolve_relative};
+use crate::dns::forward::{ForwardSettings, is_own_address, parse_resolv_conf, parse_upstream};
+use crate::dns::policy::Identity;
 
 /// Where the server listens when nothing else is said: loopback, a high port, so a first run
 /// needs no privileges.

@@ -1,0 +1,40 @@
+//! What unit tests share (compiled for tests only): the zone the fuzz targets use (assets with
+//! several names and IPv4 and IPv6 addresses, a virtual asset on a gateway, a subnet, a name
+//! hidden by policy) and a handler over it without upstreams.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use crate::config::load_zone_sources;
+use crate::config::location::SourceFile;
+use crate::config::settings::default_identity;
+use crate::dns::forward::{ForwardSettings, Forwarder};
+use crate::dns::handler::Handler;
+use crate::dns::snapshot::{SharedSnapshot, Snapshot};
+use crate::dns::zones::ZoneData;
+use crate::health::HealthTable;
+
+/// The fuzz targets' zone (`fuzz/zone.toml`).
+pub const TEST_ZONE: &str = include_str!("../fuzz/zone.toml");
+
+/// [`TEST_ZONE`] loaded.
+pub fn test_zone_data() -> ZoneData {
+    let source = SourceFile::new(Path::new("zone.toml"), TEST_ZONE.to_string());
+    load_zone_sources(&[source]).expect("the test zone loads")
+}
+
+/// One handler over [`TEST_ZONE`], without upstreams or cache, shared by the tests.
+pub fn test_handler() -> &'static Handler {
+    static HANDLER: OnceLock<Handler> = OnceLock::new();
+    HANDLER.get_or_init(|| {
+        let forwarder = Forwarder::new(ForwardSettings {
+            cache_size: 0,
+            ..ForwardSettings::default()
+        });
+        Handler::new(
+            SharedSnapshot::new(Snapshot::new(test_zone_data(), default_identity())),
+            HealthTable::new(),
+            forwarder,
+        )
+    })
+}
