@@ -1,9 +1,10 @@
-//! Supply chain, without the network: `cargo audit` needs the RustSec advisory database, which
-//! is fetched from GitHub, and neither this project's machines nor its CI reach GitHub. So the
-//! advisories known to matter for our dependency tree are written down here with the first
-//! fixed version, and both lockfiles (the crate's and `fuzz/`'s) are checked against them:
-//! a dependency update that brings back a vulnerable version fails the build. `scripts/audit.sh`
-//! runs the real `cargo audit` as well wherever a copy of the database is present.
+//! Supply chain, offline and on every test run: the advisories known to matter for our dependency
+//! tree are written down here with the first fixed version, and both lockfiles (the crate's and
+//! `fuzz/`'s) are checked against them: a dependency update that brings back a vulnerable version
+//! fails the build. This needs neither `cargo-audit` nor the RustSec advisory database.
+//! `scripts/audit.sh` runs the real `cargo audit` on both lockfiles against a local copy of that
+//! database when it finds one (it never fetches it); such a copy is a snapshot that knows nothing
+//! published after it was taken, so an advisory for a crate in a lockfile is added here as well.
 
 use std::path::Path;
 
