@@ -26,6 +26,7 @@ pub mod embed;
 pub mod feed;
 pub mod health;
 pub mod metrics;
+pub mod model;
 pub mod net;
 pub mod ops;
 pub mod reload;

@@ -8,20 +8,16 @@ use clap::Parser;
 use failover_dns::cli::{Cli, Command, CommandError, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-/// jemalloc, with its background thread purging freed memory: a reload holds two
-/// configurations for a moment, and glibc's malloc kept the memory of the replaced one for the
-/// life of the process (`scripts/reload-storm.sh` measures it).
+/// jemalloc, with its background thread purging freed memory (the crate's `background_threads`
+/// feature: without the thread, freed pages are purged only when the allocator is next used, and
+/// an idle server would keep them): a reload holds two configurations for a moment, and glibc's
+/// malloc kept the memory of the replaced one for the life of the process
+/// (`scripts/reload-storm.sh` measures it).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serving = matches!(cli.command, None | Some(Command::Serve(_)));
-    // Without the thread, freed pages are only purged when the allocator is next used; an
-    // idle server would keep them. Failing to start it costs memory, not correctness.
-    if serving && let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
-        eprintln!("failover-dns: warning: the allocator's purging thread did not start: {error}");
-    }
     let workers = match &cli.command {
         None => cli.serve.workers,
         Some(Command::Serve(args)) => args.workers,

@@ -11,8 +11,8 @@ use crate::config::settings::default_identity;
 use crate::dns::forward::{ForwardSettings, Forwarder};
 use crate::dns::handler::Handler;
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-use crate::dns::zones::ZoneData;
 use crate::health::HealthTable;
+use crate::model::ZoneData;
 
 /// The fuzz targets' zone (`fuzz/zone.toml`).
 pub const TEST_ZONE: &str = include_str!("../fuzz/zone.toml");

@@ -26,8 +26,8 @@ use failover_dns::dns::fastpath::AnswerMemo;
 use failover_dns::dns::forward::{ForwardSettings, Forwarder};
 use failover_dns::dns::handler::{Client, Handler, Step};
 use failover_dns::dns::snapshot::{SharedSnapshot, Snapshot};
-use failover_dns::dns::zones::ZoneData;
 use failover_dns::health::{HealthTable, Outcome, Report};
+use failover_dns::model::ZoneData;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 

@@ -15,8 +15,8 @@ use super::file::{
 };
 use super::{DEFAULT_ANSWER_TTL, DEFAULT_NEGATIVE_TTL, MAX_ANSWER_TTL, RawAssetKind, parse_name};
 use crate::config::location::{Diagnostic, Location};
-use crate::dns::policy::Policy;
-use crate::dns::zones::{
+use crate::model::Policy;
+use crate::model::{
     Destination, DestinationId, DestinationKind, Endpoint, IdText, SharedName, SoaValues, Zone,
     ZoneData, name_hash,
 };
@@ -521,7 +521,7 @@ impl<'f> Builder<'f> {
     }
 
     fn zone_index(&self, name: &Name) -> Option<usize> {
-        crate::dns::zones::owning_zone(&self.data.zones, name).map(|(index, _)| index)
+        crate::model::owning_zone(&self.data.zones, name).map(|(index, _)| index)
     }
 
     fn add_policy(&mut self, file: &'f PreparedFile, raw: &super::file::PreparedPolicy) {

@@ -17,8 +17,8 @@ use ipnet::IpNet;
 
 use super::{RawAssetKind, RawFile, RawProbe, parse_name, probe_spec};
 use crate::config::location::{ConfigError, Located, Location, SourceFile};
-use crate::dns::policy::Source;
-use crate::dns::zones::ProbeSpec;
+use crate::model::ProbeSpec;
+use crate::model::Source;
 
 /// A line and column in the file being prepared (both 0 when the format records no spans, as
 /// for JSON: then a location names the whole file).

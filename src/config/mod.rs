@@ -20,7 +20,7 @@ use hickory_proto::rr::Name;
 use serde::Deserialize;
 
 use crate::config::location::{ConfigError, Located, Location, SourceFile};
-use crate::dns::zones::{ProbeSpec, ZoneData};
+use crate::model::{ProbeSpec, ZoneData};
 
 use file::PreparedFile;
 

@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::config::limits::{ForwardAllow, Limits, RawLimits, parse_forward_allow};
 use crate::config::location::{ConfigError, SourceFile, resolve_relative};
 use crate::dns::forward::{ForwardSettings, is_own_address, parse_resolv_conf, parse_upstream};
-use crate::dns::policy::Identity;
+use crate::model::Identity;
 
 /// Where the server listens when nothing else is said: loopback, a high port, so a first run
 /// needs no privileges.

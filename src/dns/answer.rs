@@ -9,8 +9,8 @@ use hickory_proto::op::{Edns, Message, MessageType, Metadata, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use crate::dns::zones::Endpoint;
 use crate::health::{EndpointHealth, State};
+use crate::model::Endpoint;
 
 /// The largest UDP payload we send, whatever the client advertises: the DNS Flag Day 2020 value,
 /// which avoids IP fragmentation on ordinary paths.
@@ -296,8 +296,8 @@ fn header_only(id: u16, opcode_and_rd: u8, code: ResponseCode) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::zones::DestinationId;
     use crate::health::{HealthTable, Outcome, Report};
+    use crate::model::DestinationId;
     use std::net::Ipv4Addr;
 
     fn endpoint(last: u8) -> Endpoint {

@@ -1,112 +1,10 @@
 //! Which destinations this client's identity may see: policies (sources → destinations) evaluated
 //! against the identity. Pure functions of plain data; no I/O.
 //!
-//! Primary asset and virtual asset are separate destinations (the seed's "Policies" section): a
+//! Primary asset and virtual asset are separate destinations (as the vendor's policy model has it): a
 //! policy that grants only one of them gives this client only that one's addresses.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-use crate::dns::zones::DestinationId;
-
-/// Who this client is. Policies are evaluated against it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Identity {
-    /// The signed-in user, if any.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// The groups the user belongs to.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// This device's name, if any.
-    #[serde(default)]
-    pub device: Option<String>,
-}
-
-/// One entry of a policy's `sources`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// `*`: every identity.
-    Anyone,
-    /// `user:NAME`.
-    User(String),
-    /// `group:NAME`.
-    Group(String),
-    /// `device:NAME`.
-    Device(String),
-}
-
-impl Source {
-    /// Parses `*`, `user:NAME`, `group:NAME` or `device:NAME`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if text == "*" {
-            return Ok(Source::Anyone);
-        }
-        let Some((kind, name)) = text.split_once(':') else {
-            return Err(format!(
-                "source {text:?} is not \"*\", \"user:NAME\", \"group:NAME\" or \"device:NAME\""
-            ));
-        };
-        if name.is_empty() {
-            return Err(format!("source {text:?} has an empty name"));
-        }
-        let name = name.to_string();
-        match kind {
-            "user" => Ok(Source::User(name)),
-            "group" => Ok(Source::Group(name)),
-            "device" => Ok(Source::Device(name)),
-            _ => Err(format!(
-                "source {text:?}: unknown kind {kind:?} (expected user, group or device)"
-            )),
-        }
-    }
-
-    /// Whether this source names `identity`.
-    pub fn matches(&self, identity: &Identity) -> bool {
-        match self {
-            Source::Anyone => true,
-            Source::User(user) => identity.user.as_deref() == Some(user.as_str()),
-            Source::Group(group) => identity.groups.iter().any(|g| g == group),
-            Source::Device(device) => identity.device.as_deref() == Some(device.as_str()),
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Anyone => write!(f, "*"),
-            Source::User(name) => write!(f, "user:{name}"),
-            Source::Group(name) => write!(f, "group:{name}"),
-            Source::Device(name) => write!(f, "device:{name}"),
-        }
-    }
-}
-
-/// A validated policy: sources → destinations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    /// The policy's id, unique in the zone data.
-    pub id: String,
-    /// A disabled policy grants nothing.
-    pub enabled: bool,
-    /// Who the policy applies to.
-    pub sources: Vec<Source>,
-    /// What it grants.
-    pub destinations: Vec<DestinationId>,
-}
-
-impl Policy {
-    /// Whether this policy grants anything to `identity`.
-    pub fn applies_to(&self, identity: &Identity) -> bool {
-        self.enabled && self.sources.iter().any(|source| source.matches(identity))
-    }
-}
-
-/// Index of a policy in the zone data's policy list.
-pub type PolicyIndex = usize;
+use crate::model::{DestinationId, Identity, Policy, PolicyIndex};
 
 /// The destinations granted to one identity, with the policies that grant each. Stored flat
 /// (one offset per destination into one list of policy indexes): most destinations are granted
@@ -353,6 +251,7 @@ pub fn partial_grants_indexed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Source;
 
     fn id(i: usize) -> DestinationId {
         DestinationId::new(i)

@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::dns::answer::{OrderedEndpoint, order_endpoints};
-use crate::dns::policy::{DestinationPolicies, Grants, Identity, partial_grants_indexed};
-use crate::dns::zones::{Endpoint, NameIndex, SharedName, ZoneData, Zones};
+use crate::dns::policy::{DestinationPolicies, Grants, partial_grants_indexed};
+use crate::dns::zones::Zones;
 use crate::health::HealthTable;
+use crate::model::Identity;
+use crate::model::{Endpoint, NameIndex, SharedName, ZoneData};
 
 /// Zone data evaluated for one identity.
 #[derive(Debug)]
@@ -43,7 +45,7 @@ impl Snapshot {
             warnings
                 .push("no [[zone]] is declared: nothing is answered from zone data".to_string());
         }
-        let describe = |ids: &[crate::dns::zones::DestinationId]| -> String {
+        let describe = |ids: &[crate::model::DestinationId]| -> String {
             ids.iter()
                 .filter_map(|&id| self.zones.destination(id))
                 .map(|d| format!("{} ({})", d.id, d.kind.label()))

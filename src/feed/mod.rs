@@ -13,10 +13,10 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-use crate::dns::zones::NameIndex;
 use crate::feed::events::{Event, Events, now_unix_ms};
 use crate::health::{HealthTable, Outcome, Report, State};
 use crate::metrics::Metrics;
+use crate::model::NameIndex;
 
 /// What a report is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

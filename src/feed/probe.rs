@@ -9,9 +9,9 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::dns::snapshot::Snapshot;
-use crate::dns::zones::ProbeSpec;
 use crate::feed::{Feed, ReportTarget};
 use crate::health::Outcome;
+use crate::model::ProbeSpec;
 
 /// The running probes. Dropping it stops them all.
 #[derive(Debug, Default)]
@@ -29,7 +29,7 @@ impl Probes {
             let Some(spec) = destination.probe.as_deref().copied() else {
                 continue;
             };
-            let id = crate::dns::zones::DestinationId::new(index);
+            let id = crate::model::DestinationId::new(index);
             for address in snapshot.zones.addresses_of(id) {
                 if !started.insert((address, spec.port)) {
                     continue;

@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::dns::snapshot::Snapshot;
-use crate::dns::zones::DestinationId;
 use crate::feed::events::unix_ms;
 use crate::health::{HealthTable, State};
+use crate::model::DestinationId;
 
 /// The explanation of one shared name's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

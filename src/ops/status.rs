@@ -88,7 +88,7 @@ fn unix_ms(stamp: Option<Stamp>) -> Option<u64> {
 fn endpoint_status(
     snapshot: &Snapshot,
     address: IpAddr,
-    destination: crate::dns::zones::DestinationId,
+    destination: crate::model::DestinationId,
     health: EndpointHealth,
 ) -> EndpointStatus {
     let (id, kind) = snapshot
