@@ -25,7 +25,7 @@ use std::time::Duration;
 use common::{answer, answer_addresses, handler, query, shared_name, summary};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use failover_dns::dns::fastpath::AnswerMemo;
-use failover_dns::dns::forward::{ForwardSettings, Forwarder};
+use failover_dns::dns::forward::ForwardSettings;
 use failover_dns::dns::handler::Handler;
 use failover_dns::health::HealthTable;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -168,15 +168,15 @@ fn fake_upstream() -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
 
 fn forwarded_from_cache(c: &mut Criterion) {
     let (upstream, thread) = fake_upstream();
-    let forwarder = Forwarder::new(ForwardSettings {
+    let forwarder = ForwardSettings {
         upstreams: vec![upstream],
         ..ForwardSettings::default()
-    });
+    };
     let snapshot = failover_dns::dns::snapshot::Snapshot::new(
         common::zone_data(SMALL),
         failover_dns::config::settings::default_identity(),
     );
-    let handler = Handler::new(
+    let handler = Handler::standalone(
         failover_dns::dns::snapshot::SharedSnapshot::new(snapshot),
         HealthTable::new(),
         forwarder,

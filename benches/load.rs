@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use failover_dns::config::load_zone_dir;
 use failover_dns::config::settings::default_identity;
-use failover_dns::dns::forward::{ForwardSettings, Forwarder};
+use failover_dns::dns::forward::ForwardSettings;
 use failover_dns::dns::handler::Handler;
 use failover_dns::dns::snapshot::{SharedSnapshot, Snapshot};
 use failover_dns::health::HealthTable;
@@ -35,10 +35,10 @@ fn load(dir: &std::path::Path) -> Handler {
         warnings.is_empty(),
         "generated data is complete: {warnings:?}"
     );
-    Handler::new(
+    Handler::standalone(
         SharedSnapshot::new(snapshot),
         HealthTable::new(),
-        Forwarder::new(ForwardSettings::default()),
+        ForwardSettings::default(),
     )
 }
 

@@ -22,13 +22,13 @@ use hickory_proto::op::{Message, MessageType};
 
 use failover_dns::config::load_zone_sources;
 use failover_dns::config::location::{ConfigError, SourceFile};
-use failover_dns::config::settings::default_identity;
+use failover_dns::config::settings::{Settings, default_identity};
 use failover_dns::control::{ControlReply, handle_line};
 use failover_dns::dns::answer::{self, CLASSIC_UDP_PAYLOAD, Transport};
 use failover_dns::dns::fastpath::AnswerMemo;
-use failover_dns::dns::forward::{ForwardSettings, Forwarder};
 use failover_dns::dns::handler::{Client, Handler, Step};
-use failover_dns::dns::snapshot::{SharedSnapshot, Snapshot};
+use failover_dns::dns::snapshot::Snapshot;
+use failover_dns::embed::FailoverDns;
 use failover_dns::health::HealthTable;
 
 /// The zone the request and control targets answer from: IPv4 and IPv6 endpoints, a name
@@ -104,25 +104,29 @@ pub enum Violation {
     },
 }
 
-/// The handler the targets use: [`FUZZ_ZONE`], the default identity, no upstreams. Built once.
-pub fn fuzz_handler() -> Result<&'static Handler, Violation> {
-    static HANDLER: OnceLock<Result<Handler, ConfigError>> = OnceLock::new();
-    let handler = HANDLER.get_or_init(|| {
+/// The server the targets drive, assembled as `serve` assembles it: [`FUZZ_ZONE`], the default
+/// identity, no upstreams and no cache. Built once.
+pub fn fuzz_server() -> Result<&'static FailoverDns, Violation> {
+    static SERVER: OnceLock<Result<FailoverDns, ConfigError>> = OnceLock::new();
+    let server = SERVER.get_or_init(|| {
         let source = SourceFile::new(Path::new("fuzz-zone.toml"), FUZZ_ZONE.to_string());
         let data = load_zone_sources(&[source])?;
-        let forwarder = Forwarder::new(ForwardSettings {
+        let settings = Settings {
+            upstreams: Some(Vec::new()),
             cache_size: 0,
-            ..ForwardSettings::default()
-        });
-        Ok(Handler::new(
-            SharedSnapshot::new(Snapshot::new(data, default_identity())),
-            HealthTable::new(),
-            forwarder,
-        ))
+            identity: default_identity(),
+            ..Settings::default()
+        };
+        Ok(FailoverDns::from_zone_data(settings, data))
     });
-    handler
+    server
         .as_ref()
         .map_err(|error| Violation::Zone(error.clone()))
+}
+
+/// The query path of [`fuzz_server`].
+pub fn fuzz_handler() -> Result<&'static Handler, Violation> {
+    fuzz_server().map(FailoverDns::handler)
 }
 
 /// One packet through the request path over UDP and over TCP, from a loopback client.
@@ -242,8 +246,7 @@ pub fn check_zone_config(text: &[u8]) -> Result<(), Violation> {
 /// One control request line through the protocol handler: the reply must serialize to one
 /// line of JSON that the client side parses back.
 pub fn check_control_line(line: &[u8]) -> Result<(), Violation> {
-    let handler = fuzz_handler()?;
-    let reply = handle_line(line, handler);
+    let reply = handle_line(line, &fuzz_server()?.control_context());
     let broken = |error: String| Violation::ControlReply {
         reply: Box::new(reply.clone()),
         error,

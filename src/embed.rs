@@ -38,13 +38,13 @@ use tracing::warn;
 use crate::config::load_zone_dir;
 use crate::config::location::ConfigError;
 use crate::config::settings::Settings;
-use crate::control::ControlSocket;
+use crate::control::{ControlContext, ControlSocket};
 use crate::dns::forward::Forwarder;
 use crate::dns::handler::Handler;
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-use crate::feed::events::Event;
+use crate::feed::events::{Event, Events};
 use crate::feed::probe::Probes;
-use crate::feed::{FeedError, ReportResult, ReportTarget};
+use crate::feed::{Feed, FeedError, ReportResult, ReportTarget};
 use crate::health::{HealthTable, Outcome};
 use crate::metrics::Metrics;
 use crate::model::ZoneData;
@@ -58,10 +58,15 @@ pub struct FailoverDns {
     inner: Arc<Inner>,
 }
 
+/// The services a server is made of, built once in [`FailoverDns::build`] (the one place they
+/// are wired together) and shared by every socket loop, the control socket and the probes.
 #[derive(Debug)]
 struct Inner {
     settings: Settings,
+    /// The query path: snapshot, health table, forwarder, counters.
     handler: Handler,
+    /// Reports in (it shares the handler's snapshot and health table), and the event bus.
+    feed: Feed,
     reloader: Reloader,
 }
 
@@ -96,7 +101,9 @@ impl FailoverDns {
         for note in notes {
             warn!("{note}");
         }
-        let forwarder = Forwarder::new(forward_settings);
+        let metrics = Metrics::new();
+        let events = Events::new();
+        let forwarder = Forwarder::new(forward_settings, &metrics);
         let snapshot = SharedSnapshot::new(Snapshot::new(data, settings.identity.clone()));
         for warning in snapshot.load().warnings() {
             warn!("{warning}");
@@ -107,9 +114,11 @@ impl FailoverDns {
             health.clone(),
             settings.clone(),
             load_settings,
+            events.clone(),
+            metrics.clone(),
         );
-        let handler = Handler::new(snapshot, health, forwarder)
-            .with_reloader(reloader.clone())
+        let feed = Feed::new(snapshot.clone(), health.clone(), events, metrics.clone());
+        let handler = Handler::new(snapshot, health, forwarder, metrics)
             .with_forward_allow(settings.forward_allow.clone());
         if settings.forward_allow.allows_everyone()
             && settings.listen.iter().any(|a| !a.ip().is_loopback())
@@ -118,7 +127,6 @@ impl FailoverDns {
                 "forward_allow admits every address and a listen address is not loopback: this is an open resolver"
             );
         }
-        reloader.observe(handler.events().clone(), handler.metrics().clone());
         if let Some(path) = &settings.state_file {
             crate::feed::persist::restore_at_start(handler.health(), handler.snapshot(), path);
         }
@@ -126,6 +134,7 @@ impl FailoverDns {
             inner: Arc::new(Inner {
                 settings,
                 handler,
+                feed,
                 reloader,
             }),
         }
@@ -146,6 +155,20 @@ impl FailoverDns {
         &self.inner.reloader
     }
 
+    /// The feed: reports in, and the event bus.
+    pub fn feed(&self) -> &Feed {
+        &self.inner.feed
+    }
+
+    /// What the control socket acts on, for an embedder that serves the protocol itself
+    /// ([`crate::control::handle_line`]).
+    pub fn control_context(&self) -> ControlContext {
+        ControlContext {
+            feed: self.inner.feed.clone(),
+            reloader: Some(self.inner.reloader.clone()),
+        }
+    }
+
     /// Records a connection outcome for an address or for every address of a destination; the
     /// very next DNS answer reflects it.
     pub fn report(
@@ -154,14 +177,14 @@ impl FailoverDns {
         outcome: Outcome,
         rtt: Option<Duration>,
     ) -> Result<Vec<ReportResult>, FeedError> {
-        self.inner.handler.feed().report(target, outcome, rtt)
+        self.inner.feed.report(target, outcome, rtt)
     }
 
     /// The addresses `name` resolves to for this client now, in answer order (A and AAAA
     /// together); `None` when it is not a shared name (or not a valid name).
     pub fn answer_order(&self, name: &str) -> Option<Vec<IpAddr>> {
         let name = crate::config::parse_name(name).ok()?;
-        self.inner.handler.feed().answer_order(&name)
+        self.inner.feed.answer_order(&name)
     }
 
     /// Re-reads the zone files (and settings) and swaps them in; on error the last good
@@ -183,7 +206,7 @@ impl FailoverDns {
         let data = current.zones.data();
         // The same event a reload publishes, so probes restart and watchers see it.
         handler.metrics().reload(true);
-        handler.events().publish(Event::ReloadSucceeded {
+        self.inner.feed.events().publish(Event::ReloadSucceeded {
             names: data.names.len(),
             zones: data.zones.len(),
             trigger: "embedding API".to_string(),
@@ -193,7 +216,7 @@ impl FailoverDns {
 
     /// A receiver of every event from now on (state changes, failovers, reloads).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.handler.events().subscribe()
+        self.inner.feed.events().subscribe()
     }
 
     /// The counters.
@@ -219,7 +242,13 @@ impl FailoverDns {
     ) {
         let handler = self.inner.handler.clone();
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(run_probes(handler.clone()));
+        background.spawn(run_probes(self.inner.feed.clone()));
+        if let Some(socket) = control {
+            let context = self.control_context();
+            let limits = self.inner.settings.limits.clone();
+            // The task owns the socket; aborting it at shutdown drops it, which removes its file.
+            background.spawn(async move { socket.serve_with_limits(context, &limits).await });
+        }
         if let Some(listener) = metrics {
             background.spawn(crate::metrics::serve(listener, handler.metrics().clone()));
         }
@@ -233,7 +262,6 @@ impl FailoverDns {
         crate::net::server::run_with_limits(
             handler.clone(),
             listeners,
-            control,
             self.inner.settings.limits.clone(),
             shutdown,
         )
@@ -248,10 +276,10 @@ impl FailoverDns {
 
 /// Runs the active probes of the current configuration, and starts them anew after every
 /// successful reload.
-async fn run_probes(handler: Handler) {
-    let mut events = handler.events().subscribe();
+async fn run_probes(feed: Feed) {
+    let mut events = feed.events().subscribe();
     loop {
-        let probes = Probes::start(&handler.snapshot().load(), handler.feed());
+        let probes = Probes::start(&feed.snapshot().load(), &feed);
         loop {
             match events.recv().await {
                 Ok(Event::ReloadSucceeded { .. }) => break,

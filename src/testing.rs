@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use crate::config::load_zone_sources;
 use crate::config::location::SourceFile;
 use crate::config::settings::default_identity;
-use crate::dns::forward::{ForwardSettings, Forwarder};
+use crate::dns::forward::ForwardSettings;
 use crate::dns::handler::Handler;
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::health::HealthTable;
@@ -27,11 +27,11 @@ pub fn test_zone_data() -> ZoneData {
 pub fn test_handler() -> &'static Handler {
     static HANDLER: OnceLock<Handler> = OnceLock::new();
     HANDLER.get_or_init(|| {
-        let forwarder = Forwarder::new(ForwardSettings {
+        let forwarder = ForwardSettings {
             cache_size: 0,
             ..ForwardSettings::default()
-        });
-        Handler::new(
+        };
+        Handler::standalone(
             SharedSnapshot::new(Snapshot::new(test_zone_data(), default_identity())),
             HealthTable::new(),
             forwarder,

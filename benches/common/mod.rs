@@ -23,7 +23,7 @@ use failover_dns::config::location::SourceFile;
 use failover_dns::config::settings::default_identity;
 use failover_dns::dns::answer::Transport;
 use failover_dns::dns::fastpath::AnswerMemo;
-use failover_dns::dns::forward::{ForwardSettings, Forwarder};
+use failover_dns::dns::forward::ForwardSettings;
 use failover_dns::dns::handler::{Client, Handler, Step};
 use failover_dns::dns::snapshot::{SharedSnapshot, Snapshot};
 use failover_dns::health::{HealthTable, Outcome, Report};
@@ -218,10 +218,10 @@ pub fn handler(names: usize) -> Handler {
             report(&health, second_v4(i), Outcome::Success);
         }
     }
-    Handler::new(
+    Handler::standalone(
         SharedSnapshot::new(snapshot),
         health,
-        Forwarder::new(ForwardSettings::default()),
+        ForwardSettings::default(),
     )
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::config::limits::Limits;
-use crate::dns::handler::Handler;
+use crate::feed::Feed;
 use crate::feed::ReportTarget;
 use crate::health::{Outcome, State};
 use crate::net::accept::AcceptBackoff;
@@ -184,6 +184,17 @@ pub enum ControlError {
     BadReply(String),
 }
 
+/// What control requests act on: the feed (reports, and through it the snapshot, the health
+/// table and the events) and the reloader, when the server has one (an embedder that swaps zone
+/// data itself has none, and `reload` says so).
+#[derive(Debug, Clone)]
+pub struct ControlContext {
+    /// Where reports go.
+    pub feed: Feed,
+    /// What `reload` calls.
+    pub reloader: Option<Reloader>,
+}
+
 /// A bound control socket. Dropping it removes the socket file.
 #[derive(Debug)]
 pub struct ControlSocket {
@@ -253,15 +264,15 @@ impl ControlSocket {
 
     /// Accepts connections and serves them, within the default [`Limits`], until the task is
     /// dropped.
-    pub async fn serve(&self, handler: Handler) {
-        self.serve_with_limits(handler, &Limits::default()).await;
+    pub async fn serve(&self, context: ControlContext) {
+        self.serve_with_limits(context, &Limits::default()).await;
     }
 
     /// Accepts connections and serves them until the task is dropped: at most
     /// `limits.max_control_connections` at once (one more gets an error line and is closed),
     /// each closed when it stays silent for `limits.control_idle_timeout`. Control connections
     /// run in tasks of their own, so nothing on this socket can hold up DNS.
-    pub async fn serve_with_limits(&self, handler: Handler, limits: &Limits) {
+    pub async fn serve_with_limits(&self, context: ControlContext, limits: &Limits) {
         let own_uid = crate::config::settings::current_uid();
         let connections = Arc::new(Semaphore::new(limits.max_control_connections));
         let idle = limits.control_idle_timeout;
@@ -283,9 +294,9 @@ impl ControlSocket {
                 tokio::spawn(refuse_connection(stream, idle));
                 continue;
             };
-            let handler = handler.clone();
+            let context = context.clone();
             tokio::spawn(async move {
-                serve_connection(stream, handler, idle).await;
+                serve_connection(stream, context, idle).await;
                 drop(permit);
             });
         }
@@ -377,7 +388,7 @@ impl Drop for ControlSocket {
 /// Serves request lines on one connection until the client closes it, stays silent for `idle`
 /// (or takes longer than that to send one line), sends a line over [`MAX_LINE_BYTES`], or does
 /// not read its replies within `idle`.
-async fn serve_connection(stream: UnixStream, handler: Handler, idle: Duration) {
+async fn serve_connection(stream: UnixStream, context: ControlContext, idle: Duration) {
     let (reader, mut writer) = stream.into_split();
     let mut reader = AsyncBufReader::new(reader);
     let mut line = Vec::new();
@@ -396,10 +407,10 @@ async fn serve_connection(stream: UnixStream, handler: Handler, idle: Duration) 
                 error: format!("request line longer than {MAX_LINE_BYTES} bytes"),
             },
             Ok(_) if is_watch(&line) => {
-                stream_events(reader, &mut writer, &handler, idle).await;
+                stream_events(reader, &mut writer, &context, idle).await;
                 return;
             }
-            Ok(_) => respond(&line, &handler).await,
+            Ok(_) => respond(&line, &context).await,
             Err(error) => {
                 debug!(%error, "control connection read failed");
                 return;
@@ -428,12 +439,12 @@ fn is_watch(line: &[u8]) -> bool {
 async fn stream_events<R>(
     mut reader: R,
     writer: &mut tokio::net::unix::OwnedWriteHalf,
-    handler: &Handler,
+    context: &ControlContext,
     write_timeout: Duration,
 ) where
     R: tokio::io::AsyncRead + Unpin,
 {
-    let mut events = handler.events().subscribe();
+    let mut events = context.feed.events().subscribe();
     let mut line = serde_json::to_vec(&ControlReply::Watching {}).unwrap_or_default();
     line.push(b'\n');
     if !write_within(writer, &line, write_timeout).await {
@@ -483,21 +494,21 @@ async fn write_within(
 
 /// Handles one request line on the socket: like [`handle_line`], except that a reload runs on
 /// the configuration load thread so the runtime's workers keep answering queries while it loads.
-async fn respond(line: &[u8], handler: &Handler) -> ControlReply {
+async fn respond(line: &[u8], context: &ControlContext) -> ControlReply {
     match parse_line(line) {
-        Ok(ControlRequest::Reload {}) => reload_reply(match handler.reloader() {
+        Ok(ControlRequest::Reload {}) => reload_reply(match context.reloader.as_ref() {
             Some(reloader) => reloader.reload(Trigger::Control).await,
             None => Err(ReloadError::Unavailable),
         }),
-        Ok(request) => handle_request(request, handler),
+        Ok(request) => handle_request(request, context),
         Err(reply) => reply,
     }
 }
 
 /// Handles one request line (the part of the protocol that does not touch the socket).
-pub fn handle_line(line: &[u8], handler: &Handler) -> ControlReply {
+pub fn handle_line(line: &[u8], context: &ControlContext) -> ControlReply {
     match parse_line(line) {
-        Ok(request) => handle_request(request, handler),
+        Ok(request) => handle_request(request, context),
         Err(reply) => reply,
     }
 }
@@ -538,7 +549,7 @@ fn reload_reply(outcome: Result<ReloadSummary, ReloadError>) -> ControlReply {
 }
 
 /// Carries out one control request.
-pub fn handle_request(request: ControlRequest, handler: &Handler) -> ControlReply {
+pub fn handle_request(request: ControlRequest, context: &ControlContext) -> ControlReply {
     match request {
         ControlRequest::Report {
             address,
@@ -556,7 +567,7 @@ pub fn handle_request(request: ControlRequest, handler: &Handler) -> ControlRepl
                     };
                 }
             };
-            match handler.feed().report_ms(&target, outcome, rtt_ms) {
+            match context.feed.report_ms(&target, outcome, rtt_ms) {
                 Ok(results) => ControlReply::Reported {
                     results: results
                         .into_iter()
@@ -580,8 +591,8 @@ pub fn handle_request(request: ControlRequest, handler: &Handler) -> ControlRepl
                     error: format!("{name:?} is not a DNS name"),
                 };
             };
-            let snapshot = handler.snapshot().load();
-            match explain(&snapshot, handler.health(), &parsed) {
+            let snapshot = context.feed.snapshot().load();
+            match explain(&snapshot, context.feed.health(), &parsed) {
                 Some(explanation) => ControlReply::Explanation(explanation),
                 None => ControlReply::Error {
                     error: format!("{name} is not a shared name"),
@@ -592,14 +603,14 @@ pub fn handle_request(request: ControlRequest, handler: &Handler) -> ControlRepl
             error: "watch streams events and is only served on the control socket".to_string(),
         },
         ControlRequest::Status {} => {
-            let snapshot = handler.snapshot().load();
-            let mut report = status_report(&snapshot, handler.health());
-            report.config = handler.reloader().map(Reloader::config_status);
+            let snapshot = context.feed.snapshot().load();
+            let mut report = status_report(&snapshot, context.feed.health());
+            report.config = context.reloader.as_ref().map(Reloader::config_status);
             ControlReply::Status(report)
         }
         // Blocks the calling thread while the files load; the socket server takes the async
         // path in `respond` instead.
-        ControlRequest::Reload {} => reload_reply(match handler.reloader() {
+        ControlRequest::Reload {} => reload_reply(match context.reloader.as_ref() {
             Some(reloader) => reloader.reload_blocking(Trigger::Control),
             None => Err(ReloadError::Unavailable),
         }),

@@ -12,14 +12,11 @@ use tracing::debug;
 use crate::config::limits::ForwardAllow;
 use crate::dns::answer::{self, Decision, Transport};
 use crate::dns::fastpath::{AnswerMemo, AnswerState, CacheAging, MemoCounts};
-use crate::dns::forward::Forwarder;
+use crate::dns::forward::{ForwardSettings, Forwarder};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::dns::zones::Lookup;
-use crate::feed::Feed;
-use crate::feed::events::Events;
 use crate::health::HealthTable;
 use crate::metrics::{Metrics, QueryOutcome};
-use crate::reload::Reloader;
 
 /// Answers DNS queries from the current snapshot and the health table, and forwards the rest.
 /// Cheap to clone.
@@ -28,13 +25,8 @@ pub struct Handler {
     snapshot: SharedSnapshot,
     health: HealthTable,
     forwarder: Forwarder,
-    /// How the control socket reloads the configuration; `None` for an embedder that swaps
-    /// snapshots itself.
-    reloader: Option<Reloader>,
     /// Which clients names outside the zones are forwarded for.
     forward_allow: ForwardAllow,
-    /// Where reports go (agent, control socket, probes).
-    feed: Feed,
     /// What the server counts.
     metrics: Metrics,
 }
@@ -97,53 +89,37 @@ enum Route {
 }
 
 impl Handler {
-    /// A handler over `snapshot` ordered by `health`, forwarding through `forwarder`.
-    pub fn new(snapshot: SharedSnapshot, health: HealthTable, forwarder: Forwarder) -> Self {
-        let metrics = Metrics::new();
-        forwarder.attach_metrics(&metrics);
-        let feed = Feed::new(
-            snapshot.clone(),
-            health.clone(),
-            Events::new(),
-            metrics.clone(),
-        );
+    /// A handler over `snapshot` ordered by `health`, forwarding through `forwarder`, counting
+    /// in `metrics`. The server builds one ([`crate::embed`]); its clones share everything.
+    pub fn new(
+        snapshot: SharedSnapshot,
+        health: HealthTable,
+        forwarder: Forwarder,
+        metrics: Metrics,
+    ) -> Self {
         Handler {
             snapshot,
             health,
             forwarder,
-            reloader: None,
             forward_allow: ForwardAllow::default(),
-            feed,
             metrics,
         }
     }
 
-    /// The agent feed: reports by address or destination, with events.
-    pub fn feed(&self) -> &Feed {
-        &self.feed
-    }
-
-    /// The event bus (state changes, failovers, reloads).
-    pub fn events(&self) -> &Events {
-        self.feed.events()
+    /// A handler of its own, for tests, benchmarks and tools: over `snapshot` and `health`,
+    /// forwarding as `forward` says, with counters nobody reads.
+    pub fn standalone(
+        snapshot: SharedSnapshot,
+        health: HealthTable,
+        forward: ForwardSettings,
+    ) -> Self {
+        let metrics = Metrics::new();
+        Handler::new(snapshot, health, Forwarder::new(forward, &metrics), metrics)
     }
 
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    /// The same handler, with `reloader` serving the control socket's `reload` and the
-    /// configuration part of `status`.
-    #[must_use]
-    pub fn with_reloader(mut self, reloader: Reloader) -> Self {
-        self.reloader = Some(reloader);
-        self
-    }
-
-    /// The reloader, when there is one.
-    pub fn reloader(&self) -> Option<&Reloader> {
-        self.reloader.as_ref()
     }
 
     /// The same handler, forwarding only for clients `allow` permits (the default: loopback).

@@ -88,6 +88,16 @@ impl Feed {
         }
     }
 
+    /// The configuration reports are resolved in.
+    pub fn snapshot(&self) -> &SharedSnapshot {
+        &self.snapshot
+    }
+
+    /// The health table reports land in.
+    pub fn health(&self) -> &HealthTable {
+        &self.health
+    }
+
     /// The event bus state changes are published on.
     pub fn events(&self) -> &Events {
         &self.events

@@ -32,7 +32,6 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tracing::debug;
 
 use crate::config::limits::Limits;
-use crate::control::ControlSocket;
 use crate::dns::answer::Transport;
 use crate::dns::fastpath::AnswerMemo;
 #[cfg(not(target_os = "linux"))]
@@ -119,23 +118,19 @@ fn udp_socket(address: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// Serves DNS on `listeners` (and the control socket, if any) with the default [`Limits`]
-/// until `shutdown` completes.
+/// Serves DNS on `listeners` with the default [`Limits`] until `shutdown` completes.
 pub async fn run(
     handler: Handler,
     listeners: Vec<DnsListener>,
-    control: Option<ControlSocket>,
     shutdown: impl Future<Output = ()>,
 ) {
-    run_with_limits(handler, listeners, control, Limits::default(), shutdown).await;
+    run_with_limits(handler, listeners, Limits::default(), shutdown).await;
 }
 
-/// Serves DNS on `listeners` (and the control socket, if any) within `limits` until
-/// `shutdown` completes.
+/// Serves DNS on `listeners` within `limits` until `shutdown` completes.
 pub async fn run_with_limits(
     handler: Handler,
     listeners: Vec<DnsListener>,
-    control: Option<ControlSocket>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -165,24 +160,11 @@ pub async fn run_with_limits(
             },
         ));
     }
-    let control_task = control.map(|socket| {
-        let handler = handler.clone();
-        let limits = limits.clone();
-        tokio::spawn(async move {
-            socket.serve_with_limits(handler, &limits).await;
-            socket
-        })
-    });
     shutdown.await;
     #[cfg(target_os = "linux")]
     udp_loops.stop().await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    if let Some(task) = control_task {
-        // Aborting drops the socket, which removes its file.
-        task.abort();
-        let _ = task.await;
-    }
 }
 
 /// The receive loop of one UDP socket, a datagram per system call, as a runtime task (systems

@@ -112,8 +112,10 @@ struct Inner {
     /// stored as (zone data swapped in through the embedding API makes it stale).
     last_build: Mutex<Option<(InputStamp, u64)>>,
     state: Mutex<State>,
-    /// Where reload outcomes are published and counted, once attached.
-    observers: std::sync::OnceLock<(Events, Metrics)>,
+    /// Where reload outcomes are published.
+    events: Events,
+    /// Where reload outcomes are counted.
+    metrics: Metrics,
     /// Told `RELOADING=1` and `READY=1` around every reload, once attached.
     service_manager: std::sync::OnceLock<ServiceManager>,
 }
@@ -137,12 +139,15 @@ impl fmt::Debug for Reloader {
 
 impl Reloader {
     /// A reloader for the configuration `snapshot` serves (generation 1, loaded now), which was
-    /// built from `running`; later reloads take their settings from `load_settings`.
+    /// built from `running`; later reloads take their settings from `load_settings`, and
+    /// publish their outcome on `events` and count it in `metrics`.
     pub fn new(
         snapshot: SharedSnapshot,
         health: HealthTable,
         running: Settings,
         load_settings: SettingsLoader,
+        events: Events,
+        metrics: Metrics,
     ) -> Self {
         Reloader {
             inner: Arc::new(Inner {
@@ -151,7 +156,8 @@ impl Reloader {
                 load_settings,
                 running,
                 last_build: Mutex::new(None),
-                observers: std::sync::OnceLock::new(),
+                events,
+                metrics,
                 service_manager: std::sync::OnceLock::new(),
                 state: Mutex::new(State {
                     generation: 1,
@@ -161,12 +167,6 @@ impl Reloader {
                 }),
             }),
         }
-    }
-
-    /// Publishes every reload outcome on `events` and counts it in `metrics` (the first call
-    /// wins).
-    pub fn observe(&self, events: Events, metrics: Metrics) {
-        let _ = self.inner.observers.set((events, metrics));
     }
 
     /// Tells `service_manager` when each reload starts and ends (the first call wins).
@@ -188,9 +188,7 @@ impl Reloader {
     }
 
     fn notify(&self, trigger: Trigger, outcome: Result<(usize, usize), String>) {
-        let Some((events, metrics)) = self.inner.observers.get() else {
-            return;
-        };
+        let (events, metrics) = (&self.inner.events, &self.inner.metrics);
         metrics.reload(outcome.is_ok());
         let trigger = trigger.to_string();
         let at_unix_ms = now_unix_ms();
@@ -775,6 +773,8 @@ mod tests {
             health.clone(),
             running,
             Arc::new(move || Ok(loader_settings.clone())),
+            Events::new(),
+            Metrics::new(),
         );
         Fixture {
             dir,
@@ -925,6 +925,8 @@ mod tests {
                     "broken",
                 ))
             }),
+            Events::new(),
+            Metrics::new(),
         );
         let error = failing
             .reload(Trigger::Control)

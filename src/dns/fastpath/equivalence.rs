@@ -16,7 +16,7 @@ use crate::config::load_zone_text;
 use crate::config::settings::default_identity;
 use crate::dns::answer::Transport;
 use crate::dns::fastpath::AnswerMemo;
-use crate::dns::forward::{ForwardSettings, Forwarder};
+use crate::dns::forward::ForwardSettings;
 use crate::dns::handler::{Client, Handler, Step};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::health::{HealthTable, Outcome, Report};
@@ -380,12 +380,12 @@ proptest! {
         // An upstream is configured (never contacted: forwarded queries stop at `Step::Forward`)
         // so that loopback clients get RA and forwarding, others REFUSED; its answers come from
         // the `Cache` actions.
-        let forwarder = Forwarder::new(ForwardSettings {
+        let forwarder = ForwardSettings {
             upstreams: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 9))],
             cache_size: 4,
             ..ForwardSettings::default()
-        });
-        let handler = Handler::new(
+        };
+        let handler = Handler::standalone(
             SharedSnapshot::new(snapshot(&first)?),
             HealthTable::new(),
             forwarder,
@@ -462,10 +462,10 @@ fn repeated_queries_are_answered_from_the_memo_until_health_changes() {
         }],
         60,
     );
-    let handler = Handler::new(
+    let handler = Handler::standalone(
         SharedSnapshot::new(snapshot(&text).expect("zone loads")),
         HealthTable::new(),
-        Forwarder::new(ForwardSettings::default()),
+        ForwardSettings::default(),
     );
     let mut memo = AnswerMemo::new();
     let ask = |id: u16, memo: &mut AnswerMemo| {
@@ -492,14 +492,14 @@ fn repeated_queries_are_answered_from_the_memo_until_health_changes() {
 /// and gone when the cache's entry expires.
 #[test]
 fn cached_upstream_answers_are_memoised_aged_and_expire() {
-    let handler = Handler::new(
+    let handler = Handler::standalone(
         SharedSnapshot::new(snapshot(&zone_text(&[], 60)).expect("zone loads")),
         HealthTable::new(),
-        Forwarder::new(ForwardSettings {
+        ForwardSettings {
             upstreams: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 9))],
             cache_size: 8,
             ..ForwardSettings::default()
-        }),
+        },
     );
     let cached = CachedSpec {
         query_type: 0,

@@ -10,7 +10,7 @@ pub mod cache;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -90,8 +90,8 @@ struct Inner {
     settings: ForwardSettings,
     upstreams: Vec<Upstream>,
     cache: AnswerCache,
-    /// Where attempts are counted, once the handler attaches its metrics.
-    metrics: OnceLock<Metrics>,
+    /// Where attempts are counted.
+    metrics: Metrics,
 }
 
 /// An upstream answer: the bytes as received (with the client's ID), and the parsed message.
@@ -104,8 +104,9 @@ pub struct Forwarded {
 }
 
 impl Forwarder {
-    /// A forwarder over `settings.upstreams` (may be empty: then nothing is forwarded).
-    pub fn new(settings: ForwardSettings) -> Self {
+    /// A forwarder over `settings.upstreams` (may be empty: then nothing is forwarded),
+    /// counting every upstream attempt in `metrics`.
+    pub fn new(settings: ForwardSettings, metrics: &Metrics) -> Self {
         let upstreams = settings
             .upstreams
             .iter()
@@ -119,20 +120,15 @@ impl Forwarder {
                 cache: AnswerCache::new(settings.cache_size),
                 upstreams,
                 settings,
-                metrics: OnceLock::new(),
+                metrics: metrics.clone(),
             }),
         }
     }
 
-    /// Counts every upstream attempt in `metrics` from now on (the first call wins).
-    pub fn attach_metrics(&self, metrics: &Metrics) {
-        let _ = self.inner.metrics.set(metrics.clone());
-    }
-
     fn count(&self, upstream: SocketAddr, outcome: UpstreamOutcome, started: Instant) {
-        if let Some(metrics) = self.inner.metrics.get() {
-            metrics.upstream(upstream, outcome, started.elapsed());
-        }
+        self.inner
+            .metrics
+            .upstream(upstream, outcome, started.elapsed());
     }
 
     /// Whether any upstream is configured.
