@@ -24,10 +24,10 @@ use std::time::Duration;
 
 use common::{answer, answer_addresses, handler, query, shared_name, summary};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use failover_dns::dns::fastpath::AnswerMemo;
-use failover_dns::dns::forward::ForwardSettings;
-use failover_dns::dns::handler::Handler;
-use failover_dns::health::HealthTable;
+use failover_dns::AnswerMemo;
+use failover_dns::ForwardSettings;
+use failover_dns::Handler;
+use failover_dns::HealthTable;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -172,12 +172,10 @@ fn forwarded_from_cache(c: &mut Criterion) {
         upstreams: vec![upstream],
         ..ForwardSettings::default()
     };
-    let snapshot = failover_dns::dns::snapshot::Snapshot::new(
-        common::zone_data(SMALL),
-        failover_dns::config::settings::default_identity(),
-    );
+    let snapshot =
+        failover_dns::Snapshot::new(common::zone_data(SMALL), failover_dns::default_identity());
     let handler = Handler::standalone(
-        failover_dns::dns::snapshot::SharedSnapshot::new(snapshot),
+        failover_dns::SharedSnapshot::new(snapshot),
         HealthTable::new(),
         forwarder,
     );

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use common::{addresses, answer, handler, query, report, shared_name};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use failover_dns::dns::handler::Handler;
-use failover_dns::health::{HealthTable, Outcome};
+use failover_dns::Handler;
+use failover_dns::{HealthTable, Outcome};
 use hickory_proto::rr::RecordType;
 
 /// Zone size for these benchmarks.

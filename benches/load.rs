@@ -18,12 +18,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use failover_dns::config::load_zone_dir;
-use failover_dns::config::settings::default_identity;
-use failover_dns::dns::forward::ForwardSettings;
-use failover_dns::dns::handler::Handler;
-use failover_dns::dns::snapshot::{SharedSnapshot, Snapshot};
-use failover_dns::health::HealthTable;
+use failover_dns::ForwardSettings;
+use failover_dns::Handler;
+use failover_dns::HealthTable;
+use failover_dns::default_identity;
+use failover_dns::load_zone_dir;
+use failover_dns::{SharedSnapshot, Snapshot};
 
 /// Loads the directory the way `serve` does and returns the handler.
 fn load(dir: &std::path::Path) -> Handler {

@@ -8,10 +8,10 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use failover_dns::config::settings::Settings;
-use failover_dns::embed::FailoverDns;
-use failover_dns::feed::ReportTarget;
-use failover_dns::health::Outcome;
+use failover_dns::FailoverDns;
+use failover_dns::Outcome;
+use failover_dns::ReportTarget;
+use failover_dns::Settings;
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 
@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Settings::default()
     };
     let dns = FailoverDns::from_settings(settings)?;
-    let listener = failover_dns::net::server::bind("127.0.0.1:0".parse()?).await?;
+    let listener = failover_dns::bind("127.0.0.1:0".parse()?).await?;
     let address = listener.local_addr()?;
     let mut events = dns.subscribe();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -20,16 +20,16 @@ use std::sync::OnceLock;
 
 use hickory_proto::op::{Message, MessageType};
 
-use failover_dns::config::load_zone_sources;
-use failover_dns::config::location::{ConfigError, SourceFile};
-use failover_dns::config::settings::{Settings, default_identity};
-use failover_dns::control::{ControlReply, handle_line};
-use failover_dns::dns::answer::{self, CLASSIC_UDP_PAYLOAD, Transport};
-use failover_dns::dns::fastpath::AnswerMemo;
-use failover_dns::dns::handler::{Client, Handler, Step};
-use failover_dns::dns::snapshot::Snapshot;
-use failover_dns::embed::FailoverDns;
-use failover_dns::health::HealthTable;
+use failover_dns::AnswerMemo;
+use failover_dns::FailoverDns;
+use failover_dns::HealthTable;
+use failover_dns::Snapshot;
+use failover_dns::load_zone_sources;
+use failover_dns::{CLASSIC_UDP_PAYLOAD, Transport, size_limit};
+use failover_dns::{Client, Handler, Step};
+use failover_dns::{ConfigError, SourceFile};
+use failover_dns::{ControlReply, handle_line};
+use failover_dns::{Settings, default_identity};
 
 /// The zone the request and control targets answer from: IPv4 and IPv6 endpoints, a name
 /// hidden by policy, a subnet host (so A, AAAA, ANY, SOA, PTR, NODATA and NXDOMAIN paths are
@@ -211,7 +211,7 @@ fn check_reply(packet: &[u8], reply: &[u8], transport: Transport) -> Result<(), 
     }
     if transport == Transport::Udp {
         let limit = Message::from_vec(packet).map_or(usize::from(CLASSIC_UDP_PAYLOAD), |query| {
-            answer::size_limit(&query, Transport::Udp)
+            size_limit(&query, Transport::Udp)
         });
         if reply.len() > limit {
             return Err(Violation::TooLarge {
@@ -234,7 +234,7 @@ pub fn check_zone_config(text: &[u8]) -> Result<(), Violation> {
         Ok(data) => {
             let snapshot = Snapshot::new(data, default_identity());
             let _ = snapshot.warnings();
-            let _ = failover_dns::ops::status::status_report(&snapshot, &HealthTable::new());
+            let _ = failover_dns::status_report(&snapshot, &HealthTable::new());
         }
         Err(error) => {
             let _ = error.to_string();

@@ -6,13 +6,13 @@
 //!
 //! ```no_run
 //! # async fn agent() -> Result<(), Box<dyn std::error::Error>> {
-//! use failover_dns::embed::FailoverDns;
-//! use failover_dns::feed::ReportTarget;
-//! use failover_dns::health::Outcome;
-//! use failover_dns::config::settings::Settings;
+//! use failover_dns::FailoverDns;
+//! use failover_dns::ReportTarget;
+//! use failover_dns::Outcome;
+//! use failover_dns::Settings;
 //!
 //! let dns = FailoverDns::from_settings(Settings::default())?;
-//! let listener = failover_dns::net::server::bind("127.0.0.1:0".parse()?).await?;
+//! let listener = failover_dns::bind("127.0.0.1:0".parse()?).await?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let serving = tokio::spawn({
 //!     let dns = dns.clone();
@@ -259,7 +259,7 @@ impl FailoverDns {
                 path.clone(),
             ));
         }
-        crate::net::server::run_with_limits(
+        crate::net::server::run(
             handler.clone(),
             listeners,
             self.inner.settings.limits.clone(),

@@ -19,16 +19,43 @@
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod config;
-pub mod control;
-pub mod dns;
-pub mod embed;
-pub mod feed;
-pub mod health;
-pub mod metrics;
-pub mod model;
-pub mod net;
-pub mod ops;
-pub mod reload;
+mod config;
+mod control;
+mod dns;
+mod embed;
+mod feed;
+mod health;
+mod metrics;
+mod model;
+mod net;
+mod ops;
+mod reload;
 #[cfg(test)]
 mod testing;
+
+// Embedding: build a server from settings and zone data, serve it on sockets the caller binds,
+// feed it reports, watch it, reload it.
+pub use config::limits::{ForwardAllow, Limits};
+pub use config::location::{ConfigError, Diagnostic, Location, SourceFile};
+pub use config::settings::{Settings, default_identity};
+pub use config::{load_zone_dir, load_zone_sources, load_zone_text};
+pub use control::{
+    ControlContext, ControlError, ControlReply, ControlRequest, ControlSocket, handle_line,
+};
+pub use embed::FailoverDns;
+pub use feed::events::Event;
+pub use feed::{Feed, FeedError, ReportResult, ReportTarget};
+pub use health::{HealthTable, Outcome, Report, State};
+pub use metrics::Metrics;
+pub use model::{Identity, ZoneData};
+pub use net::server::{DnsListener, bind, bind_sockets};
+pub use ops::status::{StatusReport, status_report};
+pub use reload::{ReloadError, ReloadSummary};
+
+// Bring your own socket loop: the query path the server's loops drive, for embedders with
+// sockets of their own, benchmarks and the fuzz targets.
+pub use dns::answer::{CLASSIC_UDP_PAYLOAD, Transport, size_limit};
+pub use dns::fastpath::AnswerMemo;
+pub use dns::forward::ForwardSettings;
+pub use dns::handler::{Client, ForwardJob, Handler, Step};
+pub use dns::snapshot::{SharedSnapshot, Snapshot};

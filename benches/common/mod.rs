@@ -18,16 +18,16 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use failover_dns::config::load_zone_sources;
-use failover_dns::config::location::SourceFile;
-use failover_dns::config::settings::default_identity;
-use failover_dns::dns::answer::Transport;
-use failover_dns::dns::fastpath::AnswerMemo;
-use failover_dns::dns::forward::ForwardSettings;
-use failover_dns::dns::handler::{Client, Handler, Step};
-use failover_dns::dns::snapshot::{SharedSnapshot, Snapshot};
-use failover_dns::health::{HealthTable, Outcome, Report};
-use failover_dns::model::ZoneData;
+use failover_dns::AnswerMemo;
+use failover_dns::ForwardSettings;
+use failover_dns::SourceFile;
+use failover_dns::Transport;
+use failover_dns::ZoneData;
+use failover_dns::default_identity;
+use failover_dns::load_zone_sources;
+use failover_dns::{Client, Handler, Step};
+use failover_dns::{HealthTable, Outcome, Report};
+use failover_dns::{SharedSnapshot, Snapshot};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 

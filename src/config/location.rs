@@ -257,16 +257,6 @@ pub struct Located<T> {
 }
 
 impl<T> Located<T> {
-    /// The value.
-    pub fn get_ref(&self) -> &T {
-        &self.value
-    }
-
-    /// Where it was read from, when the format records it.
-    pub fn span(&self) -> Option<Range<usize>> {
-        self.span.clone()
-    }
-
     /// The value and where it was read from, taken apart.
     pub fn into_parts(self) -> (T, Option<Range<usize>>) {
         (self.value, self.span)

@@ -14,9 +14,6 @@ use crate::config::location::{ConfigError, SourceFile, resolve_relative};
 use crate::dns::forward::{ForwardSettings, is_own_address, parse_resolv_conf, parse_upstream};
 use crate::model::Identity;
 
-/// Where the server listens when nothing else is said: loopback, a high port, so a first run
-/// needs no privileges.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:5300";
 /// The zones directory when nothing else is said, relative to the working directory.
 pub const DEFAULT_ZONES_DIR: &str = "zones";
 /// Where upstreams come from when none are named.
@@ -71,6 +68,8 @@ impl Default for Settings {
     }
 }
 
+/// Where the server listens when nothing else is said: loopback, a high port, so a first run
+/// needs no privileges.
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5300))
 }

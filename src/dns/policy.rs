@@ -180,8 +180,9 @@ pub struct PartialGrant {
 /// destinations carrying one shared name). The seed: "every policy that grants access to the
 /// primary Asset must also grant access to the Virtual Asset (and vice versa)".
 ///
-/// For one name; [`partial_grants_indexed`] does the same for many names without visiting every
-/// policy for each.
+/// For one name (the tests' view); [`partial_grants_indexed`] does the same for many names
+/// without visiting every policy for each.
+#[cfg(test)]
 pub fn partial_grants(
     policies: &[Policy],
     grants: &Grants,

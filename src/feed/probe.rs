@@ -16,6 +16,7 @@ use crate::model::ProbeSpec;
 /// The running probes. Dropping it stops them all.
 #[derive(Debug, Default)]
 pub struct Probes {
+    #[expect(dead_code, reason = "held, never read: dropping it aborts every probe")]
     tasks: JoinSet<()>,
 }
 
@@ -41,16 +42,6 @@ impl Probes {
             tracing::info!(count = started.len(), "active probes started");
         }
         Probes { tasks }
-    }
-
-    /// How many addresses are being probed.
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    /// Whether nothing is probed.
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
     }
 }
 

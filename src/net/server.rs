@@ -118,17 +118,8 @@ fn udp_socket(address: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// Serves DNS on `listeners` with the default [`Limits`] until `shutdown` completes.
-pub async fn run(
-    handler: Handler,
-    listeners: Vec<DnsListener>,
-    shutdown: impl Future<Output = ()>,
-) {
-    run_with_limits(handler, listeners, Limits::default(), shutdown).await;
-}
-
 /// Serves DNS on `listeners` within `limits` until `shutdown` completes.
-pub async fn run_with_limits(
+pub async fn run(
     handler: Handler,
     listeners: Vec<DnsListener>,
     limits: Limits,

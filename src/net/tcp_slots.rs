@@ -118,6 +118,7 @@ impl TcpSlots {
     }
 
     /// Connections holding a slot now.
+    #[cfg(test)]
     pub fn open_connections(&self) -> usize {
         self.open
             .lock()
