@@ -16,15 +16,15 @@ use tracing::info;
 
 use crate::config::limits::LimitArgs;
 use crate::config::load_zone_dir;
-use crate::config::location::ConfigError;
+use crate::config::settings::parse_upstream;
 use crate::config::settings::{
     Settings, parse_listen, parse_metrics_listen, parse_upstream_timeout,
 };
 use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
-use crate::dns::forward::parse_upstream;
 use crate::dns::snapshot::Snapshot;
 use crate::embed::FailoverDns;
 use crate::health::Outcome;
+use crate::location::ConfigError;
 use crate::ops::readiness::ServiceManager;
 use crate::ops::status::render_text;
 use crate::reload::start_triggers;

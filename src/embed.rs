@@ -36,16 +36,16 @@ use tokio::sync::broadcast;
 use tracing::warn;
 
 use crate::config::load_zone_dir;
-use crate::config::location::ConfigError;
 use crate::config::settings::Settings;
 use crate::control::{ControlContext, ControlSocket};
-use crate::dns::forward::Forwarder;
+use crate::dns::forward::{ForwardSettings, Forwarder};
 use crate::dns::handler::Handler;
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::feed::events::{Event, Events};
 use crate::feed::probe::Probes;
 use crate::feed::{Feed, FeedError, ReportResult, ReportTarget};
 use crate::health::{HealthTable, Outcome};
+use crate::location::ConfigError;
 use crate::metrics::Metrics;
 use crate::model::ZoneData;
 use crate::net::server::DnsListener;
@@ -97,7 +97,7 @@ impl FailoverDns {
     }
 
     fn build(settings: Settings, data: ZoneData, load_settings: SettingsLoader) -> Self {
-        let (forward_settings, notes) = settings.forward_settings();
+        let (forward_settings, notes) = ForwardSettings::from_settings(&settings);
         for note in notes {
             warn!("{note}");
         }
@@ -250,7 +250,10 @@ impl FailoverDns {
             background.spawn(async move { socket.serve_with_limits(context, &limits).await });
         }
         if let Some(listener) = metrics {
-            background.spawn(crate::metrics::serve(listener, handler.metrics().clone()));
+            background.spawn(crate::ops::metrics_http::serve(
+                listener,
+                handler.metrics().clone(),
+            ));
         }
         let state_file: Option<PathBuf> = self.inner.settings.state_file.clone();
         if let Some(path) = &state_file {

@@ -25,6 +25,7 @@ mod dns;
 mod embed;
 mod feed;
 mod health;
+mod location;
 mod metrics;
 mod model;
 mod net;
@@ -36,7 +37,6 @@ mod testing;
 // Embedding: build a server from settings and zone data, serve it on sockets the caller binds,
 // feed it reports, watch it, reload it.
 pub use config::limits::{ForwardAllow, Limits};
-pub use config::location::{ConfigError, Diagnostic, Location, SourceFile};
 pub use config::settings::{Settings, default_identity};
 pub use config::{load_zone_dir, load_zone_sources, load_zone_text};
 pub use control::{
@@ -46,6 +46,7 @@ pub use embed::FailoverDns;
 pub use feed::events::Event;
 pub use feed::{Feed, FeedError, ReportResult, ReportTarget};
 pub use health::{HealthTable, Outcome, Report, State};
+pub use location::{ConfigError, Diagnostic, Location, SourceFile};
 pub use metrics::Metrics;
 pub use model::{Identity, ZoneData};
 pub use net::server::{DnsListener, bind, bind_sockets};

@@ -14,7 +14,7 @@ use hickory_proto::rr::{RData, Record};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::location::Location;
+use crate::location::Location;
 
 /// Dense index of a destination in [`ZoneData::destinations`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

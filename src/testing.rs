@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use crate::config::load_zone_sources;
-use crate::config::location::SourceFile;
 use crate::config::settings::default_identity;
 use crate::dns::forward::ForwardSettings;
 use crate::dns::handler::Handler;
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::health::HealthTable;
+use crate::location::SourceFile;
 use crate::model::ZoneData;
 
 /// The fuzz targets' zone (`fuzz/zone.toml`).

@@ -14,7 +14,7 @@ use super::file::{
     At, NameRef, Pos, PreparedAddress, PreparedFile, PreparedProbe, PreparedZone, Text,
 };
 use super::{DEFAULT_ANSWER_TTL, DEFAULT_NEGATIVE_TTL, MAX_ANSWER_TTL, RawAssetKind, parse_name};
-use crate::config::location::{Diagnostic, Location};
+use crate::location::{Diagnostic, Location};
 use crate::model::Policy;
 use crate::model::{
     Destination, DestinationId, DestinationKind, Endpoint, IdText, SharedName, SoaValues, Zone,

@@ -16,7 +16,7 @@ use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
 use super::{RawAssetKind, RawFile, RawProbe, parse_name, probe_spec};
-use crate::config::location::{ConfigError, Located, Location, SourceFile};
+use crate::location::{ConfigError, Located, Location, SourceFile};
 use crate::model::ProbeSpec;
 use crate::model::Source;
 

@@ -16,14 +16,14 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::location::{ConfigError, SourceFile};
+use crate::location::{ConfigError, SourceFile};
 
 /// Resource bounds of the DNS and control listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// TCP connections served at once, over all listen addresses. At the limit a new
     /// connection takes the slot of the connection idle the longest, which is closed
-    /// ([`crate::net::tcp_slots`]); only while every connection has a query in flight do new ones
+    /// (see `net::tcp_slots`); only while every connection has a query in flight do new ones
     /// wait in the kernel's backlog.
     pub max_tcp_connections: usize,
     /// How long a TCP connection may wait for its next query, and how long a started message

@@ -5,7 +5,6 @@
 //! The format is plain serde data (arrays of tables), so the same shape can arrive as JSON.
 
 pub mod limits;
-pub mod location;
 pub mod settings;
 
 mod build;
@@ -19,7 +18,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 use serde::Deserialize;
 
-use crate::config::location::{ConfigError, Located, Location, SourceFile};
+use crate::location::{ConfigError, Located, Location, SourceFile};
 use crate::model::{ProbeSpec, ZoneData};
 
 use file::PreparedFile;

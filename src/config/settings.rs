@@ -2,7 +2,7 @@
 //! the addresses to listen on, the control socket, and this client's identity. Embedded defaults,
 //! overlaid by a settings file, overlaid by command-line flags.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,10 +10,13 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::limits::{ForwardAllow, Limits, RawLimits, parse_forward_allow};
-use crate::config::location::{ConfigError, SourceFile, resolve_relative};
-use crate::dns::forward::{ForwardSettings, is_own_address, parse_resolv_conf, parse_upstream};
+use crate::location::{ConfigError, SourceFile, resolve_relative};
 use crate::model::Identity;
 
+/// How long one upstream may take to answer when nothing else is said.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// Forwarded answers cached when nothing else is said.
+pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 /// The zones directory when nothing else is said, relative to the working directory.
 pub const DEFAULT_ZONES_DIR: &str = "zones";
 /// Where upstreams come from when none are named.
@@ -58,8 +61,8 @@ impl Default for Settings {
             identity: default_identity(),
             upstreams: None,
             resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
-            upstream_timeout: ForwardSettings::default().timeout,
-            cache_size: ForwardSettings::default().cache_size,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            cache_size: DEFAULT_CACHE_SIZE,
             limits: Limits::default(),
             forward_allow: ForwardAllow::default(),
             state_file: None,
@@ -233,44 +236,43 @@ pub fn parse_upstream_timeout(milliseconds: u64) -> Result<Duration, String> {
     }
 }
 
-impl Settings {
-    /// The forwarding settings: the named upstreams, else the `nameserver` lines of
-    /// `resolv_conf`; either way without this server's own listen addresses (a forwarding
-    /// loop). Returns the settings and one note per upstream dropped or problem found, for the
-    /// log.
-    pub fn forward_settings(&self) -> (ForwardSettings, Vec<String>) {
-        let mut notes = Vec::new();
-        let candidates = match &self.upstreams {
-            Some(upstreams) => upstreams.clone(),
-            None => match std::fs::read_to_string(&self.resolv_conf) {
-                Ok(text) => parse_resolv_conf(&text),
-                Err(error) => {
-                    notes.push(format!(
-                        "cannot read {}: {error}; names outside the zones will be refused",
-                        self.resolv_conf.display()
-                    ));
-                    Vec::new()
-                }
-            },
-        };
-        let mut upstreams = Vec::new();
-        for upstream in candidates {
-            if is_own_address(upstream, &self.listen) {
-                notes.push(format!(
-                    "upstream {upstream} is this server's own listen address; dropped to avoid a forwarding loop"
-                ));
-            } else if !upstreams.contains(&upstream) {
-                upstreams.push(upstream);
-            }
-        }
-        let settings = ForwardSettings {
-            upstreams,
-            timeout: self.upstream_timeout,
-            cache_size: self.cache_size,
-            ..ForwardSettings::default()
-        };
-        (settings, notes)
+/// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT` (port 53 when none is given).
+pub fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
     }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!(
+        "invalid upstream {text:?}: expected ADDR or ADDR:PORT, e.g. 192.0.2.53, 127.0.0.1:5353 or [2001:db8::53]:53"
+    ))
+}
+
+/// The `nameserver` addresses of a resolv.conf text (port 53). Scoped IPv6 link-local entries
+/// (`fe80::1%eth0`) are skipped: they need an interface we cannot name portably.
+pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split(['#', ';']).next()?.trim();
+            let mut words = line.split_whitespace();
+            if words.next()? != "nameserver" {
+                return None;
+            }
+            let ip: IpAddr = words.next()?.parse().ok()?;
+            Some(SocketAddr::new(ip, 53))
+        })
+        .collect()
+}
+
+/// Whether sending to `upstream` would reach this server itself on one of `listen`.
+pub fn is_own_address(upstream: SocketAddr, listen: &[SocketAddr]) -> bool {
+    listen.iter().any(|own| {
+        own.port() == upstream.port()
+            && (own.ip() == upstream.ip()
+                || (own.ip().is_unspecified()
+                    && (upstream.ip().is_loopback() || upstream.ip().is_unspecified())))
+    })
 }
 
 /// Parses the metrics listener's `ADDR:PORT`, which must be a loopback address: the metrics
@@ -298,6 +300,49 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_syntax_table() {
+        let cases = [
+            ("192.0.2.53", Some("192.0.2.53:53")),
+            ("127.0.0.1:5353", Some("127.0.0.1:5353")),
+            ("::1", Some("[::1]:53")),
+            ("[::1]:5353", Some("[::1]:5353")),
+            ("dns.example", None),
+            ("127.0.0.1:", None),
+        ];
+        for (text, expected) in cases {
+            let parsed = parse_upstream(text).ok().map(|a| a.to_string());
+            assert_eq!(parsed.as_deref(), expected, "{text}");
+        }
+    }
+    #[test]
+    fn resolv_conf_nameservers() {
+        let text = "# generated\nsearch example\nnameserver 10.255.255.53\nnameserver ::1 # v6\n;nameserver 9.9.9.9\nnameserver fe80::1%eth0\noptions edns0\n";
+        let parsed: Vec<String> = parse_resolv_conf(text)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(parsed, ["10.255.255.53:53", "[::1]:53"]);
+    }
+    #[test]
+    fn own_address_table() {
+        let listen: Vec<SocketAddr> = vec![
+            "127.0.0.53:53".parse().expect("literal"),
+            "0.0.0.0:5300".parse().expect("literal"),
+        ];
+        let cases = [
+            ("127.0.0.53:53", true),
+            ("127.0.0.1:53", false),
+            ("127.0.0.1:5300", true),
+            ("10.255.255.53:5300", false),
+            ("127.0.0.53:5353", false),
+        ];
+        for (upstream, expected) in cases {
+            let upstream: SocketAddr = upstream.parse().expect("literal");
+            assert_eq!(is_own_address(upstream, &listen), expected, "{upstream}");
+        }
+    }
 
     #[test]
     fn file_overrides_defaults_and_resolves_paths() {

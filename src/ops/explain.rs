@@ -220,9 +220,9 @@ pub fn render_text(explanation: &Explanation, now: SystemTime) -> String {
 mod tests {
     use super::*;
     use crate::config::load_zone_sources;
-    use crate::config::location::SourceFile;
     use crate::config::settings::default_identity;
     use crate::health::{Outcome, Report};
+    use crate::location::SourceFile;
     use std::path::Path;
 
     #[test]

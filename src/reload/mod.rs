@@ -24,12 +24,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::config::location::ConfigError;
 use crate::config::settings::Settings;
 use crate::config::{is_zone_file_name, load_zone_dir};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::feed::events::{Events, now_unix_ms};
 use crate::health::HealthTable;
+use crate::location::ConfigError;
 use crate::metrics::Metrics;
 use crate::ops::readiness::ServiceManager;
 use crate::ops::status::{ConfigStatus, unix_ms_of};
@@ -921,7 +921,7 @@ mod tests {
             Settings::default(),
             Arc::new(|| {
                 Err(ConfigError::one(
-                    crate::config::location::Location::file(Path::new("settings.toml")),
+                    crate::location::Location::file(Path::new("settings.toml")),
                     "broken",
                 ))
             }),

@@ -20,6 +20,9 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout_at;
 use tracing::{debug, info, warn};
 
+use crate::config::settings::{
+    DEFAULT_CACHE_SIZE, DEFAULT_UPSTREAM_TIMEOUT, Settings, is_own_address, parse_resolv_conf,
+};
 use crate::dns::answer::Transport;
 use crate::dns::forward::cache::{AnswerCache, CacheKey, CachedAnswer};
 use crate::metrics::{Metrics, UpstreamOutcome};
@@ -45,12 +48,52 @@ impl Default for ForwardSettings {
     fn default() -> Self {
         ForwardSettings {
             upstreams: Vec::new(),
-            timeout: Duration::from_secs(2),
+            timeout: DEFAULT_UPSTREAM_TIMEOUT,
             total_timeout: Duration::from_secs(5),
             failures_before_hold_down: 2,
             hold_down: Duration::from_secs(30),
-            cache_size: 10_000,
+            cache_size: DEFAULT_CACHE_SIZE,
         }
+    }
+}
+
+impl ForwardSettings {
+    /// The forwarding settings `settings` give: the named upstreams, else the `nameserver`
+    /// lines of its `resolv_conf`; either way without this server's own listen addresses (a
+    /// forwarding loop). Returns them with one note per upstream dropped or problem found, for
+    /// the log.
+    pub fn from_settings(settings: &Settings) -> (ForwardSettings, Vec<String>) {
+        let mut notes = Vec::new();
+        let candidates = match &settings.upstreams {
+            Some(upstreams) => upstreams.clone(),
+            None => match std::fs::read_to_string(&settings.resolv_conf) {
+                Ok(text) => parse_resolv_conf(&text),
+                Err(error) => {
+                    notes.push(format!(
+                        "cannot read {}: {error}; names outside the zones will be refused",
+                        settings.resolv_conf.display()
+                    ));
+                    Vec::new()
+                }
+            },
+        };
+        let mut upstreams = Vec::new();
+        for upstream in candidates {
+            if is_own_address(upstream, &settings.listen) {
+                notes.push(format!(
+                    "upstream {upstream} is this server's own listen address; dropped to avoid a forwarding loop"
+                ));
+            } else if !upstreams.contains(&upstream) {
+                upstreams.push(upstream);
+            }
+        }
+        let forward = ForwardSettings {
+            upstreams,
+            timeout: settings.upstream_timeout,
+            cache_size: settings.cache_size,
+            ..ForwardSettings::default()
+        };
+        (forward, notes)
     }
 }
 
@@ -426,45 +469,6 @@ async fn tcp_exchange(
         .map_err(|_| AttemptError::Timeout)?
 }
 
-/// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT` (port 53 when none is given).
-pub fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(address) = text.parse::<SocketAddr>() {
-        return Ok(address);
-    }
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 53));
-    }
-    Err(format!(
-        "invalid upstream {text:?}: expected ADDR or ADDR:PORT, e.g. 192.0.2.53, 127.0.0.1:5353 or [2001:db8::53]:53"
-    ))
-}
-
-/// The `nameserver` addresses of a resolv.conf text (port 53). Scoped IPv6 link-local entries
-/// (`fe80::1%eth0`) are skipped: they need an interface we cannot name portably.
-pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.split(['#', ';']).next()?.trim();
-            let mut words = line.split_whitespace();
-            if words.next()? != "nameserver" {
-                return None;
-            }
-            let ip: IpAddr = words.next()?.parse().ok()?;
-            Some(SocketAddr::new(ip, 53))
-        })
-        .collect()
-}
-
-/// Whether sending to `upstream` would reach this server itself on one of `listen`.
-pub fn is_own_address(upstream: SocketAddr, listen: &[SocketAddr]) -> bool {
-    listen.iter().any(|own| {
-        own.port() == upstream.port()
-            && (own.ip() == upstream.ip()
-                || (own.ip().is_unspecified()
-                    && (upstream.ip().is_loopback() || upstream.ip().is_unspecified())))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,50 +511,5 @@ mod tests {
         assert!(message.authorities.is_empty());
         assert_eq!(owners(&message.additionals), ["ns.example.com."]);
         assert_eq!(drop_owned_records(&mut message, |_| false), 0);
-    }
-
-    #[test]
-    fn upstream_syntax_table() {
-        let cases = [
-            ("192.0.2.53", Some("192.0.2.53:53")),
-            ("127.0.0.1:5353", Some("127.0.0.1:5353")),
-            ("::1", Some("[::1]:53")),
-            ("[::1]:5353", Some("[::1]:5353")),
-            ("dns.example", None),
-            ("127.0.0.1:", None),
-        ];
-        for (text, expected) in cases {
-            let parsed = parse_upstream(text).ok().map(|a| a.to_string());
-            assert_eq!(parsed.as_deref(), expected, "{text}");
-        }
-    }
-
-    #[test]
-    fn resolv_conf_nameservers() {
-        let text = "# generated\nsearch example\nnameserver 10.255.255.53\nnameserver ::1 # v6\n;nameserver 9.9.9.9\nnameserver fe80::1%eth0\noptions edns0\n";
-        let parsed: Vec<String> = parse_resolv_conf(text)
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-        assert_eq!(parsed, ["10.255.255.53:53", "[::1]:53"]);
-    }
-
-    #[test]
-    fn own_address_table() {
-        let listen: Vec<SocketAddr> = vec![
-            "127.0.0.53:53".parse().expect("literal"),
-            "0.0.0.0:5300".parse().expect("literal"),
-        ];
-        let cases = [
-            ("127.0.0.53:53", true),
-            ("127.0.0.1:53", false),
-            ("127.0.0.1:5300", true),
-            ("10.255.255.53:5300", false),
-            ("127.0.0.53:5353", false),
-        ];
-        for (upstream, expected) in cases {
-            let upstream: SocketAddr = upstream.parse().expect("literal");
-            assert_eq!(is_own_address(upstream, &listen), expected, "{upstream}");
-        }
     }
 }
