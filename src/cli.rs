@@ -26,7 +26,7 @@ use crate::embed::FailoverDns;
 use crate::health::Outcome;
 use crate::location::ConfigError;
 use crate::ops::readiness::ServiceManager;
-use crate::ops::status::render_text;
+use crate::ops::status::render_status_text;
 use crate::reload::start_triggers;
 
 /// failover-dns: a small DNS server for a zero-trust agent. For a shared name it answers with
@@ -504,10 +504,11 @@ fn status(args: &StatusArgs) -> Result<ExitCode, CommandError> {
     let mut out = std::io::stdout().lock();
     match reply {
         ControlReply::Status(report) if !args.json => {
-            write!(out, "{}", render_text(&report, SystemTime::now()))?;
+            write!(out, "{}", render_status_text(&report, SystemTime::now()))?;
         }
         ControlReply::Explanation(explanation) if !args.json => {
-            let text = crate::ops::explain::render_text(&explanation, SystemTime::now());
+            let text =
+                crate::ops::explain::render_explanation_text(&explanation, SystemTime::now());
             write!(out, "{text}")?;
         }
         reply => writeln!(

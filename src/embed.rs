@@ -210,7 +210,7 @@ impl FailoverDns {
             names: data.names.len(),
             zones: data.zones.len(),
             trigger: "embedding API".to_string(),
-            at_unix_ms: crate::feed::events::now_unix_ms(),
+            at_unix_ms: crate::time::now_unix_ms(),
         });
     }
 

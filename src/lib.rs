@@ -33,6 +33,7 @@ mod ops;
 mod reload;
 #[cfg(test)]
 mod testing;
+mod time;
 
 // Embedding: build a server from settings and zone data, serve it on sockets the caller binds,
 // feed it reports, watch it, reload it.

@@ -3,7 +3,6 @@
 //! than slowing the server down.
 
 use std::net::IpAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -66,17 +65,6 @@ pub enum Event {
         /// When, milliseconds since the Unix epoch.
         at_unix_ms: u64,
     },
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_unix_ms() -> u64 {
-    unix_ms(SystemTime::now())
-}
-
-/// Milliseconds since the Unix epoch of `time` (0 before the epoch).
-pub fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The event bus. Cheap to clone; publishing with nobody watching costs next to nothing.

@@ -13,10 +13,11 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-use crate::feed::events::{Event, Events, now_unix_ms};
+use crate::feed::events::{Event, Events};
 use crate::health::{HealthTable, Outcome, Report, State};
 use crate::metrics::Metrics;
 use crate::model::NameIndex;
+use crate::time::now_unix_ms;
 
 /// What a report is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::dns::snapshot::SharedSnapshot;
-use crate::feed::events::unix_ms;
 use crate::health::{EndpointHealth, HealthTable, Stamp};
+use crate::time::unix_ms;
 
 /// How often the table is saved while serving.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(10);

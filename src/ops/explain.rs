@@ -5,14 +5,14 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::dns::snapshot::Snapshot;
-use crate::feed::events::unix_ms;
 use crate::health::{HealthTable, State};
 use crate::model::DestinationId;
+use crate::time::{elapsed_since, unix_ms};
 
 /// The explanation of one shared name's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,15 +168,14 @@ fn since(unix_ms: Option<u64>, now: SystemTime) -> String {
     let Some(ms) = unix_ms else {
         return "no report yet".to_string();
     };
-    let then = UNIX_EPOCH + Duration::from_millis(ms);
-    match now.duration_since(then) {
-        Ok(elapsed) => format!("for {}s", elapsed.as_secs()),
-        Err(_) => "just now".to_string(),
+    match elapsed_since(ms, now) {
+        Some(elapsed) => format!("for {}s", elapsed.as_secs()),
+        None => "just now".to_string(),
     }
 }
 
 /// Renders an explanation for people.
-pub fn render_text(explanation: &Explanation, now: SystemTime) -> String {
+pub fn render_explanation_text(explanation: &Explanation, now: SystemTime) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{} for {}", explanation.name, explanation.identity);
     if !explanation.visible {
@@ -259,7 +258,7 @@ mod tests {
                 "policy \"engineering-wiki-failover-draft\" would grant wiki-via-berlin but is disabled",
             ]
         );
-        let text = render_text(&explanation, SystemTime::now());
+        let text = render_explanation_text(&explanation, SystemTime::now());
         assert!(
             text.contains("hidden: policy \"engineering-wiki-failover-draft\""),
             "{text}"

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::time::elapsed_since;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,12 +39,6 @@ pub struct ConfigStatus {
     /// Settings that changed in the settings file but only take effect after a restart.
     #[serde(default)]
     pub restart_needed: Vec<String>,
-}
-
-/// Milliseconds since the Unix epoch (0 before it, saturating far after it).
-pub fn unix_ms_of(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One shared name.
@@ -79,10 +75,12 @@ pub struct EndpointStatus {
     pub rtt_ms: Option<f64>,
 }
 
-fn unix_ms(stamp: Option<Stamp>) -> Option<u64> {
+/// When `stamp` was taken, in milliseconds since the Unix epoch (`None` for no stamp or one
+/// before the epoch).
+fn stamp_unix_ms(stamp: Option<Stamp>) -> Option<u64> {
     stamp
-        .and_then(|s| s.at.duration_since(UNIX_EPOCH).ok())
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .filter(|s| s.at >= UNIX_EPOCH)
+        .map(|s| crate::time::unix_ms(s.at))
 }
 
 fn endpoint_status(
@@ -103,8 +101,8 @@ fn endpoint_status(
         kind: kind.to_string(),
         permitted: snapshot.grants.permits(destination),
         state: health.state(),
-        last_success_unix_ms: unix_ms(health.last_success),
-        last_failure_unix_ms: unix_ms(health.last_failure),
+        last_success_unix_ms: stamp_unix_ms(health.last_success),
+        last_failure_unix_ms: stamp_unix_ms(health.last_failure),
         consecutive_failures: health.consecutive_failures,
         rtt_ms: health.last_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
     }
@@ -153,16 +151,15 @@ fn ago(unix_ms: Option<u64>, now: SystemTime) -> String {
     let Some(ms) = unix_ms else {
         return "-".to_string();
     };
-    let then = UNIX_EPOCH + Duration::from_millis(ms);
-    match now.duration_since(then) {
-        Ok(elapsed) if elapsed.as_secs() >= 1 => format!("{}s ago", elapsed.as_secs()),
-        Ok(elapsed) => format!("{}ms ago", elapsed.as_millis()),
-        Err(_) => "just now".to_string(),
+    match elapsed_since(ms, now) {
+        Some(elapsed) if elapsed.as_secs() >= 1 => format!("{}s ago", elapsed.as_secs()),
+        Some(elapsed) => format!("{}ms ago", elapsed.as_millis()),
+        None => "just now".to_string(),
     }
 }
 
 /// Renders a status report for people.
-pub fn render_text(report: &StatusReport, now: SystemTime) -> String {
+pub fn render_status_text(report: &StatusReport, now: SystemTime) -> String {
     let mut out = String::new();
     if let Some(config) = &report.config {
         render_config(&mut out, config, now);
@@ -262,6 +259,7 @@ fn render_config(out: &mut String, config: &ConfigStatus, now: SystemTime) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn failed_reload_is_shown_above_the_names() {
@@ -276,7 +274,7 @@ mod tests {
                 restart_needed: vec!["listen".to_string()],
             }),
         };
-        let text = render_text(&report, now);
+        let text = render_status_text(&report, now);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[..5],
@@ -308,7 +306,7 @@ mod tests {
         };
         let json = serde_json::to_value(&config).expect("serializes");
         assert!(json["last_error"].is_null(), "{json}");
-        let text = render_text(
+        let text = render_status_text(
             &StatusReport {
                 names: Vec::new(),
                 config: Some(config),

@@ -27,12 +27,13 @@ use tracing::{error, info, warn};
 use crate::config::settings::Settings;
 use crate::config::{is_zone_file_name, load_zone_dir};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-use crate::feed::events::{Events, now_unix_ms};
+use crate::feed::events::Events;
 use crate::health::HealthTable;
 use crate::location::ConfigError;
 use crate::metrics::Metrics;
 use crate::ops::readiness::ServiceManager;
-use crate::ops::status::{ConfigStatus, unix_ms_of};
+use crate::ops::status::ConfigStatus;
+use crate::time::{now_unix_ms, unix_ms};
 
 /// How long the watched files must stay quiet before a reload starts: an editor's
 /// write-rename-delete sequence, or a console pushing several files, reloads once.
@@ -373,8 +374,8 @@ impl Reloader {
         let state = self.state().clone();
         ConfigStatus {
             generation: state.generation,
-            loaded_at_unix_ms: unix_ms_of(state.loaded_at),
-            last_error_at_unix_ms: state.last_error.as_ref().map(|(_, at)| unix_ms_of(*at)),
+            loaded_at_unix_ms: unix_ms(state.loaded_at),
+            last_error_at_unix_ms: state.last_error.as_ref().map(|(_, at)| unix_ms(*at)),
             last_error: state.last_error.map(|(message, _)| message),
             restart_needed: state.restart_needed,
         }
