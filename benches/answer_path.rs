@@ -9,7 +9,7 @@
 //! - `forwarded_from_cache/*`: a name outside the zone answered from the forwarder's cache
 //!   (filled once from a fake upstream on 127.0.0.1): `a` through the general path, `a_memoised`
 //!   through the fast path (the memo ages the cached answer's TTLs itself);
-//! - `answer_path_memoised/*`: the fast path (`Handler::handle_memoized`, as the UDP loop calls
+//! - `answer_path_memoised/*`: the fast path (`Handler::handle_memoised`, as the UDP loop calls
 //!   it), A and NXDOMAIN queries rotating over 1,024 names at 1,000 and 100,000 names, the memo
 //!   warm: what a repeated query costs in user space.
 //!

@@ -6,7 +6,7 @@
 //! - [`check_request`]: bytes → [`Handler::handle`] (UDP and TCP) on a handler over
 //!   [`FUZZ_ZONE`] without upstreams → reply bytes, which must parse, be a response, echo the
 //!   query ID and fit the client's UDP limit; a response (QR=1) is never answered; and
-//!   [`Handler::handle_memoized`] must give the same bytes, on a miss and from the memo.
+//!   [`Handler::handle_memoised`] must give the same bytes, on a miss and from the memo.
 //! - [`check_zone_config`]: file text → [`load_zone_sources`] → snapshot and `check` warnings.
 //! - [`check_control_line`]: bytes → [`handle_line`] → a reply that serializes to one JSON line
 //!   the client side parses back.
@@ -180,7 +180,7 @@ fn check_fast_path(
         (packet, Some(general)),
         (&renumbered[..], renumbered_general.as_deref()),
     ] {
-        let fast = reply_of(handler.handle_memoized(&mut memo, query, client, Vec::new()));
+        let fast = reply_of(handler.handle_memoised(&mut memo, query, client, Vec::new()));
         if fast.as_deref() != expected {
             return Err(Violation::FastPath { transport });
         }

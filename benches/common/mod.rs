@@ -61,7 +61,7 @@ pub fn answer_memoised_into(
     packet: &[u8],
     recycled: Vec<u8>,
 ) -> Vec<u8> {
-    match handler.handle_memoized(memo, packet, CLIENT, recycled) {
+    match handler.handle_memoised(memo, packet, CLIENT, recycled) {
         Step::Reply(bytes) => bytes,
         Step::Forward(_) => panic!("benchmark query was sent to the forwarder"),
         Step::Drop => panic!("benchmark query was dropped"),

@@ -145,7 +145,7 @@ impl Handler {
 
     /// Handles one DNS message as far as it can without waiting: owned names, cached forwarded
     /// answers and every error are answered at once; the rest becomes a [`ForwardJob`]. Always
-    /// the general path (see [`Handler::handle_memoized`] for the fast one).
+    /// the general path (see [`Handler::handle_memoised`] for the fast one).
     pub fn handle(&self, packet: &[u8], client: Client) -> Step {
         self.handle_at(packet, client, Instant::now())
     }
@@ -163,18 +163,18 @@ impl Handler {
     ///
     /// A memoised reply is written into `recycled` (cleared first), so a caller that hands back
     /// the buffers of replies it has sent answers without allocating; `Vec::new()` will do.
-    pub fn handle_memoized(
+    pub fn handle_memoised(
         &self,
         memo: &mut AnswerMemo,
         packet: &[u8],
         client: Client,
         recycled: Vec<u8>,
     ) -> Step {
-        self.handle_memoized_at(memo, packet, client, recycled, Instant::now())
+        self.handle_memoised_at(memo, packet, client, recycled, Instant::now())
     }
 
-    /// [`Handler::handle_memoized`] at the moment `now` (cached answers are aged to it).
-    pub(crate) fn handle_memoized_at(
+    /// [`Handler::handle_memoised`] at the moment `now` (cached answers are aged to it).
+    pub(crate) fn handle_memoised_at(
         &self,
         memo: &mut AnswerMemo,
         packet: &[u8],

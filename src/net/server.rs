@@ -182,7 +182,7 @@ async fn serve_udp(socket: UdpSocket, handler: Handler, forwards: Arc<Semaphore>
             address: peer,
             transport: Transport::Udp,
         };
-        match handler.handle_memoized(&mut memo, packet, client, Vec::new()) {
+        match handler.handle_memoised(&mut memo, packet, client, Vec::new()) {
             Step::Reply(reply) => {
                 if let Err(error) = socket.send_to(&reply, peer).await {
                     debug!(%error, %peer, "udp send failed");
@@ -320,7 +320,7 @@ async fn read_queries(
         }
         slot.touch();
         let step = match shared.memo.try_lock() {
-            Ok(mut memo) => handler.handle_memoized(&mut memo, &message, client, Vec::new()),
+            Ok(mut memo) => handler.handle_memoised(&mut memo, &message, client, Vec::new()),
             // Busy (another connection is answering through it), or poisoned by a panic in
             // another task: the general path gives the same answer.
             Err(_) => handler.handle(&message, client),

@@ -176,7 +176,7 @@ impl ReceiveLoop {
                 let buffer = spare.pop().unwrap_or_default();
                 match self
                     .handler
-                    .handle_memoized(&mut memo, packet, client, buffer)
+                    .handle_memoised(&mut memo, packet, client, buffer)
                 {
                     Step::Reply(reply) => replies.push((reply, peer)),
                     Step::Forward(job) => self.forward(job, peer),

@@ -1,6 +1,6 @@
 //! The property the fast path rests on: for random zones, policies, health reports, reloads,
 //! answers in the forwarding cache, the passing of time and queries (some with a question name
-//! that points into the header, the ID included), [`Handler::handle_memoized`] gives exactly
+//! that points into the header, the ID included), [`Handler::handle_memoised`] gives exactly
 //! the bytes [`Handler::handle`] (the general path) gives for the same query at the same
 //! moment.
 
@@ -427,7 +427,7 @@ proptest! {
                 }
             };
             let packet = query.packet();
-            let fast = outcome(handler.handle_memoized_at(&mut memo, &packet, query.client(), Vec::new(), now));
+            let fast = outcome(handler.handle_memoised_at(&mut memo, &packet, query.client(), Vec::new(), now));
             let general = outcome(handler.handle_at(&packet, query.client(), now));
             prop_assert_eq!(fast, general, "query {:?}", query);
             last = Some(query);
@@ -470,7 +470,7 @@ fn repeated_queries_are_answered_from_the_memo_until_health_changes() {
     let mut memo = AnswerMemo::new();
     let ask = |id: u16, memo: &mut AnswerMemo| {
         let query = plain_a_query(id, 0);
-        outcome(handler.handle_memoized(memo, &query.packet(), query.client(), Vec::new()))
+        outcome(handler.handle_memoised(memo, &query.packet(), query.client(), Vec::new()))
             .expect("an answer")
     };
     let first = ask(1, &mut memo);
@@ -517,7 +517,7 @@ fn cached_upstream_answers_are_memoised_aged_and_expire() {
     let mut ask = |id: u16, after: Duration| {
         let (query, at) = (plain_a_query(id, OUTSIDE), stored + after);
         let fast =
-            handler.handle_memoized_at(&mut memo, &query.packet(), query.client(), Vec::new(), at);
+            handler.handle_memoised_at(&mut memo, &query.packet(), query.client(), Vec::new(), at);
         let general = handler.handle_at(&query.packet(), query.client(), at);
         (outcome(fast), outcome(general), memo.hits())
     };
