@@ -1,8 +1,10 @@
-//! A strict parser for `dig`'s default text output. Tests assert on what the server put on the
-//! wire, as `dig` decoded it; anything the parser does not recognise is an error rather than a
-//! line silently skipped, so a malformed reply (or a `dig` warning about one) cannot pass.
+//! `dig` against a DNS server ([`dig_at`]), and a strict parser for its default text output.
+//! Tests assert on what the server put on the wire, as `dig` decoded it; anything the parser does
+//! not recognise is an error rather than a line silently skipped, so a malformed reply (or a
+//! `dig` warning about one) cannot pass.
 
 use std::fmt;
+use std::process::{Command, Stdio};
 
 /// The question section as `dig` echoes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,31 @@ impl Dig {
     pub fn answer_data(&self) -> Vec<&str> {
         self.answers.iter().map(|r| r.data.as_str()).collect()
     }
+}
+
+/// Runs `dig @SERVER -p PORT +time=2 +tries=1 ARGS...` against any DNS server (ours or an
+/// upstream a test started) and parses the reply. A `dig` that got no reply is an `Err`; a reply
+/// that cannot be parsed panics with the raw output.
+pub fn dig_at(server: &str, port: u16, args: &[&str]) -> Result<Dig, String> {
+    let output = Command::new("dig")
+        .arg(format!("@{server}"))
+        .args(["-p", &port.to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        // No ~/.digrc of the machine running the tests.
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dig (bind9-dnsutils)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "dig {} exited with {}:\n{stdout}{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(Dig::parse(&stdout).unwrap_or_else(|error| panic!("{error}\n--- raw ---\n{stdout}")))
 }
 
 impl fmt::Display for Dig {

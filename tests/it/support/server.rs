@@ -1,14 +1,11 @@
-//! The harness: start the real `failover-dns` binary on a free loopback port with zone files of
-//! the test's own, wait until it answers DNS, talk to it with `dig` and the CLI, and stop it with
-//! SIGTERM when the test is done.
+//! The harness's server: start the real `failover-dns` binary on a free loopback port with zone
+//! files of the test's own, wait until it answers DNS, talk to it with `dig` and the CLI, and stop
+//! it with SIGTERM when the test is done.
 //!
 //! Readiness is observed, never slept for: the server announces its port and then `ready:` on
 //! stdout, and [`Server::start`] returns only once `dig` got a reply for the zone apex SOA.
 //! Every server lives in a temporary directory of its own (zones, control socket), so tests run
 //! in parallel; [`Server::restart`] starts the process again in the same directory.
-
-mod dig;
-pub mod upstream;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -21,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-pub use dig::Dig;
+use super::dig::{Dig, dig_at};
+use super::zones::zone_dir;
 
-/// The binary under test.
 /// The `failover-dns` binary under test.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_failover-dns");
 /// How long the server may take to print `ready:` and answer its first query.
@@ -34,21 +31,6 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// but a guard against one.
 const MAX_READINESS_PROBES: usize = 200;
 
-/// One expected DNS exchange for [`check`]: the `dig` arguments, the status, and the RDATA of
-/// the answer section in order.
-pub type Case<'a> = (&'a [&'a str], &'a str, &'a [&'a str]);
-
-/// Writes `files` (name, contents) into a fresh temporary directory's `zones/`.
-pub fn zone_dir(files: &[(&str, &str)]) -> TempDir {
-    let dir = tempfile::tempdir().expect("create a temporary directory");
-    let zones = dir.path().join("zones");
-    std::fs::create_dir(&zones).expect("create the zones directory");
-    for (name, text) in files {
-        std::fs::write(zones.join(name), text).expect("write a zone file");
-    }
-    dir
-}
-
 /// Runs the binary with `args` and waits for it (for subcommands that need no server).
 pub fn failover_dns(args: &[&str]) -> Output {
     Command::new(BINARY)
@@ -57,32 +39,6 @@ pub fn failover_dns(args: &[&str]) -> Output {
         .output()
         .expect("run failover-dns")
 }
-
-/// Runs `dig @SERVER -p PORT +time=2 +tries=1 ARGS...` against any DNS server (ours or an
-/// upstream a test started) and parses the reply. A `dig` that got no reply is an `Err`; a reply
-/// that cannot be parsed panics with the raw output.
-pub fn dig_at(server: &str, port: u16, args: &[&str]) -> Result<Dig, String> {
-    let output = Command::new("dig")
-        .arg(format!("@{server}"))
-        .args(["-p", &port.to_string(), "+time=2", "+tries=1"])
-        .args(args)
-        // No ~/.digrc of the machine running the tests.
-        .env("HOME", "/nonexistent")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dig (bind9-dnsutils)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "dig {} exited with {}:\n{stdout}{}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(Dig::parse(&stdout).unwrap_or_else(|error| panic!("{error}\n--- raw ---\n{stdout}")))
-}
-
 /// A running `failover-dns serve`. Dropping it sends SIGTERM and waits for the process.
 pub struct Server {
     /// A command the server runs under (`prlimit …`), empty for none.
@@ -415,6 +371,12 @@ impl Server {
         self.child.as_ref().expect("the server is running").id()
     }
 
+    /// The origin of the first zone (fully qualified, lower case): the apex the harness asks for
+    /// readiness, and whose SOA a negative answer carries.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+
     /// The control socket's path.
     pub fn control_path(&self) -> PathBuf {
         self.dir.path().join("control.sock")
@@ -559,180 +521,4 @@ fn first_zone_origin(files: &[(&str, &str)]) -> Option<String> {
         let origin = origin.as_str()?.trim_end_matches('.');
         Some(format!("{}.", origin.to_ascii_lowercase()))
     })
-}
-
-/// Runs every case against `server` and fails once, listing every case that did not hold.
-///
-/// Beyond status and answer data (in order), every case checks what must hold for any reply:
-/// no TC; nothing in the additional section but OPT; answers owned by the name as asked; for
-/// NOERROR and NXDOMAIN the AA flag, and when there are no answers exactly one SOA of the
-/// (first) zone in the authority section (RFC 2308), else an empty authority section; for
-/// REFUSED no AA and no authority section.
-pub fn check(server: &Server, cases: &[Case<'_>]) {
-    let mut failures = Vec::new();
-    for (ask, status, answers) in cases {
-        let reply = server.dig(ask);
-        let problems = problems(server, &reply, status, answers);
-        if !problems.is_empty() {
-            failures.push(format!(
-                "dig {}: {}\n{reply}",
-                ask.join(" "),
-                problems.join("; ")
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
-}
-
-fn problems(server: &Server, reply: &Dig, status: &str, answers: &[&str]) -> Vec<String> {
-    let mut problems = Vec::new();
-    if reply.status != status {
-        problems.push(format!("status {} (expected {status})", reply.status));
-    }
-    if reply.answer_data() != answers {
-        problems.push(format!(
-            "answers {:?} (expected {answers:?})",
-            reply.answer_data()
-        ));
-    }
-    if reply.has_flag("tc") {
-        problems.push("TC is set".to_string());
-    }
-    if !reply.additional.is_empty() {
-        problems.push("records in the additional section".to_string());
-    }
-    let asked = reply.question.as_ref().map(|q| q.name.as_str());
-    if let Some(record) = reply
-        .answers
-        .iter()
-        .find(|r| Some(r.name.as_str()) != asked)
-    {
-        problems.push(format!(
-            "answer owner {} differs from the question {asked:?}",
-            record.name
-        ));
-    }
-    match status {
-        "NOERROR" | "NXDOMAIN" => {
-            if !reply.has_flag("aa") {
-                problems.push("AA is not set".to_string());
-            }
-            let soa_only = matches!(
-                reply.authority.as_slice(),
-                [soa] if soa.rtype == "SOA"
-                    && Some(soa.name.to_ascii_lowercase()) == server.origin
-            );
-            if answers.is_empty() && !soa_only {
-                problems.push(format!(
-                    "authority is not exactly the SOA of {:?}",
-                    server.origin
-                ));
-            }
-            if !answers.is_empty() && !reply.authority.is_empty() {
-                problems.push("authority section on a positive answer".to_string());
-            }
-        }
-        "REFUSED" => {
-            if reply.has_flag("aa") {
-                problems.push("AA is set on REFUSED".to_string());
-            }
-            if !reply.authority.is_empty() {
-                problems.push("authority section on REFUSED".to_string());
-            }
-        }
-        _ => {}
-    }
-    problems
-}
-
-/// How long [`wait_for`] polls.
-const WAIT_DEADLINE: Duration = Duration::from_secs(10);
-/// The pause between two polls of [`wait_for`]: each poll asks the server (a command, a
-/// query), so the pause only keeps the loop from spinning.
-const WAIT_PAUSE: Duration = Duration::from_millis(20);
-
-/// Polls `probe` until it returns `Some` and returns the value; panics with `what` and the
-/// server's log when [`WAIT_DEADLINE`] passes.
-pub fn wait_for<T>(what: &str, server: &Server, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        if start.elapsed() > WAIT_DEADLINE {
-            panic!(
-                "{what}: not within {WAIT_DEADLINE:?}\n--- server stderr ---\n{}",
-                server.stderr()
-            );
-        }
-        std::thread::sleep(WAIT_PAUSE);
-    }
-}
-
-/// Bytes a command printed, as text (lossy).
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs `command` to completion, killing it (by its pid) when it takes longer than `limit`.
-pub fn run_with_deadline(mut command: Command, limit: Duration) -> Output {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
-    let pid = child.id().to_string();
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    match receiver.recv_timeout(limit) {
-        Ok(output) => output.expect("wait for the command"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            panic!("{command:?} did not finish within {limit:?}");
-        }
-    }
-}
-
-/// The path of the example `name`, built now if it is missing or stale: `cargo test` builds
-/// examples, but `cargo test --test it` does not, and an old binary would test old code. Cargo
-/// releases its build lock before running tests, so this is a no-op when the build is fresh.
-/// `--frozen`: the build that made this test binary fetched everything, and a test never
-/// touches the network or `Cargo.lock`.
-pub fn example_binary(name: &str) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let mut command = Command::new(cargo);
-    command
-        .args([
-            "build",
-            "--frozen",
-            "--example",
-            name,
-            "--message-format=json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let output = run_with_deadline(command, Duration::from_secs(600));
-    assert!(
-        output.status.success(),
-        "cargo build --example {name}: {}",
-        text(&output.stderr)
-    );
-    text(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["reason"] == "compiler-artifact")
-        .filter(|message| message["target"]["name"] == name)
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo named no executable for the example {name}"))
 }

@@ -1,0 +1,106 @@
+//! The harness: [`Server`] runs the real `failover-dns` binary (`server`), `dig` talks to it
+//! (`dig`: the runner and a strict parser of its output), [`check`] checks a table of
+//! exchanges (`expect`), `zones` holds the zone fixtures, `upstream` real upstream resolvers.
+//! Here: the small helpers every kind of test uses.
+
+mod dig;
+mod expect;
+mod server;
+pub mod upstream;
+mod zones;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use dig::{Dig, dig_at};
+pub use expect::check;
+pub use server::{BINARY, Server, failover_dns};
+pub use zones::zone_dir;
+
+/// How long [`wait_for`] polls.
+const WAIT_DEADLINE: Duration = Duration::from_secs(10);
+/// The pause between two polls of [`wait_for`]: each poll asks the server (a command, a
+/// query), so the pause only keeps the loop from spinning.
+const WAIT_PAUSE: Duration = Duration::from_millis(20);
+
+/// Polls `probe` until it returns `Some` and returns the value; panics with `what` and the
+/// server's log when [`WAIT_DEADLINE`] passes.
+pub fn wait_for<T>(what: &str, server: &Server, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        if start.elapsed() > WAIT_DEADLINE {
+            panic!(
+                "{what}: not within {WAIT_DEADLINE:?}\n--- server stderr ---\n{}",
+                server.stderr()
+            );
+        }
+        std::thread::sleep(WAIT_PAUSE);
+    }
+}
+
+/// Bytes a command printed, as text (lossy).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `command` to completion, killing it (by its pid) when it takes longer than `limit`.
+pub fn run_with_deadline(mut command: Command, limit: Duration) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let pid = child.id().to_string();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(limit) {
+        Ok(output) => output.expect("wait for the command"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("{command:?} did not finish within {limit:?}");
+        }
+    }
+}
+
+/// The path of the example `name`, built now if it is missing or stale: `cargo test` builds
+/// examples, but `cargo test --test it` does not, and an old binary would test old code. Cargo
+/// releases its build lock before running tests, so this is a no-op when the build is fresh.
+/// `--frozen`: the build that made this test binary fetched everything, and a test never
+/// touches the network or `Cargo.lock`.
+pub fn example_binary(name: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let mut command = Command::new(cargo);
+    command
+        .args([
+            "build",
+            "--frozen",
+            "--example",
+            name,
+            "--message-format=json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let output = run_with_deadline(command, Duration::from_secs(600));
+    assert!(
+        output.status.success(),
+        "cargo build --example {name}: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| message["target"]["name"] == name)
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo named no executable for the example {name}"))
+}
