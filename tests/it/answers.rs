@@ -2,7 +2,7 @@
 //! configuration order, NODATA for types the name has no data of, names echoed as asked, and
 //! empty non-terminals that exist without data.
 
-use crate::support::{Server, check};
+use crate::support::{Server, expect_answers};
 
 /// The zone every test here uses: answer TTL 42 and negative TTL 9, so neither can be mistaken
 /// for a default (5) or for the other.
@@ -123,7 +123,7 @@ sources = ["*"]
 destinations = ["db-host", "db-via-berlin", "db-via-munich"]
 "#;
     let server = Server::start(&[("00-zone.toml", ZONE), ("10-db.toml", db)], &[]);
-    check(
+    expect_answers(
         &server,
         &[(
             &["db.internal", "A"],
@@ -166,7 +166,7 @@ sources = ["*"]
 destinations = ["v4-host", "dual-host", "dual-via-munich", "v6-via-berlin"]
 "#;
     let server = Server::start(&[("00-zone.toml", ZONE), ("10-names.toml", names)], &[]);
-    check(
+    expect_answers(
         &server,
         &[
             (&["v4.internal", "A"], "NOERROR", &["100.64.1.10"]),
@@ -271,7 +271,7 @@ destinations = ["app-host", "app-via-berlin"]
     assert_eq!(reply.status, "NXDOMAIN", "{reply}");
     let question = reply.question.as_ref().expect("the question is echoed");
     assert_eq!(question.name, "NoPe.InTeRnAl.", "{reply}");
-    check(&server, &[(&["ApP.InTeRnAl", "AAAA"], "NOERROR", &[])]);
+    expect_answers(&server, &[(&["ApP.InTeRnAl", "AAAA"], "NOERROR", &[])]);
 }
 
 #[test]
@@ -295,7 +295,7 @@ sources = ["*"]
 destinations = ["deep-host"]
 "#;
     let server = Server::start(&[("00-zone.toml", ZONE), ("10-names.toml", names)], &[]);
-    check(
+    expect_answers(
         &server,
         &[
             (&["a.b.internal", "A"], "NOERROR", &["100.64.5.10"]),
@@ -340,7 +340,7 @@ sources = ["*"]
 destinations = ["deep-host"]
 "#;
     let server = Server::start(&[("00-zone.toml", ZONE), ("10-names.toml", names)], &[]);
-    check(
+    expect_answers(
         &server,
         &[
             (&["a.b.internal", "A"], "NOERROR", &["100.64.5.10"]),
@@ -364,7 +364,7 @@ sources = ["*"]
 destinations = ["apex-host"]
 "#;
     let visible = Server::start(&[("00-zone.toml", ZONE), ("10-apex.toml", apex)], &[]);
-    check(
+    expect_answers(
         &visible,
         &[
             (&["internal", "A"], "NOERROR", &["100.64.8.10"]),
@@ -377,7 +377,7 @@ destinations = ["apex-host"]
         &[("00-zone.toml", ZONE), ("10-apex.toml", &hidden_apex)],
         &[],
     );
-    check(
+    expect_answers(
         &hidden,
         &[
             (&["internal", "SOA"], "NOERROR", &[SOA]),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Server, check, failover_dns};
+use crate::support::{Server, expect_answers, failover_dns};
 
 const ZONE: &str = concat!(
     r#"
@@ -123,7 +123,7 @@ fn bad_requests_get_an_error_reply_and_the_connection_keeps_serving() {
         "{reported}"
     );
     // A bad request (the rejected rtt above included) changed nothing; the report did.
-    check(
+    expect_answers(
         &server,
         &[(
             &["app.internal", "A"],
@@ -240,7 +240,7 @@ fn control_socket_survives_bytes_that_are_not_utf8_and_half_lines() {
         assert!(reply.contains("\"reply\":\"error\""), "{reply}");
         stream.write_all(b"{\"op\":").expect("write half a line");
     }
-    check(
+    expect_answers(
         &server,
         &[(
             &["app.internal", "A"],

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::support::{Server, check, wait_for};
+use crate::support::{Server, expect_answers, wait_for};
 use crate::wire::{self, REPLY_DEADLINE, Read1};
 
 const ZONE: &str = r#"
@@ -139,7 +139,7 @@ fn at_the_tcp_limit_a_new_connection_takes_the_idlest_slot_and_busy_ones_are_kep
     }
     // UDP is not affected by TCP being full.
     assert_udp_answers(&server, 7);
-    check(
+    expect_answers(
         &server,
         &[(&["app.internal", "A"], "NOERROR", &["100.64.1.10"])],
     );
@@ -306,7 +306,7 @@ fn slow_and_silent_clients_do_not_hold_up_others() {
         assert_eq!(reply.answers.len(), 1, "{reply:?}");
         assert_udp_answers(&server, 400 + id);
     }
-    check(
+    expect_answers(
         &server,
         &[(&["+tcp", "app.internal", "A"], "NOERROR", &["100.64.1.10"])],
     );
@@ -432,7 +432,7 @@ fn an_oversize_control_line_gets_an_error_and_the_connection_closes() {
         "then the connection is closed"
     );
     // DNS and new control connections are unaffected.
-    check(
+    expect_answers(
         &server,
         &[(&["app.internal", "A"], "NOERROR", &["100.64.1.10"])],
     );
@@ -461,7 +461,7 @@ fn control_connections_over_the_limit_are_told_so_and_closed() {
     );
     assert_eq!(read_line(&mut third_reader), None);
     // DNS is unaffected.
-    check(
+    expect_answers(
         &server,
         &[(&["app.internal", "A"], "NOERROR", &["100.64.1.10"])],
     );
@@ -499,7 +499,7 @@ fn idle_control_connections_are_closed() {
     let (mut half, mut half_reader) = control(&server);
     half.write_all(b"{\"op\":").expect("write");
     assert_eq!(read_line(&mut half_reader), None, "a half line is closed");
-    check(
+    expect_answers(
         &server,
         &[(&["app.internal", "A"], "NOERROR", &["100.64.1.10"])],
     );
@@ -530,7 +530,7 @@ fn forwarding_is_only_for_clients_the_allow_list_permits() {
             "::1/128",
         ],
     );
-    check(
+    expect_answers(
         &closed,
         &[
             (&["www.upstream.test", "A"], "REFUSED", &[]),

@@ -2,7 +2,7 @@
 //! --upstream): they are REFUSED, promptly (never a timeout), and owned names still answer.
 //! Forwarding to real upstreams is in `forwarding`.
 
-use crate::support::{Server, check};
+use crate::support::{Server, expect_answers};
 
 const ZONE: &str = r#"
 [[zone]]
@@ -23,7 +23,7 @@ destinations = ["app-host"]
 #[test]
 fn names_outside_the_zones_are_refused_without_an_upstream() {
     let server = Server::start(&[("zone.toml", ZONE)], &[]);
-    check(
+    expect_answers(
         &server,
         &[
             (&["example.com", "A"], "REFUSED", &[]),
@@ -46,7 +46,7 @@ fn names_outside_the_zones_are_refused_without_an_upstream() {
 #[test]
 fn ptr_for_addresses_that_are_no_endpoint_is_refused_without_an_upstream() {
     let server = Server::start(&[("zone.toml", ZONE)], &[]);
-    check(
+    expect_answers(
         &server,
         &[
             (&["-x", "192.0.2.1"], "REFUSED", &[]),

@@ -2,7 +2,7 @@
 //! policies, names with no granted endpoint do not exist, the identity flags decide which
 //! sources match, and reverse lookups follow the same rules.
 
-use crate::support::{Server, check};
+use crate::support::{Server, expect_answers};
 
 const ZONE: &str = r#"
 [[zone]]
@@ -113,7 +113,7 @@ destinations = ["kiosk-host"]
 fn policies_decide_which_endpoints_and_names_exist() {
     // The default identity: user alice, group engineering, device alice-laptop.
     let server = Server::start(&[("00-zone.toml", ZONE), ("10-names.toml", NAMES)], &[]);
-    check(
+    expect_answers(
         &server,
         &[
             // Only the primary is granted: only its address, although the name has two.
@@ -179,7 +179,7 @@ fn identity_flags_change_what_is_visible() {
 #[test]
 fn ptr_for_a_visible_endpoint_answers_the_shared_name() {
     let server = Server::start(&[("00-zone.toml", ZONE), ("10-names.toml", NAMES)], &[]);
-    check(
+    expect_answers(
         &server,
         &[
             (&["-x", "100.64.1.10"], "NOERROR", &["app.internal."]),
@@ -203,7 +203,7 @@ fn ptr_for_a_visible_endpoint_answers_the_shared_name() {
         &[("00-zone.toml", ZONE), ("10-names.toml", NAMES)],
         &["--user", "bob"],
     );
-    check(
+    expect_answers(
         &bob,
         &[(&["-x", "100.64.6.10"], "NOERROR", &["bob.internal."])],
     );

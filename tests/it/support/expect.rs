@@ -4,8 +4,8 @@
 use super::dig::Dig;
 use super::server::Server;
 
-/// One expected DNS exchange for [`check`]: the `dig` arguments, the status, and the RDATA of
-/// the answer section in order.
+/// One expected DNS exchange for [`expect_answers`]: the `dig` arguments, the status, and the
+/// RDATA of the answer section in order.
 pub type Case<'a> = (&'a [&'a str], &'a str, &'a [&'a str]);
 
 /// Runs every case against `server` and fails once, listing every case that did not hold.
@@ -15,7 +15,7 @@ pub type Case<'a> = (&'a [&'a str], &'a str, &'a [&'a str]);
 /// NOERROR and NXDOMAIN the AA flag, and when there are no answers exactly one SOA of the
 /// (first) zone in the authority section (RFC 2308), else an empty authority section; for
 /// REFUSED no AA and no authority section.
-pub fn check(server: &Server, cases: &[Case<'_>]) {
+pub fn expect_answers(server: &Server, cases: &[Case<'_>]) {
     let mut failures = Vec::new();
     for (ask, status, answers) in cases {
         let reply = server.dig(ask);

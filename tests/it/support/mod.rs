@@ -1,7 +1,7 @@
-//! The harness: [`Server`] runs the real `failover-dns` binary (`server`), `dig` talks to it
-//! (`dig`: the runner and a strict parser of its output), [`check`] checks a table of
-//! exchanges (`expect`), `zones` holds the zone fixtures, `upstream` real upstream resolvers.
-//! Here: the small helpers every kind of test uses.
+//! The harness: [`Server`] runs the real `failover-dns` binary (`server`); `dig` talks to it
+//! (`dig`: the runner and a strict parser of its output); [`expect_answers`] checks a table of
+//! exchanges (`expect`); `zones` holds the zone fixtures; `upstream` runs real upstream
+//! resolvers. Here: the small helpers every kind of test uses.
 
 mod dig;
 mod expect;
@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub use dig::{Dig, dig_at};
-pub use expect::check;
+pub use expect::expect_answers;
 pub use server::{BINARY, Server, failover_dns};
 pub use zones::zone_dir;
 
