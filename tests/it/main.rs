@@ -2,7 +2,10 @@
 //! a zone directory of its own, then talks to it the way users and the agent do — `dig` for DNS,
 //! the control socket and the `report`/`status`/`check` subcommands for everything else.
 //!
-//! One test binary (`autotests = false`), one harness in [`support`], and one module per area:
+//! One test binary (`autotests = false`), one harness in [`support`] (`server`: the `Server`
+//! harness; `dig`: `dig` and its parser; `expect`: [`support::expect_answers`], table-driven DNS
+//! checks; `zones`: the zone fixtures; `upstream`: real upstream resolvers), and one module per
+//! area:
 //!
 //! - `answers`: what a shared name resolves to, record types, case, empty non-terminals;
 //! - `failover`: how reports reorder the answer;
@@ -19,8 +22,14 @@
 //! - `packaging`: the Debian package (files, man pages, completions; `dpkg -i` and `-r` as root);
 //! - `readiness`: systemd's `Type=notify` protocol (`READY=1`, `RELOADING=1`, `STOPPING=1`),
 //!   with the test as the service manager;
-//! - `agent_feed`: the embedding example, active probes, the health state file across restarts,
-//!   `watch` events, `status --name`, the metrics endpoint, reports by destination, the log.
+//! - `embedding`: the embedding example (`examples/embed_agent.rs`), built and run;
+//! - `probes`: active probes following a listener the test stops and starts;
+//! - `state_file`: the health state file across restarts, and a corrupt one;
+//! - `watch`: the events `failover-dns watch` streams for a report and a reload;
+//! - `explain`: `status --name`, the policies that permit or hide each endpoint of a name;
+//! - `metrics`: the metrics endpoint's counts, and its loopback-only address;
+//! - `destination_reports`: `report --destination`, every address of a destination at once;
+//! - `log`: the default log's lines (none per query), and `--log-format json`.
 //!
 //! Tests run in parallel: every server has its own port, temporary directory and control socket.
 //! Nothing sends traffic anywhere but 127.0.0.0/8; endpoint addresses are only data.
@@ -29,10 +38,10 @@
 //! fuzz seeds), `hardening` (what a hostile local process, a hostile upstream or a careless
 //! operator must not be able to do: watchers that lock out reports, links planted for the state
 //! file, descriptor starvation through the metrics port, a taken control socket path, idle TCP
-//! connections that keep new clients out, an upstream's records for our names), `limits` (connection limits, timeouts, pipelining, slow clients, floods, the
-//! forwarding allow-list), `fuzz_corpus` (every fuzz corpus file through the fuzz harness, on
-//! stable), `supply_chain` (lockfiles against known advisories, offline); `wire` has the raw
-//! UDP/TCP helpers they share.
+//! connections that keep new clients out, an upstream's records for our names), `limits`
+//! (connection limits, timeouts, pipelining, slow clients, floods, the forwarding allow-list),
+//! `fuzz_corpus` (every fuzz corpus file through the fuzz harness, on stable), `supply_chain`
+//! (lockfiles against known advisories, offline); `wire` has the raw UDP/TCP helpers they share.
 
 /// The TOML several test zones share: `app.internal` on a primary asset (`app-host`,
 /// 100.64.1.10) and on a virtual asset (`app-via-berlin`, 10.10.0.10) of gateway `gw-berlin`
@@ -67,11 +76,13 @@ mod support;
 #[path = "../../fuzz/harness.rs"]
 mod harness;
 
-mod agent_feed;
 mod answers;
 mod bench_tools;
 mod check;
 mod control;
+mod destination_reports;
+mod embedding;
+mod explain;
 mod failover;
 mod fast_path;
 mod forwarding;
@@ -79,12 +90,17 @@ mod fuzz_corpus;
 mod hardening;
 mod hostile;
 mod limits;
+mod log;
+mod metrics;
 mod not_owned;
 mod os_resolver;
 mod packaging;
 mod policy;
+mod probes;
 mod readiness;
 mod reload;
+mod state_file;
 mod supply_chain;
 mod truncation;
+mod watch;
 mod wire;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, text};
+use crate::support::{Server, status_json, text};
 
 /// How long a change may take before a test fails; generous for a loaded 2-core machine, so a
 /// failure message can show how long it really took.
@@ -91,13 +91,6 @@ fn replace_file(dir: &Path, name: &str, text: &str) {
 
 fn write_file(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).expect("write a zone file");
-}
-
-/// `failover-dns status --json`, parsed.
-fn status_json(server: &Server) -> Value {
-    let output = server.cli(&["status", "--json"]);
-    assert!(output.status.success(), "status --json: {output:?}");
-    serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
 }
 
 /// `failover-dns reload` against `server`, with its stdout and stderr for messages.

@@ -7,7 +7,7 @@ mod dig;
 mod expect;
 mod server;
 pub mod upstream;
-mod zones;
+pub mod zones;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 
 pub use dig::{Dig, dig_at};
 pub use expect::expect_answers;
-pub use server::{BINARY, Server, failover_dns};
+pub use server::{BINARY, Server, endpoint_states, failover_dns, state_of, status_json};
 pub use zones::zone_dir;
 
-/// How long [`wait_for`] polls.
-const WAIT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long [`wait_for`] polls: how long a change may take before a test fails, generous for a
+/// loaded 2-core machine.
+pub const WAIT_DEADLINE: Duration = Duration::from_secs(10);
 /// The pause between two polls of [`wait_for`]: each poll asks the server (a command, a
 /// query), so the pause only keeps the loop from spinning.
-const WAIT_PAUSE: Duration = Duration::from_millis(20);
+pub const WAIT_PAUSE: Duration = Duration::from_millis(20);
 
 /// Polls `probe` until it returns `Some` and returns the value; panics with `what` and the
 /// server's log when [`WAIT_DEADLINE`] passes.

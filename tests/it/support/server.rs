@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tempfile::TempDir;
 
 use super::dig::{Dig, dig_at};
@@ -521,4 +522,36 @@ fn first_zone_origin(files: &[(&str, &str)]) -> Option<String> {
         let origin = origin.as_str()?.trim_end_matches('.');
         Some(format!("{}.", origin.to_ascii_lowercase()))
     })
+}
+
+/// `failover-dns status --json`, parsed.
+pub fn status_json(server: &Server) -> Value {
+    let output = server.cli(&["status", "--json"]);
+    assert!(output.status.success(), "status --json: {output:?}");
+    serde_json::from_slice(&output.stdout).expect("status --json prints JSON")
+}
+
+/// Every (name, address, state) in a status reply, in its order.
+pub fn endpoint_states(status: &Value) -> Vec<(String, String, String)> {
+    let mut states = Vec::new();
+    for name in status["names"].as_array().expect("names is a list") {
+        for endpoint in name["endpoints"].as_array().expect("endpoints is a list") {
+            states.push((
+                name["name"].as_str().expect("name").to_string(),
+                endpoint["address"].as_str().expect("address").to_string(),
+                endpoint["state"].as_str().expect("state").to_string(),
+            ));
+        }
+    }
+    states
+}
+
+/// The state `status --json` gives `address` (the first name carrying it).
+pub fn state_of(server: &Server, address: &str) -> String {
+    let status = status_json(server);
+    endpoint_states(&status)
+        .into_iter()
+        .find(|(_, a, _)| a == address)
+        .map(|(_, _, state)| state)
+        .unwrap_or_else(|| panic!("{address} is in no name's endpoints: {status}"))
 }

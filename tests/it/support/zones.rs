@@ -12,3 +12,40 @@ pub fn zone_dir(files: &[(&str, &str)]) -> TempDir {
     }
     dir
 }
+
+/// `app.internal`: a primary and a virtual asset; `db.internal`: the same shape with other
+/// addresses, so one of them can be removed while the other stays.
+pub const APP_AND_DB_ZONE: &str = concat!(
+    r#"[[zone]]
+origin = "internal"
+
+"#,
+    app_via_berlin_toml!(),
+    r#"
+[[asset]]
+id = "db-host"
+kind = "primary"
+addresses = ["100.64.2.10"]
+names = ["db.internal"]
+
+[[virtual_asset]]
+id = "db-via-berlin"
+gateway = "gw-berlin"
+addresses = ["10.10.0.20"]
+names = ["db.internal"]
+
+[[policy]]
+id = "everyone"
+sources = ["*"]
+destinations = ["app-host", "app-via-berlin", "db-host", "db-via-berlin"]
+"#
+);
+
+/// `app.internal`'s primary asset, `app-host`.
+pub const APP_PRIMARY: &str = "100.64.1.10";
+/// `app.internal`'s virtual asset on gateway `gw-berlin`, `app-via-berlin`.
+pub const APP_VIA_BERLIN: &str = "10.10.0.10";
+/// `db.internal`'s primary asset, `db-host` ([`APP_AND_DB_ZONE`]).
+pub const DB_PRIMARY: &str = "100.64.2.10";
+/// `db.internal`'s virtual asset on gateway `gw-berlin`, `db-via-berlin` ([`APP_AND_DB_ZONE`]).
+pub const DB_VIA_BERLIN: &str = "10.10.0.20";

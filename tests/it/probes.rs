@@ -1,0 +1,140 @@
+//! Active probes: a probed primary follows a listener the test stops and starts (up, down, up
+//! again, with its RTT), and the answer order follows it.
+//!
+//! Waiting is observed, never slept for: [`wait_for`] polls (each poll runs `dig` or the CLI, with
+//! a short pause between polls) until the condition holds or a generous deadline passes.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::support::{Server, WAIT_DEADLINE, WAIT_PAUSE, state_of, status_json, wait_for};
+
+/// A TCP listener the probes connect to, accepting and closing connections in a thread of its
+/// own (so the backlog never fills) until dropped, which closes the port.
+struct ProbeTarget {
+    address: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ProbeTarget {
+    /// Listens on `address`, retrying until [`WAIT_DEADLINE`] (a port just closed may still be
+    /// held for a moment).
+    fn listen(address: SocketAddr) -> ProbeTarget {
+        let start = Instant::now();
+        let listener = loop {
+            match TcpListener::bind(address) {
+                Ok(listener) => break listener,
+                Err(error) if start.elapsed() > WAIT_DEADLINE => panic!("bind {address}: {error}"),
+                Err(_) => std::thread::sleep(WAIT_PAUSE),
+            }
+        };
+        listener
+            .set_nonblocking(true)
+            .expect("make the listener non-blocking");
+        let address = listener.local_addr().expect("local address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => drop(stream),
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        ProbeTarget {
+            address,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ProbeTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn probes_mark_a_stopped_listener_down_and_a_started_one_up() {
+    const PROBED: &str = "127.0.0.21";
+    const OTHER: &str = "127.0.0.22";
+    let target = ProbeTarget::listen(SocketAddr::new(PROBED.parse().expect("literal"), 0));
+    let port = target.address.port();
+    // Only the primary is probed; the virtual asset stays unknown, so the order shows the
+    // primary's state alone: first while up (or unknown), last while down.
+    let zone = format!(
+        r#"[[zone]]
+origin = "internal"
+
+[[asset]]
+id = "gw"
+kind = "gateway"
+addresses = ["127.0.0.23"]
+
+[[asset]]
+id = "svc-host"
+kind = "primary"
+addresses = ["{PROBED}"]
+names = ["svc.internal"]
+probe = {{ port = {port}, interval_ms = 100, timeout_ms = 100, jitter_ms = 10 }}
+
+[[virtual_asset]]
+id = "svc-via-gw"
+gateway = "gw"
+addresses = ["{OTHER}"]
+names = ["svc.internal"]
+
+[[policy]]
+id = "svc"
+sources = ["*"]
+destinations = ["svc-host", "svc-via-gw"]
+"#
+    );
+    let server = Server::start(&[("zone.toml", &zone)], &[]);
+
+    wait_for("the listening primary is probed up", &server, || {
+        (state_of(&server, PROBED) == "up").then_some(())
+    });
+    wait_for("the up primary is answered first", &server, || {
+        (server.addresses("svc.internal") == [PROBED, OTHER]).then_some(())
+    });
+    assert_eq!(
+        state_of(&server, OTHER),
+        "unknown",
+        "only the primary is probed"
+    );
+
+    drop(target);
+    wait_for("the stopped listener is probed down", &server, || {
+        (state_of(&server, PROBED) == "down").then_some(())
+    });
+    wait_for("the down primary is answered last", &server, || {
+        (server.addresses("svc.internal") == [OTHER, PROBED]).then_some(())
+    });
+
+    let _target = ProbeTarget::listen(SocketAddr::new(PROBED.parse().expect("literal"), port));
+    wait_for("the started listener is probed up again", &server, || {
+        (state_of(&server, PROBED) == "up").then_some(())
+    });
+    wait_for("the primary is answered first again", &server, || {
+        (server.addresses("svc.internal") == [PROBED, OTHER]).then_some(())
+    });
+    let status = status_json(&server);
+    let primary = &status["names"][0]["endpoints"][0];
+    assert_eq!(primary["address"], PROBED, "{status}");
+    assert!(
+        primary["rtt_ms"].is_number(),
+        "a probe reports its RTT: {status}"
+    );
+}

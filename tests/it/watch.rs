@@ -1,0 +1,141 @@
+//! `failover-dns watch`: it streams the events a report and a reload cause, as JSON lines, and
+//! exits cleanly when the server stops.
+//!
+//! Waiting is observed, never slept for: [`wait_for`] polls (each poll runs the CLI, with a short
+//! pause between polls) until the condition holds or a generous deadline passes.
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::support::zones::{APP_AND_DB_ZONE, APP_PRIMARY, APP_VIA_BERLIN};
+use crate::support::{Server, WAIT_DEADLINE, wait_for};
+
+/// A running `failover-dns watch`, its stdout lines arriving on a channel.
+struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(server: &Server) -> Watch {
+        let mut child = server.spawn_cli(&["watch"]);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        Watch { child, lines }
+    }
+
+    /// The next event line within `limit`, parsed; `None` when none came.
+    fn next_event(&self, limit: Duration) -> Option<Value> {
+        let line = self.lines.recv_timeout(limit).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is JSON: {e}")))
+    }
+
+    /// Collects events until `done` holds for the collected list, within [`WAIT_DEADLINE`].
+    fn events_until(&self, server: &Server, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let start = Instant::now();
+        let mut events = Vec::new();
+        while !done(&events) {
+            let left = WAIT_DEADLINE.saturating_sub(start.elapsed());
+            match self.next_event(left) {
+                Some(event) => events.push(event),
+                None => panic!(
+                    "watch printed {events:?} within {WAIT_DEADLINE:?}\n--- server stderr ---\n{}",
+                    server.stderr()
+                ),
+            }
+        }
+        events
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn has_event(events: &[Value], event: &str, key: &str, value: &str) -> bool {
+    events
+        .iter()
+        .any(|e| e["event"] == event && e[key] == value)
+}
+
+#[test]
+fn watch_prints_the_events_of_a_report_and_a_reload() {
+    let mut server = Server::start(&[("zone.toml", APP_AND_DB_ZONE)], &[]);
+    let mut watch = Watch::start(&server);
+    // `watch` prints events only, so nothing says when it has subscribed. A reload is an event
+    // that changes nothing and can be repeated: reload until the watcher shows one.
+    wait_for("watch prints a reload_succeeded event", &server, || {
+        let output = server.cli(&["reload"]);
+        assert!(output.status.success(), "reload: {output:?}");
+        let event = watch.next_event(Duration::from_millis(500))?;
+        (event["event"] == "reload_succeeded").then_some(())
+    });
+    // Anything still on its way from the synchronizing reloads; one that is slower still is
+    // left out below.
+    while watch.next_event(Duration::from_millis(200)).is_some() {}
+
+    server.report(false, APP_PRIMARY);
+    let events = watch.events_until(&server, |events| {
+        has_event(events, "endpoint_down", "address", APP_PRIMARY)
+            && has_event(events, "first_endpoint_changed", "name", "app.internal.")
+    });
+    let events: Vec<Value> = events
+        .into_iter()
+        .filter(|e| e["event"] != "reload_succeeded")
+        .collect();
+    let down = events
+        .iter()
+        .find(|e| e["event"] == "endpoint_down")
+        .expect("found above");
+    assert_eq!(down["previous"], "unknown", "{down}");
+    assert_eq!(down["consecutive_failures"], 1, "{down}");
+    let changed = events
+        .iter()
+        .find(|e| e["event"] == "first_endpoint_changed")
+        .expect("found above");
+    assert_eq!(changed["from"], APP_PRIMARY, "{changed}");
+    assert_eq!(changed["to"], APP_VIA_BERLIN, "{changed}");
+    assert_eq!(events.len(), 2, "nothing else happened: {events:?}");
+
+    // This reload's event, not a late one of the synchronizing reloads: it is newer than the
+    // moment before the command.
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis();
+    let output = server.cli(&["reload"]);
+    assert!(output.status.success(), "reload: {output:?}");
+    let is_this_reload = |e: &Value| {
+        e["event"] == "reload_succeeded"
+            && e["at_unix_ms"]
+                .as_u64()
+                .is_some_and(|at| u128::from(at) >= before)
+    };
+    let events = watch.events_until(&server, |events| events.iter().any(is_this_reload));
+    let reloaded = events
+        .iter()
+        .find(|e| is_this_reload(e))
+        .expect("found above");
+    assert_eq!(reloaded["trigger"], "control", "{reloaded}");
+    assert_eq!(reloaded["names"], 2, "{reloaded}");
+
+    // When the server stops, the watcher's stream ends and it exits cleanly.
+    let status = server.stop();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    let exited = wait_for("watch exits after the server stopped", &server, || {
+        watch.child.try_wait().expect("poll the watcher")
+    });
+    assert!(exited.success(), "watch exit: {exited}");
+}
