@@ -33,7 +33,8 @@ const SOA: &str = "ns.internal. hostmaster.internal. 7 3600 600 86400 9";
 
 #[test]
 fn shared_name_answers_every_permitted_endpoint_in_configuration_order() {
-    // Declared subnet first (in an earlier file), then the virtual assets, then the primary;
+    // Not the shared network (support::zones), on purpose: declared subnet first (in an earlier
+    // file), then the virtual assets, then the primary;
     // the policy lists them in yet another order. Configuration order is by kind (primary,
     // virtual assets, subnets), then by declaration.
     let lan = r#"
@@ -224,6 +225,8 @@ destinations = ["v4-host", "dual-host", "dual-via-munich", "v6-via-berlin"]
 
 #[test]
 fn mixed_case_question_is_answered_and_echoed_as_asked() {
+    // Not the shared network (support::zones): the virtual asset spells the name in mixed case
+    // with a trailing dot, and the zone is this file's (TTL 42).
     let app = r#"
 [[asset]]
 id = "app-host"

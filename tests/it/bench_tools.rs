@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::failover::ZONE;
+use crate::support::zones::APP_THREE_ENDPOINTS_ZONE;
 use crate::support::{Server, example_binary, run_with_deadline, text};
 
 /// The probe's query file: a shared name (A, and AAAA: no data) and a name that does not exist.
@@ -89,7 +89,7 @@ fn the_latency_probe_gets_every_answer_from_the_echo_and_from_the_server() {
     let queries = query_file();
     let echo = start_echo(&example);
     assert_eq!(probe(&example, echo.address, &queries), (500, 0), "echo");
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_THREE_ENDPOINTS_ZONE)], &[]);
     let address = server
         .listen_addresses()
         .first()

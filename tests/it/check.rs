@@ -4,9 +4,8 @@
 
 use std::process::Output;
 
+use crate::support::zones::INTERNAL_ZONE;
 use crate::support::{Server, failover_dns, zone_dir};
-
-const ZONE: &str = "[[zone]]\norigin = \"internal\"\n";
 
 /// Runs `check` on `files` and returns the zones directory's path (for expected messages) with
 /// the output.
@@ -77,7 +76,8 @@ fn broken_files_are_rejected_with_file_line_and_column() {
     ];
     let mut failures = Vec::new();
     for (broken, positions, phrase) in cases {
-        let (zones, output) = run_check(&[("00-zone.toml", ZONE), ("10-broken.toml", broken)]);
+        let (zones, output) =
+            run_check(&[("00-zone.toml", INTERNAL_ZONE), ("10-broken.toml", broken)]);
         let stderr = text(&output.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
         let expected: Vec<String> = positions
@@ -103,6 +103,9 @@ fn broken_files_are_rejected_with_file_line_and_column() {
 
 #[test]
 fn policy_granting_part_of_a_shared_name_is_warned_about() {
+    // Not the shared network (support::zones): two names behind one gateway `gw`, each with its
+    // own policies (the pitfall, a complete one, a disabled partial one), and the warnings name
+    // these ids.
     let names = r#"
 [[asset]]
 id = "gw"
@@ -151,7 +154,7 @@ enabled = false
 sources = ["*"]
 destinations = ["db-via-gw"]
 "#;
-    let (_, output) = run_check(&[("00-zone.toml", ZONE), ("10-names.toml", names)]);
+    let (_, output) = run_check(&[("00-zone.toml", INTERNAL_ZONE), ("10-names.toml", names)]);
     let stdout = text(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -176,7 +179,10 @@ destinations = ["db-via-gw"]
     assert!(stdout.contains("(1 warnings)"), "{stdout}");
 
     // Serving the same data logs the same warning, once, at start.
-    let server = Server::start(&[("00-zone.toml", ZONE), ("10-names.toml", names)], &[]);
+    let server = Server::start(
+        &[("00-zone.toml", INTERNAL_ZONE), ("10-names.toml", names)],
+        &[],
+    );
     let logged = server.stderr();
     let mentions = logged
         .matches("policy \"app-primary-only\" grants app-host")
@@ -216,7 +222,7 @@ fn shipped_sample_zones_check_with_the_wiki_pitfall_warning_only() {
 
 #[test]
 fn entries_named_like_zone_files_that_are_not_files_are_skipped_with_a_warning() {
-    let dir = zone_dir(&[("zone.toml", ZONE)]);
+    let dir = zone_dir(&[("zone.toml", INTERNAL_ZONE)]);
     let zones = dir.path().join("zones");
     let fifo = zones.join("pushed.toml");
     let status = std::process::Command::new("mkfifo")
@@ -248,7 +254,7 @@ fn entries_named_like_zone_files_that_are_not_files_are_skipped_with_a_warning()
     assert!(stdout.contains("(4 warnings)"), "{stdout}");
 
     // A reload reports the same warnings, and the server keeps serving.
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", INTERNAL_ZONE)], &[]);
     let served = server.zones_dir();
     std::os::unix::fs::symlink("loop.toml", served.join("loop.toml")).expect("a link loop");
     let output = server.cli(&["reload"]);

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support::zones::{app_policy_toml, app_via_berlin_toml, internal_zone_toml};
 use crate::support::{Server, expect_answers, failover_dns};
 
+/// The network and the usual policy, plus `app-standby` (10.10.0.11): a virtual asset of the
+/// name that no policy grants, which `status` lists as not permitted.
 const ZONE: &str = concat!(
-    r#"
-[[zone]]
-origin = "internal"
-
-"#,
+    internal_zone_toml!(),
+    "\n",
     app_via_berlin_toml!(),
     r#"
 [[virtual_asset]]
@@ -24,12 +24,9 @@ id = "app-standby"
 gateway = "gw-berlin"
 addresses = ["10.10.0.11"]
 names = ["app.internal"]
-
-[[policy]]
-id = "app"
-sources = ["*"]
-destinations = ["app-host", "app-via-berlin"]
-"#
+"#,
+    "\n",
+    app_policy_toml!()
 );
 
 /// One connection to the control socket, a JSON line each way.

@@ -4,8 +4,9 @@
 
 use crate::support::{Server, endpoint_states, status_json, text};
 
-/// `app.internal` whose primary has an IPv4 and an IPv6 address, and a gateway asset without
-/// names (a destination with no endpoint).
+/// `app.internal` whose primary and virtual asset have an IPv4 and an IPv6 address each, and a
+/// gateway asset without names (a destination with no endpoint). Not the shared network
+/// (support::zones): a report by destination must mark more than one address.
 const DUAL_STACK: &str = r#"[[zone]]
 origin = "internal"
 

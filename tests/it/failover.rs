@@ -2,42 +2,20 @@
 //! success moves it first, and failed endpoints rotate oldest failure first so none is abandoned.
 
 use crate::support::Server;
+use crate::support::zones::{
+    APP_PRIMARY, APP_THREE_ENDPOINTS_ZONE, APP_VIA_BERLIN, APP_VIA_MUNICH,
+};
 
-pub(crate) const ZONE: &str = concat!(
-    r#"
-[[zone]]
-origin = "internal"
-ttl = 5
-
-"#,
-    app_via_berlin_toml!(),
-    r#"
-[[asset]]
-id = "gw-munich"
-kind = "gateway"
-addresses = ["100.64.0.3"]
-
-[[virtual_asset]]
-id = "app-via-munich"
-gateway = "gw-munich"
-addresses = ["172.20.0.10"]
-names = ["app.internal"]
-
-[[policy]]
-id = "app"
-sources = ["*"]
-destinations = ["app-host", "app-via-berlin", "app-via-munich"]
-"#
-);
-
-pub(crate) const A: &str = "100.64.1.10";
-pub(crate) const B: &str = "10.10.0.10";
-pub(crate) const C: &str = "172.20.0.10";
+/// The three endpoints in configuration order, short for the tables of expected orders (here
+/// and in `fast_path`).
+pub(crate) const A: &str = APP_PRIMARY;
+pub(crate) const B: &str = APP_VIA_BERLIN;
+pub(crate) const C: &str = APP_VIA_MUNICH;
 
 /// Applies each report in turn and checks the A answer right after it, with no wait between.
 /// `steps` is (ok, address, expected order after the report).
 fn check_reports(steps: &[(bool, &str, [&str; 3])]) {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_THREE_ENDPOINTS_ZONE)], &[]);
     assert_eq!(
         server.addresses("app.internal"),
         [A, B, C],

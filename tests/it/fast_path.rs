@@ -12,8 +12,9 @@ use hickory_proto::op::{Edns, Message, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{RData, RecordType};
 
-use crate::failover::{A, B, C, ZONE};
+use crate::failover::{A, B, C};
 use crate::support::Server;
+use crate::support::zones::APP_THREE_ENDPOINTS_ZONE;
 use crate::wire::{self, REPLY_DEADLINE};
 
 /// The addresses of a reply's answer section, in order.
@@ -64,7 +65,7 @@ fn burst(address: SocketAddr, queries: &[(u16, &str, RecordType)]) -> Vec<Messag
 
 #[test]
 fn queries_sent_in_bursts_are_each_answered_as_alone() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_THREE_ENDPOINTS_ZONE)], &[]);
     let address = udp_address(&server);
     // Three rounds of the same 40 queries: the first goes the general path, the later ones are
     // answered from the memo, in batches.
@@ -102,7 +103,7 @@ fn queries_sent_in_bursts_are_each_answered_as_alone() {
 
 #[test]
 fn a_report_changes_the_very_next_answer_to_a_repeated_query() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_THREE_ENDPOINTS_ZONE)], &[]);
     let address = udp_address(&server);
     let ask = |id: u16| {
         let deadline = Instant::now() + REPLY_DEADLINE;
@@ -142,7 +143,7 @@ fn a_report_changes_the_very_next_answer_to_a_repeated_query() {
 
 #[test]
 fn a_datagram_longer_than_the_receive_buffer_is_answered_formerr() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_THREE_ENDPOINTS_ZONE)], &[]);
     let address = udp_address(&server);
     // A valid query whose EDNS padding option (RFC 7830) makes it 6,000 bytes: the server
     // reads the first 4,096, which cut the OPT record.
@@ -221,7 +222,10 @@ fn udp_receive_threads(pid: u32) -> usize {
 #[test]
 fn each_worker_gets_a_udp_socket_and_every_socket_answers() {
     for (workers, sockets) in [("1", 1), ("3", 3)] {
-        let server = Server::start(&[("zone.toml", ZONE)], &["--workers", workers]);
+        let server = Server::start(
+            &[("zone.toml", APP_THREE_ENDPOINTS_ZONE)],
+            &["--workers", workers],
+        );
         let address = udp_address(&server);
         assert_eq!(
             udp_sockets_on(address.port(), sockets),

@@ -5,24 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::support::upstream::{SilentUpstream, Unbound, free_port};
+use crate::support::zones::APP_PRIMARY_ONLY_ZONE;
 use crate::support::{Dig, Server};
 use crate::wire;
-
-const ZONE: &str = r#"
-[[zone]]
-origin = "internal"
-
-[[asset]]
-id = "app-host"
-kind = "primary"
-addresses = ["100.64.1.10"]
-names = ["app.internal"]
-
-[[policy]]
-id = "app"
-sources = ["*"]
-destinations = ["app-host"]
-"#;
 
 const RECORDS: &[&str] = &[
     "www.example.test. 300 IN A 198.51.100.7",
@@ -37,7 +22,7 @@ fn start_forwarding(upstreams: &[String], extra: &[&str]) -> Server {
         args.extend(["--upstream", upstream.as_str()]);
     }
     args.extend(extra);
-    Server::start(&[("zone.toml", ZONE)], &args)
+    Server::start(&[("zone.toml", APP_PRIMARY_ONLY_ZONE)], &args)
 }
 
 /// What must be identical between the upstream's own reply and ours.

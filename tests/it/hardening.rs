@@ -19,24 +19,8 @@ use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::{Name, RData, Record, rdata};
 
 use crate::support::upstream::Unbound;
+use crate::support::zones::{APP_PRIMARY, APP_VIA_BERLIN, APP_ZONE};
 use crate::support::{BINARY, Server, run_with_deadline, text, wait_for};
-
-const ZONE: &str = concat!(
-    r#"
-[[zone]]
-origin = "internal"
-
-"#,
-    app_via_berlin_toml!(),
-    r#"
-[[policy]]
-id = "app"
-sources = ["*"]
-destinations = ["app-host", "app-via-berlin"]
-"#
-);
-const PRIMARY: &str = "100.64.1.10";
-const VIA_BERLIN: &str = "10.10.0.10";
 
 fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
@@ -79,11 +63,11 @@ fn confirmed_watcher(server: &Server) -> std::os::unix::net::UnixStream {
 
 #[test]
 fn interrupted_watchers_do_not_lock_out_reports() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &[]);
     // As many watchers as there are control slots (16 by default), each confirmed.
     let watchers: Vec<_> = (0..16).map(|_| confirmed_watcher(&server)).collect();
     // With every slot held, a report is refused, and the user reads the server's reason.
-    let output = server.cli(&["report", "--ok", PRIMARY]);
+    let output = server.cli(&["report", "--ok", APP_PRIMARY]);
     assert!(!output.status.success());
     let refused = text(&output.stderr);
     assert!(
@@ -94,11 +78,14 @@ fn interrupted_watchers_do_not_lock_out_reports() {
     // while nothing happens that would make an event.
     drop(watchers);
     let reported = wait_for("reports get through again", &server, || {
-        let output = server.cli(&["report", "--fail", PRIMARY]);
+        let output = server.cli(&["report", "--fail", APP_PRIMARY]);
         output.status.success().then(|| text(&output.stdout))
     });
     assert!(reported.contains("down"), "{reported}");
-    assert_eq!(server.addresses("app.internal"), [VIA_BERLIN, PRIMARY]);
+    assert_eq!(
+        server.addresses("app.internal"),
+        [APP_VIA_BERLIN, APP_PRIMARY]
+    );
 }
 
 #[test]
@@ -110,8 +97,8 @@ fn saving_the_health_state_never_writes_through_a_planted_link() {
     let victim = shared.path().join("victim");
     std::fs::write(&victim, "precious\n").expect("write the victim");
     let state_arg = state_file.to_str().expect("UTF-8 path");
-    let mut server = Server::start(&[("zone.toml", ZONE)], &["--state-file", state_arg]);
-    server.report(false, PRIMARY);
+    let mut server = Server::start(&[("zone.toml", APP_ZONE)], &["--state-file", state_arg]);
+    server.report(false, APP_PRIMARY);
     // Another user plants links where the save will write: the temporary name the server's
     // pid predicts, and the state file's own path.
     let predictable = format!("{state_arg}.{}.tmp", server.pid());
@@ -127,7 +114,7 @@ fn saving_the_health_state_never_writes_through_a_planted_link() {
     let saved = std::fs::symlink_metadata(&state_file).expect("the state file");
     assert!(saved.file_type().is_file(), "{saved:?}");
     let text = std::fs::read_to_string(&state_file).expect("read the state file");
-    assert!(text.contains(PRIMARY), "{text}");
+    assert!(text.contains(APP_PRIMARY), "{text}");
 }
 
 #[test]
@@ -138,17 +125,17 @@ fn a_health_state_file_that_is_a_link_is_not_trusted() {
     std::fs::write(
         &planted,
         format!(
-            r#"{{"version":1,"saved_at_unix_ms":1,"endpoints":[{{"address":"{PRIMARY}","last_success":null,"last_failure":{{"sequence":1,"unix_ms":1}},"consecutive_failures":1,"last_rtt_ms":null}}]}}"#
+            r#"{{"version":1,"saved_at_unix_ms":1,"endpoints":[{{"address":"{APP_PRIMARY}","last_success":null,"last_failure":{{"sequence":1,"unix_ms":1}},"consecutive_failures":1,"last_rtt_ms":null}}]}}"#
         ),
     )
     .expect("write the planted file");
     let state_file = dir.path().join("health.json");
     std::os::unix::fs::symlink(&planted, &state_file).expect("link");
     let state_arg = state_file.to_str().expect("UTF-8 path");
-    let server = Server::start(&[("zone.toml", ZONE)], &["--state-file", state_arg]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &["--state-file", state_arg]);
     assert_eq!(
         server.addresses("app.internal"),
-        [PRIMARY, VIA_BERLIN],
+        [APP_PRIMARY, APP_VIA_BERLIN],
         "nothing restored from the link"
     );
     let log = server.stderr();
@@ -199,7 +186,7 @@ fn idle_metrics_connections_cannot_starve_the_server_of_descriptors() {
     let upstream = Unbound::start(&["www.example.test. 300 IN A 192.0.2.80"]);
     let server = Server::start_wrapped(
         &["prlimit", "--nofile=1024"],
-        &[("zone.toml", ZONE)],
+        &[("zone.toml", APP_ZONE)],
         &[
             "--upstream",
             &upstream.upstream_arg(),
@@ -233,7 +220,7 @@ fn idle_metrics_connections_cannot_starve_the_server_of_descriptors() {
     assert_eq!(reply.answer_data(), ["192.0.2.80"], "{reply}");
     let reply = server.dig(&["+tcp", "app.internal", "A"]);
     assert_eq!(reply.status, "NOERROR", "{reply}");
-    server.report(false, PRIMARY);
+    server.report(false, APP_PRIMARY);
     let log = server.stderr();
     assert!(!log.contains("Too many open files"), "{log}");
     drop(held);
@@ -241,7 +228,7 @@ fn idle_metrics_connections_cannot_starve_the_server_of_descriptors() {
 
 #[test]
 fn idle_tcp_connections_cannot_keep_a_new_client_out() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &[]);
     let address = server.listen_addresses()[0];
     let stop = Arc::new(AtomicBool::new(false));
     let holding = Arc::new(AtomicUsize::new(0));
@@ -278,7 +265,11 @@ fn idle_tcp_connections_cannot_keep_a_new_client_out() {
     // A fresh client over TCP is answered within dig's 2 s, every time.
     for _ in 0..3 {
         let reply = server.dig(&["+tcp", "app.internal", "A"]);
-        assert_eq!(reply.answer_data(), [PRIMARY, VIA_BERLIN], "{reply}");
+        assert_eq!(
+            reply.answer_data(),
+            [APP_PRIMARY, APP_VIA_BERLIN],
+            "{reply}"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     holder.join().expect("the holder thread");
@@ -327,7 +318,7 @@ fn readable_zones() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let zones = base.path().join("zones");
     std::fs::create_dir(&zones).expect("mkdir zones");
     set_mode(&zones, 0o755);
-    std::fs::write(zones.join("zone.toml"), ZONE).expect("write the zone");
+    std::fs::write(zones.join("zone.toml"), APP_ZONE).expect("write the zone");
     set_mode(&zones.join("zone.toml"), 0o644);
     let shared = base.path().join("tmp");
     std::fs::create_dir(&shared).expect("mkdir tmp");
@@ -526,7 +517,7 @@ fn hostile_reply(query: &Message) -> Option<Vec<u8>> {
 fn an_upstreams_records_for_our_names_never_reach_a_client() {
     let upstream = HostileUpstream::start();
     let server = Server::start(
-        &[("zone.toml", ZONE)],
+        &[("zone.toml", APP_ZONE)],
         &["--upstream", &upstream.address.to_string()],
     );
     // Asked twice: the second answer comes from the cache, which must be scrubbed too.
@@ -542,5 +533,8 @@ fn an_upstreams_records_for_our_names_never_reach_a_client() {
         let owners: Vec<&str> = reply.answers.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(owners, ["alias.example.test."], "{round}: {reply}");
     }
-    assert_eq!(server.addresses("app.internal"), [PRIMARY, VIA_BERLIN]);
+    assert_eq!(
+        server.addresses("app.internal"),
+        [APP_PRIMARY, APP_VIA_BERLIN]
+    );
 }

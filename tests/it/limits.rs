@@ -13,24 +13,9 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
+use crate::support::zones::APP_PRIMARY_ONLY_ZONE;
 use crate::support::{Server, expect_answers, wait_for};
 use crate::wire::{self, REPLY_DEADLINE, Read1};
-
-const ZONE: &str = r#"
-[[zone]]
-origin = "internal"
-
-[[asset]]
-id = "app-host"
-kind = "primary"
-addresses = ["100.64.1.10"]
-names = ["app.internal"]
-
-[[policy]]
-id = "app"
-sources = ["*"]
-destinations = ["app-host"]
-"#;
 
 /// The zone of a second failover-dns that plays the upstream resolver.
 const UPSTREAM_ZONE: &str = r#"
@@ -90,7 +75,7 @@ fn at_the_tcp_limit_a_new_connection_takes_the_idlest_slot_and_busy_ones_are_kep
     silent.set_nonblocking(true).expect("non-blocking");
     let silent_address = silent.local_addr().expect("address").to_string();
     let server = Server::start(
-        &[("zone.toml", ZONE)],
+        &[("zone.toml", APP_PRIMARY_ONLY_ZONE)],
         &[
             "--max-tcp-connections",
             "2",
@@ -160,7 +145,10 @@ fn at_the_tcp_limit_a_new_connection_takes_the_idlest_slot_and_busy_ones_are_kep
 
 #[test]
 fn idle_and_half_sent_tcp_connections_are_closed_after_the_idle_timeout() {
-    let server = Server::start(&[("zone.toml", ZONE)], &["--tcp-idle-timeout-ms", "300"]);
+    let server = Server::start(
+        &[("zone.toml", APP_PRIMARY_ONLY_ZONE)],
+        &["--tcp-idle-timeout-ms", "300"],
+    );
     let address = first_address(&server);
     let query = wire::query(9, "app.internal", RecordType::A);
     let cases: &[(&str, Vec<u8>)] = &[
@@ -198,7 +186,7 @@ fn idle_and_half_sent_tcp_connections_are_closed_after_the_idle_timeout() {
 
 #[test]
 fn pipelined_queries_in_one_write_are_all_answered() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_PRIMARY_ONLY_ZONE)], &[]);
     let address = first_address(&server);
     let asks: Vec<(u16, &str, RecordType)> = (0..40u16)
         .map(|i| {
@@ -244,7 +232,7 @@ fn a_slow_forwarded_query_does_not_hold_up_an_owned_answer_behind_it() {
     let silent = TcpListener::bind("127.0.0.1:0").expect("bind a silent upstream");
     let upstream = silent.local_addr().expect("its address").to_string();
     let server = Server::start(
-        &[("zone.toml", ZONE)],
+        &[("zone.toml", APP_PRIMARY_ONLY_ZONE)],
         &["--upstream", &upstream, "--upstream-timeout-ms", "1500"],
     );
     let mut stream = wire::tcp_to(first_address(&server));
@@ -269,7 +257,10 @@ fn a_slow_forwarded_query_does_not_hold_up_an_owned_answer_behind_it() {
 
 #[test]
 fn slow_and_silent_clients_do_not_hold_up_others() {
-    let server = Server::start(&[("zone.toml", ZONE)], &["--tcp-idle-timeout-ms", "1000"]);
+    let server = Server::start(
+        &[("zone.toml", APP_PRIMARY_ONLY_ZONE)],
+        &["--tcp-idle-timeout-ms", "1000"],
+    );
     let address = first_address(&server);
     // Twenty connections that say nothing, and one that sends a query a byte at a time.
     let silent: Vec<_> = (0..20).map(|_| wire::tcp_to(address)).collect();
@@ -322,7 +313,10 @@ fn slow_and_silent_clients_do_not_hold_up_others() {
 
 #[test]
 fn a_udp_flood_on_one_socket_does_not_starve_the_other_socket_or_the_control_socket() {
-    let server = Server::start(&[("zone.toml", ZONE)], &["--listen", "127.0.0.1:0"]);
+    let server = Server::start(
+        &[("zone.toml", APP_PRIMARY_ONLY_ZONE)],
+        &["--listen", "127.0.0.1:0"],
+    );
     let addresses = server.listen_addresses();
     let [flooded, other] = addresses[..] else {
         panic!("two listen addresses: {addresses:?}");
@@ -415,7 +409,7 @@ fn read_line(reader: &mut BufReader<UnixStream>) -> Option<String> {
 
 #[test]
 fn an_oversize_control_line_gets_an_error_and_the_connection_closes() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_PRIMARY_ONLY_ZONE)], &[]);
     let (mut stream, mut reader) = control(&server);
     let mut line = vec![b'x'; 64 * 1024 + 10];
     line.push(b'\n');
@@ -447,7 +441,10 @@ fn an_oversize_control_line_gets_an_error_and_the_connection_closes() {
 
 #[test]
 fn control_connections_over_the_limit_are_told_so_and_closed() {
-    let server = Server::start(&[("zone.toml", ZONE)], &["--max-control-connections", "2"]);
+    let server = Server::start(
+        &[("zone.toml", APP_PRIMARY_ONLY_ZONE)],
+        &["--max-control-connections", "2"],
+    );
     // Two connections are served; a third is told why it is closed.
     let (mut first, mut first_reader) = control(&server);
     let (second, second_reader) = control(&server);
@@ -486,7 +483,7 @@ fn control_connections_over_the_limit_are_told_so_and_closed() {
 #[test]
 fn idle_control_connections_are_closed() {
     let server = Server::start(
-        &[("zone.toml", ZONE)],
+        &[("zone.toml", APP_PRIMARY_ONLY_ZONE)],
         &["--control-idle-timeout-ms", "300"],
     );
     let (_silent, mut silent_reader) = control(&server);
@@ -510,7 +507,10 @@ fn forwarding_is_only_for_clients_the_allow_list_permits() {
     let upstream = Server::start(&[("upstream.toml", UPSTREAM_ZONE)], &[]);
     let upstream_address = first_address(&upstream).to_string();
     // The default allow-list (loopback) forwards for a 127.0.0.1 client.
-    let open = Server::start(&[("zone.toml", ZONE)], &["--upstream", &upstream_address]);
+    let open = Server::start(
+        &[("zone.toml", APP_PRIMARY_ONLY_ZONE)],
+        &["--upstream", &upstream_address],
+    );
     assert_eq!(
         open.forwarding_line(),
         format!("forwarding to {upstream_address}")
@@ -520,7 +520,7 @@ fn forwarding_is_only_for_clients_the_allow_list_permits() {
     assert_eq!(reply.answer_data(), ["192.0.2.80"], "{reply}");
     // An allow-list without 127.0.0.1: names outside the zones are refused, owned ones answered.
     let closed = Server::start(
-        &[("zone.toml", ZONE)],
+        &[("zone.toml", APP_PRIMARY_ONLY_ZONE)],
         &[
             "--upstream",
             &upstream_address,

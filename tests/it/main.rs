@@ -43,31 +43,6 @@
 //! `fuzz_corpus` (every fuzz corpus file through the fuzz harness, on stable), `supply_chain`
 //! (lockfiles against known advisories, offline); `wire` has the raw UDP/TCP helpers they share.
 
-/// The TOML several test zones share: `app.internal` on a primary asset (`app-host`,
-/// 100.64.1.10) and on a virtual asset (`app-via-berlin`, 10.10.0.10) of gateway `gw-berlin`
-/// (100.64.0.2). A macro, so that `concat!` can build `const` zones from it.
-macro_rules! app_via_berlin_toml {
-    () => {
-        r#"[[asset]]
-id = "gw-berlin"
-kind = "gateway"
-addresses = ["100.64.0.2"]
-
-[[asset]]
-id = "app-host"
-kind = "primary"
-addresses = ["100.64.1.10"]
-names = ["app.internal"]
-
-[[virtual_asset]]
-id = "app-via-berlin"
-gateway = "gw-berlin"
-addresses = ["10.10.0.10"]
-names = ["app.internal"]
-"#
-    };
-}
-
 mod support;
 
 /// The fuzz targets' harness, shared: `fuzz_corpus` replays the corpora through it, `hostile`

@@ -2,27 +2,12 @@
 //! --upstream): they are REFUSED, promptly (never a timeout), and owned names still answer.
 //! Forwarding to real upstreams is in `forwarding`.
 
+use crate::support::zones::APP_PRIMARY_ONLY_ZONE;
 use crate::support::{Server, expect_answers};
-
-const ZONE: &str = r#"
-[[zone]]
-origin = "internal"
-
-[[asset]]
-id = "app-host"
-kind = "primary"
-addresses = ["100.64.1.10"]
-names = ["app.internal"]
-
-[[policy]]
-id = "app"
-sources = ["*"]
-destinations = ["app-host"]
-"#;
 
 #[test]
 fn names_outside_the_zones_are_refused_without_an_upstream() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_PRIMARY_ONLY_ZONE)], &[]);
     expect_answers(
         &server,
         &[
@@ -45,7 +30,7 @@ fn names_outside_the_zones_are_refused_without_an_upstream() {
 
 #[test]
 fn ptr_for_addresses_that_are_no_endpoint_is_refused_without_an_upstream() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_PRIMARY_ONLY_ZONE)], &[]);
     expect_answers(
         &server,
         &[

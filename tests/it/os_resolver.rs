@@ -72,6 +72,11 @@ fn getent_ahosts(resolv_conf: &Path, name: &str) -> Vec<String> {
     addresses
 }
 
+/// `app.internal` on a primary and a virtual asset. Not the shared network (support::zones): the
+/// gateway and the virtual asset have ids of their own, and the virtual asset's address is
+/// 100.80.0.10, in 100.64.0.0/10 like the primary's rather than the private 10.10.0.10 — both of
+/// one kind, presumably so that the C library's address sorting (RFC 6724), which `getent` shows
+/// the result of, has no reason to reorder them.
 const SHARED: &str = r#"
 [[zone]]
 origin = "internal"

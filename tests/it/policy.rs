@@ -4,6 +4,9 @@
 
 use crate::support::{Server, expect_answers};
 
+/// The zone and its gateway, in a file of their own. Not the shared network (support::zones): the
+/// TTL is 30, and the names ([`NAMES`]) come with a policy per kind of source, none of them the
+/// usual policy granting both endpoints.
 const ZONE: &str = r#"
 [[zone]]
 origin = "internal"

@@ -71,7 +71,8 @@ fn probes_mark_a_stopped_listener_down_and_a_started_one_up() {
     const OTHER: &str = "127.0.0.22";
     let target = ProbeTarget::listen(SocketAddr::new(PROBED.parse().expect("literal"), 0));
     let port = target.address.port();
-    // Only the primary is probed; the virtual asset stays unknown, so the order shows the
+    // Not the shared network (support::zones): the probed endpoint is a real listener on
+    // loopback. Only the primary is probed; the virtual asset stays unknown, so the order shows the
     // primary's state alone: first while up (or unknown), last while down.
     let zone = format!(
         r#"[[zone]]

@@ -10,25 +10,12 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use crate::support::zones::APP_ZONE;
 use crate::support::{dig_at, zone_dir};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_failover-dns");
 /// How long the server may take between two messages (startup, a reload, shutdown).
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(20);
-
-const ZONE: &str = concat!(
-    r#"[[zone]]
-origin = "internal"
-
-"#,
-    app_via_berlin_toml!(),
-    r#"
-[[policy]]
-id = "everyone"
-sources = ["*"]
-destinations = ["app-host", "app-via-berlin"]
-"#
-);
 
 /// The service manager's side: the notification socket, and the server it started.
 struct ServiceManager {
@@ -119,7 +106,7 @@ fn field<'a>(message: &'a [String], key: &str) -> Option<&'a str> {
 
 #[test]
 fn ready_once_answering_reloading_around_a_reload_and_stopping_at_sigterm() {
-    let dir = zone_dir(&[("zone.toml", ZONE)]);
+    let dir = zone_dir(&[("zone.toml", APP_ZONE)]);
     let mut manager = ServiceManager::start(dir.path());
 
     let ready = manager.next_message();
@@ -148,7 +135,7 @@ fn ready_once_answering_reloading_around_a_reload_and_stopping_at_sigterm() {
     // A good reload (SIGHUP): RELOADING=1 with the monotonic time, then READY=1 and the new count.
     std::fs::write(
         dir.path().join("zones/zone.toml"),
-        format!("{ZONE}\n[[asset]]\nid = \"db-host\"\nkind = \"primary\"\naddresses = [\"100.64.1.20\"]\nnames = [\"db.internal\"]\n\n[[policy]]\nid = \"db\"\nsources = [\"*\"]\ndestinations = [\"db-host\"]\n"),
+        format!("{APP_ZONE}\n[[asset]]\nid = \"db-host\"\nkind = \"primary\"\naddresses = [\"100.64.1.20\"]\nnames = [\"db.internal\"]\n\n[[policy]]\nid = \"db\"\nsources = [\"*\"]\ndestinations = [\"db-host\"]\n"),
     )
     .expect("rewrite the zone");
     // The file watcher may reload on its own before the signal does; either way each reload is
@@ -201,7 +188,7 @@ fn ready_once_answering_reloading_around_a_reload_and_stopping_at_sigterm() {
 
 #[test]
 fn an_abstract_notification_socket_works_too() {
-    let dir = zone_dir(&[("zone.toml", ZONE)]);
+    let dir = zone_dir(&[("zone.toml", APP_ZONE)]);
     let name = format!("failover-dns-it-readiness-{}", std::process::id());
     let address = {
         use std::os::linux::net::SocketAddrExt;

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::zones::{
+    APP_PRIMARY, APP_VIA_BERLIN, APP_ZONE, app_via_berlin_toml, internal_zone_toml,
+};
 use crate::support::{Server, status_json, text};
 
 /// How long a change may take before a test fails; generous for a loaded 2-core machine, so a
@@ -22,20 +25,6 @@ const POLL_DEADLINE: Duration = Duration::from_secs(5);
 const PROMISED: Duration = Duration::from_secs(1);
 /// Upper bound on polls, whatever the deadline: each poll runs a process.
 const MAX_POLLS: usize = 500;
-
-const ZONE: &str = concat!(
-    r#"[[zone]]
-origin = "internal"
-
-"#,
-    app_via_berlin_toml!(),
-    r#"
-[[policy]]
-id = "app"
-sources = ["*"]
-destinations = ["app-host", "app-via-berlin"]
-"#
-);
 
 /// A second file that adds `db.internal`.
 const DB: &str = r#"[[asset]]
@@ -50,7 +39,7 @@ sources = ["*"]
 destinations = ["db-host"]
 "#;
 
-const APP: [&str; 2] = ["100.64.1.10", "10.10.0.10"];
+const APP: [&str; 2] = [APP_PRIMARY, APP_VIA_BERLIN];
 
 /// Polls `probe` until it returns `Some`, at most [`POLL_DEADLINE`]; returns the value and the
 /// time it took. Panics with `what` when the deadline passes.
@@ -110,7 +99,7 @@ fn settings_file(text: &str) -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn a_file_change_takes_effect_within_a_second_without_restart() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &[]);
     assert_eq!(lookup(&server, "db.internal").0, "NXDOMAIN");
 
     // A new file: the new name answers. The time runs from the write to the first changed
@@ -162,7 +151,7 @@ fn a_file_change_takes_effect_within_a_second_without_restart() {
 
 #[test]
 fn garbage_keeps_the_old_answers_and_shows_where_until_a_good_write() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &[]);
     let zones = server.zones_dir();
 
     write_file(&zones, "zone.toml", "this is not = = toml\n");
@@ -190,7 +179,7 @@ fn garbage_keeps_the_old_answers_and_shows_where_until_a_good_write() {
     );
 
     // A good write clears the error and serves the new data.
-    write_file(&zones, "zone.toml", &format!("{ZONE}\n{DB}"));
+    write_file(&zones, "zone.toml", &format!("{APP_ZONE}\n{DB}"));
     wait_for("the good write serves db.internal", &server, || {
         (lookup(&server, "db.internal").1 == ["100.64.2.10"]).then_some(())
     });
@@ -205,11 +194,11 @@ type Broken<'a> = (&'a str, &'a str, String, &'a str, &'a str);
 
 #[test]
 fn every_kind_of_broken_configuration_keeps_the_old_answers() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &[]);
     let zones = server.zones_dir();
     // Sorted after zone.toml, so its duplicate is the second declaration.
     let extra = "zz-extra.toml";
-    let cut = ZONE.find("100.64.1.10").expect("the primary address") + 5;
+    let cut = APP_ZONE.find("100.64.1.10").expect("the primary address") + 5;
     let cases: &[Broken<'_>] = &[
         (
             "syntax error",
@@ -249,7 +238,7 @@ fn every_kind_of_broken_configuration_keeps_the_old_answers() {
         (
             "file truncated mid-write",
             "zone.toml",
-            ZONE[..cut].to_string(),
+            APP_ZONE[..cut].to_string(),
             "12:20",
             "expected `]`",
         ),
@@ -280,7 +269,7 @@ fn every_kind_of_broken_configuration_keeps_the_old_answers() {
         }
         // Repair: the next reload is good again.
         let _ = std::fs::remove_file(zones.join(extra));
-        write_file(&zones, "zone.toml", ZONE);
+        write_file(&zones, "zone.toml", APP_ZONE);
         let (output, stdout, stderr) = reload(&server);
         if !output.status.success() || !stdout.starts_with("reloaded: generation ") {
             failures.push(format!("{what}: repair failed: {stdout}{stderr}"));
@@ -298,7 +287,7 @@ fn every_kind_of_broken_configuration_keeps_the_old_answers() {
 
 #[test]
 fn sighup_reloads() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &[]);
     let before = status_json(&server)["config"]["generation"].as_u64();
     assert_eq!(before, Some(1), "startup is generation 1");
     // No file changes, so only the signal can cause this reload.
@@ -322,7 +311,7 @@ fn sighup_reloads() {
 
 #[test]
 fn control_request_and_reload_command_reply_with_the_outcome() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &[]);
     let zones = server.zones_dir();
 
     // The raw control request: the reply comes once the new data serves.
@@ -401,7 +390,7 @@ fn control_request(server: &Server, line: &str) -> Value {
 
 #[test]
 fn health_survives_a_reload() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &[]);
     assert_eq!(server.addresses("app.internal"), APP);
     server.report(false, APP[0]);
     assert_eq!(server.addresses("app.internal"), [APP[1], APP[0]]);
@@ -426,11 +415,11 @@ fn health_survives_a_reload() {
     assert_eq!(endpoints[1]["consecutive_failures"], 1, "{status}");
 }
 
+/// The network with a third endpoint (`app-via-munich`) and no usual policy: one policy per
+/// identity, each granting one endpoint, so the answer shows which identity is in effect.
 const IDENTITY_ZONE: &str = concat!(
-    r#"[[zone]]
-origin = "internal"
-
-"#,
+    internal_zone_toml!(),
+    "\n",
     app_via_berlin_toml!(),
     r#"
 [[virtual_asset]]
@@ -495,7 +484,7 @@ fn settings_that_need_a_restart_keep_their_running_value_and_say_so() {
     // An upstream on loopback that is never queried: only owned names are asked.
     let (_dir, path) = settings_file("upstreams = [\"127.0.0.1:9\"]\n");
     let config = path.to_str().expect("temporary paths are UTF-8");
-    let server = Server::start(&[("zone.toml", ZONE)], &["--config", config]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &["--config", config]);
     assert_eq!(server.forwarding_line(), "forwarding to 127.0.0.1:9");
 
     std::fs::write(&path, "upstreams = [\"127.0.0.1:10\"]\n").expect("rewrite the settings");
@@ -536,7 +525,7 @@ fn settings_that_need_a_restart_keep_their_running_value_and_say_so() {
 
 #[test]
 fn a_reload_of_unchanged_files_rebuilds_nothing_and_the_next_change_is_read() {
-    let server = Server::start(&[("zone.toml", ZONE)], &[]);
+    let server = Server::start(&[("zone.toml", APP_ZONE)], &[]);
     let zones = server.zones_dir();
     for round in 0..2 {
         let (output, _, stderr) = reload(&server);
