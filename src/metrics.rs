@@ -1,8 +1,11 @@
 //! Counters and histograms of what the server does, and their Prometheus text form (served by
-//! `ops::metrics_http`). Recording is a few relaxed atomic adds: nothing on the query path waits
-//! for a lock.
+//! `ops::metrics_http`). Recording is a few relaxed atomic adds into our own arrays of
+//! `AtomicU64`: nothing on the query path waits for a lock. `prometheus-client` only encodes: a
+//! [`Collector`] reads the atomics at scrape time and writes them through the crate's encoders
+//! into the Prometheus text exposition format (version 0.0.4). The crate's own `Family` (a lock
+//! per `get_or_create`) and `Histogram` (a lock per observation) are not used for that reason.
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,8 +13,21 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use hickory_proto::rr::RecordType;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text,
+};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::health::Outcome;
+
+/// The `Content-Type` of [`Metrics::render`]'s text: the Prometheus text format, version 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Every metric's name starts with this (and `_`).
+const PREFIX: &str = "failover_dns";
 
 /// Query types counted by name; everything else is `other`.
 const QUERY_TYPES: [&str; 12] = [
@@ -76,8 +92,10 @@ const BUCKETS: [f64; 12] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
 ];
 
+/// A latency histogram: one atomic per bucket, a count and a sum, each a relaxed add.
 #[derive(Debug, Default)]
 struct Histogram {
+    /// Observations per bucket (not cumulative); those above the last bound are only counted.
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_nanos: AtomicU64,
@@ -94,29 +112,136 @@ impl Histogram {
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        let separator = if labels.is_empty() { "" } else { "," };
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{separator}le=\"{bound}\"}} {cumulative}"
-            );
+    /// The values as of now, in the shape `prometheus-client`'s encoders take.
+    fn snapshot(&self) -> HistogramSnapshot {
+        let mut buckets = [(f64::INFINITY, 0); BUCKETS.len() + 1];
+        let mut finite = 0u64;
+        for ((slot, &bound), bucket) in buckets.iter_mut().zip(&BUCKETS).zip(&self.buckets) {
+            let observed = bucket.load(Ordering::Relaxed);
+            finite = finite.saturating_add(observed);
+            *slot = (bound, observed);
         }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {count}"
-        );
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {sum}");
-        let _ = writeln!(out, "{name}_count{braces} {count}");
+        // The count is added to after the bucket, and loads of separate atomics are not ordered:
+        // an observation under way may be in its bucket and not yet in the count. Never expose a
+        // `+Inf` bucket below a finite one.
+        let count = self.count.load(Ordering::Relaxed).max(finite);
+        if let Some(overflow) = buckets.last_mut() {
+            *overflow = (f64::INFINITY, count - finite);
+        }
+        HistogramSnapshot {
+            buckets,
+            count,
+            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+/// One reading of a [`Histogram`]: per-bucket (not cumulative) counts, the last bucket `+Inf`.
+#[derive(Debug)]
+struct HistogramSnapshot {
+    buckets: [(f64, u64); BUCKETS.len() + 1],
+    count: u64,
+    sum_seconds: f64,
+}
+
+impl HistogramSnapshot {
+    fn encode(&self, encoder: &mut MetricEncoder) -> fmt::Result {
+        encoder.encode_histogram::<NoLabelSet>(self.sum_seconds, self.count, &self.buckets, None)
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        self.snapshot().encode(&mut encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// One counter without labels.
+#[derive(Debug, Default)]
+struct Count(AtomicU64);
+
+impl Count {
+    fn add_one(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for Count {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for Count {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&self.0.load(Ordering::Relaxed), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// A counter per `outcome` label: `success` and `failure`, both always shown.
+#[derive(Debug, Default)]
+struct BySuccess([AtomicU64; 2]);
+
+impl BySuccess {
+    fn add_one(&self, succeeded: bool) {
+        self.0[usize::from(!succeeded)].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for BySuccess {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for BySuccess {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (outcome, counter) in ["success", "failure"].into_iter().zip(&self.0) {
+            encoder
+                .encode_family(&[("outcome", outcome)])?
+                .encode_counter::<NoLabelSet, _, u64>(&counter.load(Ordering::Relaxed), None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// Queries by `type` and `outcome`: a fixed table, only the pairs seen are shown.
+#[derive(Debug, Default)]
+struct QueryCounts([[AtomicU64; OUTCOMES.len()]; QUERY_TYPES.len()]);
+
+impl TypedMetric for QueryCounts {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for QueryCounts {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (query_type, row) in QUERY_TYPES.into_iter().zip(&self.0) {
+            for (outcome, counter) in OUTCOMES.into_iter().zip(row) {
+                let value = counter.load(Ordering::Relaxed);
+                if value > 0 {
+                    encoder
+                        .encode_family(&[("type", query_type), ("outcome", outcome)])?
+                        .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 
@@ -126,21 +251,170 @@ struct UpstreamCounters {
     latency: Histogram,
 }
 
+/// One reading of every upstream's counters, in address order, taken before anything is encoded
+/// (so no `DashMap` shard stays locked while the text is written).
+#[derive(Debug)]
+struct UpstreamSnapshot(Vec<(String, [u64; UPSTREAM_OUTCOMES.len()], HistogramSnapshot)>);
+
+impl UpstreamSnapshot {
+    fn of(upstreams: &DashMap<SocketAddr, UpstreamCounters>) -> Self {
+        let mut read: Vec<_> = upstreams
+            .iter()
+            .map(|entry| {
+                let counters = entry.value();
+                let outcomes = std::array::from_fn(|outcome| {
+                    counters.outcomes[outcome].load(Ordering::Relaxed)
+                });
+                (*entry.key(), outcomes, counters.latency.snapshot())
+            })
+            .collect();
+        read.sort_by_key(|(address, ..)| *address);
+        UpstreamSnapshot(
+            read.into_iter()
+                .map(|(address, outcomes, latency)| (address.to_string(), outcomes, latency))
+                .collect(),
+        )
+    }
+
+    /// `failover_dns_upstream_queries_total{upstream, outcome}`.
+    fn queries(&self) -> impl EncodeMetric + '_ {
+        Encode(MetricType::Counter, move |mut encoder: MetricEncoder| {
+            for (upstream, outcomes, _) in &self.0 {
+                for (outcome, value) in UPSTREAM_OUTCOMES.into_iter().zip(outcomes) {
+                    encoder
+                        .encode_family(&[("upstream", upstream.as_str()), ("outcome", outcome)])?
+                        .encode_counter::<NoLabelSet, _, u64>(value, None)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// `failover_dns_upstream_duration_seconds{upstream}`.
+    fn durations(&self) -> impl EncodeMetric + '_ {
+        Encode(MetricType::Histogram, move |mut encoder: MetricEncoder| {
+            for (upstream, _, latency) in &self.0 {
+                latency.encode(&mut encoder.encode_family(&[("upstream", upstream.as_str())])?)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A metric of the given type whose samples a closure encodes (for values read at scrape time).
+struct Encode<F>(MetricType, F);
+
+impl<F> fmt::Debug for Encode<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Encode")
+            .field(&self.0)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Fn(MetricEncoder) -> fmt::Result> EncodeMetric for Encode<F> {
+    fn encode(&self, encoder: MetricEncoder) -> fmt::Result {
+        (self.1)(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    queries: [[AtomicU64; OUTCOMES.len()]; QUERY_TYPES.len()],
+    queries: QueryCounts,
     handling: Histogram,
-    failovers: AtomicU64,
-    reports: [AtomicU64; 2],
+    failovers: Count,
+    reports: BySuccess,
     upstreams: DashMap<SocketAddr, UpstreamCounters>,
-    reloads: [AtomicU64; 2],
-    cache_hits: AtomicU64,
+    reloads: BySuccess,
+    cache_hits: Count,
+}
+
+/// Encodes [`Inner`] at scrape time, registered in the [`Registry`] as a [`Collector`].
+#[derive(Debug)]
+struct Scrape(Arc<Inner>);
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let inner = &*self.0;
+        let upstreams = UpstreamSnapshot::of(&inner.upstreams);
+        let (upstream_queries, upstream_durations) = (upstreams.queries(), upstreams.durations());
+        // Names without the prefix, the unit (appended to the name) and the `_total` a counter
+        // gets from the encoder.
+        let families: [(&str, &str, Option<Unit>, &dyn EncodeMetric); 8] = [
+            (
+                "queries",
+                "DNS queries by type and outcome.",
+                None,
+                &inner.queries,
+            ),
+            (
+                "query_duration",
+                "Time from a query's arrival to its reply.",
+                Some(Unit::Seconds),
+                &inner.handling,
+            ),
+            (
+                "failovers",
+                "Times the first endpoint of a shared name's answer changed.",
+                None,
+                &inner.failovers,
+            ),
+            (
+                "reports",
+                "Health reports accepted, by outcome.",
+                None,
+                &inner.reports,
+            ),
+            (
+                "cache_hits",
+                "Forwarded queries answered from the cache.",
+                None,
+                &inner.cache_hits,
+            ),
+            (
+                "upstream_queries",
+                "Attempts at upstream resolvers, by outcome.",
+                None,
+                &upstream_queries,
+            ),
+            (
+                "upstream_duration",
+                "Time one upstream attempt took.",
+                Some(Unit::Seconds),
+                &upstream_durations,
+            ),
+            (
+                "reloads",
+                "Configuration reloads, by outcome.",
+                None,
+                &inner.reloads,
+            ),
+        ];
+        for (name, help, unit, metric) in families {
+            let metric_encoder =
+                encoder.encode_descriptor(name, help, unit.as_ref(), metric.metric_type())?;
+            metric.encode(metric_encoder)?;
+        }
+        Ok(())
+    }
 }
 
 /// The server's metrics. Cheap to clone; all clones count into the same numbers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
+    /// What a scrape encodes: the build information and a [`Scrape`] of `inner`.
+    registry: Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 fn query_type_index(query_type: RecordType) -> usize {
@@ -167,137 +441,86 @@ fn query_type_index(query_type: RecordType) -> usize {
 impl Metrics {
     /// Fresh counters.
     pub fn new() -> Self {
-        Self::default()
+        let inner = Arc::new(Inner::default());
+        let mut registry = Registry::with_prefix(PREFIX);
+        // An info metric: `failover_dns_build_info{version}` 1 (the registry adds the `.`).
+        registry.register(
+            "build",
+            "Build information",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register_collector(Box::new(Scrape(Arc::clone(&inner))));
+        Metrics {
+            inner,
+            registry: Arc::new(registry),
+        }
     }
 
     /// Counts one query of `query_type` (None: no parsable question) and its handling time.
     pub fn query(&self, query_type: Option<RecordType>, outcome: QueryOutcome, elapsed: Duration) {
         let type_index = query_type.map_or(QUERY_TYPES.len() - 1, query_type_index);
-        self.inner.queries[type_index][outcome.index()].fetch_add(1, Ordering::Relaxed);
+        self.inner.queries.0[type_index][outcome.index()].fetch_add(1, Ordering::Relaxed);
         self.inner.handling.observe(elapsed);
     }
 
     /// Counts a forwarded query answered from the cache.
     pub fn cache_hit(&self) {
-        self.inner.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.inner.cache_hits.add_one();
     }
 
     /// Counts a change of a name's first endpoint.
     pub fn failover(&self) {
-        self.inner.failovers.fetch_add(1, Ordering::Relaxed);
+        self.inner.failovers.add_one();
     }
 
     /// Counts a report accepted from the agent.
     pub fn report(&self, outcome: Outcome) {
-        let index = match outcome {
-            Outcome::Success => 0,
-            Outcome::Failure => 1,
-        };
-        self.inner.reports[index].fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .reports
+            .add_one(matches!(outcome, Outcome::Success));
     }
 
     /// Counts one attempt at one upstream and how long it took.
     pub fn upstream(&self, upstream: SocketAddr, outcome: UpstreamOutcome, elapsed: Duration) {
-        let counters = self.inner.upstreams.entry(upstream).or_default();
-        counters.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
-        counters.latency.observe(elapsed);
+        let record = |counters: &UpstreamCounters| {
+            counters.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+            counters.latency.observe(elapsed);
+        };
+        // A known upstream (every attempt but the first) needs only the shard's read lock.
+        if let Some(counters) = self.inner.upstreams.get(&upstream) {
+            record(&counters);
+        } else {
+            record(&self.inner.upstreams.entry(upstream).or_default());
+        }
     }
 
     /// Counts a reload by outcome.
     pub fn reload(&self, succeeded: bool) {
-        self.inner.reloads[usize::from(!succeeded)].fetch_add(1, Ordering::Relaxed);
+        self.inner.reloads.add_one(succeeded);
     }
 
     /// Queries counted so far with `outcome`, all types together (for tests and status).
     pub fn queries_with(&self, outcome: QueryOutcome) -> u64 {
         self.inner
             .queries
+            .0
             .iter()
             .map(|row| row[outcome.index()].load(Ordering::Relaxed))
             .sum()
     }
 
-    /// Everything, in the Prometheus text exposition format (version 0.0.4).
+    /// Everything, in the Prometheus text exposition format (version 0.0.4, [`CONTENT_TYPE`]).
+    /// Encoding into a `String` cannot fail, and nothing here makes it fail: an error would be
+    /// a bug, and comes back as such.
+    pub fn try_render(&self) -> Result<String, fmt::Error> {
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    /// [`Metrics::try_render`], empty on the error that cannot happen.
     pub fn render(&self) -> String {
-        let inner = &self.inner;
-        let mut out = String::new();
-        out.push_str("# HELP failover_dns_build_info Build information.\n# TYPE failover_dns_build_info gauge\n");
-        let _ = writeln!(
-            out,
-            "failover_dns_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        out.push_str("# HELP failover_dns_queries_total DNS queries by type and outcome.\n# TYPE failover_dns_queries_total counter\n");
-        for (type_index, row) in inner.queries.iter().enumerate() {
-            for (outcome_index, counter) in row.iter().enumerate() {
-                let value = counter.load(Ordering::Relaxed);
-                if value > 0 {
-                    let _ = writeln!(
-                        out,
-                        "failover_dns_queries_total{{type=\"{}\",outcome=\"{}\"}} {value}",
-                        QUERY_TYPES[type_index], OUTCOMES[outcome_index]
-                    );
-                }
-            }
-        }
-        out.push_str("# HELP failover_dns_query_duration_seconds Time from a query's arrival to its reply.\n# TYPE failover_dns_query_duration_seconds histogram\n");
-        inner
-            .handling
-            .render(&mut out, "failover_dns_query_duration_seconds", "");
-        out.push_str("# HELP failover_dns_failovers_total Times the first endpoint of a shared name's answer changed.\n# TYPE failover_dns_failovers_total counter\n");
-        let _ = writeln!(
-            out,
-            "failover_dns_failovers_total {}",
-            inner.failovers.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP failover_dns_reports_total Health reports accepted, by outcome.\n# TYPE failover_dns_reports_total counter\n");
-        for (label, counter) in ["success", "failure"].iter().zip(&inner.reports) {
-            let _ = writeln!(
-                out,
-                "failover_dns_reports_total{{outcome=\"{label}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        out.push_str("# HELP failover_dns_cache_hits_total Forwarded queries answered from the cache.\n# TYPE failover_dns_cache_hits_total counter\n");
-        let _ = writeln!(
-            out,
-            "failover_dns_cache_hits_total {}",
-            inner.cache_hits.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP failover_dns_upstream_queries_total Attempts at upstream resolvers, by outcome.\n# TYPE failover_dns_upstream_queries_total counter\n");
-        let mut upstreams: Vec<SocketAddr> = inner.upstreams.iter().map(|e| *e.key()).collect();
-        upstreams.sort();
-        for upstream in &upstreams {
-            if let Some(counters) = inner.upstreams.get(upstream) {
-                for (label, counter) in UPSTREAM_OUTCOMES.iter().zip(&counters.outcomes) {
-                    let _ = writeln!(
-                        out,
-                        "failover_dns_upstream_queries_total{{upstream=\"{upstream}\",outcome=\"{label}\"}} {}",
-                        counter.load(Ordering::Relaxed)
-                    );
-                }
-            }
-        }
-        out.push_str("# HELP failover_dns_upstream_duration_seconds Time one upstream attempt took.\n# TYPE failover_dns_upstream_duration_seconds histogram\n");
-        for upstream in &upstreams {
-            if let Some(counters) = inner.upstreams.get(upstream) {
-                let labels = format!("upstream=\"{upstream}\"");
-                counters.latency.render(
-                    &mut out,
-                    "failover_dns_upstream_duration_seconds",
-                    &labels,
-                );
-            }
-        }
-        out.push_str("# HELP failover_dns_reloads_total Configuration reloads, by outcome.\n# TYPE failover_dns_reloads_total counter\n");
-        for (label, counter) in ["success", "failure"].iter().zip(&inner.reloads) {
-            let _ = writeln!(
-                out,
-                "failover_dns_reloads_total{{outcome=\"{label}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        out
+        self.try_render().unwrap_or_default()
     }
 }
 
@@ -334,8 +557,11 @@ mod tests {
             "failover_dns_queries_total{type=\"a\",outcome=\"answer\"} 2",
             "failover_dns_queries_total{type=\"https\",outcome=\"nodata\"} 1",
             "failover_dns_queries_total{type=\"other\",outcome=\"formerr\"} 1",
-            "failover_dns_query_duration_seconds_bucket{le=\"0.00001\"} 2",
-            "failover_dns_query_duration_seconds_bucket{le=\"0.00005\"} 4",
+            // prometheus-client writes `le` as Go's client does (`strconv.FormatFloat(v, 'g')`):
+            // 1e-05 and 5e-05 for the two bounds under 1e-4 (the same numbers as before).
+            "failover_dns_query_duration_seconds_bucket{le=\"1e-05\"} 2",
+            "failover_dns_query_duration_seconds_bucket{le=\"5e-05\"} 4",
+            "failover_dns_query_duration_seconds_bucket{le=\"+Inf\"} 4",
             "failover_dns_query_duration_seconds_count 4",
             "failover_dns_reports_total{outcome=\"failure\"} 1",
             "failover_dns_reports_total{outcome=\"success\"} 0",
@@ -343,6 +569,8 @@ mod tests {
             "failover_dns_reloads_total{outcome=\"failure\"} 1",
             "failover_dns_upstream_queries_total{upstream=\"127.0.0.1:53\",outcome=\"timeout\"} 1",
             "failover_dns_upstream_duration_seconds_bucket{upstream=\"127.0.0.1:53\",le=\"5\"} 1",
+            "failover_dns_upstream_duration_seconds_count{upstream=\"127.0.0.1:53\"} 1",
+            "failover_dns_build_info{version=\"0.1.0\"} 1",
         ];
         for line in expected {
             assert!(
@@ -351,5 +579,142 @@ mod tests {
             );
         }
         assert_eq!(metrics.queries_with(QueryOutcome::Answer), 2);
+        assert_valid_exposition(&text);
+    }
+
+    /// Every family the README documents, with its type: each has its `# HELP` and `# TYPE`
+    /// lines even before anything was counted, and nothing else.
+    const FAMILIES: [(&str, &str); 9] = [
+        ("failover_dns_build_info", "gauge"),
+        ("failover_dns_queries_total", "counter"),
+        ("failover_dns_query_duration_seconds", "histogram"),
+        ("failover_dns_failovers_total", "counter"),
+        ("failover_dns_reports_total", "counter"),
+        ("failover_dns_cache_hits_total", "counter"),
+        ("failover_dns_upstream_queries_total", "counter"),
+        ("failover_dns_upstream_duration_seconds", "histogram"),
+        ("failover_dns_reloads_total", "counter"),
+    ];
+
+    /// The text is Prometheus text exposition 0.0.4: `# HELP` then `# TYPE` per documented
+    /// family, in that order, no OpenMetrics-only lines (`# UNIT`, `# EOF`), and every sample a
+    /// `name{labels} value` of its family with a number for the value.
+    fn assert_valid_exposition(text: &str) {
+        let mut families = Vec::new();
+        let mut current: Option<(&str, &str)> = None;
+        for line in text.lines() {
+            if let Some(help) = line.strip_prefix("# HELP ") {
+                let (name, help) = help.split_once(' ').expect("a help text");
+                assert!(help.ends_with('.'), "{line}");
+                assert!(!help.ends_with(".."), "{line}");
+                current = Some((name, ""));
+                continue;
+            }
+            if let Some(kind) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = kind.split_once(' ').expect("a type");
+                assert_eq!(
+                    current.map(|(n, _)| n),
+                    Some(name),
+                    "TYPE after HELP: {line}"
+                );
+                current = Some((name, kind));
+                families.push((name, kind));
+                continue;
+            }
+            assert!(!line.starts_with('#'), "not in the 0.0.4 format: {line}");
+            let (name, _) = current.expect("a sample after its family's TYPE line");
+            let (series, value) = line.rsplit_once(' ').expect("name and value");
+            let metric = series.split('{').next().unwrap_or(series);
+            let allowed = [
+                name.to_string(),
+                format!("{name}_bucket"),
+                format!("{name}_sum"),
+                format!("{name}_count"),
+            ];
+            assert!(allowed.iter().any(|a| a == metric), "{line} under {name}");
+            assert!(value.parse::<f64>().is_ok(), "a number: {line}");
+            if let Some(labels) = series.strip_prefix(metric) {
+                assert!(
+                    labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                    "{line}"
+                );
+            }
+        }
+        assert_eq!(
+            families, FAMILIES,
+            "the documented families, in order\n{text}"
+        );
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn every_family_is_shown_before_anything_is_counted() {
+        let text = Metrics::new().render();
+        assert_valid_exposition(&text);
+        for line in [
+            "failover_dns_failovers_total 0",
+            "failover_dns_cache_hits_total 0",
+            "failover_dns_reports_total{outcome=\"success\"} 0",
+            "failover_dns_reloads_total{outcome=\"failure\"} 0",
+            "failover_dns_query_duration_seconds_bucket{le=\"+Inf\"} 0",
+            "failover_dns_query_duration_seconds_count 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("failover_dns_queries_total{"), "{text}");
+        assert!(!text.contains("upstream="), "{text}");
+        assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    }
+
+    /// A scrape between an observation's bucket add and its count add never shows a `+Inf`
+    /// bucket below a finite one; observations over the last bound are in `+Inf` only.
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_in_the_count() {
+        let histogram = Histogram::default();
+        histogram.observe(Duration::from_micros(20));
+        histogram.observe(Duration::from_secs(7));
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.count, 2);
+        assert_eq!(snapshot.buckets[1], (0.000_05, 1));
+        assert_eq!(snapshot.buckets.last(), Some(&(f64::INFINITY, 1)), "7 s");
+        assert_eq!(snapshot.buckets.iter().map(|(_, n)| n).sum::<u64>(), 2);
+        assert!((snapshot.sum_seconds - 7.000_02).abs() < 1e-9);
+
+        // Two observations half recorded: in their bucket, not yet in the count.
+        histogram.buckets[0].fetch_add(2, Ordering::Relaxed);
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.count, 3, "never below the finite buckets' total");
+        assert_eq!(snapshot.buckets.last(), Some(&(f64::INFINITY, 0)));
+        assert_eq!(snapshot.buckets.iter().map(|(_, n)| n).sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn upstreams_are_shown_in_address_order() {
+        let metrics = Metrics::new();
+        for upstream in ["[::1]:53", "127.0.0.2:53", "127.0.0.1:5353"] {
+            let upstream: SocketAddr = upstream.parse().expect("literal");
+            metrics.upstream(
+                upstream,
+                UpstreamOutcome::Answered,
+                Duration::from_millis(2),
+            );
+        }
+        let text = metrics.render();
+        assert_valid_exposition(&text);
+        let order: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("failover_dns_upstream_duration_seconds_count"))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "{upstream=\"127.0.0.1:5353\"} 1",
+                "{upstream=\"127.0.0.2:53\"} 1",
+                "{upstream=\"[::1]:53\"} 1",
+            ]
+        );
     }
 }
