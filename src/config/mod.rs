@@ -289,6 +289,12 @@ const MAX_WORKERS: usize = 8;
 
 /// `f` over every item, on one worker thread per core (at most [`MAX_WORKERS`]), results in the
 /// items' order. With one core or one item it runs on the calling thread.
+///
+/// Scoped threads (`std::thread::scope`) taking the next item from a shared counter, rather than
+/// rayon: a configuration loads once at start and on reloads, so threads that exist only while
+/// it loads cost nothing between loads, where a rayon pool would keep a thread per core (and
+/// their allocator arenas) for the life of the server; and the work is one flat list of files,
+/// which needs no work stealing beyond the counter.
 fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)

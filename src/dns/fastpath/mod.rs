@@ -384,6 +384,12 @@ const OPT: u16 = 41;
 /// The offsets of the TTL fields of the records in `message` (a whole DNS message), leaving out
 /// the OPT record of the additional section. `None` when it does not walk to its end exactly,
 /// or has more than one OPT there.
+///
+/// A walk over bytes rather than hickory's `BinDecoder`: it runs once when a cached answer is
+/// memoised (never per hit), it needs only to skip names, never to read them, and its result is
+/// byte offsets, which hickory's record decoding does not report; the decoder would parse every
+/// name and record only to throw them away. The message was just encoded by hickory, and a
+/// message that does not walk exactly is simply not memoised (the general path answers).
 fn record_ttl_offsets(message: &[u8]) -> Option<Vec<usize>> {
     let count = |at: usize| -> Option<usize> {
         Some(usize::from(u16::from_be_bytes([
