@@ -247,7 +247,7 @@ fn idle_tcp_connections_cannot_keep_a_new_client_out() {
                 });
                 while held.len() < 300 {
                     let Ok(stream) =
-                        TcpStream::connect_timeout(&address, Duration::from_millis(200))
+                        TcpStream::connect_timeout(&address, Duration::from_secs(1))
                     else {
                         break;
                     };
@@ -259,12 +259,18 @@ fn idle_tcp_connections_cannot_keep_a_new_client_out() {
             }
         }
     });
-    wait_for("the holder holds 300 connections", &server, || {
-        (holding.load(Ordering::Relaxed) >= 300).then_some(())
+    // Well over the 128 slots (the holder's count dips while it re-opens what was closed).
+    wait_for("the holder holds 250 connections", &server, || {
+        (holding.load(Ordering::Relaxed) >= 250).then_some(())
     });
-    // A fresh client over TCP is answered within dig's 2 s, every time.
+    // A fresh client over TCP is answered within a second or two, every time: dig waits 2 s
+    // for a reply, and gets a second try on a loaded machine (without the fix the client waits
+    // for the 10 s idle timeout of the connections ahead of it).
     for _ in 0..3 {
-        let reply = server.dig(&["+tcp", "app.internal", "A"]);
+        let reply = server
+            .try_dig(&["+tcp", "app.internal", "A"])
+            .or_else(|_| server.try_dig(&["+tcp", "app.internal", "A"]))
+            .unwrap_or_else(|error| panic!("no answer over TCP twice: {error}"));
         assert_eq!(
             reply.answer_data(),
             [APP_PRIMARY, APP_VIA_BERLIN],
