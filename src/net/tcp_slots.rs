@@ -278,9 +278,14 @@ mod tests {
             async move { slots.admit().await }
         });
         tokio::time::advance(Duration::from_millis(200)).await;
-        assert!(!admitting.is_finished(), "no slot while every connection is busy");
+        assert!(
+            !admitting.is_finished(),
+            "no slot while every connection is busy"
+        );
         drop(waiting);
-        let _admitted = admitting.await.expect("admitted once a connection went idle");
+        let _admitted = admitting
+            .await
+            .expect("admitted once a connection went idle");
         assert_evicted(&busy).await;
     }
 

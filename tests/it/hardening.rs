@@ -246,8 +246,7 @@ fn idle_tcp_connections_cannot_keep_a_new_client_out() {
                     matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
                 });
                 while held.len() < 300 {
-                    let Ok(stream) =
-                        TcpStream::connect_timeout(&address, Duration::from_secs(1))
+                    let Ok(stream) = TcpStream::connect_timeout(&address, Duration::from_secs(1))
                     else {
                         break;
                     };
