@@ -173,7 +173,7 @@ fn forwarded_from_cache(c: &mut Criterion) {
         ..ForwardSettings::default()
     };
     let snapshot =
-        failover_dns::Snapshot::new(common::zone_data(SMALL), failover_dns::default_identity());
+        failover_dns::Snapshot::new(common::zone_data(SMALL), failover_dns::Identity::default());
     let handler = Handler::standalone(
         failover_dns::SharedSnapshot::new(snapshot),
         HealthTable::new(),

@@ -21,14 +21,13 @@ use std::time::{Duration, Instant};
 use failover_dns::ForwardSettings;
 use failover_dns::Handler;
 use failover_dns::HealthTable;
-use failover_dns::default_identity;
 use failover_dns::load_zone_dir;
 use failover_dns::{SharedSnapshot, Snapshot};
 
 /// Loads the directory the way `serve` does and returns the handler.
 fn load(dir: &std::path::Path) -> Handler {
     let data = load_zone_dir(dir).expect("generated zone data is valid");
-    let snapshot = Snapshot::new(data, default_identity());
+    let snapshot = Snapshot::new(data, failover_dns::Identity::default());
     // `serve` logs these at start (none for this data, but it has to look for them).
     let warnings = snapshot.warnings();
     assert!(

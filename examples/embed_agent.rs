@@ -3,7 +3,9 @@
 //! address failed (as the agent's connection layer would), and prints the answer order before
 //! and after, both from the library and from a real DNS query. Then it shuts the server down.
 //!
-//! Run: `cargo run --example embed_agent [ZONES_DIR]` (default `zones`).
+//! Run: `cargo run --example embed_agent [ZONES_DIR]` (default `zones`), from the repository's
+//! root: the identity the sample zones' policies grant comes from its `failover-dns.toml`, as
+//! an agent's would come from its own settings.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -43,8 +45,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let zones = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "zones".to_string());
+    let sample = Settings::from_file(std::path::Path::new("failover-dns.toml"))?;
     let settings = Settings {
         zones_dir: zones.into(),
+        identity: sample.identity,
         // Names outside the zones are not this example's business.
         upstreams: Some(Vec::new()),
         ..Settings::default()

@@ -29,7 +29,7 @@ use failover_dns::{CLASSIC_UDP_PAYLOAD, Transport, size_limit};
 use failover_dns::{Client, Handler, Step};
 use failover_dns::{ConfigError, SourceFile};
 use failover_dns::{ControlReply, handle_line};
-use failover_dns::{Settings, default_identity};
+use failover_dns::{Identity, Settings};
 
 /// The zone the request and control targets answer from: IPv4 and IPv6 endpoints, a name
 /// hidden by policy, a subnet host (so A, AAAA, ANY, SOA, PTR, NODATA and NXDOMAIN paths are
@@ -114,7 +114,7 @@ pub fn fuzz_server() -> Result<&'static FailoverDns, Violation> {
         let settings = Settings {
             upstreams: Some(Vec::new()),
             cache_size: 0,
-            identity: default_identity(),
+            identity: Identity::default(),
             ..Settings::default()
         };
         Ok(FailoverDns::from_zone_data(settings, data))
@@ -232,7 +232,7 @@ pub fn check_zone_config(text: &[u8]) -> Result<(), Violation> {
     );
     match load_zone_sources(&[source]) {
         Ok(data) => {
-            let snapshot = Snapshot::new(data, default_identity());
+            let snapshot = Snapshot::new(data, Identity::default());
             let _ = snapshot.warnings();
             let _ = failover_dns::status_report(&snapshot, &HealthTable::new());
         }

@@ -83,7 +83,7 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
     /// Settings file (TOML): zones, listen, control, the identity table and more. Flags
-    /// override it.
+    /// override it [default: ./failover-dns.toml when it exists, else built-in defaults]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory of zone and policy files (*.toml) [default: ./zones]
@@ -227,10 +227,19 @@ pub enum CommandError {
 }
 
 impl ConfigArgs {
+    /// The settings file: `--config`, else `failover-dns.toml` in the working directory when
+    /// there is one (the repository's carries the sample identity), else none.
+    fn config_file(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            let default = PathBuf::from(crate::config::settings::DEFAULT_SETTINGS_FILE);
+            default.is_file().then_some(default)
+        })
+    }
+
     /// Settings from the embedded defaults, the settings file and these flags.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let mut settings = match &self.config {
-            Some(path) => Settings::from_file(path)?,
+        let mut settings = match self.config_file() {
+            Some(path) => Settings::from_file(&path)?,
             None => Settings::default(),
         };
         if let Some(zones) = &self.zones {

@@ -38,7 +38,7 @@ mod time;
 // Embedding: build a server from settings and zone data, serve it on sockets the caller binds,
 // feed it reports, watch it, reload it.
 pub use config::limits::{ForwardAllow, Limits};
-pub use config::settings::{Settings, default_identity};
+pub use config::settings::Settings;
 pub use config::{load_zone_dir, load_zone_sources, load_zone_text};
 pub use control::{
     ControlContext, ControlError, ControlReply, ControlRequest, ControlSocket, handle_line,

@@ -6,13 +6,22 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use crate::config::load_zone_sources;
-use crate::config::settings::default_identity;
 use crate::dns::forward::ForwardSettings;
 use crate::dns::handler::Handler;
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::health::HealthTable;
 use crate::location::SourceFile;
-use crate::model::ZoneData;
+use crate::model::{Identity, ZoneData};
+
+/// The identity the sample settings (`failover-dns.toml`) give: unit tests evaluate the sample
+/// policies for it.
+pub fn demo_identity() -> Identity {
+    Identity {
+        user: Some("alice".to_string()),
+        groups: vec!["engineering".to_string()],
+        device: Some("alice-laptop".to_string()),
+    }
+}
 
 /// The fuzz targets' zone (`fuzz/zone.toml`).
 pub const TEST_ZONE: &str = include_str!("../fuzz/zone.toml");
@@ -32,7 +41,7 @@ pub fn test_handler() -> &'static Handler {
             ..ForwardSettings::default()
         };
         Handler::standalone(
-            SharedSnapshot::new(Snapshot::new(test_zone_data(), default_identity())),
+            SharedSnapshot::new(Snapshot::new(test_zone_data(), demo_identity())),
             HealthTable::new(),
             forwarder,
         )

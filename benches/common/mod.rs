@@ -23,7 +23,6 @@ use failover_dns::ForwardSettings;
 use failover_dns::SourceFile;
 use failover_dns::Transport;
 use failover_dns::ZoneData;
-use failover_dns::default_identity;
 use failover_dns::load_zone_sources;
 use failover_dns::{Client, Handler, Step};
 use failover_dns::{HealthTable, Outcome, Report};
@@ -208,7 +207,7 @@ pub fn zone_data(names: usize) -> ZoneData {
 /// `names` generated names, with health ordering active: for every second name the primary's
 /// IPv4 address is reported down, for every third the gateway-1 virtual asset is reported up.
 pub fn handler(names: usize) -> Handler {
-    let snapshot = Snapshot::new(zone_data(names), default_identity());
+    let snapshot = Snapshot::new(zone_data(names), failover_dns::Identity::default());
     let health = HealthTable::new();
     for i in 0..names {
         if i % 2 == 0 {

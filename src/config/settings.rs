@@ -17,6 +17,9 @@ use crate::model::Identity;
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Forwarded answers cached when nothing else is said.
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+/// The settings file read when `--config` names none and it exists in the working directory:
+/// the repository's own carries the sample identity the sample zones' policies grant.
+pub const DEFAULT_SETTINGS_FILE: &str = "failover-dns.toml";
 /// The zones directory when nothing else is said, relative to the working directory.
 pub const DEFAULT_ZONES_DIR: &str = "zones";
 /// Where upstreams come from when none are named.
@@ -58,7 +61,7 @@ impl Default for Settings {
             zones_dir: PathBuf::from(DEFAULT_ZONES_DIR),
             listen: vec![default_listen()],
             control: default_control_path(),
-            identity: default_identity(),
+            identity: Identity::default(),
             upstreams: None,
             resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
@@ -75,15 +78,6 @@ impl Default for Settings {
 /// needs no privileges.
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5300))
-}
-
-/// The identity the embedded default serves the sample zones for.
-pub fn default_identity() -> Identity {
-    Identity {
-        user: Some("alice".to_string()),
-        groups: vec!["engineering".to_string()],
-        device: Some("alice-laptop".to_string()),
-    }
 }
 
 /// The control socket path when none is configured: `$XDG_RUNTIME_DIR/failover-dns.sock`; else

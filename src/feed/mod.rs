@@ -260,7 +260,7 @@ fn resolve_target(snapshot: &Snapshot, target: &ReportTarget) -> Result<Vec<IpAd
 mod tests {
     use super::*;
     use crate::config::load_zone_text;
-    use crate::config::settings::default_identity;
+    use crate::testing::demo_identity;
 
     const ZONE: &str = r#"
 [[zone]]
@@ -286,7 +286,7 @@ destinations = ["app-host", "app-via-gw"]
 
     fn feed() -> (Feed, Metrics) {
         let data = load_zone_text("zone.toml", ZONE).expect("valid zone");
-        let snapshot = SharedSnapshot::new(Snapshot::new(data, default_identity()));
+        let snapshot = SharedSnapshot::new(Snapshot::new(data, demo_identity()));
         let metrics = Metrics::new();
         let feed = Feed::new(snapshot, HealthTable::new(), Events::new(), metrics.clone());
         (feed, metrics)

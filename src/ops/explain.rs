@@ -219,7 +219,7 @@ pub fn render_explanation_text(explanation: &Explanation, now: SystemTime) -> St
 mod tests {
     use super::*;
     use crate::config::load_zone_sources;
-    use crate::config::settings::default_identity;
+    use crate::testing::demo_identity;
     use crate::health::{Outcome, Report};
     use crate::location::SourceFile;
     use std::path::Path;
@@ -233,7 +233,7 @@ mod tests {
             SourceFile::new(Path::new("50.toml"), text),
         ];
         let data = load_zone_sources(&sources).expect("sample zones load");
-        let snapshot = Snapshot::new(data, default_identity());
+        let snapshot = Snapshot::new(data, demo_identity());
         let health = HealthTable::new();
         health.report(Report {
             address: "100.64.4.10".parse().expect("literal"),

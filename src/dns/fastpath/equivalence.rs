@@ -13,7 +13,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use proptest::prelude::*;
 
 use crate::config::load_zone_text;
-use crate::config::settings::default_identity;
+use crate::testing::demo_identity;
 use crate::dns::answer::Transport;
 use crate::dns::fastpath::AnswerMemo;
 use crate::dns::forward::ForwardSettings;
@@ -355,7 +355,7 @@ fn action() -> impl Strategy<Value = Action> {
 fn snapshot(text: &str) -> Result<Snapshot, TestCaseError> {
     let data = load_zone_text("equivalence.toml", text)
         .map_err(|error| TestCaseError::fail(format!("generated zone: {error}\n{text}")))?;
-    Ok(Snapshot::new(data, default_identity()))
+    Ok(Snapshot::new(data, demo_identity()))
 }
 
 /// The reply bytes of a step, or what else it was.
