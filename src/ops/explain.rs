@@ -219,9 +219,9 @@ pub fn render_explanation_text(explanation: &Explanation, now: SystemTime) -> St
 mod tests {
     use super::*;
     use crate::config::load_zone_sources;
-    use crate::testing::demo_identity;
     use crate::health::{Outcome, Report};
     use crate::location::SourceFile;
+    use crate::testing::demo_identity;
     use std::path::Path;
 
     #[test]

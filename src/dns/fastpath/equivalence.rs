@@ -13,13 +13,13 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use proptest::prelude::*;
 
 use crate::config::load_zone_text;
-use crate::testing::demo_identity;
 use crate::dns::answer::Transport;
 use crate::dns::fastpath::AnswerMemo;
 use crate::dns::forward::ForwardSettings;
 use crate::dns::handler::{Client, Handler, Step};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::health::{HealthTable, Outcome, Report};
+use crate::testing::demo_identity;
 
 /// Endpoint addresses the zones draw from (none is ever contacted).
 const ADDRESSES: [&str; 6] = [
