@@ -128,8 +128,8 @@ pub struct HealthTable {
 struct Inner {
     entries: DashMap<IpAddr, EndpointHealth>,
     sequence: AtomicU64,
-    /// Counts changes to the table, bumped after each one is applied (see [`HealthTable::generation`]).
-    generation: AtomicU64,
+    /// Counts changes to the table, bumped after each one is applied (see [`HealthTable::changes`]).
+    changes: AtomicU64,
 }
 
 impl HealthTable {
@@ -156,15 +156,15 @@ impl HealthTable {
         health
     }
 
-    /// How many changes the table has seen. A reader that takes the generation before reading
+    /// How many changes the table has seen. A reader that takes the change count before reading
     /// entries and finds it unchanged later knows that nothing it read has changed since;
     /// every change bumps it after it is applied, so the next reader sees the change.
-    pub fn generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::Acquire)
+    pub fn changes(&self) -> u64 {
+        self.inner.changes.load(Ordering::Acquire)
     }
 
     fn changed(&self) {
-        self.inner.generation.fetch_add(1, Ordering::Release);
+        self.inner.changes.fetch_add(1, Ordering::Release);
     }
 
     /// What is known about `address` (all `None` when nothing was reported).

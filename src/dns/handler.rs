@@ -185,11 +185,11 @@ impl Handler {
         let started = now;
         // Read before answering: a change after this point makes the memo stale, never wrong.
         let state = AnswerState {
-            snapshot_generation: self.snapshot.generation(),
-            health_generation: self.health.generation(),
+            snapshot_changes: self.snapshot.changes(),
+            health_changes: self.health.changes(),
             transport: client.transport,
             may_forward: self.may_forward(client),
-            cache_generation: self.forwarder.cache_generation(),
+            cache_changes: self.forwarder.cache_changes(),
         };
         let mut reply = recycled;
         reply.clear();

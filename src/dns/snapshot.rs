@@ -119,8 +119,8 @@ impl Snapshot {
 pub struct SharedSnapshot {
     current: Arc<ArcSwap<Snapshot>>,
     /// Counts replacements, bumped after each store: an answer computed after reading
-    /// generation `g` is from snapshot `g` or a newer one (see [`crate::dns::fastpath`]).
-    generation: Arc<AtomicU64>,
+    /// change count `g` is from snapshot `g` or a newer one (see [`crate::dns::fastpath`]).
+    changes: Arc<AtomicU64>,
 }
 
 impl SharedSnapshot {
@@ -128,7 +128,7 @@ impl SharedSnapshot {
     pub fn new(snapshot: Snapshot) -> Self {
         SharedSnapshot {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
-            generation: Arc::new(AtomicU64::new(0)),
+            changes: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -136,8 +136,8 @@ impl SharedSnapshot {
     /// when it is unchanged afterwards, the answer is still the current one.
     ///
     /// [`load`]: SharedSnapshot::load
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// The snapshot to answer one query from.
@@ -148,6 +148,6 @@ impl SharedSnapshot {
     /// Replaces the snapshot; queries already running finish on the old one.
     pub fn store(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
-        self.generation.fetch_add(1, Ordering::Release);
+        self.changes.fetch_add(1, Ordering::Release);
     }
 }

@@ -110,7 +110,7 @@ struct Inner {
     running: Settings,
     /// Held for the whole of a reload, so reloads never interleave; holds what the last
     /// configuration built by a reload was read from, and the snapshot generation it was
-    /// stored as (zone data swapped in through the embedding API makes it stale).
+    /// stored at (its change count: zone data swapped in through the embedding API makes it stale).
     last_build: Mutex<Option<(InputStamp, u64)>>,
     state: Mutex<State>,
     /// Where reload outcomes are published.
@@ -244,7 +244,7 @@ impl Reloader {
         let stamp = InputStamp::take(&*self.inner.load_settings, &self.inner.running.zones_dir);
         let unchanged = match (&stamp, &*last_build) {
             (Some(now), Some((built_from, generation))) => {
-                now == built_from && *generation == self.inner.snapshot.generation()
+                now == built_from && *generation == self.inner.snapshot.changes()
             }
             _ => false,
         };
@@ -258,7 +258,7 @@ impl Reloader {
                 let summary = match built {
                     Some(built) => {
                         let summary = self.install(built, trigger);
-                        *last_build = stamp.map(|stamp| (stamp, self.inner.snapshot.generation()));
+                        *last_build = stamp.map(|stamp| (stamp, self.inner.snapshot.changes()));
                         summary
                     }
                     None => self.reinstate(trigger),

@@ -9,8 +9,8 @@
 //! bytes and appears nowhere else — unless a name in the query is a compression pointer into
 //! the ID, so such queries are never memoised. So a memo is used only when its key bytes are equal, the
 //! transport and forwarding permission are the same, and neither the snapshot nor the health
-//! table has changed since it was made: both count their changes ([`SharedSnapshot::generation`],
-//! [`HealthTable::generation`]), the counts are read *before* the general path runs, and a memo
+//! table has changed since it was made: both count their changes ([`SharedSnapshot::changes`],
+//! [`HealthTable::changes`]), the counts are read *before* the general path runs, and a memo
 //! carries the counts it was made under. Answers from upstreams are memoised only when they
 //! came from the forwarding cache: such a memo also keeps when the cache stored the answer, how
 //! long the cache keeps it and where the reply's TTLs are, and on each hit lowers the TTLs by
@@ -31,8 +31,8 @@
 //! costs the general path. Names are compared byte for byte, case included, so a client that
 //! randomises case (DNS 0x20) misses and gets the general path.
 //!
-//! [`SharedSnapshot::generation`]: crate::dns::snapshot::SharedSnapshot::generation
-//! [`HealthTable::generation`]: crate::health::HealthTable::generation
+//! [`SharedSnapshot::changes`]: crate::dns::snapshot::SharedSnapshot::changes
+//! [`HealthTable::changes`]: crate::health::HealthTable::changes
 
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
@@ -52,17 +52,17 @@ const ID_LEN: usize = 2;
 /// The state an answer was computed under. Equal states give equal answers for equal query bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnswerState {
-    /// [`crate::dns::snapshot::SharedSnapshot::generation`] before the answer was computed.
-    pub snapshot_generation: u64,
-    /// [`crate::health::HealthTable::generation`] before the answer was computed.
-    pub health_generation: u64,
+    /// [`crate::dns::snapshot::SharedSnapshot::changes`] before the answer was computed.
+    pub snapshot_changes: u64,
+    /// [`crate::health::HealthTable::changes`] before the answer was computed.
+    pub health_changes: u64,
     /// UDP or TCP (the size limit).
     pub transport: Transport,
     /// Whether names outside the zones are forwarded for the client (RA, REFUSED).
     pub may_forward: bool,
-    /// [`crate::dns::forward::Forwarder::cache_generation`] before the answer was computed. Only
+    /// [`crate::dns::forward::Forwarder::cache_changes`] before the answer was computed. Only
     /// answers from the cache depend on it: the others ignore it.
-    pub cache_generation: u64,
+    pub cache_changes: u64,
 }
 
 /// When an answer came from the forwarding cache: the times the memo ages its copy by.
@@ -124,7 +124,7 @@ impl Memo {
     fn valid_in(&self, state: &AnswerState) -> bool {
         let mut made_in = self.state;
         if self.aging.is_none() {
-            made_in.cache_generation = state.cache_generation;
+            made_in.cache_changes = state.cache_changes;
         }
         made_in == *state
     }
@@ -466,13 +466,13 @@ mod equivalence;
 mod tests {
     use super::*;
 
-    fn state(health_generation: u64) -> AnswerState {
+    fn state(health_changes: u64) -> AnswerState {
         AnswerState {
-            snapshot_generation: 0,
-            health_generation,
+            snapshot_changes: 0,
+            health_changes,
             transport: Transport::Udp,
             may_forward: false,
-            cache_generation: 0,
+            cache_changes: 0,
         }
     }
 

@@ -55,7 +55,7 @@ pub struct AnswerCache {
     /// How many times the cache has changed: an answer stored (which may evict another), an
     /// expired one dropped, or everything cleared. The fast path's memo of cached answers is
     /// valid only while this stays the same.
-    generation: AtomicU64,
+    changes: AtomicU64,
 }
 
 /// A cached response as [`AnswerCache::lookup`] gives it, with the times the fast path needs
@@ -77,7 +77,7 @@ impl AnswerCache {
     pub fn new(capacity: usize) -> Self {
         AnswerCache {
             entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
-            generation: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
         }
     }
 
@@ -101,7 +101,7 @@ impl AnswerCache {
         };
         if let Ok(mut entries) = entries.lock() {
             entries.put(key, entry);
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.changes.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -118,7 +118,7 @@ impl AnswerCache {
             let age = now.saturating_duration_since(entry.stored);
             if age >= Duration::from_secs(u64::from(entry.ttl)) {
                 entries.pop(&key);
-                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.changes.fetch_add(1, Ordering::AcqRel);
                 return None;
             }
             entry.clone()
@@ -150,8 +150,8 @@ impl AnswerCache {
     }
 
     /// How many times the cache has changed (see the field).
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// Forgets every answer.
@@ -161,7 +161,7 @@ impl AnswerCache {
         {
             entries.clear();
         }
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -306,26 +306,26 @@ mod tests {
     }
 
     #[test]
-    fn the_generation_counts_every_change_and_no_hit() {
+    fn the_change_count_counts_every_change_and_no_hit() {
         let cache = AnswerCache::new(1);
         let start = Instant::now();
         let store = |name: &str| {
             let key = CacheKey::for_request(&query(name)).expect("one question");
             cache.store(key, &response(ResponseCode::NoError, &[10], None), start);
         };
-        assert_eq!(cache.generation(), 0);
+        assert_eq!(cache.changes(), 0);
         store("a.example.");
-        assert_eq!(cache.generation(), 1, "a store");
+        assert_eq!(cache.changes(), 1, "a store");
         assert!(cache.lookup(&query("a.example."), start).is_some());
         assert!(cache.lookup(&query("b.example."), start).is_none());
-        assert_eq!(cache.generation(), 1, "hits and misses change nothing");
+        assert_eq!(cache.changes(), 1, "hits and misses change nothing");
         store("b.example.");
-        assert_eq!(cache.generation(), 2, "a store that evicts");
+        assert_eq!(cache.changes(), 2, "a store that evicts");
         let later = start + Duration::from_secs(10);
         assert!(cache.lookup(&query("b.example."), later).is_none());
-        assert_eq!(cache.generation(), 3, "an expired answer dropped");
+        assert_eq!(cache.changes(), 3, "an expired answer dropped");
         cache.clear();
-        assert_eq!(cache.generation(), 4, "a clear");
+        assert_eq!(cache.changes(), 4, "a clear");
     }
 
     #[test]

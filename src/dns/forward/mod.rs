@@ -190,8 +190,8 @@ impl Forwarder {
     }
 
     /// How many times the cache has changed: answers stored, expired ones dropped, cleared.
-    pub fn cache_generation(&self) -> u64 {
-        self.inner.cache.generation()
+    pub fn cache_changes(&self) -> u64 {
+        self.inner.cache.changes()
     }
 
     /// Stores `response` as the answer to `request` at `now`, as a forward does (for tests
