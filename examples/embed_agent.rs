@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use failover_dns::FailoverDns;
 use failover_dns::Outcome;
+use failover_dns::ReportSource;
 use failover_dns::ReportTarget;
 use failover_dns::Settings;
 use hickory_proto::op::{Message, Query};
@@ -81,7 +82,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let first = *before
         .first()
         .ok_or("app.internal has no permitted endpoint")?;
-    dns.report(&ReportTarget::Address(first), Outcome::Failure, None)?;
+    dns.report(
+        &ReportTarget::Address(first),
+        Outcome::Failure,
+        None,
+        ReportSource::Agent,
+    )?;
     let after = dns
         .answer_order("app.internal")
         .ok_or("app.internal disappeared")?;

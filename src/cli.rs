@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `check`, `report`, `status` and `reload`, and what
-//! each does.
+//! The command line: `serve` (the default), `check`, `report`, `drain`, `undrain`, `watch`,
+//! `status` and `reload`, and what each does.
 //! The binary only parses this and calls [`run`].
 
 use std::io::Write;
@@ -23,7 +23,7 @@ use crate::config::settings::{
 use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
 use crate::dns::snapshot::Snapshot;
 use crate::embed::FailoverDns;
-use crate::health::Outcome;
+use crate::health::{Outcome, ReportSource};
 use crate::location::ConfigError;
 use crate::ops::readiness::ServiceManager;
 use crate::ops::status::render_status_text;
@@ -62,12 +62,18 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve DNS (UDP and TCP) and the control socket until SIGINT or SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate the settings and zone files without serving. Exit 1 with file:line:column on
     /// errors; exit 0 with a warning for each shared name that a policy grants only in part.
     Check(ConfigArgs),
     /// Feed one connection outcome for an endpoint address to the running server.
     Report(ReportArgs),
+    /// Drain a destination for maintenance: its endpoints are answered after every other
+    /// endpoint of their names (never removed) until `undrain`. Kept across restarts with
+    /// --state-file.
+    Drain(DrainArgs),
+    /// End a destination's drain: its endpoints are ordered by health again.
+    Undrain(DrainArgs),
     /// Print events as they happen (endpoint up/down, a name's first endpoint changing, reloads),
     /// one JSON object per line, until interrupted.
     Watch(ControlArgs),
@@ -144,6 +150,26 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (loopback only) [default: off]
     #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_listen)]
     pub metrics: Option<SocketAddr>,
+    /// Do not watch the machine's own TCP connections to endpoint addresses (the connection
+    /// observer, which turns an unanswered SYN into a failure report and a completed
+    /// connection into a success) [default: on, Linux only]
+    #[arg(long, conflicts_with = "fail_fast")]
+    pub no_observe: bool,
+    /// How often the observer looks at the kernel's sockets, in milliseconds [default: 250]
+    #[arg(long, value_name = "MS", value_parser = parse_observe_interval_ms)]
+    pub observe_interval_ms: Option<Duration>,
+    /// When an endpoint goes down and its names have another endpoint that is not down, abort
+    /// connects still waiting on it (SYN sent, unanswered), so applications move to the next
+    /// address at once. Needs CAP_NET_ADMIN; without it, a warning and off [default: off]
+    #[arg(long)]
+    pub fail_fast: bool,
+}
+
+fn parse_observe_interval_ms(text: &str) -> Result<Duration, String> {
+    let milliseconds: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))?;
+    crate::config::settings::parse_observe_interval(milliseconds)
 }
 
 fn parse_timeout_ms(text: &str) -> Result<Duration, String> {
@@ -184,6 +210,30 @@ pub struct ReportArgs {
     /// Measured round-trip time in milliseconds.
     #[arg(long, value_name = "N")]
     pub rtt_ms: Option<f64>,
+    /// Who saw the outcome: `agent` for real traffic (a success puts the path first), `probe`
+    /// for a check that only says the path answers (it never reorders healthy paths)
+    #[arg(long, value_name = "SOURCE", default_value = "agent", value_parser = parse_report_source)]
+    pub source: ReportSource,
+    /// How to reach the server.
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+fn parse_report_source(text: &str) -> Result<ReportSource, String> {
+    ReportSource::ALL
+        .into_iter()
+        .find(|source| source.label() == text)
+        .ok_or_else(|| {
+            format!("{text:?} is not a report source: agent, probe, observer or recheck")
+        })
+}
+
+/// Options of `drain` and `undrain`.
+#[derive(Debug, Clone, Args)]
+pub struct DrainArgs {
+    /// The destination (asset, virtual asset or subnet id).
+    #[arg(value_name = "DESTINATION")]
+    pub destination: String,
     /// How to reach the server.
     #[command(flatten)]
     pub control: ControlArgs,
@@ -274,9 +324,11 @@ impl ControlArgs {
 pub async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
     match cli.command {
         None => serve(cli.serve).await,
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Check(args)) => check(&args),
         Some(Command::Report(args)) => report(&args),
+        Some(Command::Drain(args)) => drain(&args, true),
+        Some(Command::Undrain(args)) => drain(&args, false),
         Some(Command::Status(args)) => status(&args),
         Some(Command::Watch(args)) => watch(&args),
         Some(Command::Reload(args)) => reload(&args),
@@ -312,6 +364,15 @@ pub fn serve_settings(args: &ServeArgs) -> Result<Settings, ConfigError> {
     }
     if let Some(metrics) = args.metrics {
         settings.metrics = Some(metrics);
+    }
+    if args.no_observe {
+        settings.observe.enabled = false;
+    }
+    if let Some(interval) = args.observe_interval_ms {
+        settings.observe.interval = interval;
+    }
+    if args.fail_fast {
+        settings.observe.fail_fast = true;
     }
     Ok(settings)
 }
@@ -472,6 +533,7 @@ fn report(args: &ReportArgs) -> Result<ExitCode, CommandError> {
             destination: args.destination.clone(),
             outcome,
             rtt_ms: args.rtt_ms,
+            source: Some(args.source),
         },
     )?;
     let mut out = std::io::stdout().lock();
@@ -487,6 +549,35 @@ fn report(args: &ReportArgs) -> Result<ExitCode, CommandError> {
                     result.names.join(", ")
                 )?;
             }
+        }
+        other => writeln!(out, "{}", serde_json::to_string(&other).unwrap_or_default())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn drain(args: &DrainArgs, draining: bool) -> Result<ExitCode, CommandError> {
+    let path = args.control.path()?;
+    let destination = args.destination.clone();
+    let request = if draining {
+        ControlRequest::Drain { destination }
+    } else {
+        ControlRequest::Undrain { destination }
+    };
+    let reply = crate::control::request(&path, &request)?;
+    let mut out = std::io::stdout().lock();
+    match reply {
+        ControlReply::Drain {
+            destination,
+            draining,
+            changed,
+        } => {
+            let now = if draining {
+                "draining: answered after every other endpoint"
+            } else {
+                "not draining: ordered by health"
+            };
+            let already = if changed { "" } else { " (already)" };
+            writeln!(out, "{destination}: {now}{already}")?;
         }
         other => writeln!(out, "{}", serde_json::to_string(&other).unwrap_or_default())?,
     }

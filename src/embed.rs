@@ -9,6 +9,7 @@
 //! use failover_dns::FailoverDns;
 //! use failover_dns::ReportTarget;
 //! use failover_dns::Outcome;
+//! use failover_dns::ReportSource;
 //! use failover_dns::Settings;
 //!
 //! let dns = FailoverDns::from_settings(Settings::default())?;
@@ -18,7 +19,8 @@
 //!     let dns = dns.clone();
 //!     async move { dns.serve(vec![listener], None, None, async { let _ = stopped.await; }).await }
 //! });
-//! dns.report(&ReportTarget::Address("100.64.1.10".parse()?), Outcome::Failure, None)?;
+//! let primary = ReportTarget::Address("100.64.1.10".parse()?);
+//! dns.report(&primary, Outcome::Failure, None, ReportSource::Agent)?;
 //! println!("{:?}", dns.answer_order("app.internal"));
 //! let _ = stop.send(());
 //! serving.await?;
@@ -44,7 +46,7 @@ use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::feed::events::{Event, Events};
 use crate::feed::probe::Probes;
 use crate::feed::{Feed, FeedError, ReportResult, ReportTarget};
-use crate::health::{HealthTable, Outcome};
+use crate::health::{HealthTable, Outcome, ReportSource};
 use crate::location::ConfigError;
 use crate::metrics::Metrics;
 use crate::model::ZoneData;
@@ -170,14 +172,24 @@ impl FailoverDns {
     }
 
     /// Records a connection outcome for an address or for every address of a destination; the
-    /// very next DNS answer reflects it.
+    /// very next DNS answer reflects it. `source` says who saw it: the agent's own connections
+    /// ([`ReportSource::Agent`]) reorder healthy paths, a probe's ([`ReportSource::Probe`]) only
+    /// says the path is alive.
     pub fn report(
         &self,
         target: &ReportTarget,
         outcome: Outcome,
         rtt: Option<Duration>,
+        source: ReportSource,
     ) -> Result<Vec<ReportResult>, FeedError> {
-        self.inner.feed.report(target, outcome, rtt)
+        self.inner.feed.report(target, outcome, rtt, source)
+    }
+
+    /// Drains the destination `id` for maintenance (`true`) or ends its drain (`false`): its
+    /// endpoints go after every other endpoint, still answered. Kept in the state file. Returns
+    /// whether anything changed.
+    pub fn set_draining(&self, id: &str, draining: bool) -> Result<bool, FeedError> {
+        self.inner.feed.set_draining(id, draining)
     }
 
     /// The addresses `name` resolves to for this client now, in answer order (A and AAAA

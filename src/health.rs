@@ -1,6 +1,7 @@
-//! The live health table: per endpoint address, the last success, last failure, consecutive
-//! failures and last RTT, fed by reports from the agent. A cheap `Clone` handle around a
-//! concurrent map; a report is visible to the very next lookup.
+//! The live health table: per endpoint address, the last success (and the last one that came
+//! from real traffic), last failure, consecutive failures, last RTT and the source of the last
+//! report; and the set of draining destinations. A cheap `Clone` handle around a concurrent
+//! map; a report or a drain is visible to the very next lookup.
 //!
 //! Reports are ordered by a global sequence number as well as wall-clock time, so "most recent"
 //! and "oldest" are exact even for reports within the same clock tick.
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,54 @@ pub enum Outcome {
     Failure,
 }
 
+/// Who saw an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportSource {
+    /// The agent's connection layer (through the control socket or the embedding API): real
+    /// traffic.
+    Agent,
+    /// The connection observer: an application's own connection, as the kernel saw it.
+    Observer,
+    /// An active probe: the path is alive, which does not make it the one in use.
+    Probe,
+    /// The observer's re-check of a path it saw fail (a connect of the server's own): alive,
+    /// not in use.
+    Recheck,
+}
+
+impl ReportSource {
+    /// Every source, in the order the metrics list them.
+    pub const ALL: [ReportSource; 4] = [
+        ReportSource::Agent,
+        ReportSource::Observer,
+        ReportSource::Probe,
+        ReportSource::Recheck,
+    ];
+
+    /// Whether a success from this source means applications use the path (agent, observer),
+    /// rather than only that it answers (probe, re-check). Only those reorder healthy paths.
+    pub fn carries_traffic(self) -> bool {
+        matches!(self, ReportSource::Agent | ReportSource::Observer)
+    }
+
+    /// The source's name in `status`, events and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReportSource::Agent => "agent",
+            ReportSource::Observer => "observer",
+            ReportSource::Probe => "probe",
+            ReportSource::Recheck => "recheck",
+        }
+    }
+}
+
+impl std::fmt::Display for ReportSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// One outcome for one endpoint address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
@@ -32,6 +82,8 @@ pub struct Report {
     pub outcome: Outcome,
     /// Round-trip time measured, if any.
     pub rtt: Option<Duration>,
+    /// Who saw it.
+    pub source: ReportSource,
 }
 
 /// When something happened: a sequence number that totally orders reports, and the wall clock.
@@ -46,8 +98,10 @@ pub struct Stamp {
 /// What is known about one endpoint address.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EndpointHealth {
-    /// Last successful connection.
+    /// Last successful connection, from any source.
     pub last_success: Option<Stamp>,
+    /// Last successful connection from a source that carries traffic (agent, observer).
+    pub last_traffic_success: Option<Stamp>,
     /// Last failed connection.
     pub last_failure: Option<Stamp>,
     /// Failures since the last success.
@@ -56,6 +110,8 @@ pub struct EndpointHealth {
     pub last_rtt: Option<Duration>,
     /// When the endpoint entered its current state (the report that changed it).
     pub state_since: Option<Stamp>,
+    /// Who made the last report.
+    pub last_source: Option<ReportSource>,
 }
 
 /// The state an endpoint is in, derived from its reports.
@@ -92,6 +148,9 @@ impl EndpointHealth {
         match report.outcome {
             Outcome::Success => {
                 self.last_success = Some(stamp);
+                if report.source.carries_traffic() {
+                    self.last_traffic_success = Some(stamp);
+                }
                 self.consecutive_failures = 0;
             }
             Outcome::Failure => {
@@ -102,6 +161,7 @@ impl EndpointHealth {
         if report.rtt.is_some() {
             self.last_rtt = report.rtt;
         }
+        self.last_source = Some(report.source);
         if self.state() != previous {
             self.state_since = Some(stamp);
         }
@@ -127,6 +187,9 @@ pub struct HealthTable {
 #[derive(Debug, Default)]
 struct Inner {
     entries: DashMap<IpAddr, EndpointHealth>,
+    /// Ids of the destinations being drained, sorted. Replaced whole on the rare change, read
+    /// without a lock by every answer.
+    draining: ArcSwap<Vec<String>>,
     sequence: AtomicU64,
     /// Counts changes to the table, bumped after each one is applied (see [`HealthTable::changes`]).
     changes: AtomicU64,
@@ -174,6 +237,47 @@ impl HealthTable {
             .get(&address)
             .map(|entry| *entry)
             .unwrap_or_default()
+    }
+
+    /// Whether the destination with id `id` is draining.
+    pub fn is_draining(&self, id: &str) -> bool {
+        let draining = self.inner.draining.load();
+        !draining.is_empty() && draining.binary_search_by(|d| d.as_str().cmp(id)).is_ok()
+    }
+
+    /// Whether any destination is draining (lets answers skip the per-endpoint check).
+    pub fn any_draining(&self) -> bool {
+        !self.inner.draining.load().is_empty()
+    }
+
+    /// The ids of the draining destinations, sorted.
+    pub fn draining(&self) -> Vec<String> {
+        self.inner.draining.load().as_ref().clone()
+    }
+
+    /// Starts (`true`) or ends (`false`) draining the destination `id`. Returns whether that
+    /// changed anything. Destinations are named by id, so a drain survives reloads.
+    pub fn set_draining(&self, id: &str, draining: bool) -> bool {
+        let mut changed = false;
+        self.inner.draining.rcu(|current| {
+            let mut next = current.as_ref().clone();
+            changed = match (next.binary_search_by(|d| d.as_str().cmp(id)), draining) {
+                (Ok(_), true) | (Err(_), false) => false,
+                (Err(at), true) => {
+                    next.insert(at, id.to_string());
+                    true
+                }
+                (Ok(at), false) => {
+                    next.remove(at);
+                    true
+                }
+            };
+            next
+        });
+        if changed {
+            self.changed();
+        }
+        changed
     }
 
     /// Forgets every report.
@@ -232,7 +336,41 @@ mod tests {
             address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
             outcome,
             rtt: None,
+            source: ReportSource::Agent,
         }
+    }
+
+    #[test]
+    fn only_traffic_sources_stamp_the_traffic_success() {
+        let table = HealthTable::new();
+        let probe = Report {
+            source: ReportSource::Probe,
+            ..report(1, Outcome::Success)
+        };
+        let health = table.report(probe);
+        assert_eq!(health.state(), State::Up);
+        assert_eq!(health.last_traffic_success, None);
+        assert_eq!(health.last_source, Some(ReportSource::Probe));
+        let health = table.report(Report {
+            source: ReportSource::Observer,
+            ..probe
+        });
+        assert_eq!(health.last_traffic_success, health.last_success);
+    }
+
+    #[test]
+    fn drains_are_kept_by_id_and_counted_as_changes() {
+        let table = HealthTable::new();
+        let before = table.changes();
+        assert!(table.set_draining("gw-b", true));
+        assert!(table.set_draining("gw-a", true));
+        assert!(!table.set_draining("gw-a", true), "already draining");
+        assert_eq!(table.draining(), ["gw-a", "gw-b"]);
+        assert!(table.is_draining("gw-b") && !table.is_draining("gw-c"));
+        assert!(table.set_draining("gw-b", false));
+        assert!(!table.set_draining("gw-b", false), "not draining");
+        assert_eq!(table.draining(), ["gw-a"]);
+        assert_eq!(table.changes(), before + 3, "three real changes");
     }
 
     #[test]

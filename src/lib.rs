@@ -46,7 +46,7 @@ pub use control::{
 pub use embed::FailoverDns;
 pub use feed::events::Event;
 pub use feed::{Feed, FeedError, ReportResult, ReportTarget};
-pub use health::{HealthTable, Outcome, Report, State};
+pub use health::{HealthTable, Outcome, Report, ReportSource, State};
 pub use location::{ConfigError, Diagnostic, Location, SourceFile};
 pub use metrics::Metrics;
 pub use model::{Identity, ZoneData};

@@ -21,7 +21,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::health::Outcome;
+use crate::health::{Outcome, ReportSource};
 
 /// The `Content-Type` of [`Metrics::render`]'s text: the Prometheus text format, version 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -188,6 +188,43 @@ impl EncodeMetric for Count {
     }
 }
 
+/// Health reports per `source` and `outcome` label, every pair always shown.
+#[derive(Debug, Default)]
+struct ReportCounts([[AtomicU64; 2]; ReportSource::ALL.len()]);
+
+impl ReportCounts {
+    fn add_one(&self, source: ReportSource, succeeded: bool) {
+        let by_source = ReportSource::ALL
+            .iter()
+            .position(|s| *s == source)
+            .and_then(|i| self.0.get(i));
+        if let Some(counters) = by_source {
+            counters[usize::from(!succeeded)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl TypedMetric for ReportCounts {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ReportCounts {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (source, counters) in ReportSource::ALL.iter().zip(&self.0) {
+            for (outcome, counter) in ["success", "failure"].into_iter().zip(counters) {
+                encoder
+                    .encode_family(&[("outcome", outcome), ("source", source.label())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&counter.load(Ordering::Relaxed), None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 /// A counter per `outcome` label: `success` and `failure`, both always shown.
 #[derive(Debug, Default)]
 struct BySuccess([AtomicU64; 2]);
@@ -327,7 +364,7 @@ struct Inner {
     queries: QueryCounts,
     handling: Histogram,
     failovers: Count,
-    reports: BySuccess,
+    reports: ReportCounts,
     upstreams: DashMap<SocketAddr, UpstreamCounters>,
     reloads: BySuccess,
     cache_hits: Count,
@@ -365,7 +402,7 @@ impl Collector for Scrape {
             ),
             (
                 "reports",
-                "Health reports accepted, by outcome.",
+                "Health reports accepted, by outcome and source (agent, observer, probe, recheck).",
                 None,
                 &inner.reports,
             ),
@@ -473,11 +510,11 @@ impl Metrics {
         self.inner.failovers.add_one();
     }
 
-    /// Counts a report accepted from the agent.
-    pub fn report(&self, outcome: Outcome) {
+    /// Counts a report accepted from `source`.
+    pub fn report(&self, outcome: Outcome, source: ReportSource) {
         self.inner
             .reports
-            .add_one(matches!(outcome, Outcome::Success));
+            .add_one(source, matches!(outcome, Outcome::Success));
     }
 
     /// Counts one attempt at one upstream and how long it took.
@@ -547,7 +584,7 @@ mod tests {
             Duration::from_micros(3),
         );
         metrics.query(None, QueryOutcome::FormErr, Duration::from_micros(1));
-        metrics.report(Outcome::Failure);
+        metrics.report(Outcome::Failure, ReportSource::Agent);
         metrics.failover();
         metrics.reload(false);
         let upstream: SocketAddr = "127.0.0.1:53".parse().expect("literal");
@@ -563,8 +600,8 @@ mod tests {
             "failover_dns_query_duration_seconds_bucket{le=\"5e-05\"} 4",
             "failover_dns_query_duration_seconds_bucket{le=\"+Inf\"} 4",
             "failover_dns_query_duration_seconds_count 4",
-            "failover_dns_reports_total{outcome=\"failure\"} 1",
-            "failover_dns_reports_total{outcome=\"success\"} 0",
+            "failover_dns_reports_total{outcome=\"failure\",source=\"agent\"} 1",
+            "failover_dns_reports_total{outcome=\"success\",source=\"agent\"} 0",
             "failover_dns_failovers_total 1",
             "failover_dns_reloads_total{outcome=\"failure\"} 1",
             "failover_dns_upstream_queries_total{upstream=\"127.0.0.1:53\",outcome=\"timeout\"} 1",
@@ -654,7 +691,7 @@ mod tests {
         for line in [
             "failover_dns_failovers_total 0",
             "failover_dns_cache_hits_total 0",
-            "failover_dns_reports_total{outcome=\"success\"} 0",
+            "failover_dns_reports_total{outcome=\"success\",source=\"agent\"} 0",
             "failover_dns_reloads_total{outcome=\"failure\"} 0",
             "failover_dns_query_duration_seconds_bucket{le=\"+Inf\"} 0",
             "failover_dns_query_duration_seconds_count 0",

@@ -155,6 +155,9 @@ pub struct Zone {
     pub soa_record: Record,
     /// Where it was declared.
     pub location: Location,
+    /// Whether a recovered primary asset goes first again as soon as it is up (otherwise the
+    /// path that most recently carried traffic stays first).
+    pub failback: bool,
 }
 
 impl Zone {
@@ -179,6 +182,7 @@ impl Zone {
             soa,
             soa_record,
             location,
+            failback: false,
         }
     }
 }

@@ -25,7 +25,7 @@ use failover_dns::Transport;
 use failover_dns::ZoneData;
 use failover_dns::load_zone_sources;
 use failover_dns::{Client, Handler, Step};
-use failover_dns::{HealthTable, Outcome, Report};
+use failover_dns::{HealthTable, Outcome, Report, ReportSource};
 use failover_dns::{SharedSnapshot, Snapshot};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
@@ -230,6 +230,7 @@ pub fn report(health: &HealthTable, address: IpAddr, outcome: Outcome) {
         address,
         outcome,
         rtt: None,
+        source: ReportSource::Agent,
     });
 }
 

@@ -235,9 +235,9 @@ impl<'f> Builder<'f> {
             expire: raw.expire.unwrap_or(86_400),
             minimum,
         };
-        self.data
-            .zones
-            .push(Zone::new(origin, answer_ttl, soa, location));
+        let mut zone = Zone::new(origin, answer_ttl, soa, location);
+        zone.failback = raw.failback;
+        self.data.zones.push(zone);
     }
 
     fn soa_name(

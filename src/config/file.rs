@@ -69,6 +69,7 @@ pub(super) type PreparedProbe = Option<Box<At<Result<ProbeSpec, String>>>>;
 pub(super) struct PreparedZone {
     pub origin: At<String>,
     pub ttl: Option<At<u32>>,
+    pub failback: bool,
     pub mname: Option<At<String>>,
     pub rname: Option<At<String>>,
     pub serial: Option<u32>,
@@ -234,6 +235,7 @@ impl Preparing<'_> {
             let prepared = PreparedZone {
                 origin: self.at(zone.origin),
                 ttl: zone.ttl.map(|ttl| self.at(ttl)),
+                failback: zone.failback,
                 mname: soa.mname.map(|mname| self.at(mname)),
                 rname: soa.rname.map(|rname| self.at(rname)),
                 serial: soa.serial,

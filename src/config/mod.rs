@@ -51,6 +51,9 @@ struct RawZone {
     origin: Located<String>,
     #[serde(default)]
     ttl: Option<Located<u32>>,
+    /// Put a recovered primary asset first again as soon as it is up.
+    #[serde(default)]
+    failback: bool,
     #[serde(default)]
     soa: RawSoa,
 }

@@ -53,6 +53,57 @@ pub struct Settings {
     pub state_file: Option<PathBuf>,
     /// Loopback address of the Prometheus metrics listener; `None`: off.
     pub metrics: Option<SocketAddr>,
+    /// The connection observer and fail fast.
+    pub observe: ObserveSettings,
+}
+
+/// The connection observer: the machine's own TCP connections to endpoint addresses, as the
+/// kernel sees them, reported as health; and fail fast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObserveSettings {
+    /// Whether the observer runs (Linux only).
+    pub enabled: bool,
+    /// Time between two looks at the kernel's sockets.
+    pub interval: Duration,
+    /// SYN retransmissions after which a connect still waiting counts as a failure.
+    pub syn_retransmits: u8,
+    /// Abort connects still waiting on an endpoint that is down when its names have another
+    /// endpoint that is not (needs CAP_NET_ADMIN).
+    pub fail_fast: bool,
+}
+
+/// The observer's poll interval when nothing else is said.
+pub const DEFAULT_OBSERVE_INTERVAL: Duration = Duration::from_millis(250);
+
+impl Default for ObserveSettings {
+    fn default() -> Self {
+        ObserveSettings {
+            enabled: true,
+            interval: DEFAULT_OBSERVE_INTERVAL,
+            syn_retransmits: 1,
+            fail_fast: false,
+        }
+    }
+}
+
+/// Checks an observer poll interval in milliseconds: 20 ms to 10 s.
+pub fn parse_observe_interval(milliseconds: u64) -> Result<Duration, String> {
+    if (20..=10_000).contains(&milliseconds) {
+        Ok(Duration::from_millis(milliseconds))
+    } else {
+        Err(format!(
+            "observe interval {milliseconds} ms is outside 20..=10000 ms"
+        ))
+    }
+}
+
+/// Checks the SYN retransmissions that make a waiting connect a failure: 1 to 6 (Linux gives
+/// up after 6 by default, about 127 s).
+pub fn parse_syn_retransmits(count: u64) -> Result<u8, String> {
+    match u8::try_from(count) {
+        Ok(count @ 1..=6) => Ok(count),
+        _ => Err(format!("observe_syn_retransmits {count} is outside 1..=6")),
+    }
 }
 
 impl Default for Settings {
@@ -70,6 +121,7 @@ impl Default for Settings {
             forward_allow: ForwardAllow::default(),
             state_file: None,
             metrics: None,
+            observe: ObserveSettings::default(),
         }
     }
 }
@@ -143,6 +195,10 @@ struct RawSettings {
     forward_allow: Option<Vec<Spanned<String>>>,
     state_file: Option<String>,
     metrics: Option<Spanned<String>>,
+    observe: Option<bool>,
+    observe_interval_ms: Option<Spanned<u64>>,
+    observe_syn_retransmits: Option<Spanned<u64>>,
+    fail_fast: Option<bool>,
 }
 
 impl Settings {
@@ -176,6 +232,20 @@ impl Settings {
                 parse_metrics_listen(metrics.get_ref())
                     .map_err(|message| ConfigError::one(source.locate(metrics.span()), message))?,
             );
+        }
+        if let Some(observe) = raw.observe {
+            settings.observe.enabled = observe;
+        }
+        if let Some(fail_fast) = raw.fail_fast {
+            settings.observe.fail_fast = fail_fast;
+        }
+        if let Some(interval) = raw.observe_interval_ms {
+            settings.observe.interval = parse_observe_interval(*interval.get_ref())
+                .map_err(|message| ConfigError::one(source.locate(interval.span()), message))?;
+        }
+        if let Some(count) = raw.observe_syn_retransmits {
+            settings.observe.syn_retransmits = parse_syn_retransmits(*count.get_ref())
+                .map_err(|message| ConfigError::one(source.locate(count.span()), message))?;
         }
         if let Some(timeout) = raw.upstream_timeout_ms {
             settings.upstream_timeout = parse_upstream_timeout(*timeout.get_ref())

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ControlContext;
 use crate::feed::ReportTarget;
-use crate::health::{Outcome, State};
+use crate::health::{Outcome, ReportSource, State};
 use crate::ops::explain::{Explanation, explain};
 use crate::ops::status::{StatusReport, status_report};
 use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
@@ -47,6 +47,20 @@ pub enum ControlRequest {
         /// Measured round-trip time in milliseconds, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rtt_ms: Option<f64>,
+        /// Who saw it: `agent` (the default: real traffic), `probe` (a check that the path
+        /// answers, which does not reorder healthy paths), `observer` or `recheck`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<ReportSource>,
+    },
+    /// Drain a destination for maintenance: its endpoints go after all others, still answered.
+    Drain {
+        /// The destination id.
+        destination: String,
+    },
+    /// End a destination's drain.
+    Undrain {
+        /// The destination id.
+        destination: String,
     },
     /// Every shared name with its answer order and endpoint health.
     Status {},
@@ -70,12 +84,21 @@ pub enum ControlReply {
         /// What it did to each address.
         results: Vec<ReportedAddress>,
     },
+    /// A drain or undrain was applied.
+    Drain {
+        /// The destination id.
+        destination: String,
+        /// Whether it is draining now.
+        draining: bool,
+        /// Whether the request changed anything (false: it already was so).
+        changed: bool,
+    },
     /// Why a name resolves the way it does.
     Explanation(Explanation),
     /// Events follow, one per line.
     Watching {},
     /// The status of every shared name.
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     /// The new configuration is serving.
     Reloaded {
         /// Its generation (1 is the configuration loaded at startup).
@@ -140,6 +163,19 @@ pub(super) fn reload_reply(outcome: Result<ReloadSummary, ReloadError>) -> Contr
     }
 }
 
+fn drain_reply(context: &ControlContext, destination: String, draining: bool) -> ControlReply {
+    match context.feed.set_draining(&destination, draining) {
+        Ok(changed) => ControlReply::Drain {
+            destination,
+            draining,
+            changed,
+        },
+        Err(error) => ControlReply::Error {
+            error: error.to_string(),
+        },
+    }
+}
+
 /// Carries out one control request.
 pub fn handle_request(request: ControlRequest, context: &ControlContext) -> ControlReply {
     match request {
@@ -148,6 +184,7 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
             destination,
             outcome,
             rtt_ms,
+            source,
         } => {
             let target = match (address, destination) {
                 (Some(address), None) => ReportTarget::Address(address),
@@ -159,7 +196,8 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
                     };
                 }
             };
-            match context.feed.report_ms(&target, outcome, rtt_ms) {
+            let source = source.unwrap_or(ReportSource::Agent);
+            match context.feed.report_ms(&target, outcome, rtt_ms, source) {
                 Ok(results) => ControlReply::Reported {
                     results: results
                         .into_iter()
@@ -177,6 +215,8 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
                 },
             }
         }
+        ControlRequest::Drain { destination } => drain_reply(context, destination, true),
+        ControlRequest::Undrain { destination } => drain_reply(context, destination, false),
         ControlRequest::Explain { name } => {
             let Ok(parsed) = crate::config::parse_name(&name) else {
                 return ControlReply::Error {
@@ -198,7 +238,7 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
             let snapshot = context.feed.snapshot().load();
             let mut report = status_report(&snapshot, context.feed.health());
             report.config = context.reloader.as_ref().map(Reloader::config_status);
-            ControlReply::Status(report)
+            ControlReply::Status(Box::new(report))
         }
         // Blocks the calling thread while the files load; the socket server takes the async
         // path in `respond` instead.

@@ -34,42 +34,67 @@ impl OrderedEndpoint {
     }
 }
 
+/// Where an endpoint's destination stands apart from its health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// Ordered by health alone.
+    #[default]
+    ByHealth,
+    /// A primary asset in a zone with `failback`: first as soon as it is up.
+    FailbackPrimary,
+    /// A draining destination (maintenance): after every other endpoint, still answered.
+    Draining,
+}
+
 /// Orders permitted endpoints (given in configuration order) for an answer, deduplicated by
 /// address:
-/// - up endpoints (a success newer than any failure), most recent success first;
+/// - a `failback` primary that is up, first;
+/// - up endpoints whose last success came from real traffic (agent, observer), most recent
+///   success first: "prefer whichever path most recently worked";
+/// - then up endpoints known alive only from probes, in configuration order (probes say a
+///   path is alive, not that it is used, so they never reorder healthy paths);
 /// - then unknown endpoints (no report yet), in configuration order;
 /// - then down endpoints (a failure newer than any success), oldest failure first, so failed
-///   paths are retried in rotation rather than abandoned.
+///   paths are retried in rotation rather than abandoned;
+/// - the endpoints of draining destinations after all of those, in the same order among
+///   themselves.
 pub fn order_endpoints(
     permitted: impl IntoIterator<Item = Endpoint>,
     health_of: impl Fn(IpAddr) -> EndpointHealth,
+    placement_of: impl Fn(&Endpoint) -> Placement,
 ) -> Vec<OrderedEndpoint> {
-    let mut ordered: Vec<OrderedEndpoint> = Vec::new();
+    let mut ordered: Vec<(OrderedEndpoint, Placement)> = Vec::new();
     for endpoint in permitted {
         if ordered
             .iter()
-            .any(|o| o.endpoint.address == endpoint.address)
+            .any(|(o, _)| o.endpoint.address == endpoint.address)
         {
             continue;
         }
         let health = health_of(endpoint.address);
-        ordered.push(OrderedEndpoint { endpoint, health });
+        let placement = placement_of(&endpoint);
+        ordered.push((OrderedEndpoint { endpoint, health }, placement));
     }
-    // A stable sort keeps configuration order among unknown endpoints.
-    ordered.sort_by_key(|o| match o.state() {
-        State::Up => (
-            0,
-            Reverse(o.health.last_success.map_or(0, |s| s.sequence)),
-            0,
-        ),
-        State::Unknown => (1, Reverse(0), 0),
-        State::Down => (
-            2,
-            Reverse(0),
-            o.health.last_failure.map_or(0, |s| s.sequence),
-        ),
+    // A stable sort keeps configuration order among equals.
+    ordered.sort_by_key(|(o, placement)| {
+        let draining = u8::from(*placement == Placement::Draining);
+        let never = Reverse(0);
+        match o.state() {
+            State::Up if *placement == Placement::FailbackPrimary => (draining, 0, never, 0),
+            State::Up => match o.health.last_traffic_success {
+                Some(success) => (draining, 1, Reverse(success.sequence), 0),
+                None => (draining, 2, never, 0),
+            },
+            State::Unknown => (draining, 3, never, 0),
+            State::Down => (
+                draining,
+                4,
+                never,
+                o.health.last_failure.map_or(0, |s| s.sequence),
+            ),
+        }
     });
-    ordered
+    ordered.into_iter().map(|(o, _)| o).collect()
 }
 
 /// Address records for `qtype` from ordered endpoints, owned by the name as the client asked it.
@@ -296,7 +321,7 @@ fn header_only(id: u16, opcode_and_rd: u8, code: ResponseCode) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{HealthTable, Outcome, Report};
+    use crate::health::{HealthTable, Outcome, Report, ReportSource};
     use crate::model::DestinationId;
     use std::net::Ipv4Addr;
 
@@ -307,87 +332,220 @@ mod tests {
         }
     }
 
-    fn order_after(reports: &[(u8, Outcome)], configured: &[u8]) -> Vec<u8> {
+    /// A report in the ordering table: endpoint (last octet), outcome, source.
+    type Seen = (u8, Outcome, ReportSource);
+
+    fn order_after(
+        reports: &[Seen],
+        configured: &[u8],
+        placement_of: impl Fn(u8) -> Placement,
+    ) -> Vec<u8> {
         let table = HealthTable::new();
-        for (last, outcome) in reports {
+        for (last, outcome, source) in reports {
             table.report(Report {
                 address: endpoint(*last).address,
                 outcome: *outcome,
                 rtt: None,
+                source: *source,
             });
         }
-        order_endpoints(configured.iter().map(|&l| endpoint(l)), |a| table.get(a))
-            .iter()
-            .map(|o| match o.endpoint.address {
-                IpAddr::V4(v4) => v4.octets()[3],
-                IpAddr::V6(_) => 0,
-            })
-            .collect()
+        let last_octet = |address: IpAddr| match address {
+            IpAddr::V4(v4) => v4.octets()[3],
+            IpAddr::V6(_) => 0,
+        };
+        order_endpoints(
+            configured.iter().map(|&l| endpoint(l)),
+            |a| table.get(a),
+            |e| placement_of(last_octet(e.address)),
+        )
+        .iter()
+        .map(|o| last_octet(o.endpoint.address))
+        .collect()
     }
 
     #[test]
     fn answer_order_table() {
         use Outcome::{Failure as F, Success as S};
-        type Case<'a> = (&'a str, &'a [(u8, Outcome)], &'a [u8], &'a [u8]);
+        use ReportSource::{Agent as A, Observer as O, Probe as P, Recheck as R};
+        // (what, reports, configured, draining, failback primary, expected)
+        type Case<'a> = (
+            &'a str,
+            &'a [Seen],
+            &'a [u8],
+            &'a [u8],
+            Option<u8>,
+            &'a [u8],
+        );
         let cases: &[Case] = &[
             (
                 "nothing reported: configuration order",
                 &[],
                 &[1, 2, 3],
+                &[],
+                None,
                 &[1, 2, 3],
             ),
             (
                 "first fails: it goes last",
-                &[(1, F)],
+                &[(1, F, A)],
                 &[1, 2, 3],
+                &[],
+                None,
                 &[2, 3, 1],
             ),
             (
                 "a success puts that one first",
-                &[(3, S)],
+                &[(3, S, A)],
                 &[1, 2, 3],
+                &[],
+                None,
                 &[3, 1, 2],
             ),
             (
                 "most recent success first",
-                &[(2, S), (3, S)],
+                &[(2, S, A), (3, S, O)],
                 &[1, 2, 3],
+                &[],
+                None,
                 &[3, 2, 1],
             ),
             (
                 "several failures rotate oldest failure first",
-                &[(1, F), (2, F), (3, F)],
+                &[(1, F, A), (2, F, O), (3, F, P)],
                 &[1, 2, 3],
+                &[],
+                None,
                 &[1, 2, 3],
             ),
             (
                 "a failed endpoint failing again goes behind the others",
-                &[(1, F), (2, F), (3, F), (1, F)],
+                &[(1, F, A), (2, F, A), (3, F, A), (1, F, O)],
                 &[1, 2, 3],
+                &[],
+                None,
                 &[2, 3, 1],
             ),
             (
                 "recovered endpoint is up again",
-                &[(1, F), (1, S)],
+                &[(1, F, A), (1, S, A)],
                 &[1, 2, 3],
+                &[],
+                None,
                 &[1, 2, 3],
             ),
             (
                 "up, then unknown, then down",
-                &[(1, F), (3, S)],
+                &[(1, F, A), (3, S, A)],
                 &[1, 2, 3, 4],
+                &[],
+                None,
                 &[3, 2, 4, 1],
             ),
             (
                 "duplicates by address collapse",
                 &[],
                 &[1, 2, 1, 2],
+                &[],
+                None,
                 &[1, 2],
             ),
-            ("no endpoints", &[(1, F)], &[], &[]),
+            ("no endpoints", &[(1, F, A)], &[], &[], None, &[]),
+            (
+                "probes on both, any order: configuration order",
+                &[(2, S, P), (1, S, P), (2, S, P), (1, S, P), (2, S, P)],
+                &[1, 2],
+                &[],
+                None,
+                &[1, 2],
+            ),
+            (
+                "traffic success beats probe-only",
+                &[(1, S, P), (2, S, O), (1, S, P)],
+                &[1, 2],
+                &[],
+                None,
+                &[2, 1],
+            ),
+            (
+                "probe-only up before unknown",
+                &[(3, S, P)],
+                &[1, 2, 3],
+                &[],
+                None,
+                &[3, 1, 2],
+            ),
+            (
+                "a later probe success does not refresh the traffic order",
+                &[(1, S, A), (2, S, A), (1, S, P)],
+                &[1, 2],
+                &[],
+                None,
+                &[2, 1],
+            ),
+            (
+                "recovered by re-check: up, behind the path that carried traffic since",
+                &[(1, S, O), (1, F, O), (2, S, O), (1, S, R)],
+                &[1, 2],
+                &[],
+                None,
+                &[2, 1],
+            ),
+            (
+                "draining goes last even when it is the only one up",
+                &[(1, S, A), (2, F, A)],
+                &[1, 2, 3],
+                &[1],
+                None,
+                &[3, 2, 1],
+            ),
+            (
+                "several draining keep their health order among themselves",
+                &[(1, F, A), (2, S, A)],
+                &[1, 2, 3],
+                &[1, 2],
+                None,
+                &[3, 2, 1],
+            ),
+            (
+                "failback: the primary first as soon as it is up",
+                &[(1, F, O), (2, S, O), (1, S, R), (2, S, O)],
+                &[1, 2],
+                &[],
+                Some(1),
+                &[1, 2],
+            ),
+            (
+                "failback: a down primary still goes behind",
+                &[(2, S, O), (1, F, O)],
+                &[1, 2],
+                &[],
+                Some(1),
+                &[2, 1],
+            ),
+            (
+                "failback yields to drain",
+                &[(1, S, A), (2, S, P)],
+                &[1, 2],
+                &[1],
+                Some(1),
+                &[2, 1],
+            ),
         ];
-        for (what, reports, configured, expected) in cases {
-            assert_eq!(&order_after(reports, configured), expected, "{what}");
+        for (what, reports, configured, draining, failback, expected) in cases {
+            let placement = |last: u8| {
+                if draining.contains(&last) {
+                    Placement::Draining
+                } else if *failback == Some(last) {
+                    Placement::FailbackPrimary
+                } else {
+                    Placement::ByHealth
+                }
+            };
+            assert_eq!(
+                &order_after(reports, configured, placement),
+                expected,
+                "{what}"
+            );
         }
     }
 
@@ -397,7 +555,11 @@ mod tests {
             destination: DestinationId::new(9),
             address: "2001:db8::1".parse().expect("literal"),
         };
-        let ordered = order_endpoints([endpoint(1), v6], |_| EndpointHealth::default());
+        let ordered = order_endpoints(
+            [endpoint(1), v6],
+            |_| EndpointHealth::default(),
+            |_| Placement::ByHealth,
+        );
         let owner = Name::from_ascii("App.Internal.").expect("literal");
         let count = |t| address_records(&owner, t, &ordered, 5).len();
         assert_eq!(

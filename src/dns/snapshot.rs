@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::dns::answer::{OrderedEndpoint, order_endpoints};
+use crate::dns::answer::{OrderedEndpoint, Placement, order_endpoints};
 use crate::dns::policy::{DestinationPolicies, Grants, partial_grants_indexed};
 use crate::dns::zones::Zones;
 use crate::health::HealthTable;
-use crate::model::Identity;
+use crate::model::{DestinationKind, Identity};
 use crate::model::{Endpoint, NameIndex, SharedName, ZoneData};
 
 /// Zone data evaluated for one identity.
@@ -108,9 +108,33 @@ impl Snapshot {
 
     /// The health stage: the permitted endpoints of `name` in answer order.
     pub fn answer_order(&self, name: &SharedName, health: &HealthTable) -> Vec<OrderedEndpoint> {
-        order_endpoints(self.permitted_endpoints(name), |address| {
-            health.get(address)
-        })
+        let failback = self
+            .zones
+            .data()
+            .zones
+            .get(name.zone)
+            .is_some_and(|zone| zone.failback);
+        let any_draining = health.any_draining();
+        let destinations = &self.zones.data().destinations;
+        order_endpoints(
+            self.permitted_endpoints(name),
+            |address| health.get(address),
+            |endpoint| {
+                if !failback && !any_draining {
+                    return Placement::ByHealth;
+                }
+                let Some(destination) = destinations.get(endpoint.destination.index()) else {
+                    return Placement::ByHealth;
+                };
+                if any_draining && health.is_draining(&destination.id) {
+                    Placement::Draining
+                } else if failback && destination.kind == DestinationKind::PrimaryAsset {
+                    Placement::FailbackPrimary
+                } else {
+                    Placement::ByHealth
+                }
+            },
+        )
     }
 }
 

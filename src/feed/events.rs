@@ -1,5 +1,5 @@
-//! What happened, for whoever watches: endpoint state changes, a name's first endpoint changing
-//! (a failover), and reload outcomes. A broadcast channel; a slow watcher misses events rather
+//! What happened, for whoever watches: endpoint state changes (with the source that reported
+//! them), a name's first endpoint changing (a failover), drains, and reload outcomes. A broadcast channel; a slow watcher misses events rather
 //! than slowing the server down.
 
 use std::net::IpAddr;
@@ -20,6 +20,8 @@ pub enum Event {
         address: IpAddr,
         /// The state before: `unknown` or `down`.
         previous: crate::health::State,
+        /// Who reported the success: `agent`, `observer`, `probe` or `recheck`.
+        source: crate::health::ReportSource,
         /// When, milliseconds since the Unix epoch.
         at_unix_ms: u64,
     },
@@ -31,6 +33,8 @@ pub enum Event {
         previous: crate::health::State,
         /// Failures since the last success.
         consecutive_failures: u32,
+        /// Who reported the failure: `agent`, `observer`, `probe` or `recheck`.
+        source: crate::health::ReportSource,
         /// When, milliseconds since the Unix epoch.
         at_unix_ms: u64,
     },
@@ -42,6 +46,20 @@ pub enum Event {
         from: Option<IpAddr>,
         /// The first address now.
         to: Option<IpAddr>,
+        /// When, milliseconds since the Unix epoch.
+        at_unix_ms: u64,
+    },
+    /// A destination is draining: its endpoints go after all others, still answered.
+    DestinationDrained {
+        /// The destination's id.
+        destination: String,
+        /// When, milliseconds since the Unix epoch.
+        at_unix_ms: u64,
+    },
+    /// A destination is no longer draining.
+    DestinationUndrained {
+        /// The destination's id.
+        destination: String,
         /// When, milliseconds since the Unix epoch.
         at_unix_ms: u64,
     },

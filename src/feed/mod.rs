@@ -1,7 +1,8 @@
-//! The agent feed: one connection outcome for an endpoint address, or for every address of a
-//! destination, into the health table. The state changes and failovers it causes are logged
-//! (one line each), published as events and counted. The control socket, the probes and the
-//! embedding API all report through here.
+//! The feed: one connection outcome for an endpoint address, or for every address of a
+//! destination, with its source, into the health table; and drains. The state changes and
+//! failovers they cause are logged (one line each), published as events and counted. The
+//! control socket, the embedding API, the probes and the connection observer all report
+//! through here.
 
 pub mod events;
 pub mod persist;
@@ -14,7 +15,7 @@ use tracing::info;
 
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::feed::events::{Event, Events};
-use crate::health::{HealthTable, Outcome, Report, State};
+use crate::health::{HealthTable, Outcome, Report, ReportSource, State};
 use crate::metrics::Metrics;
 use crate::model::NameIndex;
 use crate::time::now_unix_ms;
@@ -111,6 +112,7 @@ impl Feed {
         target: &ReportTarget,
         outcome: Outcome,
         rtt_ms: Option<f64>,
+        source: ReportSource,
     ) -> Result<Vec<ReportResult>, FeedError> {
         let rtt = match rtt_ms {
             None => None,
@@ -118,7 +120,7 @@ impl Feed {
                 Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| FeedError::InvalidRtt(ms))?,
             ),
         };
-        self.report(target, outcome, rtt)
+        self.report(target, outcome, rtt, source)
     }
 
     /// Records `outcome` for `target`. The next DNS answer already reflects it.
@@ -127,24 +129,14 @@ impl Feed {
         target: &ReportTarget,
         outcome: Outcome,
         rtt: Option<Duration>,
+        source: ReportSource,
     ) -> Result<Vec<ReportResult>, FeedError> {
         if let Some(rtt) = rtt.filter(|rtt| *rtt > MAX_RTT) {
             return Err(FeedError::InvalidRtt(rtt.as_secs_f64() * 1000.0));
         }
         let snapshot = self.snapshot.load();
         let addresses = resolve_target(&snapshot, target)?;
-        let mut names: Vec<NameIndex> = Vec::new();
-        for address in &addresses {
-            for &index in snapshot.zones.name_indexes_with_address(*address) {
-                if !names.contains(&index) {
-                    names.push(index);
-                }
-            }
-        }
-        let first_before: Vec<Option<IpAddr>> = names
-            .iter()
-            .map(|&i| self.first_endpoint(&snapshot, i))
-            .collect();
+        let firsts = FirstEndpoints::before(self, &snapshot, &addresses);
         let mut results = Vec::new();
         for address in addresses {
             let previous = self.health.get(address).state();
@@ -152,11 +144,12 @@ impl Feed {
                 address,
                 outcome,
                 rtt,
+                source,
             });
-            self.metrics.report(outcome);
+            self.metrics.report(outcome, source);
             let state = health.state();
             if state != previous {
-                self.state_changed(address, previous, state, health.consecutive_failures);
+                self.state_changed(address, previous, state, &health);
             }
             results.push(ReportResult {
                 address,
@@ -169,38 +162,66 @@ impl Feed {
                     .unwrap_or_default(),
             });
         }
-        for (&index, before) in names.iter().zip(first_before) {
-            let after = self.first_endpoint(&snapshot, index);
-            if after != before
-                && let Some(shared) = snapshot.zones.name(index)
-            {
-                let name = shared.name.to_string();
-                info!(%name, from = ?before, to = ?after, "first endpoint changed");
-                self.metrics.failover();
-                self.events.publish(Event::FirstEndpointChanged {
-                    name,
-                    from: before,
-                    to: after,
-                    at_unix_ms: now_unix_ms(),
-                });
-            }
-        }
+        firsts.publish_changes(self, &snapshot);
         Ok(results)
     }
 
-    fn state_changed(&self, address: IpAddr, previous: State, state: State, failures: u32) {
-        info!(%address, %previous, %state, consecutive_failures = failures, "endpoint state changed");
+    /// Starts (`draining = true`) or ends draining the destination `id`: its endpoints go after
+    /// every other endpoint of their names, still answered. Returns whether that changed
+    /// anything; the change is logged, published as an event and shows in the next answer. A
+    /// drain that outlived its destination (a reload removed it) can still be ended.
+    pub fn set_draining(&self, id: &str, draining: bool) -> Result<bool, FeedError> {
+        let snapshot = self.snapshot.load();
+        let destination = snapshot.zones.destination_id(id);
+        if destination.is_none() && (draining || !self.health.is_draining(id)) {
+            return Err(FeedError::UnknownDestination(id.to_string()));
+        }
+        let addresses = destination
+            .map(|destination| snapshot.zones.addresses_of(destination))
+            .unwrap_or_default();
+        let firsts = FirstEndpoints::before(self, &snapshot, &addresses);
+        let changed = self.health.set_draining(id, draining);
+        if changed {
+            info!(destination = id, draining, "destination drain changed");
+            self.events.publish(if draining {
+                Event::DestinationDrained {
+                    destination: id.to_string(),
+                    at_unix_ms: now_unix_ms(),
+                }
+            } else {
+                Event::DestinationUndrained {
+                    destination: id.to_string(),
+                    at_unix_ms: now_unix_ms(),
+                }
+            });
+            firsts.publish_changes(self, &snapshot);
+        }
+        Ok(changed)
+    }
+
+    fn state_changed(
+        &self,
+        address: IpAddr,
+        previous: State,
+        state: State,
+        health: &crate::health::EndpointHealth,
+    ) {
+        let failures = health.consecutive_failures;
+        let source = health.last_source.unwrap_or(ReportSource::Agent);
+        info!(%address, %previous, %state, %source, consecutive_failures = failures, "endpoint state changed");
         let at_unix_ms = now_unix_ms();
         let event = match state {
             State::Up => Event::EndpointUp {
                 address,
                 previous,
+                source,
                 at_unix_ms,
             },
             State::Down => Event::EndpointDown {
                 address,
                 previous,
                 consecutive_failures: failures,
+                source,
                 at_unix_ms,
             },
             State::Unknown => return,
@@ -229,6 +250,45 @@ impl Feed {
                 .map(|o| o.endpoint.address)
                 .collect(),
         )
+    }
+}
+
+/// The first endpoint of every name that carries some addresses, taken before a change so the
+/// failovers it causes can be logged and published after it.
+struct FirstEndpoints {
+    names: Vec<(NameIndex, Option<IpAddr>)>,
+}
+
+impl FirstEndpoints {
+    fn before(feed: &Feed, snapshot: &Snapshot, addresses: &[IpAddr]) -> Self {
+        let mut names: Vec<(NameIndex, Option<IpAddr>)> = Vec::new();
+        for address in addresses {
+            for &index in snapshot.zones.name_indexes_with_address(*address) {
+                if !names.iter().any(|(seen, _)| *seen == index) {
+                    names.push((index, feed.first_endpoint(snapshot, index)));
+                }
+            }
+        }
+        FirstEndpoints { names }
+    }
+
+    fn publish_changes(self, feed: &Feed, snapshot: &Snapshot) {
+        for (index, before) in self.names {
+            let after = feed.first_endpoint(snapshot, index);
+            if after != before
+                && let Some(shared) = snapshot.zones.name(index)
+            {
+                let name = shared.name.to_string();
+                info!(%name, from = ?before, to = ?after, "first endpoint changed");
+                feed.metrics.failover();
+                feed.events.publish(Event::FirstEndpointChanged {
+                    name,
+                    from: before,
+                    to: after,
+                    at_unix_ms: now_unix_ms(),
+                });
+            }
+        }
     }
 }
 
@@ -301,9 +361,9 @@ destinations = ["app-host", "app-via-gw"]
         let (feed, metrics) = feed();
         let mut events = feed.events().subscribe();
         let primary = ReportTarget::Address(address("100.64.1.10"));
-        feed.report(&primary, Outcome::Failure, None)
+        feed.report(&primary, Outcome::Failure, None, ReportSource::Agent)
             .expect("known address");
-        feed.report(&primary, Outcome::Failure, None)
+        feed.report(&primary, Outcome::Failure, None, ReportSource::Agent)
             .expect("known address");
         let mut seen = Vec::new();
         while let Ok(event) = events.try_recv() {
@@ -325,7 +385,7 @@ destinations = ["app-host", "app-via-gw"]
         assert!(
             metrics
                 .render()
-                .contains("failover_dns_reports_total{outcome=\"failure\"} 2")
+                .contains("failover_dns_reports_total{outcome=\"failure\",source=\"agent\"} 2")
         );
     }
 
@@ -356,7 +416,7 @@ destinations = ["app-host", "app-via-gw"]
         ];
         for (target, expected) in cases {
             let result = feed
-                .report(&target, Outcome::Success, None)
+                .report(&target, Outcome::Success, None, ReportSource::Agent)
                 .map(|results| {
                     results
                         .iter()
@@ -383,6 +443,7 @@ destinations = ["app-host", "app-via-gw"]
                 &ReportTarget::Address(address("10.10.0.10")),
                 Outcome::Success,
                 Some(rtt_ms),
+                ReportSource::Agent,
             );
             assert_eq!(result.is_ok(), accepted, "rtt_ms {rtt_ms}: {result:?}");
         }
@@ -390,7 +451,8 @@ destinations = ["app-host", "app-via-gw"]
             feed.report(
                 &ReportTarget::Address(address("10.10.0.10")),
                 Outcome::Success,
-                Some(MAX_RTT + Duration::from_millis(1))
+                Some(MAX_RTT + Duration::from_millis(1)),
+                ReportSource::Agent,
             ),
             Err(FeedError::InvalidRtt(_))
         ));

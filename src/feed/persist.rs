@@ -1,4 +1,4 @@
-//! Keeps the health table across restarts: saved on clean shutdown and periodically (written to
+//! Keeps the health table (and which destinations are draining) across restarts: saved on clean shutdown and periodically (written to
 //! a new temporary file of a random name, synced, then renamed over the old one, so a crash
 //! mid-write never leaves half a file and nothing planted in the directory is written through),
 //! and restored at start (only from a regular file of the server's own user), so a restart right
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::dns::snapshot::SharedSnapshot;
-use crate::health::{EndpointHealth, HealthTable, Stamp};
+use crate::health::{EndpointHealth, HealthTable, ReportSource, Stamp};
 use crate::time::unix_ms;
 
 /// How often the table is saved while serving.
@@ -28,6 +28,9 @@ struct StateFile {
     version: u32,
     saved_at_unix_ms: u64,
     endpoints: Vec<SavedEndpoint>,
+    /// Ids of the destinations being drained.
+    #[serde(default)]
+    draining: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -40,9 +43,15 @@ struct SavedEndpoint {
     last_rtt_ms: Option<f64>,
     #[serde(default)]
     state_since: Option<SavedStamp>,
+    /// Absent in files written before sources were recorded: then the last success counts as
+    /// traffic, as every success did.
+    #[serde(default)]
+    last_traffic_success: Option<SavedStamp>,
+    #[serde(default)]
+    last_source: Option<ReportSource>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SavedStamp {
     sequence: u64,
@@ -109,6 +118,8 @@ pub fn save(health: &HealthTable, path: &Path) -> Result<usize, PersistError> {
             consecutive_failures: h.consecutive_failures,
             last_rtt_ms: h.last_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
             state_since: save_stamp(h.state_since),
+            last_traffic_success: save_stamp(h.last_traffic_success),
+            last_source: h.last_source,
         })
         .collect();
     endpoints.sort_by_key(|e| e.address);
@@ -117,6 +128,7 @@ pub fn save(health: &HealthTable, path: &Path) -> Result<usize, PersistError> {
         version: FORMAT_VERSION,
         saved_at_unix_ms: unix_ms(SystemTime::now()),
         endpoints,
+        draining: health.draining(),
     };
     let text = serde_json::to_vec_pretty(&file).map_err(|e| PersistError::Corrupt {
         path: path.to_path_buf(),
@@ -183,9 +195,20 @@ pub fn restore(
                 consecutive_failures: saved.consecutive_failures,
                 last_rtt,
                 state_since: load_stamp(saved.state_since),
+                last_traffic_success: match saved.last_source {
+                    Some(_) => load_stamp(saved.last_traffic_success),
+                    None => load_stamp(saved.last_success),
+                },
+                last_source: saved.last_source,
             },
         )
     }));
+    for id in &file.draining {
+        health.set_draining(id, true);
+    }
+    if !file.draining.is_empty() {
+        info!(destinations = ?file.draining, "draining destinations restored");
+    }
     Ok((restored, dropped.len()))
 }
 
@@ -287,6 +310,7 @@ mod tests {
                 address: address(text),
                 outcome,
                 rtt: Some(Duration::from_millis(7)),
+                source: ReportSource::Agent,
             });
         }
         assert_eq!(save(&before, &path).expect("saved"), 4);
@@ -313,8 +337,43 @@ mod tests {
             address: address("192.0.2.1"),
             outcome: Outcome::Failure,
             rtt: None,
+            source: ReportSource::Agent,
         });
         assert!(new.last_failure.expect("failure").sequence > third.sequence);
+    }
+
+    #[test]
+    fn drains_and_sources_survive_a_restart_and_older_files_count_successes_as_traffic() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("health.json");
+        let before = HealthTable::new();
+        before.report(Report {
+            address: address("192.0.2.1"),
+            outcome: Outcome::Success,
+            rtt: None,
+            source: ReportSource::Probe,
+        });
+        before.set_draining("gw-east", true);
+        save(&before, &path).expect("saved");
+        let after = HealthTable::new();
+        restore(&after, &path, |_| true).expect("restored");
+        assert_eq!(after.draining(), ["gw-east"]);
+        let health = after.get(address("192.0.2.1"));
+        assert_eq!(health.last_source, Some(ReportSource::Probe));
+        assert_eq!(
+            health.last_traffic_success, None,
+            "a probe's success stays one"
+        );
+
+        let older = r#"{"version":1,"saved_at_unix_ms":0,"endpoints":[{"address":"192.0.2.2",
+            "last_success":{"sequence":4,"unix_ms":1},"last_failure":null,
+            "consecutive_failures":0,"last_rtt_ms":null}]}"#;
+        std::fs::write(&path, older).expect("write");
+        let table = HealthTable::new();
+        restore(&table, &path, |_| true).expect("an older file is read");
+        let health = table.get(address("192.0.2.2"));
+        assert_eq!(health.last_traffic_success, health.last_success);
+        assert!(table.draining().is_empty());
     }
 
     #[test]
@@ -345,6 +404,7 @@ mod tests {
             address: address("192.0.2.1"),
             outcome: Outcome::Failure,
             rtt: None,
+            source: ReportSource::Agent,
         });
         table
     }

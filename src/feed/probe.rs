@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::dns::snapshot::Snapshot;
 use crate::feed::{Feed, ReportTarget};
-use crate::health::Outcome;
+use crate::health::{Outcome, ReportSource};
 use crate::model::ProbeSpec;
 
 /// The running probes. Dropping it stops them all.
@@ -65,7 +65,12 @@ async fn probe_loop(address: IpAddr, spec: ProbeSpec, feed: Feed) {
             Ok(Err(_)) | Err(_) => (Outcome::Failure, None),
         };
         // The address may have left the zone data in a reload; the probe set is then replaced.
-        let _ = feed.report(&ReportTarget::Address(address), outcome, rtt);
+        let _ = feed.report(
+            &ReportTarget::Address(address),
+            outcome,
+            rtt,
+            ReportSource::Probe,
+        );
         tokio::time::sleep(next_wait(&spec)).await;
     }
 }

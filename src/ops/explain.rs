@@ -219,7 +219,7 @@ pub fn render_explanation_text(explanation: &Explanation, now: SystemTime) -> St
 mod tests {
     use super::*;
     use crate::config::load_zone_sources;
-    use crate::health::{Outcome, Report};
+    use crate::health::{Outcome, Report, ReportSource};
     use crate::location::SourceFile;
     use crate::testing::demo_identity;
     use std::path::Path;
@@ -239,6 +239,7 @@ mod tests {
             address: "100.64.4.10".parse().expect("literal"),
             outcome: Outcome::Failure,
             rtt: None,
+            source: ReportSource::Agent,
         });
         let name = hickory_proto::rr::Name::from_ascii("WIKI.internal.").expect("literal");
         let explanation = explain(&snapshot, &health, &name).expect("a shared name");

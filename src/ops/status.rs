@@ -10,13 +10,16 @@ use crate::time::elapsed_since;
 use serde::{Deserialize, Serialize};
 
 use crate::dns::snapshot::Snapshot;
-use crate::health::{EndpointHealth, HealthTable, Stamp, State};
+use crate::health::{EndpointHealth, HealthTable, ReportSource, Stamp, State};
 
 /// The status of every shared name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     /// Shared names, in zone-data order.
     pub names: Vec<NameStatus>,
+    /// Ids of the destinations being drained (maintenance): answered after all others.
+    #[serde(default)]
+    pub draining: Vec<String>,
     /// Which configuration is serving and whether the last reload failed; absent when the
     /// server has no reloader (an embedder that swaps snapshots itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +76,12 @@ pub struct EndpointStatus {
     pub consecutive_failures: u32,
     /// Last reported round-trip time, milliseconds.
     pub rtt_ms: Option<f64>,
+    /// Who made the last report: `agent`, `observer`, `probe` or `recheck`.
+    #[serde(default)]
+    pub source: Option<ReportSource>,
+    /// Whether the destination is draining (answered after every other endpoint).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// When `stamp` was taken, in milliseconds since the Unix epoch (`None` for no stamp or one
@@ -85,6 +94,7 @@ fn stamp_unix_ms(stamp: Option<Stamp>) -> Option<u64> {
 
 fn endpoint_status(
     snapshot: &Snapshot,
+    table: &HealthTable,
     address: IpAddr,
     destination: crate::model::DestinationId,
     health: EndpointHealth,
@@ -97,7 +107,6 @@ fn endpoint_status(
         });
     EndpointStatus {
         address,
-        destination: id,
         kind: kind.to_string(),
         permitted: snapshot.grants.permits(destination),
         state: health.state(),
@@ -105,6 +114,9 @@ fn endpoint_status(
         last_failure_unix_ms: stamp_unix_ms(health.last_failure),
         consecutive_failures: health.consecutive_failures,
         rtt_ms: health.last_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+        source: health.last_source,
+        draining: table.any_draining() && table.is_draining(&id),
+        destination: id,
     }
 }
 
@@ -118,6 +130,7 @@ pub fn status_report(snapshot: &Snapshot, health: &HealthTable) -> StatusReport 
             .map(|o| {
                 endpoint_status(
                     snapshot,
+                    health,
                     o.endpoint.address,
                     o.endpoint.destination,
                     o.health,
@@ -126,12 +139,12 @@ pub fn status_report(snapshot: &Snapshot, health: &HealthTable) -> StatusReport 
             .collect();
         for endpoint in &shared.endpoints {
             if !snapshot.grants.permits(endpoint.destination) {
-                let health = health.get(endpoint.address);
                 endpoints.push(endpoint_status(
                     snapshot,
+                    health,
                     endpoint.address,
                     endpoint.destination,
-                    health,
+                    health.get(endpoint.address),
                 ));
             }
         }
@@ -143,6 +156,7 @@ pub fn status_report(snapshot: &Snapshot, health: &HealthTable) -> StatusReport 
     }
     StatusReport {
         names,
+        draining: health.draining(),
         config: None,
     }
 }
@@ -174,7 +188,7 @@ pub fn render_status_text(report: &StatusReport, now: SystemTime) -> String {
         let _ = writeln!(out, "{}\n  answer order: {order}", name.name);
         let _ = writeln!(
             out,
-            "  {:<3} {:<26} {:<24} {:<14} {:<8} {:<13} {:<13} {:>5} {:>9}",
+            "  {:<3} {:<26} {:<24} {:<14} {:<9} {:<13} {:<13} {:>5} {:>9}  source",
             "#",
             "address",
             "destination",
@@ -183,7 +197,7 @@ pub fn render_status_text(report: &StatusReport, now: SystemTime) -> String {
             "last success",
             "last failure",
             "fails",
-            "rtt"
+            "rtt",
         );
         let mut position = 0;
         for endpoint in &name.endpoints {
@@ -193,17 +207,18 @@ pub fn render_status_text(report: &StatusReport, now: SystemTime) -> String {
             } else {
                 "-".to_string()
             };
-            let state = if endpoint.permitted {
-                endpoint.state.to_string()
-            } else {
-                "hidden".to_string()
+            let state = match (endpoint.permitted, endpoint.draining) {
+                (false, _) => "hidden".to_string(),
+                (true, false) => endpoint.state.to_string(),
+                (true, true) => format!("{}*", endpoint.state),
             };
+            let source = endpoint.source.map_or("-", ReportSource::label);
             let rtt = endpoint
                 .rtt_ms
                 .map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}ms"));
             let _ = writeln!(
                 out,
-                "  {:<3} {:<26} {:<24} {:<14} {:<8} {:<13} {:<13} {:>5} {:>9}",
+                "  {:<3} {:<26} {:<24} {:<14} {:<9} {:<13} {:<13} {:>5} {:>9}  {}",
                 place,
                 endpoint.address.to_string(),
                 endpoint.destination,
@@ -212,7 +227,14 @@ pub fn render_status_text(report: &StatusReport, now: SystemTime) -> String {
                 ago(endpoint.last_success_unix_ms, now),
                 ago(endpoint.last_failure_unix_ms, now),
                 endpoint.consecutive_failures,
-                rtt
+                rtt,
+                source
+            );
+        }
+        if name.endpoints.iter().any(|e| e.permitted && e.draining) {
+            let _ = writeln!(
+                out,
+                "  (*: draining for maintenance, answered after every other endpoint)"
             );
         }
         if name.endpoints.iter().any(|e| !e.permitted) {
@@ -224,6 +246,9 @@ pub fn render_status_text(report: &StatusReport, now: SystemTime) -> String {
     }
     if report.names.is_empty() {
         out.push_str("no shared names are configured\n");
+    }
+    if !report.draining.is_empty() {
+        let _ = writeln!(out, "draining: {}", report.draining.join(", "));
     }
     out
 }
@@ -265,6 +290,7 @@ mod tests {
     fn failed_reload_is_shown_above_the_names() {
         let now = UNIX_EPOCH + Duration::from_secs(100);
         let report = StatusReport {
+            draining: Vec::new(),
             names: Vec::new(),
             config: Some(ConfigStatus {
                 generation: 3,
@@ -309,6 +335,7 @@ mod tests {
         let text = render_status_text(
             &StatusReport {
                 names: Vec::new(),
+                draining: Vec::new(),
                 config: Some(config),
             },
             UNIX_EPOCH,

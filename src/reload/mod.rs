@@ -657,7 +657,7 @@ mod tests {
     use notify::event::{CreateKind, ModifyKind, RemoveKind, RenameMode};
     use std::net::IpAddr;
 
-    use crate::health::{Outcome, Report};
+    use crate::health::{Outcome, Report, ReportSource};
 
     const ZONE: &str = "[[zone]]\norigin = \"internal\"\n";
     const APP: &str = "[[asset]]\nid = \"app\"\nkind = \"primary\"\naddresses = [\"100.64.1.10\"]\nnames = [\"app.internal\"]\n[[policy]]\nid = \"p\"\nsources = [\"*\"]\ndestinations = [\"app\"]\n";
@@ -797,6 +797,7 @@ mod tests {
             address: address("100.64.1.10"),
             outcome: Outcome::Failure,
             rtt: None,
+            source: ReportSource::Agent,
         });
         let more = APP
             .replace("\"app\"", "\"db\"")
@@ -849,6 +850,7 @@ mod tests {
             address: address("100.64.1.10"),
             outcome: Outcome::Failure,
             rtt: None,
+            source: ReportSource::Agent,
         });
         let zones = f.dir.path().join("zones");
         std::fs::write(
@@ -863,6 +865,7 @@ mod tests {
             address: address("100.64.1.11"),
             outcome: Outcome::Success,
             rtt: None,
+            source: ReportSource::Agent,
         });
         // Put the old address back: it starts unknown, not down.
         std::fs::write(zones.join("a.toml"), format!("{ZONE}{APP}")).expect("write");

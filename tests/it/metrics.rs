@@ -116,18 +116,27 @@ fn metrics_count_the_queries_and_reports_the_test_sent() {
     assert_eq!(sample(&samples, &build_info), 1.0);
     assert_eq!(sample(&samples, "failover_dns_failovers_total"), 0.0);
     assert_eq!(
-        sample(&samples, "failover_dns_reports_total{outcome=\"failure\"}"),
+        sample(
+            &samples,
+            "failover_dns_reports_total{outcome=\"failure\",source=\"agent\"}"
+        ),
         0.0
     );
 
     server.report(false, APP_PRIMARY);
     let after = scrape(metrics);
     assert_eq!(
-        sample(&after, "failover_dns_reports_total{outcome=\"failure\"}"),
+        sample(
+            &after,
+            "failover_dns_reports_total{outcome=\"failure\",source=\"agent\"}"
+        ),
         1.0
     );
     assert_eq!(
-        sample(&after, "failover_dns_reports_total{outcome=\"success\"}"),
+        sample(
+            &after,
+            "failover_dns_reports_total{outcome=\"success\",source=\"agent\"}"
+        ),
         0.0
     );
     assert_eq!(

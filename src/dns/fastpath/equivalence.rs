@@ -18,7 +18,7 @@ use crate::dns::fastpath::AnswerMemo;
 use crate::dns::forward::ForwardSettings;
 use crate::dns::handler::{Client, Handler, Step};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-use crate::health::{HealthTable, Outcome, Report};
+use crate::health::{HealthTable, Outcome, Report, ReportSource};
 use crate::testing::demo_identity;
 
 /// Endpoint addresses the zones draw from (none is ever contacted).
@@ -404,7 +404,12 @@ proptest! {
                 Action::Report(address, up) => {
                     let address = ADDRESSES[address].parse().expect("literal address");
                     let outcome = if up { Outcome::Success } else { Outcome::Failure };
-                    handler.health().report(Report { address, outcome, rtt: None });
+                    handler.health().report(Report {
+                        address,
+                        outcome,
+                        rtt: None,
+                        source: ReportSource::Agent,
+                    });
                     continue;
                 }
                 Action::Reload => {
@@ -482,6 +487,7 @@ fn repeated_queries_are_answered_from_the_memo_until_health_changes() {
         address: ADDRESSES[0].parse().expect("literal"),
         outcome: Outcome::Failure,
         rtt: None,
+        source: ReportSource::Agent,
     });
     let after_report = ask(3, &mut memo);
     assert_eq!(memo.hits(), 1, "a report makes the memo stale");
