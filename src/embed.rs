@@ -255,6 +255,16 @@ impl FailoverDns {
         let handler = self.inner.handler.clone();
         let mut background = tokio::task::JoinSet::new();
         background.spawn(run_probes(self.inner.feed.clone()));
+        #[cfg(target_os = "linux")]
+        let observer = crate::feed::observer::start(
+            &self.inner.settings.observe,
+            self.inner.feed.clone(),
+            handler.metrics().clone(),
+        );
+        #[cfg(not(target_os = "linux"))]
+        if self.inner.settings.observe.enabled {
+            tracing::info!("connection observer: not available on this system (Linux only); off");
+        }
         if let Some(socket) = control {
             let context = self.control_context();
             let limits = self.inner.settings.limits.clone();
@@ -281,6 +291,8 @@ impl FailoverDns {
             shutdown,
         )
         .await;
+        #[cfg(target_os = "linux")]
+        drop(observer);
         background.abort_all();
         while background.join_next().await.is_some() {}
         if let Some(path) = &state_file {

@@ -368,6 +368,7 @@ struct Inner {
     upstreams: DashMap<SocketAddr, UpstreamCounters>,
     reloads: BySuccess,
     cache_hits: Count,
+    aborted_connects: Count,
 }
 
 /// Encodes [`Inner`] at scrape time, registered in the [`Registry`] as a [`Collector`].
@@ -381,7 +382,7 @@ impl Collector for Scrape {
         let (upstream_queries, upstream_durations) = (upstreams.queries(), upstreams.durations());
         // Names without the prefix, the unit (appended to the name) and the `_total` a counter
         // gets from the encoder.
-        let families: [(&str, &str, Option<Unit>, &dyn EncodeMetric); 8] = [
+        let families: [(&str, &str, Option<Unit>, &dyn EncodeMetric); 9] = [
             (
                 "queries",
                 "DNS queries by type and outcome.",
@@ -411,6 +412,12 @@ impl Collector for Scrape {
                 "Forwarded queries answered from the cache.",
                 None,
                 &inner.cache_hits,
+            ),
+            (
+                "aborted_connects",
+                "Connects waiting on a down endpoint that fail fast aborted.",
+                None,
+                &inner.aborted_connects,
             ),
             (
                 "upstream_queries",
@@ -503,6 +510,11 @@ impl Metrics {
     /// Counts a forwarded query answered from the cache.
     pub fn cache_hit(&self) {
         self.inner.cache_hits.add_one();
+    }
+
+    /// Counts a connect aborted by fail fast.
+    pub fn aborted_connect(&self) {
+        self.inner.aborted_connects.add_one();
     }
 
     /// Counts a change of a name's first endpoint.
@@ -621,13 +633,14 @@ mod tests {
 
     /// Every family the README documents, with its type: each has its `# HELP` and `# TYPE`
     /// lines even before anything was counted, and nothing else.
-    const FAMILIES: [(&str, &str); 9] = [
+    const FAMILIES: [(&str, &str); 10] = [
         ("failover_dns_build_info", "gauge"),
         ("failover_dns_queries_total", "counter"),
         ("failover_dns_query_duration_seconds", "histogram"),
         ("failover_dns_failovers_total", "counter"),
         ("failover_dns_reports_total", "counter"),
         ("failover_dns_cache_hits_total", "counter"),
+        ("failover_dns_aborted_connects_total", "counter"),
         ("failover_dns_upstream_queries_total", "counter"),
         ("failover_dns_upstream_duration_seconds", "histogram"),
         ("failover_dns_reloads_total", "counter"),

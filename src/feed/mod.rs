@@ -5,8 +5,13 @@
 //! through here.
 
 pub mod events;
+#[cfg(target_os = "linux")]
+pub mod observer;
+pub mod own_connections;
 pub mod persist;
 pub mod probe;
+#[cfg(target_os = "linux")]
+pub mod sock_diag;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -15,6 +20,7 @@ use tracing::info;
 
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::feed::events::{Event, Events};
+use crate::feed::own_connections::OwnConnections;
 use crate::health::{HealthTable, Outcome, Report, ReportSource, State};
 use crate::metrics::Metrics;
 use crate::model::NameIndex;
@@ -72,6 +78,7 @@ pub struct Feed {
     health: HealthTable,
     events: Events,
     metrics: Metrics,
+    own_connections: OwnConnections,
 }
 
 impl Feed {
@@ -87,7 +94,19 @@ impl Feed {
             health,
             events,
             metrics,
+            own_connections: OwnConnections::new(),
         }
+    }
+
+    /// The server's own connections to endpoints (probes, re-checks), which the connection
+    /// observer leaves out.
+    pub fn own_connections(&self) -> &OwnConnections {
+        &self.own_connections
+    }
+
+    /// The counters reports are counted in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The configuration reports are resolved in.

@@ -3,9 +3,8 @@
 //! jitter), reported through the same feed as the agent's reports.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::dns::snapshot::Snapshot;
@@ -58,11 +57,10 @@ fn next_wait(spec: &ProbeSpec) -> Duration {
 async fn probe_loop(address: IpAddr, spec: ProbeSpec, feed: Feed) {
     let target = SocketAddr::new(address, spec.port);
     loop {
-        let started = Instant::now();
-        let connected = tokio::time::timeout(spec.timeout, TcpStream::connect(target)).await;
-        let (outcome, rtt) = match connected {
-            Ok(Ok(_stream)) => (Outcome::Success, Some(started.elapsed())),
-            Ok(Err(_)) | Err(_) => (Outcome::Failure, None),
+        // From a registered port: the connection observer must not count a probe as traffic.
+        let (outcome, rtt) = match feed.own_connections().probe(target, spec.timeout).await {
+            Ok(rtt) => (Outcome::Success, Some(rtt)),
+            Err(_) => (Outcome::Failure, None),
         };
         // The address may have left the zone data in a reload; the probe set is then replaced.
         let _ = feed.report(

@@ -1,0 +1,114 @@
+//! The server's own TCP connections to endpoint addresses (active probes, the observer's
+//! re-checks): made from a local port registered before the connect starts, so the connection
+//! observer can tell them from the applications' connections and never counts a probe as
+//! traffic.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio::net::TcpSocket;
+
+/// The local ports of the server's own connections in progress. Cheap to clone; all clones
+/// share one registry.
+#[derive(Debug, Clone, Default)]
+pub struct OwnConnections {
+    /// Local port → connections using it (the same port can serve an IPv4 and an IPv6 one).
+    ports: Arc<DashMap<u16, u32>>,
+}
+
+impl OwnConnections {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `local_port` is the port of one of the server's own connections.
+    pub fn contains(&self, local_port: u16) -> bool {
+        !self.ports.is_empty() && self.ports.contains_key(&local_port)
+    }
+
+    /// Connects to `target` within `timeout` from a registered port, closes the connection and
+    /// returns how long the connect took.
+    pub async fn probe(&self, target: SocketAddr, timeout: Duration) -> std::io::Result<Duration> {
+        let socket = match target.ip() {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        let any = match target.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        // Bound first, so the port is known (and registered) before the SYN leaves.
+        socket.bind(SocketAddr::new(any, 0))?;
+        let port = socket.local_addr()?.port();
+        let _registered = Registration::new(self, port);
+        let started = Instant::now();
+        match tokio::time::timeout(timeout, socket.connect(target)).await {
+            Ok(Ok(stream)) => {
+                let elapsed = started.elapsed();
+                // Closed while still registered: the observer never sees it established alone.
+                drop(stream);
+                Ok(elapsed)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} ms", timeout.as_millis()),
+            )),
+        }
+    }
+}
+
+/// A registered port, released when dropped.
+struct Registration<'a> {
+    own: &'a OwnConnections,
+    port: u16,
+}
+
+impl<'a> Registration<'a> {
+    fn new(own: &'a OwnConnections, port: u16) -> Self {
+        *own.ports.entry(port).or_insert(0) += 1;
+        Registration { own, port }
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.own.ports.remove_if_mut(&self.port, |_, count| {
+            *count -= 1;
+            *count == 0
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ports_are_registered_only_while_connecting() {
+        let own = OwnConnections::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let target = listener.local_addr().expect("address");
+        let elapsed = own
+            .probe(target, Duration::from_secs(5))
+            .await
+            .expect("connects");
+        assert!(elapsed < Duration::from_secs(5));
+        assert!(own.ports.is_empty(), "released after the probe");
+        let first = Registration::new(&own, 4000);
+        let second = Registration::new(&own, 4000);
+        drop(first);
+        assert!(own.contains(4000), "one user left");
+        drop(second);
+        assert!(!own.contains(4000));
+        drop(listener);
+        let refused = own.probe(target, Duration::from_secs(5)).await;
+        assert!(refused.is_err(), "nothing listens any more");
+        assert!(own.ports.is_empty());
+    }
+}
