@@ -7,7 +7,11 @@ set -euo pipefail
 declare -A packages=(
   [dig]=bind9-dnsutils    # queries in every DNS test
   [unbound]=unbound       # the real upstream resolver forwarding tests start on loopback
-  [curl]=curl             # the end-to-end failover test
+  [curl]=curl             # the end-to-end failover tests
+  [python3]=python3       # a second real client (urllib) and HTTP servers in failover tests
+  [nft]=nftables          # dead paths (drop rules) in the tests' network namespaces
+  [ip]=iproute2           # the tests' network namespaces
+  [ss]=iproute2
   [unshare]=util-linux    # a private /etc/resolv.conf for C-library resolver tests
   [mount]=mount
   [getent]=libc-bin

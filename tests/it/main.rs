@@ -23,7 +23,11 @@
 //! - `readiness`: systemd's `Type=notify` protocol (`READY=1`, `RELOADING=1`, `STOPPING=1`),
 //!   with the test as the service manager;
 //! - `embedding`: the embedding example (`examples/embed_agent.rs`), built and run;
-//! - `probes`: active probes following a listener the test stops and starts;
+//! - `probes`: active probes following a listener the test stops and starts, and never
+//!   reordering two healthy paths;
+//! - `observer`: failover with no agent — the connection observer, its re-check and fail fast —
+//!   with curl and Python in a network namespace of the test's own (root);
+//! - `drain`: draining a destination for maintenance, across a restart;
 //! - `state_file`: the health state file across restarts, and a corrupt one;
 //! - `watch`: the events `failover-dns watch` streams for a report and a reload;
 //! - `explain`: `status --name`, the policies that permit or hide each endpoint of a name;
@@ -56,6 +60,7 @@ mod bench_tools;
 mod check;
 mod control;
 mod destination_reports;
+mod drain;
 mod embedding;
 mod explain;
 mod failover;
@@ -68,6 +73,7 @@ mod limits;
 mod log;
 mod metrics;
 mod not_owned;
+mod observer;
 mod os_resolver;
 mod packaging;
 mod policy;

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::support::{Server, WAIT_DEADLINE, WAIT_PAUSE, state_of, status_json, wait_for};
 
 /// A TCP listener the probes connect to, accepting and closing connections in a thread of its
@@ -138,4 +140,70 @@ destinations = ["svc-host", "svc-via-gw"]
         primary["rtt_ms"].is_number(),
         "a probe reports its RTT: {status}"
     );
+}
+
+#[test]
+fn probes_on_both_endpoints_never_reorder_two_healthy_paths() {
+    const PRIMARY: &str = "127.0.0.24";
+    const VIRTUAL_ASSET: &str = "127.0.0.25";
+    let primary = ProbeTarget::listen(SocketAddr::new(PRIMARY.parse().expect("literal"), 0));
+    let virtual_asset =
+        ProbeTarget::listen(SocketAddr::new(VIRTUAL_ASSET.parse().expect("literal"), 0));
+    // Both endpoints probed often, with jitter, so their successes interleave: a probe says a
+    // path is alive, not that it is used, so none of them may reorder the answer.
+    let zone = format!(
+        r#"[[zone]]
+origin = "internal"
+
+[[asset]]
+id = "gw"
+kind = "gateway"
+addresses = ["127.0.0.26"]
+
+[[asset]]
+id = "svc-host"
+kind = "primary"
+addresses = ["{PRIMARY}"]
+names = ["svc.internal"]
+probe = {{ port = {}, interval_ms = 100, timeout_ms = 100, jitter_ms = 40 }}
+
+[[virtual_asset]]
+id = "svc-via-gw"
+gateway = "gw"
+addresses = ["{VIRTUAL_ASSET}"]
+names = ["svc.internal"]
+probe = {{ port = {}, interval_ms = 100, timeout_ms = 100, jitter_ms = 40 }}
+
+[[policy]]
+id = "svc"
+sources = ["*"]
+destinations = ["svc-host", "svc-via-gw"]
+"#,
+        primary.address.port(),
+        virtual_asset.address.port()
+    );
+    let server = Server::start(&[("zone.toml", &zone)], &[]);
+    wait_for("both endpoints are probed up", &server, || {
+        (state_of(&server, PRIMARY) == "up" && state_of(&server, VIRTUAL_ASSET) == "up")
+            .then_some(())
+    });
+    let start = Instant::now();
+    let mut answers = 0;
+    while start.elapsed() < Duration::from_secs(10) {
+        assert_eq!(
+            server.addresses("svc.internal"),
+            [PRIMARY, VIRTUAL_ASSET],
+            "answer {answers}: the order changed with no traffic\n{}",
+            server.stderr()
+        );
+        answers += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = status_json(&server);
+    let sources: Vec<&Value> = status["names"][0]["endpoints"]
+        .as_array()
+        .map(|endpoints| endpoints.iter().map(|e| &e["source"]).collect())
+        .unwrap_or_default();
+    assert_eq!(sources, ["probe", "probe"], "{status}");
+    assert!(answers > 20, "only {answers} answers in 10 s");
 }

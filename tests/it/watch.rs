@@ -5,64 +5,13 @@
 //! pause between polls) until the condition holds or a generous deadline passes.
 
 use std::io::{BufRead, BufReader};
-use std::process::Child;
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use crate::support::watcher::Watch;
 use crate::support::zones::{APP_AND_DB_ZONE, APP_PRIMARY, APP_VIA_BERLIN};
 use crate::support::{Server, WAIT_DEADLINE, wait_for};
-
-/// A running `failover-dns watch`, its stdout lines arriving on a channel.
-struct Watch {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Watch {
-    fn start(server: &Server) -> Watch {
-        let mut child = server.spawn_cli(&["watch"]);
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-        Watch { child, lines }
-    }
-
-    /// The next event line within `limit`, parsed; `None` when none came.
-    fn next_event(&self, limit: Duration) -> Option<Value> {
-        let line = self.lines.recv_timeout(limit).ok()?;
-        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is JSON: {e}")))
-    }
-
-    /// Collects events until `done` holds for the collected list, within [`WAIT_DEADLINE`].
-    fn events_until(&self, server: &Server, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let start = Instant::now();
-        let mut events = Vec::new();
-        while !done(&events) {
-            let left = WAIT_DEADLINE.saturating_sub(start.elapsed());
-            match self.next_event(left) {
-                Some(event) => events.push(event),
-                None => panic!(
-                    "watch printed {events:?} within {WAIT_DEADLINE:?}\n--- server stderr ---\n{}",
-                    server.stderr()
-                ),
-            }
-        }
-        events
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn has_event(events: &[Value], event: &str, key: &str, value: &str) -> bool {
     events
@@ -74,17 +23,7 @@ fn has_event(events: &[Value], event: &str, key: &str, value: &str) -> bool {
 fn watch_prints_the_events_of_a_report_and_a_reload() {
     let mut server = Server::start(&[("zone.toml", APP_AND_DB_ZONE)], &[]);
     let mut watch = Watch::start(&server);
-    // `watch` prints events only, so nothing says when it has subscribed. A reload is an event
-    // that changes nothing and can be repeated: reload until the watcher shows one.
-    wait_for("watch prints a reload_succeeded event", &server, || {
-        let output = server.cli(&["reload"]);
-        assert!(output.status.success(), "reload: {output:?}");
-        let event = watch.next_event(Duration::from_millis(500))?;
-        (event["event"] == "reload_succeeded").then_some(())
-    });
-    // Anything still on its way from the synchronizing reloads; one that is slower still is
-    // left out below.
-    while watch.next_event(Duration::from_millis(200)).is_some() {}
+    watch.subscribed(&server);
 
     server.report(false, APP_PRIMARY);
     let events = watch.events_until(&server, |events| {

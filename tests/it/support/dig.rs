@@ -100,7 +100,25 @@ impl Dig {
 /// upstream a test started) and parses the reply. A `dig` that got no reply is an `Err`; a reply
 /// that cannot be parsed panics with the raw output.
 pub fn dig_at(server: &str, port: u16, args: &[&str]) -> Result<Dig, String> {
-    let output = Command::new("dig")
+    dig_wrapped(&[], server, port, args)
+}
+
+/// Like [`dig_at`], with `dig` run by `wrapper` (`ip netns exec NAME`), empty for none.
+pub fn dig_wrapped(
+    wrapper: &[String],
+    server: &str,
+    port: u16,
+    args: &[&str],
+) -> Result<Dig, String> {
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg("dig");
+            command
+        }
+        None => Command::new("dig"),
+    };
+    let output = command
         .arg(format!("@{server}"))
         .args(["-p", &port.to_string(), "+time=2", "+tries=1"])
         .args(args)

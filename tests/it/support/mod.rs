@@ -5,8 +5,10 @@
 
 mod dig;
 mod expect;
+pub mod netns;
 mod server;
 pub mod upstream;
+pub mod watcher;
 pub mod zones;
 
 use std::path::PathBuf;
@@ -28,15 +30,26 @@ pub const WAIT_PAUSE: Duration = Duration::from_millis(20);
 
 /// Polls `probe` until it returns `Some` and returns the value; panics with `what` and the
 /// server's log when [`WAIT_DEADLINE`] passes.
-pub fn wait_for<T>(what: &str, server: &Server, mut probe: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, server: &Server, probe: impl FnMut() -> Option<T>) -> T {
+    wait_for_within(what, server, WAIT_DEADLINE, probe)
+}
+
+/// Like [`wait_for`], with a deadline of `deadline` instead of [`WAIT_DEADLINE`], for changes
+/// that take longer by design (a re-check's back-off).
+pub fn wait_for_within<T>(
+    what: &str,
+    server: &Server,
+    deadline: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(value) = probe() {
             return value;
         }
-        if start.elapsed() > WAIT_DEADLINE {
+        if start.elapsed() > deadline {
             panic!(
-                "{what}: not within {WAIT_DEADLINE:?}\n--- server stderr ---\n{}",
+                "{what}: not within {deadline:?}\n--- server stderr ---\n{}",
                 server.stderr()
             );
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::dig::{Dig, dig_at};
+use super::dig::{Dig, dig_wrapped};
 use super::zones::zone_dir;
 
 /// The `failover-dns` binary under test.
@@ -44,6 +44,9 @@ pub fn failover_dns(args: &[&str]) -> Output {
 pub struct Server {
     /// A command the server runs under (`prlimit …`), empty for none.
     wrapper: Vec<String>,
+    /// A command the harness's own `dig`s run under: `ip netns exec NAME` for a server in a
+    /// network namespace, empty for none.
+    dig_wrapper: Vec<String>,
     child: Option<Child>,
     dir: TempDir,
     /// The test's own arguments, kept for [`Server::restart`].
@@ -77,6 +80,18 @@ impl Server {
     ) -> Server {
         let mut server = Server::new(zone_files, extra_args, false);
         server.wrapper = wrapper.iter().map(ToString::to_string).collect();
+        server.launch(false);
+        server.wait_until_answering();
+        server
+    }
+
+    /// Like [`Server::start`], with the server and the harness's `dig`s in the network namespace
+    /// `netns` (see `support::netns`).
+    pub fn start_in_netns(netns: &str, zone_files: &[(&str, &str)], extra_args: &[&str]) -> Server {
+        let wrapper = ["ip", "netns", "exec", netns].map(String::from).to_vec();
+        let mut server = Server::new(zone_files, extra_args, false);
+        server.wrapper = wrapper.clone();
+        server.dig_wrapper = wrapper;
         server.launch(false);
         server.wait_until_answering();
         server
@@ -133,6 +148,7 @@ impl Server {
     fn new(zone_files: &[(&str, &str)], extra_args: &[&str], default_log_level: bool) -> Server {
         Server {
             wrapper: Vec::new(),
+            dig_wrapper: Vec::new(),
             child: None,
             dir: zone_dir(zone_files),
             extra_args: extra_args.iter().map(ToString::to_string).collect(),
@@ -403,7 +419,7 @@ impl Server {
     /// Like [`Server::dig`], but a `dig` that got no reply is an `Err`. A reply that cannot be
     /// parsed still panics.
     pub fn try_dig(&self, args: &[&str]) -> Result<Dig, String> {
-        dig_at("127.0.0.1", self.port, args)
+        dig_wrapped(&self.dig_wrapper, "127.0.0.1", self.port, args)
     }
 
     /// Runs `failover-dns ARGS... --control PATH` against this server.

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Measures failover with no agent, as a new user would meet it, and prints the table the README
+# shows. Needs root: it builds a private network namespace (nothing leaves it), with
+#   - app.internal on a primary asset (127.0.0.2) and a virtual asset (127.0.0.3), an HTTP
+#     server on port 8080 of each;
+#   - failover-dns on 127.0.0.1:53, the namespace's only resolver (what the C library uses);
+#   - the primary's port made a dead path by an nftables drop rule (SYNs go unanswered, as when
+#     the agent's tunnel dies);
+# and times curl and Python's urllib, both resolving through the C library, for:
+#   - nothing reporting (the observer off, no probes): what pointing the OS at a DNS server
+#     that only knows static data gives;
+#   - the connection observer (the default);
+#   - the observer with --fail-fast;
+# each for the first request after the path died and the next one; and, with probes on both
+# endpoints every 500 ms and no traffic, whether the first address of the answer stays put.
+#
+# Usage: sudo scripts/failover-without-agent.sh [path/to/failover-dns]
+# (default: target/release/failover-dns, built when missing). Takes about two minutes, most of
+# it waiting out the dead path where nothing reports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "needs root: it creates a network namespace and nftables rules" >&2
+  exit 1
+fi
+for tool in ip nft curl python3 dig; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool (bash scripts/install-test-deps.sh)" >&2; exit 1; }
+done
+binary=${1:-target/release/failover-dns}
+if [ ! -x "$binary" ]; then
+  cargo build --release --locked >&2
+fi
+binary=$(realpath "$binary")
+
+ns=fdns-measure-$$
+work=$(mktemp -d)
+server_pid=""
+http_pids=()
+cleanup() {
+  [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
+  for pid in "${http_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns delete "$ns" 2>/dev/null || true
+  rm -rf "/etc/netns/$ns" "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "/etc/netns/$ns" "$work/zones"
+printf 'nameserver 127.0.0.1\noptions timeout:2 attempts:1\n' >"/etc/netns/$ns/resolv.conf"
+ip netns add "$ns"
+in_ns() { ip netns exec "$ns" "$@"; }
+in_ns ip link set lo up
+
+zone() { # $1: extra line for each destination (a probe), or nothing
+  cat <<EOF
+[[zone]]
+origin = "internal"
+
+[[asset]]
+id = "gw"
+kind = "gateway"
+addresses = ["127.0.0.9"]
+
+[[asset]]
+id = "app-host"
+kind = "primary"
+addresses = ["127.0.0.2"]
+names = ["app.internal"]
+$1
+
+[[virtual_asset]]
+id = "app-via-gw"
+gateway = "gw"
+addresses = ["127.0.0.3"]
+names = ["app.internal"]
+$1
+
+[[policy]]
+id = "app"
+sources = ["*"]
+destinations = ["app-host", "app-via-gw"]
+EOF
+}
+
+for address in 127.0.0.2 127.0.0.3; do
+  in_ns python3 -m http.server --bind "$address" 8080 --directory "$work" >/dev/null 2>&1 &
+  http_pids+=($!)
+done
+for address in 127.0.0.2 127.0.0.3; do
+  for _ in $(seq 200); do
+    in_ns curl -s -o /dev/null --max-time 1 "http://$address:8080/" && break
+    sleep 0.05
+  done
+done
+
+start_server() { # arguments for serve
+  in_ns "$binary" serve --zones "$work/zones" --listen 127.0.0.1:53 \
+    --control "$work/control.sock" --resolv-conf /dev/null "$@" \
+    >"$work/server.out" 2>"$work/server.log" &
+  server_pid=$!
+  for _ in $(seq 200); do
+    in_ns dig +short +time=1 +tries=1 @127.0.0.1 internal SOA >/dev/null 2>&1 && return
+    sleep 0.05
+  done
+  echo "failover-dns did not start:" >&2
+  cat "$work/server.log" >&2
+  exit 1
+}
+stop_server() {
+  kill "$server_pid"
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+blackhole() {
+  in_ns nft -f - <<'EOF'
+table inet measure {
+  chain output {
+    type filter hook output priority 0;
+    ip daddr 127.0.0.2 tcp dport 8080 drop
+  }
+}
+EOF
+}
+heal() { in_ns nft delete table inet measure 2>/dev/null || true; }
+
+curl_time() {
+  in_ns curl -s -o /dev/null --max-time 60 -w '%{time_total} s (%{remote_ip})' http://app.internal:8080/ ||
+    echo "failed"
+}
+python_time() {
+  in_ns python3 - <<'EOF' || echo "failed"
+import http.client, time
+start = time.monotonic()
+connection = http.client.HTTPConnection("app.internal", 8080, timeout=10)
+connection.request("GET", "/")
+peer = connection.sock.getpeername()[0]
+connection.getresponse().read()
+print(f"{time.monotonic() - start:.3f} s ({peer})")
+EOF
+}
+
+rows=()
+measure() { # label, serve arguments...
+  local label=$1
+  shift
+  zone "" >"$work/zones/app.toml"
+  for client in curl python; do
+    heal
+    start_server "$@"
+    blackhole
+    local first next
+    first=$(${client}_time)
+    next=$(${client}_time)
+    stop_server
+    rows+=("| $label | $client | $first | $next |")
+  done
+}
+
+echo "measuring (about two minutes)..." >&2
+measure "nothing reports (--no-observe, no probes)" --no-observe
+measure "connection observer (default)"
+measure "observer with --fail-fast" --fail-fast
+
+# Probes on both endpoints, no traffic: the first address of 20 answers, 250 ms apart.
+heal
+zone 'probe = { port = 8080, interval_ms = 500, timeout_ms = 500, jitter_ms = 100 }' >"$work/zones/app.toml"
+start_server --no-observe
+sleep 2 # two probe rounds: both endpoints up
+firsts=()
+for _ in $(seq 20); do
+  firsts+=("$(in_ns dig +short +time=1 +tries=1 @127.0.0.1 app.internal A | head -1)")
+  sleep 0.25
+done
+stop_server
+distinct=$(printf '%s\n' "${firsts[@]}" | sort -u | tr '\n' ' ')
+
+echo
+echo "| situation | client | first request after the path died | next request |"
+echo "|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
+echo
+echo "probes on both endpoints, no traffic, 20 answers: first address was ${distinct% }"
