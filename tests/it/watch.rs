@@ -4,14 +4,13 @@
 //! Waiting is observed, never slept for: [`wait_for`] polls (each poll runs the CLI, with a short
 //! pause between polls) until the condition holds or a generous deadline passes.
 
-use std::io::{BufRead, BufReader};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::support::watcher::Watch;
 use crate::support::zones::{APP_AND_DB_ZONE, APP_PRIMARY, APP_VIA_BERLIN};
-use crate::support::{Server, WAIT_DEADLINE, wait_for};
+use crate::support::{Server, wait_for};
 
 fn has_event(events: &[Value], event: &str, key: &str, value: &str) -> bool {
     events
