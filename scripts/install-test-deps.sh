@@ -7,6 +7,7 @@ set -euo pipefail
 declare -A packages=(
   [dig]=bind9-dnsutils    # queries in every DNS test
   [unbound]=unbound       # the real upstream resolver forwarding tests start on loopback
+  [openssl]=openssl       # certificates for the DNS-over-TLS upstream tests
   [curl]=curl             # the end-to-end failover test
   [unshare]=util-linux    # a private /etc/resolv.conf for C-library resolver tests
   [mount]=mount
