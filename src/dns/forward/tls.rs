@@ -284,23 +284,31 @@ async fn read_replies(
     upstream: SocketAddr,
 ) {
     loop {
-        let length = match tokio::time::timeout(IDLE_TIMEOUT, reader.read_u16()).await {
-            Ok(Ok(length)) => length,
-            Ok(Err(error)) => {
+        // The read goes on across idle checks (a length half read is never dropped).
+        let length = {
+            let read = reader.read_u16();
+            tokio::pin!(read);
+            loop {
+                tokio::select! {
+                    result = &mut read => break Some(result),
+                    () = tokio::time::sleep(IDLE_TIMEOUT) => {
+                        let idle = connection.pending.lock().map(|p| p.is_empty()).unwrap_or(true);
+                        if idle {
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
+        let length = match length {
+            Some(Ok(length)) => length,
+            Some(Err(error)) => {
                 debug!(%upstream, %error, "TLS connection closed");
                 break;
             }
-            Err(_) => {
-                let idle = connection
-                    .pending
-                    .lock()
-                    .map(|p| p.is_empty())
-                    .unwrap_or(true);
-                if idle {
-                    debug!(%upstream, "closing the idle TLS connection");
-                    break;
-                }
-                continue;
+            None => {
+                debug!(%upstream, "closing the idle TLS connection");
+                break;
             }
         };
         let mut bytes = vec![0u8; usize::from(length)];
