@@ -9,6 +9,9 @@
 //! - `forwarded_from_cache/*`: a name outside the zone answered from the forwarder's cache
 //!   (filled once from a fake upstream on 127.0.0.1): `a` through the general path, `a_memoised`
 //!   through the fast path (the memo ages the cached answer's TTLs itself);
+//! - `forwarded_stale/*`: the serve-stale look-up (RFC 8767) of an answer that expired a minute
+//!   ago (`stale`: found, re-addressed, every TTL set to 30, encoded) next to the fresh cache
+//!   look-up of the same answer (`fresh`), both straight on the forwarder, no upstream involved;
 //! - `answer_path_memoised/*`: the fast path (`Handler::handle_memoised`, as the UDP loop calls
 //!   it), A and NXDOMAIN queries rotating over 1,024 names at 1,000 and 100,000 names, the memo
 //!   warm: what a repeated query costs in user space.
@@ -169,7 +172,7 @@ fn fake_upstream() -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
 fn forwarded_from_cache(c: &mut Criterion) {
     let (upstream, thread) = fake_upstream();
     let forwarder = ForwardSettings {
-        upstreams: vec![upstream],
+        upstreams: vec![failover_dns::UpstreamSpec::plain(upstream)],
         ..ForwardSettings::default()
     };
     let snapshot =
@@ -228,6 +231,63 @@ fn forwarded_from_cache(c: &mut Criterion) {
     group.finish();
 }
 
+fn forwarded_stale(c: &mut Criterion) {
+    let handler = Handler::standalone(
+        failover_dns::SharedSnapshot::new(failover_dns::Snapshot::new(
+            common::zone_data(SMALL),
+            failover_dns::Identity::default(),
+        )),
+        HealthTable::new(),
+        ForwardSettings::default(),
+    );
+    let forwarder = handler.forwarder();
+    let packet = query(11, "www.example.com", RecordType::A, true);
+    let request = Message::from_vec(&packet).expect("the query parses");
+    let mut response = request.clone();
+    response.metadata.message_type = MessageType::Response;
+    if let Some(q) = request.queries.first() {
+        response.answers.push(Record::from_rdata(
+            q.name().clone(),
+            60,
+            RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+        ));
+    }
+    let now = std::time::Instant::now();
+    let two_minutes_ago = now
+        .checked_sub(Duration::from_secs(120))
+        .expect("the clock has run two minutes");
+    forwarder.cache_response(&request, &response, two_minutes_ago);
+    let limit = failover_dns::size_limit(&request, failover_dns::Transport::Udp);
+    let stale = forwarder.stale_at(&request, now).expect("a stale answer");
+    assert!(stale.answers.iter().all(|r| r.ttl == 30), "TTL 30");
+    assert!(forwarder.cached_at(&request, now).is_none(), "never fresh");
+    let fresh = {
+        let fresh_request = Message::from_vec(&query(12, "fresh.example.com", RecordType::A, true))
+            .expect("the query parses");
+        let mut fresh_response = response.clone();
+        fresh_response.queries = fresh_request.queries.clone();
+        forwarder.cache_response(&fresh_request, &fresh_response, now);
+        fresh_request
+    };
+    assert!(forwarder.cached_at(&fresh, now).is_some());
+
+    let mut group = c.benchmark_group("forwarded_stale");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("stale", |b| {
+        b.iter(|| {
+            let stale = forwarder.stale_at(black_box(&request), now);
+            stale.map(|m| failover_dns::encode_response(&m, limit).len())
+        })
+    });
+    group.bench_function("fresh", |b| {
+        b.iter(|| {
+            let cached = forwarder.cached_at(black_box(&fresh), now);
+            cached.map(|c| failover_dns::encode_response(&c.response, limit).len())
+        })
+    });
+    group.finish();
+}
+
 fn memoised(c: &mut Criterion) {
     let mut group = c.benchmark_group("answer_path_memoised");
     group.throughput(Throughput::Elements(1));
@@ -279,6 +339,7 @@ criterion_group!(
     single_queries,
     scale,
     forwarded_from_cache,
+    forwarded_stale,
     memoised
 );
 criterion_main!(benches);

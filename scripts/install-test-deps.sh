@@ -7,6 +7,7 @@ set -euo pipefail
 declare -A packages=(
   [dig]=bind9-dnsutils    # queries in every DNS test
   [unbound]=unbound       # the real upstream resolver forwarding tests start on loopback
+  [openssl]=openssl       # certificates for the DNS-over-TLS upstream tests
   [curl]=curl             # the end-to-end failover tests
   [python3]=python3       # a second real client (urllib) and HTTP servers in failover tests
   [nft]=nftables          # dead paths (drop rules) in the tests' network namespaces

@@ -16,9 +16,10 @@ use tracing::info;
 
 use crate::config::limits::LimitArgs;
 use crate::config::load_zone_dir;
-use crate::config::settings::parse_upstream;
 use crate::config::settings::{
-    Settings, parse_listen, parse_metrics_listen, parse_upstream_timeout,
+    Settings, UpstreamSpec, check_ca_file, parse_listen, parse_metrics_listen,
+    parse_stale_answer_delay, parse_stale_max_age, parse_upstream, parse_upstream_stagger,
+    parse_upstream_timeout,
 };
 use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
 use crate::dns::snapshot::Snapshot;
@@ -126,17 +127,18 @@ pub struct ServeArgs {
     /// /tmp/failover-dns-UID.sock]
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
-    /// Upstream resolver for names outside the zones (repeatable, tried in order; port 53 if
-    /// none given) [default: the nameservers of --resolv-conf]
-    #[arg(long = "upstream", value_name = "ADDR[:PORT]", value_parser = parse_upstream)]
-    pub upstreams: Vec<SocketAddr>,
+    /// Upstream resolver for names outside the zones (repeatable, raced in order; port 53 if
+    /// none given), or tls://ADDR[:PORT]#SERVER-NAME for DNS over TLS (port 853)
+    /// [default: the nameservers of --resolv-conf]
+    #[arg(long = "upstream", value_name = "UPSTREAM", value_parser = parse_upstream)]
+    pub upstreams: Vec<UpstreamSpec>,
+    /// Backups, DNS over TLS, racing and serve-stale.
+    #[command(flatten)]
+    pub forwarding: Box<ForwardingArgs>,
     /// Resolver configuration to read upstreams from when none are named
     /// [default: /etc/resolv.conf]
     #[arg(long, value_name = "FILE")]
     pub resolv_conf: Option<PathBuf>,
-    /// How long one upstream may take before the next is tried, in milliseconds [default: 2000]
-    #[arg(long, value_name = "MS", value_parser = parse_timeout_ms)]
-    pub upstream_timeout_ms: Option<Duration>,
     /// Most forwarded answers to cache; 0 disables the cache [default: 10000]
     #[arg(long, value_name = "N")]
     pub cache_size: Option<usize>,
@@ -170,6 +172,53 @@ fn parse_observe_interval_ms(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))?;
     crate::config::settings::parse_observe_interval(milliseconds)
+}
+
+/// Options of `serve` about forwarding beyond the upstreams themselves.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ForwardingArgs {
+    /// How long one upstream may take to answer before it counts as failed, in milliseconds [default: 2000]
+    #[arg(long, value_name = "MS", value_parser = parse_timeout_ms)]
+    pub upstream_timeout_ms: Option<Duration>,
+    /// Backup upstream, asked only once every --upstream failed for a query (repeatable; same
+    /// forms as --upstream)
+    #[arg(long = "backup-upstream", value_name = "UPSTREAM", value_parser = parse_upstream)]
+    pub backup_upstreams: Vec<UpstreamSpec>,
+    /// Extra certificate authorities (PEM) to trust for DNS-over-TLS upstreams, besides the
+    /// system trust store
+    #[arg(long, value_name = "FILE", value_parser = parse_ca_file)]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// How long after one upstream was asked the next one is asked too, in milliseconds (at
+    /// once when it fails; 0: all at once) [default: 200]
+    #[arg(long, value_name = "MS", value_parser = parse_stagger_ms)]
+    pub upstream_stagger_ms: Option<Duration>,
+    /// How long past its expiry a cached answer may be served (TTL 30) when every upstream
+    /// fails: seconds, or with a unit (90s, 30m, 12h, 1d); 0 turns it off [default: 1d]
+    #[arg(long, value_name = "AGE", value_parser = parse_stale_max_age)]
+    pub stale_max_age: Option<Duration>,
+    /// How long a query for an expired name waits for the upstreams before it gets the stale
+    /// answer, in milliseconds [default: 1800]
+    #[arg(long, value_name = "MS", value_parser = parse_stale_delay_ms)]
+    pub stale_answer_delay_ms: Option<Duration>,
+}
+
+fn whole_ms(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))
+}
+
+fn parse_stagger_ms(text: &str) -> Result<Duration, String> {
+    parse_upstream_stagger(whole_ms(text)?)
+}
+
+fn parse_stale_delay_ms(text: &str) -> Result<Duration, String> {
+    parse_stale_answer_delay(whole_ms(text)?)
+}
+
+fn parse_ca_file(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    check_ca_file(&path)?;
+    Ok(path)
 }
 
 fn parse_timeout_ms(text: &str) -> Result<Duration, String> {
@@ -348,10 +397,26 @@ pub fn serve_settings(args: &ServeArgs) -> Result<Settings, ConfigError> {
     if !args.upstreams.is_empty() {
         settings.upstreams = Some(args.upstreams.clone());
     }
+    let forwarding = &args.forwarding;
+    if !forwarding.backup_upstreams.is_empty() {
+        settings.backup_upstreams = forwarding.backup_upstreams.clone();
+    }
+    if let Some(ca_file) = &forwarding.upstream_ca_file {
+        settings.upstream_ca_file = Some(ca_file.clone());
+    }
+    if let Some(stagger) = forwarding.upstream_stagger_ms {
+        settings.upstream_stagger = stagger;
+    }
+    if let Some(age) = forwarding.stale_max_age {
+        settings.stale_max_age = age;
+    }
+    if let Some(delay) = forwarding.stale_answer_delay_ms {
+        settings.stale_answer_delay = delay;
+    }
     if let Some(resolv_conf) = &args.resolv_conf {
         settings.resolv_conf = resolv_conf.clone();
     }
-    if let Some(timeout) = args.upstream_timeout_ms {
+    if let Some(timeout) = args.forwarding.upstream_timeout_ms {
         settings.upstream_timeout = timeout;
     }
     if let Some(cache_size) = args.cache_size {
@@ -420,20 +485,27 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
         writeln!(out, "listening on udp+tcp {}", listener.local_addr()?)?;
     }
     writeln!(out, "control socket {}", control.path().display())?;
-    let upstreams: Vec<String> = dns
-        .handler()
-        .forwarder()
-        .upstreams()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    if upstreams.is_empty() {
+    let forwarder = dns.handler().forwarder();
+    let shown =
+        |list: Vec<UpstreamSpec>| -> Vec<String> { list.iter().map(ToString::to_string).collect() };
+    let (upstreams, backups) = (
+        shown(forwarder.upstreams()),
+        shown(forwarder.backup_upstreams()),
+    );
+    if upstreams.is_empty() && backups.is_empty() {
         writeln!(
             out,
             "forwarding: off (no upstream; names outside the zones are refused)"
         )?;
-    } else {
+    } else if backups.is_empty() {
         writeln!(out, "forwarding to {}", upstreams.join(", "))?;
+    } else {
+        writeln!(
+            out,
+            "forwarding to {} (backups: {})",
+            upstreams.join(", "),
+            backups.join(", ")
+        )?;
     }
     if let Some(listener) = &metrics {
         writeln!(out, "metrics on http://{}/metrics", listener.local_addr()?)?;

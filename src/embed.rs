@@ -168,6 +168,7 @@ impl FailoverDns {
         ControlContext {
             feed: self.inner.feed.clone(),
             reloader: Some(self.inner.reloader.clone()),
+            forwarder: Some(self.inner.handler.forwarder().clone()),
         }
     }
 
@@ -239,7 +240,12 @@ impl FailoverDns {
     /// Every shared name with its answer order and endpoint health.
     pub fn status(&self) -> StatusReport {
         let handler = &self.inner.handler;
-        status_report(&handler.snapshot().load(), handler.health())
+        let mut report = status_report(&handler.snapshot().load(), handler.health());
+        report.forwarding = handler
+            .forwarder()
+            .is_enabled()
+            .then(|| Box::new(handler.forwarder().status()));
+        report
     }
 
     /// Serves DNS on `listeners` (and the control socket and metrics listener, if given), runs

@@ -38,7 +38,7 @@ mod time;
 // Embedding: build a server from settings and zone data, serve it on sockets the caller binds,
 // feed it reports, watch it, reload it.
 pub use config::limits::{ForwardAllow, Limits};
-pub use config::settings::Settings;
+pub use config::settings::{Settings, TlsName, UpstreamSpec};
 pub use config::{load_zone_dir, load_zone_sources, load_zone_text};
 pub use control::{
     ControlContext, ControlError, ControlReply, ControlRequest, ControlSocket, handle_line,
@@ -56,8 +56,8 @@ pub use reload::{ReloadError, ReloadSummary};
 
 // Bring your own socket loop: the query path the server's loops drive, for embedders with
 // sockets of their own, benchmarks and the fuzz targets.
-pub use dns::answer::{CLASSIC_UDP_PAYLOAD, Transport, size_limit};
+pub use dns::answer::{CLASSIC_UDP_PAYLOAD, Transport, encode_response, size_limit};
 pub use dns::fastpath::AnswerMemo;
-pub use dns::forward::ForwardSettings;
+pub use dns::forward::{ForwardSettings, ForwardingStatus, Resolution, UpstreamStatus};
 pub use dns::handler::{Client, ForwardJob, Handler, Step};
 pub use dns::snapshot::{SharedSnapshot, Snapshot};

@@ -53,9 +53,11 @@ pub enum QueryOutcome {
     FormErr,
     /// NOTIMP or BADVERS.
     NotImplemented,
+    /// An expired cached answer (RFC 8767), because no upstream answered in time.
+    Stale,
 }
 
-const OUTCOMES: [&str; 8] = [
+const OUTCOMES: [&str; 9] = [
     "answer",
     "nxdomain",
     "nodata",
@@ -64,6 +66,7 @@ const OUTCOMES: [&str; 8] = [
     "servfail",
     "formerr",
     "notimp",
+    "stale",
 ];
 
 impl QueryOutcome {

@@ -1,7 +1,9 @@
 //! The server's own settings, as opposed to the zone data it serves: where the zone files are,
-//! the addresses to listen on, the control socket, and this client's identity. Embedded defaults,
-//! overlaid by a settings file, overlaid by command-line flags.
+//! the addresses to listen on, the control socket, this client's identity, and how names outside
+//! the zones are forwarded (upstreams, backups, DNS over TLS, racing, serve-stale). Embedded
+//! defaults, overlaid by a settings file, overlaid by command-line flags.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +26,51 @@ pub const DEFAULT_SETTINGS_FILE: &str = "failover-dns.toml";
 pub const DEFAULT_ZONES_DIR: &str = "zones";
 /// Where upstreams come from when none are named.
 pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// How long after one upstream started the next one starts, unless the first failed sooner.
+pub const DEFAULT_UPSTREAM_STAGGER: Duration = Duration::from_millis(200);
+/// How long past its expiry a cached answer may still be served when every upstream fails.
+pub const DEFAULT_STALE_MAX_AGE: Duration = Duration::from_secs(86_400);
+/// How long a client waits for a refresh before it gets the stale answer.
+pub const DEFAULT_STALE_ANSWER_DELAY: Duration = Duration::from_millis(1_800);
+/// The port of a DNS-over-TLS upstream when none is given (RFC 7858).
+pub const DOT_PORT: u16 = 853;
+
+/// One upstream resolver: an address, and for DNS over TLS the name its certificate must carry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamSpec {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// `None`: plain DNS (UDP, TCP for truncated answers and TCP clients). `Some`: DNS over TLS
+    /// (RFC 7858) only, authenticated as this name.
+    pub tls: Option<TlsName>,
+}
+
+/// Whom a DNS-over-TLS upstream's certificate must name: a DNS name (also sent as SNI), or,
+/// when the upstream was given without `#NAME`, its IP address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TlsName {
+    /// A DNS name (SNI and certificate check).
+    Dns(String),
+    /// The upstream's own address (certificate check only; no SNI for addresses).
+    Address,
+}
+
+impl UpstreamSpec {
+    /// A plain-DNS upstream.
+    pub fn plain(address: SocketAddr) -> Self {
+        UpstreamSpec { address, tls: None }
+    }
+}
+
+impl fmt::Display for UpstreamSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tls {
+            None => write!(f, "{}", self.address),
+            Some(TlsName::Address) => write!(f, "tls://{}", self.address),
+            Some(TlsName::Dns(name)) => write!(f, "tls://{}#{name}", self.address),
+        }
+    }
+}
 
 /// Validated server settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +85,18 @@ pub struct Settings {
     pub identity: Identity,
     /// Upstream resolvers named in the settings or on the command line; `None`: read them from
     /// `resolv_conf`.
-    pub upstreams: Option<Vec<SocketAddr>>,
+    pub upstreams: Option<Vec<UpstreamSpec>>,
+    /// Upstreams asked only once every primary upstream has failed for a query.
+    pub backup_upstreams: Vec<UpstreamSpec>,
+    /// Extra certificate authorities (PEM) trusted for DNS-over-TLS upstreams, besides the
+    /// system trust store.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// How long after one upstream attempt started the next one starts (sooner when it fails).
+    pub upstream_stagger: Duration,
+    /// How long past expiry a cached answer may be served when every upstream fails; zero: never.
+    pub stale_max_age: Duration,
+    /// How long a client waits for a refresh before it gets a stale answer.
+    pub stale_answer_delay: Duration,
     /// The system resolver configuration to take upstreams from when none are named.
     pub resolv_conf: PathBuf,
     /// How long one upstream may take to answer.
@@ -114,6 +172,11 @@ impl Default for Settings {
             control: default_control_path(),
             identity: Identity::default(),
             upstreams: None,
+            backup_upstreams: Vec::new(),
+            upstream_ca_file: None,
+            upstream_stagger: DEFAULT_UPSTREAM_STAGGER,
+            stale_max_age: DEFAULT_STALE_MAX_AGE,
+            stale_answer_delay: DEFAULT_STALE_ANSWER_DELAY,
             resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             cache_size: DEFAULT_CACHE_SIZE,
@@ -188,6 +251,11 @@ struct RawSettings {
     control: Option<String>,
     identity: Option<Identity>,
     upstreams: Option<Vec<Spanned<String>>>,
+    backup_upstreams: Option<Vec<Spanned<String>>>,
+    upstream_ca_file: Option<Spanned<String>>,
+    upstream_stagger_ms: Option<Spanned<u64>>,
+    stale_max_age: Option<Spanned<RawAge>>,
+    stale_answer_delay_ms: Option<Spanned<u64>>,
     resolv_conf: Option<String>,
     upstream_timeout_ms: Option<Spanned<u64>>,
     cache_size: Option<usize>,
@@ -199,6 +267,28 @@ struct RawSettings {
     observe_interval_ms: Option<Spanned<u64>>,
     observe_syn_retransmits: Option<Spanned<u64>>,
     fail_fast: Option<bool>,
+}
+
+/// `stale_max_age` as written: seconds, or a number with a unit (`"90s"`, `"30m"`, `"12h"`, `"1d"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawAge {
+    Seconds(u64),
+    Text(String),
+}
+
+/// The upstream list at `entries`, every entry checked, the first bad one located.
+fn parse_upstream_list(
+    source: &SourceFile,
+    entries: &[Spanned<String>],
+) -> Result<Vec<UpstreamSpec>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| {
+            parse_upstream(entry.get_ref())
+                .map_err(|message| ConfigError::one(source.locate(entry.span()), message))
+        })
+        .collect()
 }
 
 impl Settings {
@@ -258,15 +348,32 @@ impl Settings {
             settings.forward_allow = parse_forward_allow(&source, forward_allow)?;
         }
         if let Some(upstreams) = raw.upstreams {
-            let mut addresses = Vec::new();
-            for entry in &upstreams {
-                addresses.push(
-                    parse_upstream(entry.get_ref()).map_err(|message| {
-                        ConfigError::one(source.locate(entry.span()), message)
-                    })?,
-                );
-            }
-            settings.upstreams = Some(addresses);
+            settings.upstreams = Some(parse_upstream_list(&source, &upstreams)?);
+        }
+        if let Some(backups) = raw.backup_upstreams {
+            settings.backup_upstreams = parse_upstream_list(&source, &backups)?;
+        }
+        if let Some(stagger) = raw.upstream_stagger_ms {
+            settings.upstream_stagger = parse_upstream_stagger(*stagger.get_ref())
+                .map_err(|message| ConfigError::one(source.locate(stagger.span()), message))?;
+        }
+        if let Some(age) = raw.stale_max_age {
+            let parsed = match age.get_ref() {
+                RawAge::Seconds(seconds) => parse_stale_max_age(&seconds.to_string()),
+                RawAge::Text(text) => parse_stale_max_age(text),
+            };
+            settings.stale_max_age =
+                parsed.map_err(|message| ConfigError::one(source.locate(age.span()), message))?;
+        }
+        if let Some(delay) = raw.stale_answer_delay_ms {
+            settings.stale_answer_delay = parse_stale_answer_delay(*delay.get_ref())
+                .map_err(|message| ConfigError::one(source.locate(delay.span()), message))?;
+        }
+        if let Some(ca_file) = raw.upstream_ca_file {
+            let path = resolve_relative(base, Path::new(ca_file.get_ref()));
+            check_ca_file(&path)
+                .map_err(|message| ConfigError::one(source.locate(ca_file.span()), message))?;
+            settings.upstream_ca_file = Some(path);
         }
         if let Some(listen) = raw.listen {
             let mut addresses = Vec::new();
@@ -300,17 +407,135 @@ pub fn parse_upstream_timeout(milliseconds: u64) -> Result<Duration, String> {
     }
 }
 
-/// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT` (port 53 when none is given).
-pub fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+/// Parses an upstream: `ADDR`, `ADDR:PORT` or `[V6]:PORT` for plain DNS (port 53 when none is
+/// given), or `tls://ADDR[:PORT][#SERVER-NAME]` for DNS over TLS (port 853 when none is given;
+/// without a name the certificate must carry the address).
+pub fn parse_upstream(text: &str) -> Result<UpstreamSpec, String> {
+    if let Some(rest) = text.strip_prefix("tls://") {
+        let (address, name) = match rest.split_once('#') {
+            Some((address, name)) => (address, Some(name)),
+            None => (rest, None),
+        };
+        let address = parse_address(address, DOT_PORT).ok_or_else(|| {
+            format!(
+                "invalid upstream {text:?}: expected tls://ADDR[:PORT]#SERVER-NAME, e.g. tls://192.0.2.53#dns.example.net or tls://[2001:db8::53]:853#dns.example.net"
+            )
+        })?;
+        let tls = match name {
+            None => TlsName::Address,
+            Some(name) => {
+                let valid = !name.is_empty()
+                    && name.parse::<IpAddr>().is_err()
+                    && rustls_pki_types::ServerName::try_from(name).is_ok();
+                if !valid {
+                    return Err(format!(
+                        "invalid upstream {text:?}: {name:?} is not a DNS name to check the upstream's certificate against"
+                    ));
+                }
+                TlsName::Dns(name.trim_end_matches('.').to_ascii_lowercase())
+            }
+        };
+        return Ok(UpstreamSpec {
+            address,
+            tls: Some(tls),
+        });
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(format!(
+            "invalid upstream {text:?}: unknown scheme {scheme:?} (plain ADDR[:PORT], or tls://ADDR[:PORT]#SERVER-NAME)"
+        ));
+    }
+    parse_address(text, 53).map(UpstreamSpec::plain).ok_or_else(|| {
+        format!(
+            "invalid upstream {text:?}: expected ADDR, ADDR:PORT or tls://ADDR[:PORT]#SERVER-NAME, e.g. 192.0.2.53, 127.0.0.1:5353, [2001:db8::53]:53 or tls://192.0.2.53#dns.example.net"
+        )
+    })
+}
+
+/// `ADDR`, `ADDR:PORT`, `[V6]` or `[V6]:PORT`, with `default_port` when none is given.
+fn parse_address(text: &str, default_port: u16) -> Option<SocketAddr> {
     if let Ok(address) = text.parse::<SocketAddr>() {
-        return Ok(address);
+        return Some(address);
     }
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 53));
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, default_port))
+}
+
+/// Checks the stagger between upstream starts, in milliseconds: 0 (all at once) to 10 s.
+pub fn parse_upstream_stagger(milliseconds: u64) -> Result<Duration, String> {
+    if milliseconds <= 10_000 {
+        Ok(Duration::from_millis(milliseconds))
+    } else {
+        Err(format!(
+            "upstream stagger {milliseconds} ms is outside 0..=10000 ms"
+        ))
     }
-    Err(format!(
-        "invalid upstream {text:?}: expected ADDR or ADDR:PORT, e.g. 192.0.2.53, 127.0.0.1:5353 or [2001:db8::53]:53"
-    ))
+}
+
+/// Checks how long a client waits for a refresh before a stale answer: 0 to 10 s.
+pub fn parse_stale_answer_delay(milliseconds: u64) -> Result<Duration, String> {
+    if milliseconds <= 10_000 {
+        Ok(Duration::from_millis(milliseconds))
+    } else {
+        Err(format!(
+            "stale answer delay {milliseconds} ms is outside 0..=10000 ms"
+        ))
+    }
+}
+
+/// Parses how long past expiry an answer may be served stale: seconds (`86400`) or a number
+/// with a unit (`90s`, `30m`, `12h`, `1d`); `0` turns serving stale answers off. At most 7 days.
+pub fn parse_stale_max_age(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .filter(|_| scale > 0)
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| {
+            format!(
+                "invalid stale_max_age {text:?}: expected seconds or a number with s, m, h or d, e.g. 86400 or \"1d\""
+            )
+        })?;
+    if seconds > 7 * 86_400 {
+        return Err(format!(
+            "stale_max_age {text:?} is longer than 7 days (RFC 8767 suggests 1 to 3 days)"
+        ));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+/// Checks that `path` holds at least one PEM certificate (a CA for DNS-over-TLS upstreams).
+pub fn check_ca_file(path: &Path) -> Result<(), String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|error| format!("cannot read upstream CA file {}: {error}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("upstream CA file {}: {error}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "upstream CA file {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The `nameserver` addresses of a resolv.conf text (port 53). Scoped IPv6 link-local entries
@@ -378,6 +603,144 @@ mod tests {
         for (text, expected) in cases {
             let parsed = parse_upstream(text).ok().map(|a| a.to_string());
             assert_eq!(parsed.as_deref(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn tls_upstream_syntax_table() {
+        let cases = [
+            (
+                "tls://192.0.2.53#dns.example.net",
+                Some("tls://192.0.2.53:853#dns.example.net"),
+            ),
+            (
+                "tls://127.0.0.1:8853#DoT.Example.",
+                Some("tls://127.0.0.1:8853#dot.example"),
+            ),
+            (
+                "tls://[2001:db8::53]#dns.example",
+                Some("tls://[2001:db8::53]:853#dns.example"),
+            ),
+            (
+                "tls://[2001:db8::53]:8853#dns.example",
+                Some("tls://[2001:db8::53]:8853#dns.example"),
+            ),
+            ("tls://192.0.2.53", Some("tls://192.0.2.53:853")),
+            ("tls://192.0.2.53#", None),
+            ("tls://192.0.2.53#not a name", None),
+            ("tls://192.0.2.53#192.0.2.1", None),
+            ("tls://dns.example#dns.example", None),
+            ("https://192.0.2.53", None),
+            ("udp://192.0.2.53", None),
+        ];
+        for (text, expected) in cases {
+            let parsed = parse_upstream(text).map(|a| a.to_string());
+            assert_eq!(
+                parsed.as_ref().ok().map(String::as_str),
+                expected,
+                "{text}: {parsed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn stale_max_age_table() {
+        let cases = [
+            ("86400", Some(86_400)),
+            ("0", Some(0)),
+            ("90s", Some(90)),
+            ("30m", Some(1_800)),
+            ("12h", Some(43_200)),
+            ("1d", Some(86_400)),
+            ("7d", Some(604_800)),
+            ("8d", None),
+            ("1w", None),
+            ("d", None),
+            ("-1", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            let parsed = parse_stale_max_age(text).ok().map(|d| d.as_secs());
+            assert_eq!(parsed, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn forwarding_settings_from_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("settings.toml");
+        std::fs::write(
+            &path,
+            "upstreams = [\"127.0.0.1:5353\", \"tls://127.0.0.2#dns.example\"]\n\
+             backup_upstreams = [\"192.0.2.53\"]\n\
+             upstream_stagger_ms = 50\nstale_max_age = \"2h\"\nstale_answer_delay_ms = 400\n",
+        )
+        .expect("write");
+        let settings = Settings::from_file(&path).expect("valid settings");
+        let shown = |list: &[UpstreamSpec]| -> Vec<String> {
+            list.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(
+            shown(settings.upstreams.as_deref().unwrap_or_default()),
+            ["127.0.0.1:5353", "tls://127.0.0.2:853#dns.example"]
+        );
+        assert_eq!(shown(&settings.backup_upstreams), ["192.0.2.53:53"]);
+        assert_eq!(settings.upstream_stagger, Duration::from_millis(50));
+        assert_eq!(settings.stale_max_age, Duration::from_secs(7_200));
+        assert_eq!(settings.stale_answer_delay, Duration::from_millis(400));
+        assert_eq!(settings.upstream_ca_file, None);
+
+        let defaults = Settings::default();
+        assert_eq!(defaults.upstream_stagger, Duration::from_millis(200));
+        assert_eq!(defaults.stale_max_age, Duration::from_secs(86_400));
+        assert_eq!(defaults.stale_answer_delay, Duration::from_millis(1_800));
+        assert!(defaults.backup_upstreams.is_empty());
+
+        std::fs::write(dir.path().join("not-a-ca.pem"), "no certificate here\n").expect("write");
+        let cases = [
+            (
+                "upstreams = [\"1.2.3.4\",\n  \"tls://1.2.3.4#\"]\n",
+                ":2:3",
+                "not a DNS name",
+            ),
+            (
+                "backup_upstreams = [\"dns.example\"]\n",
+                ":1:21",
+                "invalid upstream",
+            ),
+            ("stale_max_age = \"1w\"\n", ":1:17", "invalid stale_max_age"),
+            ("stale_max_age = 999999999\n", ":1:17", "longer than 7 days"),
+            (
+                "upstream_stagger_ms = 60000\n",
+                ":1:23",
+                "outside 0..=10000",
+            ),
+            (
+                "stale_answer_delay_ms = 10001\n",
+                ":1:25",
+                "outside 0..=10000",
+            ),
+            (
+                "upstream_ca_file = \"not-a-ca.pem\"\n",
+                ":1:20",
+                "holds no PEM certificate",
+            ),
+            (
+                "upstream_ca_file = \"missing.pem\"\n",
+                ":1:20",
+                "cannot read upstream CA file",
+            ),
+        ];
+        for (text, position, words) in cases {
+            std::fs::write(&path, text).expect("write");
+            let error = Settings::from_file(&path)
+                .expect_err("rejected")
+                .to_string();
+            assert!(
+                error.contains(&format!("settings.toml{position}")),
+                "{text}: {error}"
+            );
+            assert!(error.contains(words), "{text}: {error}");
         }
     }
     #[test]

@@ -238,6 +238,11 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
             let snapshot = context.feed.snapshot().load();
             let mut report = status_report(&snapshot, context.feed.health());
             report.config = context.reloader.as_ref().map(Reloader::config_status);
+            report.forwarding = context
+                .forwarder
+                .as_ref()
+                .filter(|forwarder| forwarder.is_enabled())
+                .map(|forwarder| Box::new(forwarder.status()));
             ControlReply::Status(Box::new(report))
         }
         // Blocks the calling thread while the files load; the socket server takes the async

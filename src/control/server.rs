@@ -29,6 +29,8 @@ pub struct ControlContext {
     pub feed: Feed,
     /// What `reload` calls.
     pub reloader: Option<Reloader>,
+    /// The forwarder whose upstreams `status` shows, when there is one.
+    pub forwarder: Option<crate::dns::forward::Forwarder>,
 }
 
 /// A bound control socket. Dropping it removes the socket file.

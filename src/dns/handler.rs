@@ -3,6 +3,7 @@
 //! Every stage is a call into its own module; this file only says in which order they run.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
@@ -12,7 +13,7 @@ use tracing::debug;
 use crate::config::limits::ForwardAllow;
 use crate::dns::answer::{self, Decision, Transport};
 use crate::dns::fastpath::{AnswerMemo, AnswerState, CacheAging, MemoCounts};
-use crate::dns::forward::{ForwardSettings, Forwarder};
+use crate::dns::forward::{ForwardSettings, Forwarder, IsOwned, Resolution};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::dns::zones::Lookup;
 use crate::health::HealthTable;
@@ -299,20 +300,32 @@ impl Handler {
         let limit = answer::size_limit(&request, transport);
         let query_type = request.queries.first().map(Query::query_type);
         let snapshot = self.snapshot.load();
-        let is_owned = |name: &Name| snapshot.zones.zone_of(name).is_some();
-        let forwarded = self
+        let is_owned: IsOwned = Arc::new(move |name: &Name| snapshot.zones.zone_of(name).is_some());
+        let resolution = self
             .forwarder
-            .forward(&request, &packet, transport, is_owned)
+            .resolve(&request, &packet, transport, is_owned)
             .await;
-        let (reply, outcome) = match forwarded {
-            Some(forwarded) if forwarded.bytes.len() <= limit => {
-                (forwarded.bytes, QueryOutcome::Forwarded)
+        let (reply, outcome) = match resolution {
+            // An upstream's own SERVFAIL or REFUSED is passed on as its answer.
+            Resolution::Answered(forwarded) | Resolution::Failed(Some(forwarded)) => {
+                if forwarded.bytes.len() <= limit {
+                    (forwarded.bytes, QueryOutcome::Forwarded)
+                } else {
+                    (
+                        answer::encode_response(&forwarded.message, limit),
+                        QueryOutcome::Forwarded,
+                    )
+                }
             }
-            Some(forwarded) => (
-                answer::encode_response(&forwarded.message, limit),
+            Resolution::Refreshed(message) => (
+                answer::encode_response(&message, limit),
                 QueryOutcome::Forwarded,
             ),
-            None => {
+            Resolution::Stale(message) => (
+                answer::encode_response(&message, limit),
+                QueryOutcome::Stale,
+            ),
+            Resolution::Failed(None) => {
                 debug!(id = request.metadata.id, "every upstream failed");
                 let response = answer::build_response(&request, Decision::ServFail, true);
                 (

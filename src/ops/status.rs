@@ -1,5 +1,6 @@
 //! What `status` shows: every shared name with its current answer order and each endpoint's
-//! health, built from a snapshot and the health table, and rendered as text or JSON.
+//! health, built from a snapshot and the health table; the configuration in force; and the
+//! forwarding upstreams with their state and the stale answers served. Rendered as text or JSON.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -9,6 +10,7 @@ use crate::time::elapsed_since;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dns::forward::ForwardingStatus;
 use crate::dns::snapshot::Snapshot;
 use crate::health::{EndpointHealth, HealthTable, ReportSource, Stamp, State};
 
@@ -24,6 +26,10 @@ pub struct StatusReport {
     /// server has no reloader (an embedder that swaps snapshots itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigStatus>,
+    /// The upstreams names outside the zones go to, their state, and the stale answers
+    /// served; absent when nothing is forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<Box<ForwardingStatus>>,
 }
 
 /// The configuration in force and the outcome of the last reload, so a failed reload is visible
@@ -158,6 +164,7 @@ pub fn status_report(snapshot: &Snapshot, health: &HealthTable) -> StatusReport 
         names,
         draining: health.draining(),
         config: None,
+        forwarding: None,
     }
 }
 
@@ -250,7 +257,46 @@ pub fn render_status_text(report: &StatusReport, now: SystemTime) -> String {
     if !report.draining.is_empty() {
         let _ = writeln!(out, "draining: {}", report.draining.join(", "));
     }
+    if let Some(forwarding) = &report.forwarding {
+        render_forwarding(&mut out, forwarding, now);
+    }
     out
+}
+
+/// The forwarding lines at the end of `status`: each upstream's state and why it last failed.
+fn render_forwarding(out: &mut String, forwarding: &ForwardingStatus, now: SystemTime) {
+    let _ = writeln!(
+        out,
+        "\nforwarding: {} stale answers served, {} refreshes in flight",
+        forwarding.stale_answers, forwarding.refreshes_in_flight
+    );
+    let _ = writeln!(
+        out,
+        "  {:<40} {:<7} {:<9} {:>5} {:>8} {:>6} {:<13} last error",
+        "upstream", "role", "state", "fails", "answered", "won", "last failure"
+    );
+    for upstream in &forwarding.upstreams {
+        let role = match upstream.role {
+            crate::dns::forward::Role::Primary => "primary",
+            crate::dns::forward::Role::Backup => "backup",
+        };
+        let state = match upstream.held_down_ms {
+            Some(ms) => format!("{} {}s", upstream.state, ms.div_ceil(1000)),
+            None => upstream.state.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<40} {:<7} {:<9} {:>5} {:>8} {:>6} {:<13} {}",
+            upstream.upstream,
+            role,
+            state,
+            upstream.consecutive_failures,
+            upstream.answered,
+            upstream.won,
+            ago(upstream.last_failure_unix_ms, now),
+            upstream.last_error.as_deref().unwrap_or("-")
+        );
+    }
 }
 
 /// The configuration lines at the top of `status`: a failed reload comes first, so it is seen.
@@ -292,6 +338,7 @@ mod tests {
         let report = StatusReport {
             draining: Vec::new(),
             names: Vec::new(),
+            forwarding: None,
             config: Some(ConfigStatus {
                 generation: 3,
                 loaded_at_unix_ms: 90_000,
@@ -337,6 +384,7 @@ mod tests {
                 names: Vec::new(),
                 draining: Vec::new(),
                 config: Some(config),
+                forwarding: None,
             },
             UNIX_EPOCH,
         );

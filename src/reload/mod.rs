@@ -479,6 +479,23 @@ pub fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<&'static 
     compare("listen", running.listen != new.listen);
     compare("control", running.control != new.control);
     compare("upstreams", running.upstreams != new.upstreams);
+    compare(
+        "backup_upstreams",
+        running.backup_upstreams != new.backup_upstreams,
+    );
+    compare(
+        "upstream_ca_file",
+        running.upstream_ca_file != new.upstream_ca_file,
+    );
+    compare(
+        "upstream_stagger_ms",
+        running.upstream_stagger != new.upstream_stagger,
+    );
+    compare("stale_max_age", running.stale_max_age != new.stale_max_age);
+    compare(
+        "stale_answer_delay_ms",
+        running.stale_answer_delay != new.stale_answer_delay,
+    );
     compare("resolv_conf", running.resolv_conf != new.resolv_conf);
     compare(
         "upstream_timeout_ms",

@@ -65,6 +65,7 @@ mod embedding;
 mod explain;
 mod failover;
 mod fast_path;
+mod forward_resilience;
 mod forwarding;
 mod fuzz_corpus;
 mod hardening;

@@ -13,6 +13,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use proptest::prelude::*;
 
 use crate::config::load_zone_text;
+use crate::config::settings::UpstreamSpec;
 use crate::dns::answer::Transport;
 use crate::dns::fastpath::AnswerMemo;
 use crate::dns::forward::ForwardSettings;
@@ -381,7 +382,7 @@ proptest! {
         // so that loopback clients get RA and forwarding, others REFUSED; its answers come from
         // the `Cache` actions.
         let forwarder = ForwardSettings {
-            upstreams: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 9))],
+            upstreams: vec![UpstreamSpec::plain(SocketAddr::from((Ipv4Addr::LOCALHOST, 9)))],
             cache_size: 4,
             ..ForwardSettings::default()
         };
@@ -502,7 +503,10 @@ fn cached_upstream_answers_are_memoised_aged_and_expire() {
         SharedSnapshot::new(snapshot(&zone_text(&[], 60)).expect("zone loads")),
         HealthTable::new(),
         ForwardSettings {
-            upstreams: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 9))],
+            upstreams: vec![UpstreamSpec::plain(SocketAddr::from((
+                Ipv4Addr::LOCALHOST,
+                9,
+            )))],
             cache_size: 8,
             ..ForwardSettings::default()
         },

@@ -1,6 +1,10 @@
 //! The cache of forwarded answers: bounded (least recently used entries go first), keyed by
 //! question and the DO/CD bits, honouring record TTLs and RFC 2308 negative caching. Owned names
 //! never reach it: the handler answers them before forwarding is considered.
+//!
+//! Serve-stale (RFC 8767): an expired entry is kept up to the stale window past its expiry (still
+//! bounded by the capacity), never served as fresh, and handed out by [`AnswerCache::lookup_stale`]
+//! with its original data and every TTL [`STALE_TTL`] when the forwarder could not refresh it.
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
@@ -13,6 +17,15 @@ use lru::LruCache;
 
 /// Longest time an answer is kept, whatever its TTL says (RFC 2181 §8 allows capping).
 pub const MAX_CACHE_TTL: u32 = 86_400;
+/// The TTL of every record of a stale answer (RFC 8767 §4 recommends 30 s).
+pub const STALE_TTL: u32 = 30;
+
+/// Whether an answer stored at `stored` for `ttl` seconds is stale at `now` and may still be
+/// served as such: it has expired, and less than `stale_max_age` ago (a zero window: never).
+pub fn stale_eligible(stored: Instant, ttl: u32, now: Instant, stale_max_age: Duration) -> bool {
+    let expires = stored + Duration::from_secs(u64::from(ttl));
+    now >= expires && now.saturating_duration_since(expires) < stale_max_age
+}
 
 /// What makes two queries share a cached answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,6 +65,8 @@ struct Entry {
 #[derive(Debug)]
 pub struct AnswerCache {
     entries: Option<Mutex<LruCache<CacheKey, Entry>>>,
+    /// How long past expiry an entry is kept for stale answers; zero: dropped at expiry.
+    stale_max_age: Duration,
     /// How many times the cache has changed: an answer stored (which may evict another), an
     /// expired one dropped, or everything cleared. The fast path's memo of cached answers is
     /// valid only while this stays the same.
@@ -73,10 +88,18 @@ pub struct CachedAnswer {
 }
 
 impl AnswerCache {
-    /// A cache holding at most `capacity` answers.
+    /// A cache holding at most `capacity` answers, dropping them at expiry.
+    #[cfg(test)]
     pub fn new(capacity: usize) -> Self {
+        AnswerCache::with_stale(capacity, Duration::ZERO)
+    }
+
+    /// A cache holding at most `capacity` answers, keeping each up to `stale_max_age` past its
+    /// expiry for [`AnswerCache::lookup_stale`].
+    pub fn with_stale(capacity: usize, stale_max_age: Duration) -> Self {
         AnswerCache {
             entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+            stale_max_age,
             changes: AtomicU64::new(0),
         }
     }
@@ -107,8 +130,9 @@ impl AnswerCache {
 
     /// The cached response for `request`, re-addressed to it (its ID, question as asked, RD
     /// and CD bits) with TTLs lowered by the time spent in the cache; `None` on a miss or when
-    /// the entry has expired. With it come when the answer was stored, how long it lives and the
-    /// age its TTLs were lowered by.
+    /// the entry has expired (an expired entry is dropped unless it may still serve stale
+    /// answers). With it come when the answer was stored, how long it lives and the age its
+    /// TTLs were lowered by.
     pub fn lookup(&self, request: &Message, now: Instant) -> Option<CachedAnswer> {
         let entries = self.entries.as_ref()?;
         let key = CacheKey::for_request(request)?;
@@ -117,36 +141,41 @@ impl AnswerCache {
             let entry = entries.get(&key)?;
             let age = now.saturating_duration_since(entry.stored);
             if age >= Duration::from_secs(u64::from(entry.ttl)) {
-                entries.pop(&key);
-                self.changes.fetch_add(1, Ordering::AcqRel);
+                if !stale_eligible(entry.stored, entry.ttl, now, self.stale_max_age) {
+                    entries.pop(&key);
+                    self.changes.fetch_add(1, Ordering::AcqRel);
+                }
                 return None;
             }
             entry.clone()
         };
         let age = u32::try_from(now.saturating_duration_since(entry.stored).as_secs())
             .unwrap_or(u32::MAX);
-        let mut response = entry.response;
-        response.metadata.id = request.metadata.id;
-        response.metadata.recursion_desired = request.metadata.recursion_desired;
-        response.metadata.checking_disabled = request.metadata.checking_disabled;
-        response.queries = request.queries.clone();
-        for record in response
-            .answers
-            .iter_mut()
-            .chain(response.authorities.iter_mut())
-            .chain(response.additionals.iter_mut())
-        {
-            record.ttl = record.ttl.saturating_sub(age);
-        }
-        if request.edns.is_none() {
-            response.edns = None;
-        }
+        let response = readdress(entry.response, request, |ttl| ttl.saturating_sub(age));
         Some(CachedAnswer {
             response,
             lifetime: Duration::from_secs(u64::from(entry.ttl)),
             stored: entry.stored,
             age,
         })
+    }
+
+    /// The expired answer to `request` when it may still be served stale at `now` (expired
+    /// less than the stale window ago): re-addressed to the request, its records as the upstream
+    /// gave them, every TTL [`STALE_TTL`]. `None` when there is none, or a fresh one (the caller
+    /// asks [`AnswerCache::lookup`] first), or serving stale answers is off.
+    pub fn lookup_stale(&self, request: &Message, now: Instant) -> Option<Message> {
+        let entries = self.entries.as_ref()?;
+        let key = CacheKey::for_request(request)?;
+        let entry = {
+            let mut entries = entries.lock().ok()?;
+            let entry = entries.get(&key)?;
+            if !stale_eligible(entry.stored, entry.ttl, now, self.stale_max_age) {
+                return None;
+            }
+            entry.clone()
+        };
+        Some(readdress(entry.response, request, |_| STALE_TTL))
     }
 
     /// How many times the cache has changed (see the field).
@@ -163,6 +192,31 @@ impl AnswerCache {
         }
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
+}
+
+/// A cached response made the answer to `request`: its ID, question as asked, RD and CD bits,
+/// no OPT record when the request had none, and every record's TTL mapped by `ttl`.
+pub(crate) fn readdress(
+    mut response: Message,
+    request: &Message,
+    ttl: impl Fn(u32) -> u32,
+) -> Message {
+    response.metadata.id = request.metadata.id;
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    response.metadata.checking_disabled = request.metadata.checking_disabled;
+    response.queries = request.queries.clone();
+    for record in response
+        .answers
+        .iter_mut()
+        .chain(response.authorities.iter_mut())
+        .chain(response.additionals.iter_mut())
+    {
+        record.ttl = ttl(record.ttl);
+    }
+    if request.edns.is_none() {
+        response.edns = None;
+    }
+    response
 }
 
 fn soa_negative_ttl(record: &Record) -> Option<u32> {
@@ -326,6 +380,81 @@ mod tests {
         assert_eq!(cache.changes(), 3, "an expired answer dropped");
         cache.clear();
         assert_eq!(cache.changes(), 4, "a clear");
+    }
+
+    #[test]
+    fn stale_eligibility_table() {
+        let stored = Instant::now();
+        let day = Duration::from_secs(86_400);
+        let at = |seconds: u64| stored + Duration::from_secs(seconds);
+        let cases = [
+            ("fresh: never stale", 10, at(5), day, false),
+            ("at expiry", 10, at(10), day, true),
+            ("an hour past expiry", 10, at(3_610), day, true),
+            ("just within the window", 10, at(10 + 86_399), day, true),
+            ("at the end of the window", 10, at(10 + 86_400), day, false),
+            ("past the window", 10, at(10 + 90_000), day, false),
+            ("window off", 10, at(11), Duration::ZERO, false),
+        ];
+        for (what, ttl, now, window, expected) in cases {
+            assert_eq!(stale_eligible(stored, ttl, now, window), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn expired_answers_are_kept_for_the_stale_window_and_served_stale_only() {
+        let cache = AnswerCache::with_stale(8, Duration::from_secs(60));
+        let start = Instant::now();
+        let key = CacheKey::for_request(&query("www.example.")).expect("one question");
+        cache.store(
+            key,
+            &response(ResponseCode::NoError, &[10, 300], None),
+            start,
+        );
+        let negative_key = CacheKey::for_request(&query("nx.example.")).expect("one question");
+        let mut negative = response(ResponseCode::NXDomain, &[], Some(soa(900, 5)));
+        negative.queries = query("nx.example.").queries;
+        cache.store(negative_key, &negative, start);
+
+        let mut asked = query("www.example.");
+        asked.metadata.id = 99;
+        assert!(
+            cache
+                .lookup_stale(&asked, start + Duration::from_secs(5))
+                .is_none(),
+            "a fresh answer is not stale"
+        );
+        let expired = start + Duration::from_secs(20);
+        let changes = cache.changes();
+        assert!(cache.lookup(&asked, expired).is_none(), "never fresh again");
+        assert_eq!(cache.changes(), changes, "kept, not dropped");
+        let stale = cache.lookup_stale(&asked, expired).expect("stale answer");
+        assert_eq!(stale.metadata.id, 99);
+        assert_eq!(
+            stale.answers.iter().map(|r| r.ttl).collect::<Vec<_>>(),
+            [STALE_TTL, STALE_TTL],
+            "every TTL 30"
+        );
+        assert_eq!(
+            stale.answers[0].data,
+            RData::A(A::new(198, 51, 100, 1)),
+            "the original data"
+        );
+        let nx = cache
+            .lookup_stale(&query("nx.example."), expired)
+            .expect("negative answers go stale too");
+        assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(nx.authorities[0].ttl, STALE_TTL);
+
+        let past_window = start + Duration::from_secs(10 + 61);
+        assert!(cache.lookup_stale(&asked, past_window).is_none());
+        assert!(cache.lookup(&asked, past_window).is_none());
+        assert_eq!(cache.changes(), changes + 1, "dropped past the window");
+
+        let off = AnswerCache::new(8);
+        let key = CacheKey::for_request(&query("www.example.")).expect("one question");
+        off.store(key, &response(ResponseCode::NoError, &[10], None), start);
+        assert!(off.lookup_stale(&asked, expired).is_none(), "stale off");
     }
 
     #[test]

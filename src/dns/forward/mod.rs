@@ -1,39 +1,60 @@
-//! Upstream forwarding, the only outbound DNS I/O: sends a query for a name we do not own to the
-//! upstream resolvers in order, with a per-upstream timeout, the next upstream on timeout, error,
-//! SERVFAIL or REFUSED, a hold-down for upstreams that keep failing, TCP when the UDP answer is
-//! truncated, and a bounded total time. Answers are cached (see `cache`).
+//! Upstream forwarding, the only outbound DNS I/O, for names we do not own: a race of the
+//! upstreams (`race`: staggered starts, the first usable answer wins, backups only once every
+//! primary failed), per-upstream timeouts and hold-down, plain DNS (`transport`: UDP, TCP when
+//! truncated) or DNS over TLS (`tls`), the cache of answers (`cache`) and serve-stale (RFC 8767):
+//! an expired answer, with TTL 30, when every upstream fails, refreshed in the background.
 //!
 //! Every upstream query gets a fresh random ID and, over UDP, a fresh socket (a random source
-//! port); a reply must match ID and question or it is ignored (RFC 5452).
+//! port); a reply must match ID and question or it is ignored (RFC 5452). Attempts that lose a
+//! race are not waited for: they finish in the background (up to their timeout), so a dead
+//! upstream is still seen failing and held down.
 
 pub mod cache;
+pub mod race;
+pub mod tls;
+pub mod transport;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Name;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio::time::timeout_at;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::settings::{
-    DEFAULT_CACHE_SIZE, DEFAULT_UPSTREAM_TIMEOUT, Settings, is_own_address, parse_resolv_conf,
+    DEFAULT_CACHE_SIZE, DEFAULT_STALE_ANSWER_DELAY, DEFAULT_STALE_MAX_AGE,
+    DEFAULT_UPSTREAM_STAGGER, DEFAULT_UPSTREAM_TIMEOUT, Settings, UpstreamSpec, is_own_address,
+    parse_resolv_conf,
 };
 use crate::dns::answer::Transport;
 use crate::dns::forward::cache::{AnswerCache, CacheKey, CachedAnswer};
+use crate::dns::forward::race::{Due, Schedule};
+use crate::dns::forward::tls::DotUpstream;
+pub use crate::dns::forward::transport::Forwarded;
+use crate::dns::forward::transport::{AttemptError, exchange};
 use crate::metrics::{Metrics, UpstreamOutcome};
+
+/// Attempts that may go on in the background after losing a race; past it losers are stopped.
+const MAX_BACKGROUND_ATTEMPTS: usize = 1_024;
 
 /// How forwarding behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardSettings {
     /// Upstream resolvers, in order of preference.
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<UpstreamSpec>,
+    /// Upstreams asked only once every primary has failed for a query.
+    pub backup_upstreams: Vec<UpstreamSpec>,
+    /// Extra CA certificates (PEM) for DNS-over-TLS upstreams.
+    pub upstream_ca_file: Option<std::path::PathBuf>,
     /// How long one upstream may take to answer.
     pub timeout: Duration,
+    /// How long after one attempt started the next one starts (at once when it fails).
+    pub stagger: Duration,
     /// How long a forwarded query may take in all, across every upstream tried.
     pub total_timeout: Duration,
     /// Consecutive failures after which an upstream is held down.
@@ -42,17 +63,26 @@ pub struct ForwardSettings {
     pub hold_down: Duration,
     /// Most answers kept in the cache; 0 disables it.
     pub cache_size: usize,
+    /// How long past expiry an answer may be served stale; zero: never.
+    pub stale_max_age: Duration,
+    /// How long a client waits for a refresh before it gets the stale answer.
+    pub stale_answer_delay: Duration,
 }
 
 impl Default for ForwardSettings {
     fn default() -> Self {
         ForwardSettings {
             upstreams: Vec::new(),
+            backup_upstreams: Vec::new(),
+            upstream_ca_file: None,
             timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            stagger: DEFAULT_UPSTREAM_STAGGER,
             total_timeout: Duration::from_secs(5),
             failures_before_hold_down: 2,
             hold_down: Duration::from_secs(30),
             cache_size: DEFAULT_CACHE_SIZE,
+            stale_max_age: DEFAULT_STALE_MAX_AGE,
+            stale_answer_delay: DEFAULT_STALE_ANSWER_DELAY,
         }
     }
 }
@@ -67,7 +97,10 @@ impl ForwardSettings {
         let candidates = match &settings.upstreams {
             Some(upstreams) => upstreams.clone(),
             None => match std::fs::read_to_string(&settings.resolv_conf) {
-                Ok(text) => parse_resolv_conf(&text),
+                Ok(text) => parse_resolv_conf(&text)
+                    .into_iter()
+                    .map(UpstreamSpec::plain)
+                    .collect(),
                 Err(error) => {
                     notes.push(format!(
                         "cannot read {}: {error}; names outside the zones will be refused",
@@ -77,49 +110,132 @@ impl ForwardSettings {
                 }
             },
         };
-        let mut upstreams = Vec::new();
-        for upstream in candidates {
-            if is_own_address(upstream, &settings.listen) {
-                notes.push(format!(
-                    "upstream {upstream} is this server's own listen address; dropped to avoid a forwarding loop"
-                ));
-            } else if !upstreams.contains(&upstream) {
-                upstreams.push(upstream);
+        let mut seen = Vec::new();
+        let mut keep = |list: Vec<UpstreamSpec>, notes: &mut Vec<String>| {
+            let mut kept = Vec::new();
+            for upstream in list {
+                if is_own_address(upstream.address, &settings.listen) {
+                    notes.push(format!(
+                        "upstream {upstream} is this server's own listen address; dropped to avoid a forwarding loop"
+                    ));
+                } else if !seen.contains(&upstream) {
+                    seen.push(upstream.clone());
+                    kept.push(upstream);
+                }
             }
-        }
+            kept
+        };
+        let upstreams = keep(candidates, &mut notes);
+        let backup_upstreams = keep(settings.backup_upstreams.clone(), &mut notes);
         let forward = ForwardSettings {
             upstreams,
+            backup_upstreams,
+            upstream_ca_file: settings.upstream_ca_file.clone(),
             timeout: settings.upstream_timeout,
+            stagger: settings.upstream_stagger,
             cache_size: settings.cache_size,
+            stale_max_age: settings.stale_max_age,
+            stale_answer_delay: settings.stale_answer_delay,
             ..ForwardSettings::default()
         };
         (forward, notes)
     }
 }
 
-#[derive(Debug)]
-struct Upstream {
-    address: SocketAddr,
-    health: Mutex<UpstreamHealth>,
+/// Primary or backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Tried for every query.
+    Primary,
+    /// Tried only once every primary has failed for a query.
+    Backup,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug)]
+struct Upstream {
+    spec: UpstreamSpec,
+    role: Role,
+    /// The TLS side, for a DNS-over-TLS upstream.
+    tls: Option<DotUpstream>,
+    health: Mutex<UpstreamHealth>,
+    /// Usable answers, failed attempts, answers that won a race.
+    answered: AtomicU64,
+    failed: AtomicU64,
+    won: AtomicU64,
+}
+
+#[derive(Debug, Default, Clone)]
 struct UpstreamHealth {
     consecutive_failures: u32,
     held_until: Option<Instant>,
+    last_error: Option<String>,
+    last_failure: Option<SystemTime>,
+    last_success: Option<SystemTime>,
 }
 
-/// Why one attempt at one upstream did not give a usable answer.
-#[derive(Debug, thiserror::Error)]
-enum AttemptError {
-    #[error("timed out")]
-    Timeout,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("answered {0}")]
-    Failed(ResponseCode),
-    #[error("malformed reply: {0}")]
-    Malformed(String),
+/// One upstream as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamStatus {
+    /// The upstream as configured (`ADDR:PORT`, `tls://ADDR:PORT#NAME`).
+    pub upstream: String,
+    /// Primary or backup.
+    pub role: Role,
+    /// `ok`, `failing` (failed last, not held down) or `held-down`.
+    pub state: String,
+    /// Failed attempts since the last usable answer.
+    pub consecutive_failures: u32,
+    /// How much longer it is held down, milliseconds.
+    pub held_down_ms: Option<u64>,
+    /// Why its last failed attempt failed.
+    pub last_error: Option<String>,
+    /// Last usable answer, milliseconds since the Unix epoch.
+    pub last_success_unix_ms: Option<u64>,
+    /// Last failure, milliseconds since the Unix epoch.
+    pub last_failure_unix_ms: Option<u64>,
+    /// Usable answers it gave.
+    pub answered: u64,
+    /// Answers of its that a client got (it won the race).
+    pub won: u64,
+    /// Attempts that failed (timeout, error, SERVFAIL, REFUSED).
+    pub failed: u64,
+}
+
+/// Forwarding as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardingStatus {
+    /// Every upstream, primaries then backups, in configured order.
+    pub upstreams: Vec<UpstreamStatus>,
+    /// Expired answers served because every upstream failed (RFC 8767).
+    pub stale_answers: u64,
+    /// Refreshes of stale answers running now.
+    pub refreshes_in_flight: usize,
+}
+
+/// What forwarding a query came to.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// An upstream's answer, passed on.
+    Answered(Forwarded),
+    /// A fresh answer a refresh this query waited for brought (re-addressed to the query).
+    Refreshed(Message),
+    /// An expired answer from the cache, every TTL 30, because no upstream answered in time.
+    Stale(Message),
+    /// Every upstream failed: an upstream's own SERVFAIL or REFUSED when one gave it, else
+    /// nothing (the caller answers SERVFAIL).
+    Failed(Option<Forwarded>),
+}
+
+/// Whether a name is one of ours (its records never come from an upstream); shared with the
+/// background tasks of a query.
+pub type IsOwned = Arc<dyn Fn(&Name) -> bool + Send + Sync>;
+
+/// Where a background refresh of a stale answer is.
+#[derive(Debug, Clone)]
+enum RefreshState {
+    Running,
+    Answered(Arc<Message>),
+    Failed,
 }
 
 /// The upstream resolvers and the answer cache. Cheap to clone.
@@ -131,47 +247,89 @@ pub struct Forwarder {
 #[derive(Debug)]
 struct Inner {
     settings: ForwardSettings,
+    /// Primaries then backups, in configured order.
     upstreams: Vec<Upstream>,
     cache: AnswerCache,
     /// Where attempts are counted.
     metrics: Metrics,
+    /// Attempts running now, racing or left in the background.
+    running_attempts: AtomicUsize,
+    /// The background refresh of each stale answer being refreshed: at most one per question.
+    refreshing: Mutex<HashMap<CacheKey, watch::Receiver<RefreshState>>>,
+    stale_answers: AtomicU64,
 }
 
-/// An upstream answer: the bytes as received (with the client's ID), and the parsed message.
-#[derive(Debug, Clone)]
-pub struct Forwarded {
-    /// The upstream's reply bytes with the client's ID written in, for pass-through.
-    pub bytes: Vec<u8>,
-    /// The parsed reply.
-    pub message: Message,
+/// Counts an attempt as running for as long as it lives.
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Running(counter)
+    }
 }
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What one attempt reports to its race: a usable answer, or a failure (with the upstream's own
+/// SERVFAIL/REFUSED reply when that was the failure).
+type AttemptReport = (usize, Result<Forwarded, Option<Forwarded>>);
 
 impl Forwarder {
-    /// A forwarder over `settings.upstreams` (may be empty: then nothing is forwarded),
-    /// counting every upstream attempt in `metrics`.
+    /// A forwarder over `settings.upstreams` and `settings.backup_upstreams` (may be empty:
+    /// then nothing is forwarded), counting every upstream attempt in `metrics`.
     pub fn new(settings: ForwardSettings, metrics: &Metrics) -> Self {
+        let any_tls = settings
+            .upstreams
+            .iter()
+            .chain(&settings.backup_upstreams)
+            .any(|u| u.tls.is_some());
+        let tls_config = any_tls.then(|| {
+            let (config, notes) = tls::client_config(settings.upstream_ca_file.as_deref());
+            for note in notes {
+                warn!("DNS over TLS: {note}");
+            }
+            config
+        });
+        let upstream = |spec: &UpstreamSpec, role: Role| Upstream {
+            tls: spec
+                .tls
+                .as_ref()
+                .zip(tls_config.as_ref())
+                .map(|(name, config)| DotUpstream::new(spec.address, name, Arc::clone(config))),
+            spec: spec.clone(),
+            role,
+            health: Mutex::new(UpstreamHealth::default()),
+            answered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            won: AtomicU64::new(0),
+        };
         let upstreams = settings
             .upstreams
             .iter()
-            .map(|&address| Upstream {
-                address,
-                health: Mutex::new(UpstreamHealth::default()),
-            })
+            .map(|spec| upstream(spec, Role::Primary))
+            .chain(
+                settings
+                    .backup_upstreams
+                    .iter()
+                    .map(|spec| upstream(spec, Role::Backup)),
+            )
             .collect();
         Forwarder {
             inner: Arc::new(Inner {
-                cache: AnswerCache::new(settings.cache_size),
+                cache: AnswerCache::with_stale(settings.cache_size, settings.stale_max_age),
                 upstreams,
                 settings,
                 metrics: metrics.clone(),
+                running_attempts: AtomicUsize::new(0),
+                refreshing: Mutex::new(HashMap::new()),
+                stale_answers: AtomicU64::new(0),
             }),
         }
-    }
-
-    fn count(&self, upstream: SocketAddr, outcome: UpstreamOutcome, started: Instant) {
-        self.inner
-            .metrics
-            .upstream(upstream, outcome, started.elapsed());
     }
 
     /// Whether any upstream is configured.
@@ -179,9 +337,23 @@ impl Forwarder {
         !self.inner.upstreams.is_empty()
     }
 
-    /// The upstream addresses, in order.
-    pub fn upstreams(&self) -> Vec<SocketAddr> {
-        self.inner.upstreams.iter().map(|u| u.address).collect()
+    /// The primary upstreams, in order.
+    pub fn upstreams(&self) -> Vec<UpstreamSpec> {
+        self.role_specs(Role::Primary)
+    }
+
+    /// The backup upstreams, in order.
+    pub fn backup_upstreams(&self) -> Vec<UpstreamSpec> {
+        self.role_specs(Role::Backup)
+    }
+
+    fn role_specs(&self, role: Role) -> Vec<UpstreamSpec> {
+        self.inner
+            .upstreams
+            .iter()
+            .filter(|u| u.role == role)
+            .map(|u| u.spec.clone())
+            .collect()
     }
 
     /// The cached answer to `request` at `now`, with its ages (see [`CachedAnswer`]).
@@ -194,13 +366,18 @@ impl Forwarder {
         self.inner.cache.changes()
     }
 
-    /// Stores `response` as the answer to `request` at `now`, as a forward does (for tests
-    /// that need cached answers without an upstream).
-    #[cfg(test)]
-    pub(crate) fn cache_response(&self, request: &Message, response: &Message, now: Instant) {
+    /// Stores `response` as the answer to `request` at `now`, as a forward does (for tests and
+    /// benchmarks that need cached answers without an upstream).
+    pub fn cache_response(&self, request: &Message, response: &Message, now: Instant) {
         if let Some(key) = CacheKey::for_request(request) {
             self.inner.cache.store(key, response, now);
         }
+    }
+
+    /// The stale answer to `request` at `now`, if the cache may serve one (for benchmarks and
+    /// tests; queries get one through [`Forwarder::resolve`]).
+    pub fn stale_at(&self, request: &Message, now: Instant) -> Option<Message> {
+        self.inner.cache.lookup_stale(request, now)
     }
 
     /// Forgets every cached answer.
@@ -208,130 +385,428 @@ impl Forwarder {
         self.inner.cache.clear();
     }
 
-    /// Forwards `packet` (the client's query, parsed as `request`) to the upstreams in order and
-    /// returns the first usable answer, or `None` when every upstream failed within the total
-    /// time (the caller answers SERVFAIL).
+    /// Every upstream's state and the stale-answer count, for `status`.
+    pub fn status(&self) -> ForwardingStatus {
+        let now = Instant::now();
+        let unix_ms = |at: Option<SystemTime>| at.map(crate::time::unix_ms);
+        let upstreams = self
+            .inner
+            .upstreams
+            .iter()
+            .map(|u| {
+                let health = u.health.lock().map(|h| h.clone()).unwrap_or_default();
+                let held = health.held_until.filter(|until| *until > now);
+                let state = if held.is_some() {
+                    "held-down"
+                } else if health.consecutive_failures > 0 {
+                    "failing"
+                } else {
+                    "ok"
+                };
+                UpstreamStatus {
+                    upstream: u.spec.to_string(),
+                    role: u.role,
+                    state: state.to_string(),
+                    consecutive_failures: health.consecutive_failures,
+                    held_down_ms: held.map(|until| {
+                        u64::try_from(until.saturating_duration_since(now).as_millis())
+                            .unwrap_or(u64::MAX)
+                    }),
+                    last_error: health.last_error,
+                    last_success_unix_ms: unix_ms(health.last_success),
+                    last_failure_unix_ms: unix_ms(health.last_failure),
+                    answered: u.answered.load(Ordering::Relaxed),
+                    won: u.won.load(Ordering::Relaxed),
+                    failed: u.failed.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        ForwardingStatus {
+            upstreams,
+            stale_answers: self.inner.stale_answers.load(Ordering::Relaxed),
+            refreshes_in_flight: self.inner.refreshing.lock().map_or(0, |r| r.len()),
+        }
+    }
+
+    /// Forwards `packet` (the client's query, parsed as `request`): the upstreams race
+    /// ([`race`]) and the first usable answer is the result. When the cache holds an expired
+    /// answer that may still be served (RFC 8767), the upstreams are asked by a background
+    /// refresh (one per question at a time) and the query waits for it at most the stale
+    /// answer delay (not at all when every upstream is held down), then gets the stale answer.
     ///
     /// Records owned by names for which `is_owned` holds are dropped from a usable answer before
     /// it is cached or passed on ([`drop_owned_records`]).
-    pub async fn forward(
+    pub async fn resolve(
         &self,
         request: &Message,
         packet: &[u8],
         transport: Transport,
-        is_owned: impl Fn(&Name) -> bool,
-    ) -> Option<Forwarded> {
-        let deadline = Instant::now() + self.inner.settings.total_timeout;
-        let mut last_failure: Option<Forwarded> = None;
-        for upstream in self.attempt_order() {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            let attempt_deadline = deadline.min(now + self.inner.settings.timeout);
-            let attempt = exchange(
-                upstream.address,
-                request,
-                packet,
+        is_owned: IsOwned,
+    ) -> Resolution {
+        if let Some(stale) = self.inner.cache.lookup_stale(request, Instant::now())
+            && let Some(key) = CacheKey::for_request(request)
+        {
+            return self
+                .resolve_stale(key, stale, request, packet, transport, is_owned)
+                .await;
+        }
+        match self
+            .race(
+                Arc::new(request.clone()),
+                Arc::from(packet),
                 transport,
-                attempt_deadline,
+                &is_owned,
+            )
+            .await
+        {
+            Ok(forwarded) => Resolution::Answered(forwarded),
+            Err(failure) => Resolution::Failed(failure),
+        }
+    }
+
+    async fn resolve_stale(
+        &self,
+        key: CacheKey,
+        stale: Message,
+        request: &Message,
+        packet: &[u8],
+        transport: Transport,
+        is_owned: IsOwned,
+    ) -> Resolution {
+        let mut refresh = self.refresh(key, request, packet, transport, is_owned);
+        if !self.every_upstream_held_down() {
+            let delay = self.inner.settings.stale_answer_delay;
+            let _ = tokio::time::timeout(
+                delay,
+                refresh.wait_for(|state| !matches!(state, RefreshState::Running)),
             )
             .await;
-            let outcome = match &attempt {
-                Ok(forwarded)
-                    if matches!(
-                        forwarded.message.metadata.response_code,
-                        ResponseCode::ServFail | ResponseCode::Refused
-                    ) =>
-                {
-                    UpstreamOutcome::Failed
+        }
+        let state = refresh.borrow().clone();
+        if let RefreshState::Answered(fresh) = state {
+            let fresh = cache::readdress((*fresh).clone(), request, |ttl| ttl);
+            return Resolution::Refreshed(fresh);
+        }
+        self.inner.stale_answers.fetch_add(1, Ordering::Relaxed);
+        debug!(
+            name = %request.queries.first().map(|q| q.name().to_string()).unwrap_or_default(),
+            "no upstream answered in time; serving the stale answer"
+        );
+        Resolution::Stale(stale)
+    }
+
+    /// The refresh of `key` in flight, or a new one started in the background.
+    fn refresh(
+        &self,
+        key: CacheKey,
+        request: &Message,
+        packet: &[u8],
+        transport: Transport,
+        is_owned: IsOwned,
+    ) -> watch::Receiver<RefreshState> {
+        let Ok(mut refreshing) = self.inner.refreshing.lock() else {
+            return watch::channel(RefreshState::Failed).1;
+        };
+        if let Some(running) = refreshing.get(&key) {
+            return running.clone();
+        }
+        let (sender, receiver) = watch::channel(RefreshState::Running);
+        refreshing.insert(key.clone(), receiver.clone());
+        drop(refreshing);
+        let forwarder = self.clone();
+        let request = Arc::new(request.clone());
+        let packet: Arc<[u8]> = Arc::from(packet);
+        tokio::spawn(async move {
+            let outcome = forwarder
+                .race(Arc::clone(&request), packet, transport, &is_owned)
+                .await;
+            let state = match outcome {
+                Ok(forwarded) => RefreshState::Answered(Arc::new(forwarded.message)),
+                Err(_) => {
+                    debug!(
+                        name = %request.queries.first().map(|q| q.name().to_string()).unwrap_or_default(),
+                        "refreshing a stale answer failed: every upstream failed"
+                    );
+                    RefreshState::Failed
                 }
-                Ok(_) => UpstreamOutcome::Answered,
-                Err(AttemptError::Timeout) => UpstreamOutcome::Timeout,
-                Err(_) => UpstreamOutcome::Error,
             };
-            self.count(upstream.address, outcome, now);
-            match attempt {
-                Ok(forwarded) => {
-                    let code = forwarded.message.metadata.response_code;
-                    if matches!(code, ResponseCode::ServFail | ResponseCode::Refused) {
-                        self.failed(upstream, &AttemptError::Failed(code));
-                        last_failure = Some(forwarded);
-                        continue;
-                    }
-                    self.succeeded(upstream);
-                    let mut forwarded = forwarded;
-                    let dropped = drop_owned_records(&mut forwarded.message, &is_owned);
-                    if dropped > 0 {
-                        warn!(
-                            %upstream.address,
-                            dropped,
-                            "upstream's reply carried records for names in our zones; dropped"
-                        );
-                        match forwarded.message.to_vec() {
-                            Ok(bytes) => forwarded.bytes = bytes,
-                            // The scrubbed reply cannot be sent: treat the upstream as failed.
-                            Err(error) => {
-                                debug!(%error, "scrubbed reply does not encode");
-                                continue;
+            // Forget the refresh before telling its waiters, so the next query starts another.
+            if let Ok(mut refreshing) = forwarder.inner.refreshing.lock() {
+                refreshing.remove(&key);
+            }
+            sender.send_replace(state);
+        });
+        receiver
+    }
+
+    /// Whether every upstream is held down now (then a stale answer goes out at once).
+    fn every_upstream_held_down(&self) -> bool {
+        let now = Instant::now();
+        self.inner.upstreams.iter().all(|u| {
+            u.health
+                .lock()
+                .map(|h| h.held_until.is_some_and(|until| until > now))
+                .unwrap_or(false)
+        })
+    }
+
+    /// Races the upstreams for one query: candidates start as the [`Schedule`] says, the first
+    /// usable answer wins (scrubbed of our names, cached, returned); the rest go on in the
+    /// background. `Err` when every candidate failed or the total time ran out, with an
+    /// upstream's own SERVFAIL/REFUSED reply when one gave it.
+    async fn race(
+        &self,
+        request: Arc<Message>,
+        packet: Arc<[u8]>,
+        transport: Transport,
+        is_owned: &IsOwned,
+    ) -> Result<Forwarded, Option<Forwarded>> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + self.inner.settings.total_timeout);
+        let (candidates, primaries) = self.attempt_order();
+        let mut schedule = Schedule::new(
+            primaries,
+            candidates.len() - primaries,
+            self.inner.settings.stagger,
+        );
+        let (reports, mut received) = mpsc::unbounded_channel::<AttemptReport>();
+        let mut attempts: Vec<JoinHandle<()>> = Vec::new();
+        let mut last_failure = None;
+        let outcome = loop {
+            let now = Instant::now();
+            while let Some(slot) = schedule.start_due(now) {
+                let Some(&upstream) = candidates.get(slot) else {
+                    schedule.failed(slot);
+                    continue;
+                };
+                attempts.push(tokio::spawn(attempt(
+                    Arc::clone(&self.inner),
+                    upstream,
+                    slot,
+                    Arc::clone(&request),
+                    Arc::clone(&packet),
+                    transport,
+                    deadline,
+                    reports.clone(),
+                )));
+            }
+            if schedule.exhausted() {
+                break Err(last_failure);
+            }
+            let wake = match schedule.next_start() {
+                Some(Due::At(at)) => tokio::time::Instant::from_std(at).min(deadline),
+                _ => deadline,
+            };
+            tokio::select! {
+                report = received.recv() => match report {
+                    Some((slot, Ok(forwarded))) => match self.accept(forwarded, &request, is_owned) {
+                        Some(forwarded) => {
+                            if let Some(upstream) = candidates.get(slot).and_then(|&i| self.inner.upstreams.get(i)) {
+                                upstream.won.fetch_add(1, Ordering::Relaxed);
                             }
+                            break Ok(forwarded);
+                        }
+                        None => schedule.failed(slot),
+                    },
+                    Some((slot, Err(failure))) => {
+                        schedule.failed(slot);
+                        if failure.is_some() {
+                            last_failure = failure;
                         }
                     }
-                    if let Some(key) = CacheKey::for_request(request) {
-                        self.inner
-                            .cache
-                            .store(key, &forwarded.message, Instant::now());
+                    None => break Err(last_failure),
+                },
+                () = tokio::time::sleep_until(wake) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        debug!("forwarding ran out of time");
+                        break Err(last_failure);
                     }
-                    return Some(forwarded);
                 }
-                Err(error) => self.failed(upstream, &error),
+            }
+        };
+        // The losers: left to finish in the background (their outcome still counts for their
+        // upstream's health), unless too many already are.
+        let crowded = self.inner.running_attempts.load(Ordering::Relaxed) > MAX_BACKGROUND_ATTEMPTS;
+        for handle in attempts {
+            if crowded {
+                handle.abort();
             }
         }
-        // Every upstream failed. An upstream's own SERVFAIL is passed on as the answer.
-        last_failure
+        outcome
     }
 
-    /// Upstreams not held down, in configured order; when all are held down, all of them,
-    /// the one whose hold-down ends first first.
-    fn attempt_order(&self) -> Vec<&Upstream> {
-        let now = Instant::now();
-        let health = |u: &Upstream| u.health.lock().map(|h| *h).unwrap_or_default();
-        let available: Vec<&Upstream> = self
-            .inner
-            .upstreams
-            .iter()
-            .filter(|u| health(u).held_until.is_none_or(|until| until <= now))
-            .collect();
-        if !available.is_empty() {
-            return available;
+    /// A usable answer scrubbed of records for our names; `None` when the scrubbed reply does
+    /// not encode. Cached as the answer to `request`.
+    fn accept(
+        &self,
+        mut forwarded: Forwarded,
+        request: &Message,
+        is_owned: &IsOwned,
+    ) -> Option<Forwarded> {
+        let dropped = drop_owned_records(&mut forwarded.message, |name| is_owned(name));
+        if dropped > 0 {
+            warn!(
+                dropped,
+                "upstream's reply carried records for names in our zones; dropped"
+            );
+            match forwarded.message.to_vec() {
+                Ok(bytes) => forwarded.bytes = bytes,
+                Err(error) => {
+                    debug!(%error, "scrubbed reply does not encode");
+                    return None;
+                }
+            }
         }
-        let mut all: Vec<&Upstream> = self.inner.upstreams.iter().collect();
-        all.sort_by_key(|u| health(u).held_until);
-        all
+        if let Some(key) = CacheKey::for_request(request) {
+            self.inner
+                .cache
+                .store(key, &forwarded.message, Instant::now());
+        }
+        Some(forwarded)
     }
 
+    /// The candidates of one query, as indexes into the upstreams, and how many of them are
+    /// primaries: the primaries not held down, then the backups not held down, each by fewest
+    /// recent failures, then configured order. When every upstream is held down: all of them,
+    /// primaries then backups, the one whose hold-down ends first first.
+    fn attempt_order(&self) -> (Vec<usize>, usize) {
+        let now = Instant::now();
+        let health = |u: &Upstream| u.health.lock().map(|h| h.clone()).unwrap_or_default();
+        let available = |role: Role| {
+            let mut list: Vec<(u32, usize)> = self
+                .inner
+                .upstreams
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.role == role)
+                .map(|(i, u)| (i, health(u)))
+                .filter(|(_, h)| h.held_until.is_none_or(|until| until <= now))
+                .map(|(i, h)| (h.consecutive_failures, i))
+                .collect();
+            list.sort();
+            list.into_iter().map(|(_, i)| i).collect::<Vec<usize>>()
+        };
+        let (primaries, backups) = (available(Role::Primary), available(Role::Backup));
+        if !primaries.is_empty() || !backups.is_empty() {
+            let count = primaries.len();
+            return (primaries.into_iter().chain(backups).collect(), count);
+        }
+        let held = |role: Role| {
+            let mut list: Vec<(Option<Instant>, usize)> = self
+                .inner
+                .upstreams
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.role == role)
+                .map(|(i, u)| (health(u).held_until, i))
+                .collect();
+            list.sort();
+            list.into_iter().map(|(_, i)| i).collect::<Vec<usize>>()
+        };
+        let primaries = held(Role::Primary);
+        let count = primaries.len();
+        (
+            primaries.into_iter().chain(held(Role::Backup)).collect(),
+            count,
+        )
+    }
+}
+
+/// One attempt at upstream `index` (slot `slot` of its race): the exchange, its outcome counted
+/// and recorded in the upstream's health, and the result reported to the race (if it still
+/// listens).
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    inner: Arc<Inner>,
+    index: usize,
+    slot: usize,
+    request: Arc<Message>,
+    packet: Arc<[u8]>,
+    transport: Transport,
+    race_deadline: tokio::time::Instant,
+    reports: mpsc::UnboundedSender<AttemptReport>,
+) {
+    let Some(upstream) = inner.upstreams.get(index) else {
+        let _ = reports.send((slot, Err(None)));
+        return;
+    };
+    let _running = Running::new(&inner.running_attempts);
+    let started = Instant::now();
+    let deadline = race_deadline.min(tokio::time::Instant::now() + inner.settings.timeout);
+    let result = match &upstream.tls {
+        Some(dot) => dot.exchange(&request, &packet, deadline).await,
+        None if upstream.spec.tls.is_some() => Err(AttemptError::Tls(
+            "no TLS settings for this upstream".to_string(),
+        )),
+        None => {
+            exchange(
+                upstream.spec.address,
+                &request,
+                &packet,
+                transport,
+                deadline,
+            )
+            .await
+        }
+    };
+    let (outcome, report) = match result {
+        Ok(forwarded) => match forwarded.message.metadata.response_code {
+            code @ (ResponseCode::ServFail | ResponseCode::Refused) => {
+                inner.failed(upstream, &AttemptError::Failed(code));
+                (UpstreamOutcome::Failed, Err(Some(forwarded)))
+            }
+            _ => {
+                inner.succeeded(upstream);
+                (UpstreamOutcome::Answered, Ok(forwarded))
+            }
+        },
+        Err(error) => {
+            inner.failed(upstream, &error);
+            let outcome = match error {
+                AttemptError::Timeout => UpstreamOutcome::Timeout,
+                _ => UpstreamOutcome::Error,
+            };
+            (outcome, Err(None))
+        }
+    };
+    inner
+        .metrics
+        .upstream(upstream.spec.address, outcome, started.elapsed());
+    let _ = reports.send((slot, report));
+}
+
+impl Inner {
     fn succeeded(&self, upstream: &Upstream) {
+        upstream.answered.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut health) = upstream.health.lock() {
             if health.held_until.is_some() {
-                info!(upstream = %upstream.address, "upstream answers again");
+                info!(upstream = %upstream.spec, "upstream answers again");
             }
-            *health = UpstreamHealth::default();
+            *health = UpstreamHealth {
+                last_success: Some(SystemTime::now()),
+                last_failure: health.last_failure,
+                last_error: health.last_error.take(),
+                ..UpstreamHealth::default()
+            };
         }
     }
 
     fn failed(&self, upstream: &Upstream, error: &AttemptError) {
+        upstream.failed.fetch_add(1, Ordering::Relaxed);
         let Ok(mut health) = upstream.health.lock() else {
             return;
         };
         health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-        debug!(upstream = %upstream.address, %error, failures = health.consecutive_failures, "upstream attempt failed");
-        if health.consecutive_failures >= self.inner.settings.failures_before_hold_down {
-            let hold_down = self.inner.settings.hold_down;
+        health.last_error = Some(error.to_string());
+        health.last_failure = Some(SystemTime::now());
+        debug!(upstream = %upstream.spec, %error, failures = health.consecutive_failures, "upstream attempt failed");
+        if health.consecutive_failures >= self.settings.failures_before_hold_down {
+            let hold_down = self.settings.hold_down;
             if health
                 .held_until
                 .is_none_or(|until| until <= Instant::now())
             {
-                warn!(upstream = %upstream.address, %error, seconds = hold_down.as_secs(), "upstream keeps failing; holding it down");
+                warn!(upstream = %upstream.spec, %error, seconds = hold_down.as_secs(), "upstream keeps failing; holding it down");
             }
             health.held_until = Some(Instant::now() + hold_down);
         }
@@ -358,120 +833,11 @@ pub fn drop_owned_records(message: &mut Message, is_owned: impl Fn(&Name) -> boo
     dropped
 }
 
-/// One query to one upstream: UDP (then TCP when the reply is truncated) or TCP.
-async fn exchange(
-    upstream: SocketAddr,
-    request: &Message,
-    packet: &[u8],
-    transport: Transport,
-    deadline: Instant,
-) -> Result<Forwarded, AttemptError> {
-    let upstream_id: u16 = rand::random();
-    let mut query = packet.to_vec();
-    let Some(id_bytes) = query.get_mut(..2) else {
-        return Err(AttemptError::Malformed(
-            "query shorter than a header".into(),
-        ));
-    };
-    id_bytes.copy_from_slice(&upstream_id.to_be_bytes());
-    let deadline = tokio::time::Instant::from_std(deadline);
-    let mut reply = match transport {
-        Transport::Udp => {
-            let reply = udp_exchange(upstream, &query, upstream_id, request, deadline).await?;
-            if reply.message.metadata.truncation {
-                debug!(%upstream, "truncated UDP reply; retrying over TCP");
-                tcp_exchange(upstream, &query, upstream_id, request, deadline).await?
-            } else {
-                reply
-            }
-        }
-        Transport::Tcp => tcp_exchange(upstream, &query, upstream_id, request, deadline).await?,
-    };
-    // Give the reply the client's ID, in both forms.
-    let client_id = request.metadata.id;
-    reply.message.metadata.id = client_id;
-    if let Some(id_bytes) = reply.bytes.get_mut(..2) {
-        id_bytes.copy_from_slice(&client_id.to_be_bytes());
-    }
-    Ok(reply)
-}
-
-/// Parses an upstream reply and checks that it answers our query: QR set, our ID, and the same
-/// question (case-insensitively).
-fn matching_reply(bytes: &[u8], id: u16, request: &Message) -> Option<Message> {
-    let reply = Message::from_vec(bytes).ok()?;
-    let same_question = reply.queries.len() == request.queries.len()
-        && reply.queries.iter().zip(&request.queries).all(|(a, b)| {
-            a.name() == b.name()
-                && a.query_type() == b.query_type()
-                && a.query_class() == b.query_class()
-        });
-    (reply.metadata.message_type == MessageType::Response
-        && reply.metadata.id == id
-        && same_question)
-        .then_some(reply)
-}
-
-async fn udp_exchange(
-    upstream: SocketAddr,
-    query: &[u8],
-    id: u16,
-    request: &Message,
-    deadline: tokio::time::Instant,
-) -> Result<Forwarded, AttemptError> {
-    let local: SocketAddr = match upstream.ip() {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(upstream).await?;
-    socket.send(query).await?;
-    let mut buffer = vec![0u8; 65_535];
-    loop {
-        let length = timeout_at(deadline, socket.recv(&mut buffer))
-            .await
-            .map_err(|_| AttemptError::Timeout)??;
-        let bytes = buffer.get(..length).unwrap_or_default();
-        if let Some(message) = matching_reply(bytes, id, request) {
-            return Ok(Forwarded {
-                bytes: bytes.to_vec(),
-                message,
-            });
-        }
-        debug!(%upstream, "ignoring a UDP reply that does not match the query");
-    }
-}
-
-async fn tcp_exchange(
-    upstream: SocketAddr,
-    query: &[u8],
-    id: u16,
-    request: &Message,
-    deadline: tokio::time::Instant,
-) -> Result<Forwarded, AttemptError> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(upstream).await?;
-        let length = u16::try_from(query.len())
-            .map_err(|_| AttemptError::Malformed("query longer than 65535 bytes".into()))?;
-        let mut framed = Vec::with_capacity(query.len() + 2);
-        framed.extend_from_slice(&length.to_be_bytes());
-        framed.extend_from_slice(query);
-        stream.write_all(&framed).await?;
-        let length = usize::from(stream.read_u16().await?);
-        let mut bytes = vec![0u8; length];
-        stream.read_exact(&mut bytes).await?;
-        let message = matching_reply(&bytes, id, request)
-            .ok_or_else(|| AttemptError::Malformed("TCP reply does not match the query".into()))?;
-        Ok::<_, AttemptError>(Forwarded { bytes, message })
-    };
-    timeout_at(deadline, exchange)
-        .await
-        .map_err(|_| AttemptError::Timeout)?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::net::Ipv4Addr;
 
     #[test]
     fn records_for_our_names_are_dropped_from_every_section() {
