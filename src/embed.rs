@@ -297,8 +297,11 @@ impl FailoverDns {
             shutdown,
         )
         .await;
+        // Stopped and waited for, so none of its reports lands after the final save.
         #[cfg(target_os = "linux")]
-        drop(observer);
+        if let Some(observer) = observer {
+            let _ = tokio::task::spawn_blocking(move || observer.stop()).await;
+        }
         background.abort_all();
         while background.join_next().await.is_some() {}
         if let Some(path) = &state_file {

@@ -666,6 +666,54 @@ mod tests {
     }
 
     #[test]
+    fn observer_settings_from_the_file_and_their_errors() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("settings.toml");
+        std::fs::write(
+            &path,
+            "observe = false\nobserve_interval_ms = 100\nobserve_syn_retransmits = 3\nfail_fast = true\n",
+        )
+        .expect("write");
+        let settings = Settings::from_file(&path).expect("valid settings");
+        assert_eq!(
+            settings.observe,
+            ObserveSettings {
+                enabled: false,
+                interval: Duration::from_millis(100),
+                syn_retransmits: 3,
+                fail_fast: true,
+            }
+        );
+        let defaults = ObserveSettings::default();
+        assert!(defaults.enabled && !defaults.fail_fast);
+        assert_eq!(
+            (defaults.interval, defaults.syn_retransmits),
+            (Duration::from_millis(250), 1)
+        );
+        let cases = [
+            ("observe_interval_ms = 5\n", ":1:23", "outside 20..=10000"),
+            (
+                "observe_interval_ms = 60000\n",
+                ":1:23",
+                "outside 20..=10000",
+            ),
+            ("observe_syn_retransmits = 0\n", ":1:27", "outside 1..=6"),
+            ("observe_syn_retransmits = 300\n", ":1:27", "outside 1..=6"),
+            ("observe = \"yes\"\n", ":1:11", "invalid type"),
+        ];
+        for (text, position, words) in cases {
+            std::fs::write(&path, text).expect("write");
+            let error = Settings::from_file(&path)
+                .expect_err("rejected")
+                .to_string();
+            assert!(
+                error.contains(&format!("settings.toml{position}")) && error.contains(words),
+                "{text:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn forwarding_settings_from_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("settings.toml");

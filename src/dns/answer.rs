@@ -49,8 +49,8 @@ pub enum Placement {
 /// Orders permitted endpoints (given in configuration order) for an answer, deduplicated by
 /// address:
 /// - a `failback` primary that is up, first;
-/// - up endpoints whose last success came from real traffic (agent, observer), most recent
-///   success first: "prefer whichever path most recently worked";
+/// - up endpoints whose last success came from real traffic (agent, observer) since their last
+///   failure, most recent success first: "prefer whichever path most recently worked";
 /// - then up endpoints known alive only from probes, in configuration order (probes say a
 ///   path is alive, not that it is used, so they never reorder healthy paths);
 /// - then unknown endpoints (no report yet), in configuration order;
@@ -81,7 +81,13 @@ pub fn order_endpoints(
         let never = Reverse(0);
         match o.state() {
             State::Up if *placement == Placement::FailbackPrimary => (draining, 0, never, 0),
-            State::Up => match o.health.last_traffic_success {
+            // Traffic from before the last failure says nothing about the path since: an
+            // endpoint that recovered through a probe or a re-check is "alive", not "in use".
+            State::Up => match o.health.last_traffic_success.filter(|success| {
+                o.health
+                    .last_failure
+                    .is_none_or(|failure| success.sequence > failure.sequence)
+            }) {
                 Some(success) => (draining, 1, Reverse(success.sequence), 0),
                 None => (draining, 2, never, 0),
             },
@@ -485,6 +491,14 @@ mod tests {
             (
                 "recovered by re-check: up, behind the path that carried traffic since",
                 &[(1, S, O), (1, F, O), (2, S, O), (1, S, R)],
+                &[1, 2],
+                &[],
+                None,
+                &[2, 1],
+            ),
+            (
+                "recovered by re-check: behind the other path even with no new traffic on it",
+                &[(2, S, O), (1, S, O), (1, F, O), (1, S, R)],
                 &[1, 2],
                 &[],
                 None,

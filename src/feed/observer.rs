@@ -61,6 +61,9 @@ pub struct Observation {
 #[derive(Debug)]
 pub struct ConnectionTracker {
     syn_retransmits: u8,
+    /// Whether a poll has been seen: connections already established at the first poll are
+    /// remembered, not reported (they say nothing about the paths now).
+    primed: bool,
     established: HashSet<u64>,
     next_established: HashSet<u64>,
     failed: HashSet<u64>,
@@ -73,6 +76,7 @@ impl ConnectionTracker {
     pub fn new(syn_retransmits: u8) -> Self {
         ConnectionTracker {
             syn_retransmits,
+            primed: false,
             established: HashSet::new(),
             next_established: HashSet::new(),
             failed: HashSet::new(),
@@ -82,8 +86,8 @@ impl ConnectionTracker {
     }
 
     /// The observations of one poll that saw `sockets` (the applications' sockets to endpoint
-    /// addresses): at most one failure and one success per address, failures first, so an
-    /// address some connection reached ends up.
+    /// addresses): at most one observation per address, a success when some connection to it
+    /// completed (the path works, whatever else waits), else a failure.
     pub fn poll(&mut self, sockets: &[DiagSocket]) -> &[Observation] {
         self.observations.clear();
         self.next_established.clear();
@@ -92,7 +96,7 @@ impl ConnectionTracker {
             let outcome = match socket.state {
                 TCP_ESTABLISHED => {
                     self.next_established.insert(socket.cookie);
-                    if self.established.contains(&socket.cookie) {
+                    if self.established.contains(&socket.cookie) || !self.primed {
                         continue;
                     }
                     Outcome::Success
@@ -113,9 +117,21 @@ impl ConnectionTracker {
             let seen = self
                 .observations
                 .iter_mut()
-                .find(|o| o.address == socket.remote && o.outcome == outcome);
+                .find(|o| o.address == socket.remote);
             match seen {
-                Some(observation) => observation.rtt = observation.rtt.or(rtt),
+                Some(observation) if observation.outcome == outcome => {
+                    observation.rtt = observation.rtt.or(rtt);
+                }
+                Some(observation) => {
+                    if outcome == Outcome::Success {
+                        *observation = Observation {
+                            address: socket.remote,
+                            port: socket.remote_port,
+                            outcome,
+                            rtt,
+                        };
+                    }
+                }
                 None => self.observations.push(Observation {
                     address: socket.remote,
                     port: socket.remote_port,
@@ -126,17 +142,26 @@ impl ConnectionTracker {
         }
         std::mem::swap(&mut self.established, &mut self.next_established);
         std::mem::swap(&mut self.failed, &mut self.next_failed);
-        self.observations
-            .sort_by_key(|o| matches!(o.outcome, Outcome::Success));
+        self.primed = true;
         &self.observations
     }
 }
 
-/// The running observer. Dropping it stops it (within one poll interval) along with its
-/// re-checks.
+/// The running observer. [`Observer::stop`] stops it and waits for its thread; dropping it
+/// stops it without waiting (within one poll interval), along with its re-checks.
 #[derive(Debug)]
 pub struct Observer {
-    _stop: Sender<()>,
+    stop: Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Observer {
+    /// Stops the observer and waits until its thread (and every re-check) is gone, so nothing
+    /// it reports lands after this returns. Blocks for at most one poll.
+    pub fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
 }
 
 /// Starts the observer on a thread of its own, as `settings` say, reporting into `feed`;
@@ -182,26 +207,56 @@ pub fn start(settings: &ObserveSettings, feed: Feed, metrics: Metrics) -> Option
         },
         feed,
         metrics,
+        outbound_ports: ephemeral_ports(),
         watched_changes: None,
         addresses: HashSet::new(),
-        filters: [None, None],
+        filters: [FamilyFilter::Nothing, FamilyFilter::Nothing],
         sockets: Vec::new(),
+        down_before: Vec::new(),
         failing: false,
     };
-    let spawned = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("observer".to_string())
         .spawn(move || poller.run(stopped));
-    if let Err(error) = spawned {
-        warn!(%error, "connection observer: cannot start its thread; off");
-        return None;
-    }
+    let thread = match thread {
+        Ok(thread) => thread,
+        Err(error) => {
+            warn!(%error, "connection observer: cannot start its thread; off");
+            return None;
+        }
+    };
     info!(
         interval_ms = settings.interval.as_millis(),
         syn_retransmits = settings.syn_retransmits,
         fail_fast,
         "connection observer: watching this machine's TCP connections to endpoint addresses"
     );
-    Some(Observer { _stop: stop })
+    Some(Observer { stop, thread })
+}
+
+/// The local ports connects are made from (`ip_local_port_range`). A socket to an endpoint
+/// address from another local port is not an application's connect (a connection the endpoint
+/// host opened to a service here, say) and is not observed.
+fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut numbers = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some(numbers.next()??..=numbers.next()??)
+        });
+    // Linux's default when the file cannot be read.
+    range.unwrap_or(32_768..=60_999)
+}
+
+/// What to ask the kernel for, for one address family.
+#[derive(Debug)]
+enum FamilyFilter {
+    /// No endpoint address of this family (nor, for IPv6, any IPv4 one): no dump.
+    Nothing,
+    /// Sockets to the endpoint addresses, filtered in the kernel.
+    Program(Vec<u8>),
+    /// Too many addresses for a kernel program: every socket, filtered here.
+    Everything,
 }
 
 struct Poller {
@@ -213,12 +268,15 @@ struct Poller {
     rechecks: Rechecks,
     feed: Feed,
     metrics: Metrics,
+    outbound_ports: std::ops::RangeInclusive<u16>,
     /// The snapshot change count the filters were built for.
     watched_changes: Option<u64>,
     addresses: HashSet<IpAddr>,
-    /// Kernel filters for the IPv4 and IPv6 dumps.
-    filters: [Option<Vec<u8>>; 2],
+    /// For the IPv4 and the IPv6 dump.
+    filters: [FamilyFilter; 2],
     sockets: Vec<DiagSocket>,
+    /// Endpoints already down when the poll began (fail fast acts on those only).
+    down_before: Vec<IpAddr>,
     /// Whether the last dump failed (logged once, until one works again).
     failing: bool,
 }
@@ -247,14 +305,24 @@ impl Poller {
             .flat_map(|name| name.endpoints.iter().map(|endpoint| endpoint.address))
             .collect();
         let addresses: Vec<IpAddr> = self.addresses.iter().copied().collect();
-        self.filters =
-            [IpFamily::V4, IpFamily::V6].map(|family| destination_filter(&addresses, family.raw()));
-        if !addresses.is_empty() && self.filters.iter().all(Option::is_none) {
-            warn!(
-                addresses = addresses.len(),
-                "connection observer: too many endpoint addresses for a kernel filter; every socket is read and filtered here"
-            );
-        }
+        self.filters = [IpFamily::V4, IpFamily::V6].map(|family| {
+            // The IPv6 dump also carries IPv4 connections of dual-stack sockets.
+            let relevant = addresses
+                .iter()
+                .any(|address| family == IpFamily::V6 || address.is_ipv4());
+            match destination_filter(&addresses, family.raw()) {
+                Some(program) => FamilyFilter::Program(program),
+                None if relevant => {
+                    warn!(
+                        addresses = addresses.len(),
+                        ?family,
+                        "connection observer: too many endpoint addresses for a kernel filter; every socket is read and filtered here"
+                    );
+                    FamilyFilter::Everything
+                }
+                None => FamilyFilter::Nothing,
+            }
+        });
     }
 
     fn poll(&mut self) {
@@ -265,34 +333,49 @@ impl Poller {
         self.sockets.clear();
         let states = (1u32 << TCP_ESTABLISHED) | (1u32 << TCP_SYN_SENT);
         let own = self.feed.own_connections();
-        let too_many = self.filters.iter().all(Option::is_none);
         let mut result = Ok(());
         for (family, filter) in [IpFamily::V4, IpFamily::V6].iter().zip(&self.filters) {
-            if filter.is_none() && !too_many {
-                continue;
-            }
-            let (addresses, sockets) = (&self.addresses, &mut self.sockets);
-            result = result.and(
-                self.diag
-                    .dump_tcp(*family, states, filter.as_deref(), |socket| {
-                        if addresses.contains(&socket.remote) && !own.contains(socket.local_port) {
-                            sockets.push(*socket);
-                        }
-                    }),
-            );
+            let program = match filter {
+                FamilyFilter::Nothing => continue,
+                FamilyFilter::Program(program) => Some(program.as_slice()),
+                FamilyFilter::Everything => None,
+            };
+            let (addresses, sockets, outbound) =
+                (&self.addresses, &mut self.sockets, &self.outbound_ports);
+            result = result.and(self.diag.dump_tcp(*family, states, program, |socket| {
+                if addresses.contains(&socket.remote)
+                    && outbound.contains(&socket.local_port)
+                    && !own.contains(socket.local_port)
+                {
+                    sockets.push(*socket);
+                }
+            }));
         }
         match (result, self.failing) {
             (Ok(()), true) => {
                 info!("connection observer: reading sockets works again");
                 self.failing = false;
             }
-            (Err(error), false) => {
-                warn!(%error, "connection observer: cannot read the kernel's sockets");
-                self.failing = true;
+            (Err(error), failing) => {
+                if !failing {
+                    warn!(%error, "connection observer: cannot read the kernel's sockets");
+                    self.failing = true;
+                }
+                // A dump cut short may still be running in the kernel, which refuses the next
+                // one on this socket: start afresh.
+                if let Ok(diag) = SockDiag::open() {
+                    self.diag = diag;
+                }
                 return;
             }
-            (Err(_), true) => return,
             (Ok(()), false) => {}
+        }
+        let health = self.feed.health().clone();
+        self.down_before.clear();
+        for socket in &self.sockets {
+            if socket.state == TCP_SYN_SENT && health.get(socket.remote).state() == State::Down {
+                self.down_before.push(socket.remote);
+            }
         }
         let observations = self.tracker.poll(&self.sockets);
         for observation in observations {
@@ -307,19 +390,21 @@ impl Poller {
                     .start(SocketAddr::new(observation.address, observation.port));
             }
         }
-        if self.fail_fast {
+        if self.fail_fast && !self.down_before.is_empty() {
             self.abort_waiting_connects();
         }
     }
 
     /// Fail fast: aborts the applications' connects whose SYN went unanswered to endpoints
-    /// that are down, when a name carrying the endpoint has another endpoint not down.
+    /// that were already down when this poll began (not on the strength of the very connect
+    /// being aborted), when a name carrying the endpoint has another endpoint not down.
     fn abort_waiting_connects(&mut self) {
         let health = self.feed.health().clone();
         let snapshot = self.feed.snapshot().load();
         for socket in &self.sockets {
             if socket.state != TCP_SYN_SENT
                 || socket.retransmits < self.syn_retransmits
+                || !self.down_before.contains(&socket.remote)
                 || health.get(socket.remote).state() != State::Down
             {
                 continue;
@@ -348,14 +433,26 @@ impl Poller {
                         "fail fast: aborted a connect waiting on a down endpoint"
                     );
                 }
-                // Gone by itself in the meantime.
-                Err(error)
-                    if error.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {}
-                Err(error) => {
-                    warn!(%error, "fail fast: the kernel refused to abort a connect (it needs CAP_NET_ADMIN and a kernel with INET_DIAG_DESTROY); fail fast is off");
-                    self.fail_fast = false;
-                    return;
-                }
+                Err(error) => match error.raw_os_error() {
+                    // Gone by itself in the meantime.
+                    Some(errno) if errno == rustix::io::Errno::NOENT.raw_os_error() => {}
+                    Some(errno)
+                        if errno == rustix::io::Errno::PERM.raw_os_error()
+                            || errno == rustix::io::Errno::OPNOTSUPP.raw_os_error() =>
+                    {
+                        warn!(%error, "fail fast: the kernel refuses to abort connects (it needs CAP_NET_ADMIN and a kernel with INET_DIAG_DESTROY); fail fast is off");
+                        self.fail_fast = false;
+                        return;
+                    }
+                    _ => {
+                        warn!(%error, address = %socket.remote, "fail fast: could not abort a waiting connect");
+                        // The reply may still be on its way: a fresh socket for the next poll.
+                        if let Ok(diag) = SockDiag::open() {
+                            self.diag = diag;
+                        }
+                        return;
+                    }
+                },
             }
         }
     }
@@ -452,11 +549,16 @@ mod tests {
     #[test]
     fn each_socket_counts_once_per_outcome_table() {
         let mut tracker = ConnectionTracker::new(1);
+        let before_start = socket(9, 1, TCP_ESTABLISHED, 0);
+        assert!(
+            seen(&mut tracker, &[before_start]).is_empty(),
+            "connections open before the first look are not news"
+        );
         let established = socket(1, 1, TCP_ESTABLISHED, 0);
         let fresh_syn = socket(2, 2, TCP_SYN_SENT, 0);
         let waiting = socket(3, 2, TCP_SYN_SENT, 1);
         assert_eq!(
-            seen(&mut tracker, &[established, fresh_syn]),
+            seen(&mut tracker, &[before_start, established, fresh_syn]),
             ["Success 192.0.2.1 Some(1ms)"],
             "a SYN not retransmitted yet is no failure"
         );
@@ -485,22 +587,20 @@ mod tests {
     }
 
     #[test]
-    fn one_report_per_address_and_outcome_failures_first() {
+    fn one_report_per_address_and_a_completed_connection_wins() {
         let mut tracker = ConnectionTracker::new(2);
+        assert!(seen(&mut tracker, &[]).is_empty());
         let sockets = [
+            socket(12, 1, TCP_SYN_SENT, 2),
             socket(10, 1, TCP_ESTABLISHED, 0),
             socket(11, 1, TCP_ESTABLISHED, 0),
-            socket(12, 1, TCP_SYN_SENT, 2),
             socket(13, 3, TCP_SYN_SENT, 1),
             socket(14, 3, TCP_SYN_SENT, 5),
+            socket(15, 3, TCP_SYN_SENT, 2),
         ];
         assert_eq!(
             seen(&mut tracker, &sockets),
-            [
-                "Failure 192.0.2.1 None",
-                "Failure 192.0.2.3 None",
-                "Success 192.0.2.1 Some(1ms)"
-            ]
+            ["Success 192.0.2.1 Some(1ms)", "Failure 192.0.2.3 None"]
         );
     }
 }

@@ -19,8 +19,12 @@ use crate::time::unix_ms;
 
 /// How often the table is saved while serving.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(10);
-/// The file format's version; a file of another version is ignored with a warning.
-const FORMAT_VERSION: u32 = 1;
+/// The file format's version; a file of another version is ignored with a warning. Version 2
+/// added the traffic success, the last report's source and the draining destinations; a
+/// version 1 file is still read.
+const FORMAT_VERSION: u32 = 2;
+/// The oldest version still read.
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,9 +176,9 @@ pub fn restore(
         message,
     };
     let file: StateFile = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
-    if file.version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&file.version) {
         return Err(corrupt(format!(
-            "format version {} (expected {FORMAT_VERSION})",
+            "format version {} (expected {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})",
             file.version
         )));
     }
@@ -387,7 +391,7 @@ mod tests {
         );
         for text in [
             "{not json",
-            "{\"version\":2,\"saved_at_unix_ms\":0,\"endpoints\":[]}",
+            "{\"version\":3,\"saved_at_unix_ms\":0,\"endpoints\":[]}",
             "",
         ] {
             let path = dir.path().join("corrupt.json");

@@ -36,6 +36,10 @@ const INET_DIAG_BC_D_COND: u8 = 8;
 const IPPROTO_TCP: u8 = 6;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
+/// Offset of `tcpi_retransmits` in `struct tcp_info`: the retransmissions of the current
+/// segment (for a socket in SYN-SENT, of its SYN), filled whatever timer is pending, unlike
+/// `idiag_retrans` of the message header, which is 0 while the retransmit timer is re-armed.
+const TCP_INFO_RETRANSMITS_OFFSET: usize = 2;
 /// Offset of `tcpi_rtt` (microseconds) in `struct tcp_info`.
 const TCP_INFO_RTT_OFFSET: usize = 68;
 /// The largest bytecode an attribute can carry (its length is 16 bits, with its header).
@@ -211,8 +215,7 @@ impl SockDiag {
         }
         self.send_request()?;
         loop {
-            let (length, _) =
-                rustix::net::recv(&self.socket, &mut self.buffer, RecvFlags::empty())?;
+            let length = self.receive()?;
             let received = self.buffer.get(..length).unwrap_or_default();
             match parse_dump_part(received, sequence, &mut visit)? {
                 DumpPart::More => continue,
@@ -234,11 +237,21 @@ impl SockDiag {
         self.request.extend_from_slice(&socket.id);
         self.send_request()?;
         loop {
-            let (length, _) =
-                rustix::net::recv(&self.socket, &mut self.buffer, RecvFlags::empty())?;
+            let length = self.receive()?;
             let received = self.buffer.get(..length).unwrap_or_default();
             if let Some(result) = acknowledgement(received, sequence) {
                 return result;
+            }
+        }
+    }
+
+    /// One datagram of the reply, retried when a signal interrupts the wait.
+    fn receive(&mut self) -> std::io::Result<usize> {
+        loop {
+            match rustix::net::recv(&self.socket, &mut self.buffer, RecvFlags::empty()) {
+                Ok((length, _)) => return Ok(length),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(error) => return Err(error.into()),
             }
         }
     }
@@ -320,7 +333,15 @@ fn parse_dump_part(
         let payload = &received[NLMSG_HEADER_LEN..length];
         if message_sequence == sequence {
             match message_type {
-                NLMSG_DONE => return Ok(DumpPart::Done),
+                NLMSG_DONE => {
+                    // A dump the kernel could not finish ends with a negative errno here.
+                    return match i32_at(payload, 0) {
+                        Some(errno) if errno < 0 => {
+                            Err(std::io::Error::from_raw_os_error(errno.saturating_neg()))
+                        }
+                        _ => Ok(DumpPart::Done),
+                    };
+                }
                 NLMSG_ERROR => {
                     let errno = i32_at(payload, 0).ok_or_else(malformed)?;
                     return Err(std::io::Error::from_raw_os_error(errno.saturating_neg()));
@@ -379,6 +400,7 @@ fn parse_socket(payload: &[u8]) -> Option<DiagSocket> {
     };
     let cookie = u64::from(u32_at(&id, 40)?) | (u64::from(u32_at(&id, 44)?) << 32);
     let mut rtt = None;
+    let mut retransmits = header[3];
     let mut attributes = payload.get(DIAG_MESSAGE_LEN..).unwrap_or_default();
     while attributes.len() >= 4 {
         let length = usize::from(u16_at(attributes, 0)?);
@@ -387,14 +409,20 @@ fn parse_socket(payload: &[u8]) -> Option<DiagSocket> {
             break;
         }
         if kind == INET_DIAG_INFO {
-            rtt = u32_at(&attributes[4..length], TCP_INFO_RTT_OFFSET)
+            let info = &attributes[4..length];
+            // No RTT sample yet (a SYN retransmitted without timestamps) reads as 0.
+            rtt = u32_at(info, TCP_INFO_RTT_OFFSET)
+                .filter(|micros| *micros > 0)
                 .map(|micros| Duration::from_micros(u64::from(micros)));
+            if let Some(count) = info.get(TCP_INFO_RETRANSMITS_OFFSET) {
+                retransmits = *count;
+            }
         }
         attributes = attributes.get(aligned(length)..).unwrap_or_default();
     }
     Some(DiagSocket {
         state: header[1],
-        retransmits: header[3],
+        retransmits,
         remote,
         remote_port,
         local_port,

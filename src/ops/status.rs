@@ -82,6 +82,10 @@ pub struct EndpointStatus {
     pub consecutive_failures: u32,
     /// Last reported round-trip time, milliseconds.
     pub rtt_ms: Option<f64>,
+    /// Last success from real traffic (agent, observer), milliseconds since the Unix epoch: what
+    /// orders up endpoints, when newer than the last failure.
+    #[serde(default)]
+    pub last_traffic_success_unix_ms: Option<u64>,
     /// Who made the last report: `agent`, `observer`, `probe` or `recheck`.
     #[serde(default)]
     pub source: Option<ReportSource>,
@@ -120,6 +124,7 @@ fn endpoint_status(
         last_failure_unix_ms: stamp_unix_ms(health.last_failure),
         consecutive_failures: health.consecutive_failures,
         rtt_ms: health.last_rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+        last_traffic_success_unix_ms: stamp_unix_ms(health.last_traffic_success),
         source: health.last_source,
         draining: table.any_draining() && table.is_draining(&id),
         destination: id,
