@@ -29,8 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::settings::ObserveSettings;
 use crate::feed::sock_diag::{
-    DiagSocket, IpFamily, SockDiag, TCP_ESTABLISHED, TCP_SYN_SENT, destination_filter,
-    has_net_admin,
+    DiagSocket, SockDiag, TCP_ESTABLISHED, TCP_SYN_SENT, destination_filter, has_net_admin,
 };
 use crate::feed::{Feed, ReportTarget};
 use crate::health::{Outcome, ReportSource, State};
@@ -210,7 +209,7 @@ pub fn start(settings: &ObserveSettings, feed: Feed, metrics: Metrics) -> Option
         outbound_ports: ephemeral_ports(),
         watched_changes: None,
         addresses: HashSet::new(),
-        filters: [FamilyFilter::Nothing, FamilyFilter::Nothing],
+        filter: Filter::Nothing,
         sockets: Vec::new(),
         down_before: Vec::new(),
         failing: false,
@@ -248,10 +247,10 @@ fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
     range.unwrap_or(32_768..=60_999)
 }
 
-/// What to ask the kernel for, for one address family.
+/// What to ask the kernel for.
 #[derive(Debug)]
-enum FamilyFilter {
-    /// No endpoint address of this family (nor, for IPv6, any IPv4 one): no dump.
+enum Filter {
+    /// No endpoint address: no dump.
     Nothing,
     /// Sockets to the endpoint addresses, filtered in the kernel.
     Program(Vec<u8>),
@@ -272,8 +271,7 @@ struct Poller {
     /// The snapshot change count the filters were built for.
     watched_changes: Option<u64>,
     addresses: HashSet<IpAddr>,
-    /// For the IPv4 and the IPv6 dump.
-    filters: [FamilyFilter; 2],
+    filter: Filter,
     sockets: Vec<DiagSocket>,
     /// Endpoints already down when the poll began (fail fast acts on those only).
     down_before: Vec<IpAddr>,
@@ -305,24 +303,17 @@ impl Poller {
             .flat_map(|name| name.endpoints.iter().map(|endpoint| endpoint.address))
             .collect();
         let addresses: Vec<IpAddr> = self.addresses.iter().copied().collect();
-        self.filters = [IpFamily::V4, IpFamily::V6].map(|family| {
-            // The IPv6 dump also carries IPv4 connections of dual-stack sockets.
-            let relevant = addresses
-                .iter()
-                .any(|address| family == IpFamily::V6 || address.is_ipv4());
-            match destination_filter(&addresses, family.raw()) {
-                Some(program) => FamilyFilter::Program(program),
-                None if relevant => {
-                    warn!(
-                        addresses = addresses.len(),
-                        ?family,
-                        "connection observer: too many endpoint addresses for a kernel filter; every socket is read and filtered here"
-                    );
-                    FamilyFilter::Everything
-                }
-                None => FamilyFilter::Nothing,
+        self.filter = match destination_filter(&addresses) {
+            Some(program) => Filter::Program(program),
+            None if !addresses.is_empty() => {
+                warn!(
+                    addresses = addresses.len(),
+                    "connection observer: too many endpoint addresses for a kernel filter; every socket is read and filtered here"
+                );
+                Filter::Everything
             }
-        });
+            None => Filter::Nothing,
+        };
     }
 
     fn poll(&mut self) {
@@ -333,24 +324,22 @@ impl Poller {
         self.sockets.clear();
         let states = (1u32 << TCP_ESTABLISHED) | (1u32 << TCP_SYN_SENT);
         let own = self.feed.own_connections();
-        let mut result = Ok(());
-        for (family, filter) in [IpFamily::V4, IpFamily::V6].iter().zip(&self.filters) {
-            let program = match filter {
-                FamilyFilter::Nothing => continue,
-                FamilyFilter::Program(program) => Some(program.as_slice()),
-                FamilyFilter::Everything => None,
-            };
-            let (addresses, sockets, outbound) =
-                (&self.addresses, &mut self.sockets, &self.outbound_ports);
-            result = result.and(self.diag.dump_tcp(*family, states, program, |socket| {
-                if addresses.contains(&socket.remote)
-                    && outbound.contains(&socket.local_port)
-                    && !own.contains(socket.local_port)
-                {
-                    sockets.push(*socket);
-                }
-            }));
-        }
+        let program = match &self.filter {
+            Filter::Nothing => return,
+            Filter::Program(program) => Some(program.as_slice()),
+            Filter::Everything => None,
+        };
+        let (addresses, sockets, outbound) =
+            (&self.addresses, &mut self.sockets, &self.outbound_ports);
+        // One walk of the kernel's table for both families.
+        let result = self.diag.dump_tcp(states, program, |socket| {
+            if addresses.contains(&socket.remote)
+                && outbound.contains(&socket.local_port)
+                && !own.contains(socket.local_port)
+            {
+                sockets.push(*socket);
+            }
+        });
         match (result, self.failing) {
             (Ok(()), true) => {
                 info!("connection observer: reading sockets works again");
