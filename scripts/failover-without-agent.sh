@@ -84,7 +84,8 @@ EOF
 }
 
 for address in 127.0.0.2 127.0.0.3; do
-  in_ns python3 -m http.server --bind "$address" 8080 --directory "$work" >/dev/null 2>&1 &
+  # Not through in_ns: `ip netns exec` execs the command, so $! is its pid, not a subshell's.
+  ip netns exec "$ns" python3 -m http.server --bind "$address" 8080 --directory "$work" >/dev/null 2>&1 &
   http_pids+=($!)
 done
 for address in 127.0.0.2 127.0.0.3; do
@@ -95,7 +96,7 @@ for address in 127.0.0.2 127.0.0.3; do
 done
 
 start_server() { # arguments for serve
-  in_ns "$binary" serve --zones "$work/zones" --listen 127.0.0.1:53 \
+  ip netns exec "$ns" "$binary" serve --zones "$work/zones" --listen 127.0.0.1:53 \
     --control "$work/control.sock" --resolv-conf /dev/null "$@" \
     >"$work/server.out" 2>"$work/server.log" &
   server_pid=$!
@@ -108,7 +109,7 @@ start_server() { # arguments for serve
   exit 1
 }
 stop_server() {
-  kill "$server_pid"
+  kill "$server_pid" || { echo "failover-dns had stopped:" >&2; cat "$work/server.log" >&2; exit 1; }
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
 }

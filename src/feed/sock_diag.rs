@@ -502,7 +502,7 @@ mod tests {
             .map(|a| a.parse().expect("literal"))
             .collect();
         let program = destination_filter(&listed).expect("a program");
-        let (v4, v6) = (&program, &program);
+        let (v4, v6) = (program.as_slice(), program.as_slice());
         let mapped = |text: &str| {
             text.parse::<Ipv4Addr>()
                 .expect("literal")
@@ -511,13 +511,13 @@ mod tests {
                 .to_vec()
         };
         let cases: Vec<(&[u8], u8, Vec<u8>, bool)> = vec![
-            (&v4, AF_INET, vec![192, 0, 2, 1], true),
-            (&v4, AF_INET, vec![192, 0, 2, 7], true),
-            (&v4, AF_INET, vec![198, 51, 100, 9], true),
-            (&v4, AF_INET, vec![192, 0, 2, 2], false),
-            (&v4, AF_INET, vec![127, 0, 0, 1], false),
+            (v4, AF_INET, vec![192, 0, 2, 1], true),
+            (v4, AF_INET, vec![192, 0, 2, 7], true),
+            (v4, AF_INET, vec![198, 51, 100, 9], true),
+            (v4, AF_INET, vec![192, 0, 2, 2], false),
+            (v4, AF_INET, vec![127, 0, 0, 1], false),
             (
-                &v6,
+                v6,
                 AF_INET6,
                 "2001:db8::1"
                     .parse::<Ipv6Addr>()
@@ -527,7 +527,7 @@ mod tests {
                 true,
             ),
             (
-                &v6,
+                v6,
                 AF_INET6,
                 "2001:db8::2"
                     .parse::<Ipv6Addr>()
@@ -536,8 +536,8 @@ mod tests {
                     .to_vec(),
                 false,
             ),
-            (&v6, AF_INET6, mapped("192.0.2.7"), true),
-            (&v6, AF_INET6, mapped("192.0.2.8"), false),
+            (v6, AF_INET6, mapped("192.0.2.7"), true),
+            (v6, AF_INET6, mapped("192.0.2.8"), false),
         ];
         for (code, family, remote, expected) in cases {
             assert_eq!(
