@@ -123,8 +123,8 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:5300]
     #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]
     pub listen: Vec<SocketAddr>,
-    /// Control socket path [default: $XDG_RUNTIME_DIR/failover-dns.sock or
-    /// /tmp/failover-dns-UID.sock]
+    /// Control socket path [default: $XDG_RUNTIME_DIR/failover-dns.sock; else
+    /// /run/failover-dns/control.sock for root; else ${TMPDIR:-/tmp}/failover-dns-UID/control.sock]
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
     /// Upstream resolver for names outside the zones (repeatable, raced in order; port 53 if
