@@ -288,6 +288,7 @@ impl FailoverDns {
             background.spawn(crate::feed::persist::save_periodically(
                 handler.health().clone(),
                 path.clone(),
+                self.inner.feed.events().clone(),
             ));
         }
         crate::net::server::run(

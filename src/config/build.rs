@@ -279,9 +279,11 @@ impl<'f> Builder<'f> {
         let probe = match probe.as_deref() {
             None => None,
             Some((Ok(spec), _)) => Some(Box::new(*spec)),
+            // The destination is still declared (without its probe), so that policies naming
+            // it do not add "unknown destination" errors to the one that matters.
             Some((Err(message), pos)) => {
                 self.error(file.location(*pos), message.clone());
-                return None;
+                None
             }
         };
         let location = file.location(id.1);

@@ -587,7 +587,8 @@ names = ["APP.internal."]
         ];
         for (probe, expected) in cases {
             let text = format!(
-                "[[asset]]\nid = \"a\"\nkind = \"primary\"\naddresses = [\"10.0.0.1\"]\nnames = [\"a.internal\"]\n{probe}\n"
+                "[[asset]]\nid = \"a\"\nkind = \"primary\"\naddresses = [\"10.0.0.1\"]\nnames = [\"a.internal\"]\n{probe}\n\
+                 [[policy]]\nid = \"p\"\nsources = [\"*\"]\ndestinations = [\"a\"]\n"
             );
             match (load(&text), expected) {
                 (Ok(data), None) => {
@@ -600,6 +601,11 @@ names = ["APP.internal."]
                     assert_eq!(spec.timeout, Duration::from_secs(1));
                 }
                 (Err(error), Some(words)) => {
+                    assert_eq!(
+                        error.diagnostics.len(),
+                        1,
+                        "only the probe's error, nothing that follows from it: {error}"
+                    );
                     let error = error.to_string();
                     assert!(error.starts_with("data.toml:6:"), "{error}");
                     assert!(error.contains(words), "{error}");

@@ -17,7 +17,7 @@ use crate::dns::snapshot::SharedSnapshot;
 use crate::health::{EndpointHealth, HealthTable, ReportSource, Stamp};
 use crate::time::unix_ms;
 
-/// How often the table is saved while serving.
+/// How often the table is saved while serving (and at once after a drain or undrain).
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(10);
 /// The file format's version; a file of another version is ignored with a warning. Version 2
 /// added the traffic success, the last report's source and the draining destinations; a
@@ -272,12 +272,29 @@ pub fn restore_at_start(health: &HealthTable, snapshot: &SharedSnapshot, path: &
     }
 }
 
-/// Saves `health` to `path` every [`SAVE_INTERVAL`] until the task is dropped.
-pub async fn save_periodically(health: HealthTable, path: PathBuf) {
+/// Saves `health` to `path` every [`SAVE_INTERVAL`], and at once after a drain or undrain (as
+/// `events` announce them), until the task is dropped.
+pub async fn save_periodically(
+    health: HealthTable,
+    path: PathBuf,
+    events: crate::feed::events::Events,
+) {
+    use crate::feed::events::Event;
+    use tokio::sync::broadcast::error::RecvError;
     let mut ticks = tokio::time::interval(SAVE_INTERVAL);
+    let mut events = events.subscribe();
     ticks.tick().await;
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            // A drain is an operator's decision: kept at once, not at the next tick.
+            event = events.recv() => match event {
+                Ok(Event::DestinationDrained { .. } | Event::DestinationUndrained { .. })
+                | Err(RecvError::Lagged(_)) => {}
+                Ok(_) => continue,
+                Err(RecvError::Closed) => return,
+            },
+        }
         save_logged(&health, &path);
     }
 }

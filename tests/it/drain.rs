@@ -4,7 +4,9 @@
 
 use crate::support::watcher::Watch;
 use crate::support::zones::{APP_PRIMARY, APP_VIA_BERLIN, APP_ZONE};
-use crate::support::{Server, status_json, text};
+use std::time::Duration;
+
+use crate::support::{Server, status_json, text, wait_for_within};
 
 #[test]
 fn drain_and_undrain_reorder_healthy_paths_and_a_drain_survives_a_restart() {
@@ -57,6 +59,18 @@ fn drain_and_undrain_reorder_healthy_paths_and_a_drain_survives_a_restart() {
         text(&unknown.stderr)
     );
 
+    // Kept at once, not at the next periodic save (every 10 s) or at shutdown: a crash right
+    // after a drain keeps it.
+    wait_for_within(
+        "the drain is in the state file",
+        &server,
+        Duration::from_secs(3),
+        || {
+            let saved = std::fs::read_to_string(&state_file).ok()?;
+            let saved: serde_json::Value = serde_json::from_str(&saved).ok()?;
+            (saved["draining"] == serde_json::json!(["app-host"])).then_some(())
+        },
+    );
     let status = status_json(&server);
     assert_eq!(
         status["draining"],
