@@ -4,6 +4,9 @@
 # for the sockets to endpoint addresses every poll; the kernel filters, so unrelated sockets
 # should cost next to nothing). Everything stays on loopback.
 #
+# Three runs: the observer off; on, with no connection to any endpoint address (it then looks
+# once a second); on, with one connection to an endpoint open (it then looks every 250 ms).
+#
 # Usage: scripts/observer-cost.sh [SOCKETS] [SECONDS] [path/to/failover-dns]
 # (defaults: 10000 sockets, i.e. 5000 loopback connections; 30 s per run;
 # target/release/failover-dns, built when missing). Prints the CPU share of one core for each
@@ -116,7 +119,25 @@ run() { # label, serve arguments...
 echo "server CPU while idle, $seconds s each:"
 run "observer off (--no-observe)" --no-observe
 off=$percent
-run "observer on (250 ms polls)"
+run "observer on, no endpoint traffic"
 on=$percent
 awk -v a="$on" -v b="$off" 'BEGIN { printf "the observer adds %.3f %% of one core\n", a - b }'
-run "observer on (1000 ms polls)" --observe-interval-ms 1000
+
+# One open connection to an endpoint address: the observer looks every 250 ms while it lasts.
+python3 - >"$work/busy.out" <<'EOF' &
+import socket, time
+listener = socket.socket()
+listener.bind(("127.0.0.42", 0))
+listener.listen(1)
+client = socket.create_connection(listener.getsockname())
+server, _ = listener.accept()
+print("connected", flush=True)
+time.sleep(3600)
+EOF
+busy_pid=$!
+for _ in $(seq 100); do
+  [ -s "$work/busy.out" ] && break
+  sleep 0.1
+done
+run "observer on, a connection to an endpoint"
+kill "$busy_pid"

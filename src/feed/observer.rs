@@ -1,4 +1,5 @@
-//! The connection observer: failover with no agent. Every poll interval it asks the kernel
+//! The connection observer: failover with no agent. Every poll interval (every second at most
+//! while no application has a connection to an endpoint address) it asks the kernel
 //! (`sock_diag`, unprivileged) for this network namespace's TCP sockets to endpoint addresses,
 //! and turns what the applications' own connections did into reports with source `observer`:
 //! - a connect still in SYN-SENT whose SYN was retransmitted `syn_retransmits` times is a
@@ -34,6 +35,25 @@ use crate::feed::sock_diag::{
 use crate::feed::{Feed, ReportTarget};
 use crate::health::{Outcome, ReportSource, State};
 use crate::metrics::Metrics;
+
+/// The longest wait between two looks while no application has a connection to an endpoint
+/// address, open or in progress. A connect that is going to fail stays in SYN-SENT for a
+/// second before its first retransmission, so a look at least every second sees it while it
+/// waits and switches back to the poll interval in time: failures are seen as soon as with
+/// constant polling, at a fraction of the cost (each look walks the kernel's whole socket
+/// table, whatever the filter).
+const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The wait before the next look: the poll interval while applications have connections to
+/// endpoint addresses (`busy`, or the last look failed), else up to [`IDLE_INTERVAL`] (never
+/// shorter than the interval itself).
+fn next_wait(interval: Duration, busy: bool) -> Duration {
+    if busy {
+        interval
+    } else {
+        interval.max(IDLE_INTERVAL)
+    }
+}
 
 /// The first wait before a re-check, doubled after each one that fails.
 const FIRST_RECHECK: Duration = Duration::from_secs(1);
@@ -281,9 +301,11 @@ struct Poller {
 
 impl Poller {
     fn run(mut self, stopped: Receiver<()>) {
+        let mut wait = self.interval;
         // Stops when the `Observer` is dropped (the channel disconnects).
-        while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(self.interval) {
+        while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
             self.poll();
+            wait = next_wait(self.interval, !self.sockets.is_empty() || self.failing);
         }
         debug!("connection observer stopped");
     }
@@ -573,6 +595,20 @@ mod tests {
             ["Success 192.0.2.1 Some(1ms)"],
             "gone for a poll, then seen again: a new connection with a reused cookie is rare, but counts"
         );
+    }
+
+    #[test]
+    fn looks_slow_down_only_while_no_endpoint_connection_exists_table() {
+        let ms = Duration::from_millis;
+        for (interval, busy, expected) in [
+            (ms(250), true, ms(250)),
+            (ms(250), false, ms(1000)),
+            (ms(100), false, ms(1000)),
+            (ms(2000), false, ms(2000)),
+            (ms(2000), true, ms(2000)),
+        ] {
+            assert_eq!(next_wait(interval, busy), expected, "{interval:?} {busy}");
+        }
     }
 
     #[test]
