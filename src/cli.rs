@@ -157,7 +157,8 @@ pub struct ServeArgs {
     /// connection into a success) [default: on, Linux only]
     #[arg(long, conflicts_with = "fail_fast")]
     pub no_observe: bool,
-    /// How often the observer looks at the kernel's sockets, in milliseconds [default: 250]
+    /// How often the observer looks at the kernel's sockets while applications have connections
+    /// to endpoint addresses, in milliseconds; once a second at most otherwise [default: 250]
     #[arg(long, value_name = "MS", value_parser = parse_observe_interval_ms)]
     pub observe_interval_ms: Option<Duration>,
     /// When an endpoint goes down and its names have another endpoint that is not down, abort
