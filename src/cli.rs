@@ -169,10 +169,9 @@ pub struct ServeArgs {
 }
 
 fn parse_observe_interval_ms(text: &str) -> Result<Duration, String> {
-    let milliseconds: u64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))?;
-    crate::config::settings::parse_observe_interval(milliseconds)
+    crate::config::settings::OBSERVE_INTERVAL_MS
+        .parse(text)
+        .map(Duration::from_millis)
 }
 
 /// Options of `serve` about forwarding beyond the upstreams themselves.

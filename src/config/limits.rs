@@ -57,11 +57,12 @@ impl Default for Limits {
     }
 }
 
-/// One bound's accepted range, for messages and checks.
-struct Bound {
-    name: &'static str,
-    min: u64,
-    max: u64,
+/// One setting's accepted range, for messages and checks (the limits here, and the other
+/// numeric settings that are a plain range).
+pub(crate) struct Bound {
+    pub(crate) name: &'static str,
+    pub(crate) min: u64,
+    pub(crate) max: u64,
 }
 
 const MAX_TCP_CONNECTIONS: Bound = Bound {
@@ -96,7 +97,8 @@ const CONTROL_IDLE_TIMEOUT_MS: Bound = Bound {
 };
 
 impl Bound {
-    fn check(&self, value: u64) -> Result<u64, String> {
+    /// `value`, or why it is outside the bound.
+    pub(crate) fn check(&self, value: u64) -> Result<u64, String> {
         if (self.min..=self.max).contains(&value) {
             Ok(value)
         } else {
@@ -108,7 +110,7 @@ impl Bound {
     }
 
     /// A clap value parser: a whole number within the bound.
-    fn parse(&self, text: &str) -> Result<u64, String> {
+    pub(crate) fn parse(&self, text: &str) -> Result<u64, String> {
         let value: u64 = text
             .parse()
             .map_err(|_| format!("{text:?} is not a whole number"))?;

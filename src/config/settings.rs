@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::limits::{ForwardAllow, Limits, RawLimits, parse_forward_allow};
+use crate::config::limits::{Bound, ForwardAllow, Limits, RawLimits, parse_forward_allow};
 use crate::location::{ConfigError, SourceFile, resolve_relative};
 use crate::model::Identity;
 
@@ -144,24 +144,32 @@ impl Default for ObserveSettings {
     }
 }
 
-/// Checks an observer poll interval in milliseconds: 20 ms to 10 s.
+/// The observer's poll interval: 20 ms to 10 s.
+pub(crate) const OBSERVE_INTERVAL_MS: Bound = Bound {
+    name: "observe_interval_ms",
+    min: 20,
+    max: 10_000,
+};
+
+/// The SYN retransmissions that make a waiting connect a failure: 1 to 6 (Linux gives up after
+/// 6 by default, about 127 s).
+const OBSERVE_SYN_RETRANSMITS: Bound = Bound {
+    name: "observe_syn_retransmits",
+    min: 1,
+    max: 6,
+};
+
+/// Checks an observer poll interval in milliseconds.
 pub fn parse_observe_interval(milliseconds: u64) -> Result<Duration, String> {
-    if (20..=10_000).contains(&milliseconds) {
-        Ok(Duration::from_millis(milliseconds))
-    } else {
-        Err(format!(
-            "observe interval {milliseconds} ms is outside 20..=10000 ms"
-        ))
-    }
+    OBSERVE_INTERVAL_MS
+        .check(milliseconds)
+        .map(Duration::from_millis)
 }
 
-/// Checks the SYN retransmissions that make a waiting connect a failure: 1 to 6 (Linux gives
-/// up after 6 by default, about 127 s).
+/// Checks the SYN retransmissions that make a waiting connect a failure.
 pub fn parse_syn_retransmits(count: u64) -> Result<u8, String> {
-    match u8::try_from(count) {
-        Ok(count @ 1..=6) => Ok(count),
-        _ => Err(format!("observe_syn_retransmits {count} is outside 1..=6")),
-    }
+    let count = OBSERVE_SYN_RETRANSMITS.check(count)?;
+    Ok(u8::try_from(count).unwrap_or(u8::MAX))
 }
 
 impl Default for Settings {
@@ -398,13 +406,14 @@ impl Settings {
 
 /// Checks an upstream timeout in milliseconds: 10 ms to 30 s.
 pub fn parse_upstream_timeout(milliseconds: u64) -> Result<Duration, String> {
-    if (10..=30_000).contains(&milliseconds) {
-        Ok(Duration::from_millis(milliseconds))
-    } else {
-        Err(format!(
-            "upstream timeout {milliseconds} ms is outside 10..=30000 ms"
-        ))
-    }
+    const UPSTREAM_TIMEOUT_MS: Bound = Bound {
+        name: "upstream_timeout_ms",
+        min: 10,
+        max: 30_000,
+    };
+    UPSTREAM_TIMEOUT_MS
+        .check(milliseconds)
+        .map(Duration::from_millis)
 }
 
 /// Parses an upstream: `ADDR`, `ADDR:PORT` or `[V6]:PORT` for plain DNS (port 53 when none is
@@ -468,24 +477,26 @@ fn parse_address(text: &str, default_port: u16) -> Option<SocketAddr> {
 
 /// Checks the stagger between upstream starts, in milliseconds: 0 (all at once) to 10 s.
 pub fn parse_upstream_stagger(milliseconds: u64) -> Result<Duration, String> {
-    if milliseconds <= 10_000 {
-        Ok(Duration::from_millis(milliseconds))
-    } else {
-        Err(format!(
-            "upstream stagger {milliseconds} ms is outside 0..=10000 ms"
-        ))
-    }
+    const UPSTREAM_STAGGER_MS: Bound = Bound {
+        name: "upstream_stagger_ms",
+        min: 0,
+        max: 10_000,
+    };
+    UPSTREAM_STAGGER_MS
+        .check(milliseconds)
+        .map(Duration::from_millis)
 }
 
 /// Checks how long a client waits for a refresh before a stale answer: 0 to 10 s.
 pub fn parse_stale_answer_delay(milliseconds: u64) -> Result<Duration, String> {
-    if milliseconds <= 10_000 {
-        Ok(Duration::from_millis(milliseconds))
-    } else {
-        Err(format!(
-            "stale answer delay {milliseconds} ms is outside 0..=10000 ms"
-        ))
-    }
+    const STALE_ANSWER_DELAY_MS: Bound = Bound {
+        name: "stale_answer_delay_ms",
+        min: 0,
+        max: 10_000,
+    };
+    STALE_ANSWER_DELAY_MS
+        .check(milliseconds)
+        .map(Duration::from_millis)
 }
 
 /// Parses how long past expiry an answer may be served stale: seconds (`86400`) or a number
@@ -589,6 +600,20 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes each case's text to the settings file at `path` and checks that loading it fails
+    /// at the case's `:LINE:COLUMN` with a message containing the case's words.
+    fn assert_rejected(path: &Path, cases: &[(&str, &str, &str)]) {
+        for (text, position, words) in cases {
+            std::fs::write(path, text).expect("write");
+            let error = Settings::from_file(path).expect_err("rejected").to_string();
+            assert!(
+                error.contains(&format!("settings.toml{position}")),
+                "{text:?}: {error}"
+            );
+            assert!(error.contains(words), "{text:?}: {error}");
+        }
+    }
 
     #[test]
     fn upstream_syntax_table() {
@@ -701,16 +726,7 @@ mod tests {
             ("observe_syn_retransmits = 300\n", ":1:27", "outside 1..=6"),
             ("observe = \"yes\"\n", ":1:11", "invalid type"),
         ];
-        for (text, position, words) in cases {
-            std::fs::write(&path, text).expect("write");
-            let error = Settings::from_file(&path)
-                .expect_err("rejected")
-                .to_string();
-            assert!(
-                error.contains(&format!("settings.toml{position}")) && error.contains(words),
-                "{text:?}: {error}"
-            );
-        }
+        assert_rejected(&path, &cases);
     }
 
     #[test]
@@ -779,17 +795,7 @@ mod tests {
                 "cannot read upstream CA file",
             ),
         ];
-        for (text, position, words) in cases {
-            std::fs::write(&path, text).expect("write");
-            let error = Settings::from_file(&path)
-                .expect_err("rejected")
-                .to_string();
-            assert!(
-                error.contains(&format!("settings.toml{position}")),
-                "{text}: {error}"
-            );
-            assert!(error.contains(words), "{text}: {error}");
-        }
+        assert_rejected(&path, &cases);
     }
     #[test]
     fn resolv_conf_nameservers() {
@@ -950,16 +956,6 @@ mod tests {
                 "unknown field",
             ),
         ];
-        for (text, position, words) in cases {
-            std::fs::write(&path, text).expect("write");
-            let error = Settings::from_file(&path)
-                .expect_err("rejected")
-                .to_string();
-            assert!(
-                error.contains(&format!("settings.toml{position}")),
-                "{error}"
-            );
-            assert!(error.contains(words), "{error}");
-        }
+        assert_rejected(&path, &cases);
     }
 }

@@ -63,24 +63,26 @@ pub fn order_endpoints(
     health_of: impl Fn(IpAddr) -> EndpointHealth,
     placement_of: impl Fn(&Endpoint) -> Placement,
 ) -> Vec<OrderedEndpoint> {
-    let mut ordered: Vec<(OrderedEndpoint, Placement)> = Vec::new();
+    let mut ordered: Vec<OrderedEndpoint> = Vec::new();
     for endpoint in permitted {
         if ordered
             .iter()
-            .any(|(o, _)| o.endpoint.address == endpoint.address)
+            .any(|o| o.endpoint.address == endpoint.address)
         {
             continue;
         }
         let health = health_of(endpoint.address);
-        let placement = placement_of(&endpoint);
-        ordered.push((OrderedEndpoint { endpoint, health }, placement));
+        ordered.push(OrderedEndpoint { endpoint, health });
     }
-    // A stable sort keeps configuration order among equals.
-    ordered.sort_by_key(|(o, placement)| {
-        let draining = u8::from(*placement == Placement::Draining);
+    // A stable sort keeps configuration order among equals. The placement is asked again at
+    // each comparison rather than kept beside each endpoint: names have a handful of endpoints,
+    // and a second vector would be a second allocation per answer.
+    ordered.sort_by_key(|o| {
+        let placement = placement_of(&o.endpoint);
+        let draining = u8::from(placement == Placement::Draining);
         let never = Reverse(0);
         match o.state() {
-            State::Up if *placement == Placement::FailbackPrimary => (draining, 0, never, 0),
+            State::Up if placement == Placement::FailbackPrimary => (draining, 0, never, 0),
             // Traffic from before the last failure says nothing about the path since: an
             // endpoint that recovered through a probe or a re-check is "alive", not "in use".
             State::Up => match o.health.last_traffic_success.filter(|success| {
@@ -100,7 +102,7 @@ pub fn order_endpoints(
             ),
         }
     });
-    ordered.into_iter().map(|(o, _)| o).collect()
+    ordered
 }
 
 /// Address records for `qtype` from ordered endpoints, owned by the name as the client asked it.

@@ -67,43 +67,53 @@ impl Drop for ProbeTarget {
     }
 }
 
-#[test]
-fn probes_mark_a_stopped_listener_down_and_a_started_one_up() {
-    const PROBED: &str = "127.0.0.21";
-    const OTHER: &str = "127.0.0.22";
-    let target = ProbeTarget::listen(SocketAddr::new(PROBED.parse().expect("literal"), 0));
-    let port = target.address.port();
-    // Not the shared network (support::zones): the probed endpoint is a real listener on
-    // loopback. Only the primary is probed; the virtual asset stays unknown, so the order shows the
-    // primary's state alone: first while up (or unknown), last while down.
-    let zone = format!(
+/// `svc.internal` on a primary asset and a virtual asset (each an address and a `probe = …`
+/// line, or "" for none) on a gateway at `gateway`, both granted to everyone. Not the shared
+/// network (support::zones): probed endpoints must be real listeners on loopback.
+fn svc_zone(primary: (&str, &str), virtual_asset: (&str, &str), gateway: &str) -> String {
+    format!(
         r#"[[zone]]
 origin = "internal"
 
 [[asset]]
 id = "gw"
 kind = "gateway"
-addresses = ["127.0.0.23"]
+addresses = ["{gateway}"]
 
 [[asset]]
 id = "svc-host"
 kind = "primary"
-addresses = ["{PROBED}"]
+addresses = ["{}"]
 names = ["svc.internal"]
-probe = {{ port = {port}, interval_ms = 100, timeout_ms = 100, jitter_ms = 10 }}
+{}
 
 [[virtual_asset]]
 id = "svc-via-gw"
 gateway = "gw"
-addresses = ["{OTHER}"]
+addresses = ["{}"]
 names = ["svc.internal"]
+{}
 
 [[policy]]
 id = "svc"
 sources = ["*"]
 destinations = ["svc-host", "svc-via-gw"]
-"#
-    );
+"#,
+        primary.0, primary.1, virtual_asset.0, virtual_asset.1
+    )
+}
+
+#[test]
+fn probes_mark_a_stopped_listener_down_and_a_started_one_up() {
+    const PROBED: &str = "127.0.0.21";
+    const OTHER: &str = "127.0.0.22";
+    let target = ProbeTarget::listen(SocketAddr::new(PROBED.parse().expect("literal"), 0));
+    let port = target.address.port();
+    // Only the primary is probed; the virtual asset stays unknown, so the order shows the
+    // primary's state alone: first while up (or unknown), last while down.
+    let probe =
+        format!("probe = {{ port = {port}, interval_ms = 100, timeout_ms = 100, jitter_ms = 10 }}");
+    let zone = svc_zone((PROBED, &probe), (OTHER, ""), "127.0.0.23");
     let server = Server::start(&[("zone.toml", &zone)], &[]);
 
     wait_for("the listening primary is probed up", &server, || {
@@ -151,36 +161,16 @@ fn probes_on_both_endpoints_never_reorder_two_healthy_paths() {
         ProbeTarget::listen(SocketAddr::new(VIRTUAL_ASSET.parse().expect("literal"), 0));
     // Both endpoints probed often, with jitter, so their successes interleave: a probe says a
     // path is alive, not that it is used, so none of them may reorder the answer.
-    let zone = format!(
-        r#"[[zone]]
-origin = "internal"
-
-[[asset]]
-id = "gw"
-kind = "gateway"
-addresses = ["127.0.0.26"]
-
-[[asset]]
-id = "svc-host"
-kind = "primary"
-addresses = ["{PRIMARY}"]
-names = ["svc.internal"]
-probe = {{ port = {}, interval_ms = 100, timeout_ms = 100, jitter_ms = 40 }}
-
-[[virtual_asset]]
-id = "svc-via-gw"
-gateway = "gw"
-addresses = ["{VIRTUAL_ASSET}"]
-names = ["svc.internal"]
-probe = {{ port = {}, interval_ms = 100, timeout_ms = 100, jitter_ms = 40 }}
-
-[[policy]]
-id = "svc"
-sources = ["*"]
-destinations = ["svc-host", "svc-via-gw"]
-"#,
-        primary.address.port(),
-        virtual_asset.address.port()
+    let probe_of = |target: &ProbeTarget| {
+        format!(
+            "probe = {{ port = {}, interval_ms = 100, timeout_ms = 100, jitter_ms = 40 }}",
+            target.address.port()
+        )
+    };
+    let zone = svc_zone(
+        (PRIMARY, &probe_of(&primary)),
+        (VIRTUAL_ASSET, &probe_of(&virtual_asset)),
+        "127.0.0.26",
     );
     let server = Server::start(&[("zone.toml", &zone)], &[]);
     wait_for("both endpoints are probed up", &server, || {
