@@ -110,7 +110,7 @@ fn read_queries(path: &str) -> Result<Vec<Vec<u8>>, String> {
     Ok(queries)
 }
 
-/// Sends `queries` in turn at `rate` per second for `duration`, busy-polling for replies, and
+/// Sends `queries` in turn at `rate` per second for `duration` (rate × duration in all), busy-polling for replies, and
 /// prints the round-trip percentiles.
 fn probe(
     server: SocketAddr,
@@ -133,6 +133,10 @@ fn probe(
         .set_nonblocking(true)
         .map_err(|e| format!("nonblocking: {e}"))?;
     let interval = Duration::from_secs(1) / rate.max(1);
+    // Exactly rate × duration queries, each at its time: a loop that falls behind (a loaded
+    // machine) sends the ones due at once rather than fewer, so answered + lost is always the
+    // whole count.
+    let total = (f64::from(rate) * duration.as_secs_f64()).round() as u64;
     let started = Instant::now();
     let mut next_send = started;
     // When each ID's query went out (IDs cycle; at 65,536 queries in flight one would be
@@ -144,8 +148,8 @@ fn probe(
     let mut buffer = [0u8; 4096];
     loop {
         let now = Instant::now();
-        let sending = now.duration_since(started) < duration;
-        if sending && now >= next_send {
+        let sending = sent < total;
+        while sent < total && now >= next_send {
             let id = (sent % (1 << 16)) as u16;
             let index = (sent % queries.len() as u64) as usize;
             let mut query = queries.get(index).cloned().unwrap_or_default();
