@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -193,6 +193,10 @@ struct Inner {
     sequence: AtomicU64,
     /// Counts changes to the table, bumped after each one is applied (see [`HealthTable::changes`]).
     changes: AtomicU64,
+    /// Set when an endpoint name was answered, cleared by whoever watches for it (the
+    /// connection observer). A flag, not a counter: answering writes it only when it is clear,
+    /// so the query path does not contend for its cache line.
+    answered: AtomicBool,
 }
 
 impl HealthTable {
@@ -228,6 +232,20 @@ impl HealthTable {
 
     fn changed(&self) {
         self.inner.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// Notes that an endpoint name was just answered: an application is about to connect to
+    /// one of its endpoints, and the connection observer looks at once.
+    pub fn note_answered(&self) {
+        if !self.inner.answered.load(Ordering::Relaxed) {
+            self.inner.answered.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether an endpoint name was answered since the last call.
+    pub fn take_answered(&self) -> bool {
+        self.inner.answered.load(Ordering::Relaxed)
+            && self.inner.answered.swap(false, Ordering::Relaxed)
     }
 
     /// What is known about `address` (all `None` when nothing was reported).

@@ -191,6 +191,51 @@ impl EncodeMetric for Count {
     }
 }
 
+/// What a socket fail fast aborted was doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortedState {
+    /// A connect waiting for its SYN-ACK.
+    SynSent,
+    /// An established session stalled.
+    Established,
+}
+
+impl AbortedState {
+    /// Every state, in the order the metrics list them.
+    const ALL: [AbortedState; 2] = [AbortedState::SynSent, AbortedState::Established];
+
+    /// The `state` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            AbortedState::SynSent => "syn-sent",
+            AbortedState::Established => "established",
+        }
+    }
+}
+
+/// Sockets fail fast aborted, per `state` label, both always shown.
+#[derive(Debug, Default)]
+struct AbortedCounts([AtomicU64; AbortedState::ALL.len()]);
+
+impl TypedMetric for AbortedCounts {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for AbortedCounts {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (state, counter) in AbortedState::ALL.iter().zip(&self.0) {
+            encoder
+                .encode_family(&[("state", state.label())])?
+                .encode_counter::<NoLabelSet, _, u64>(&counter.load(Ordering::Relaxed), None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 /// Health reports per `source` and `outcome` label, every pair always shown.
 #[derive(Debug, Default)]
 struct ReportCounts([[AtomicU64; 2]; ReportSource::ALL.len()]);
@@ -371,7 +416,7 @@ struct Inner {
     upstreams: DashMap<SocketAddr, UpstreamCounters>,
     reloads: BySuccess,
     cache_hits: Count,
-    aborted_connects: Count,
+    aborted_connects: AbortedCounts,
 }
 
 /// Encodes [`Inner`] at scrape time, registered in the [`Registry`] as a [`Collector`].
@@ -418,7 +463,7 @@ impl Collector for Scrape {
             ),
             (
                 "aborted_connects",
-                "Connects waiting on a down endpoint that fail fast aborted.",
+                "Sockets to a down endpoint that fail fast aborted: connects waiting (state syn-sent) and stalled sessions (established).",
                 None,
                 &inner.aborted_connects,
             ),
@@ -515,9 +560,13 @@ impl Metrics {
         self.inner.cache_hits.add_one();
     }
 
-    /// Counts a connect aborted by fail fast.
-    pub fn aborted_connect(&self) {
-        self.inner.aborted_connects.add_one();
+    /// Counts a socket fail fast aborted, by what it was doing.
+    pub fn aborted_connect(&self, state: AbortedState) {
+        let index = AbortedState::ALL
+            .iter()
+            .position(|s| *s == state)
+            .unwrap_or_default();
+        self.inner.aborted_connects.0[index].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a change of a name's first endpoint.

@@ -123,8 +123,12 @@ pub struct ObserveSettings {
     pub enabled: bool,
     /// Time between two looks at the kernel's sockets.
     pub interval: Duration,
-    /// SYN retransmissions after which a connect still waiting counts as a failure.
+    /// SYN retransmissions after which a connect still waiting counts as a failure (when the
+    /// endpoint has no RTT history to judge by).
     pub syn_retransmits: u8,
+    /// Retransmissions in a row of unacknowledged data after which an established session
+    /// counts as stalled: a failure.
+    pub stall_retransmits: u8,
     /// Abort connects still waiting on an endpoint that is down when its names have another
     /// endpoint that is not (needs CAP_NET_ADMIN).
     pub fail_fast: bool,
@@ -139,6 +143,7 @@ impl Default for ObserveSettings {
             enabled: true,
             interval: DEFAULT_OBSERVE_INTERVAL,
             syn_retransmits: 1,
+            stall_retransmits: 3,
             fail_fast: false,
         }
     }
@@ -159,6 +164,14 @@ const OBSERVE_SYN_RETRANSMITS: Bound = Bound {
     max: 6,
 };
 
+/// The retransmissions in a row that make a session with data in flight stalled: 2 to 8 (after
+/// 3 the kernel itself starts doubting the route, `tcp_retries1`).
+const OBSERVE_STALL_RETRANSMITS: Bound = Bound {
+    name: "observe_stall_retransmits",
+    min: 2,
+    max: 8,
+};
+
 /// Checks an observer poll interval in milliseconds.
 pub fn parse_observe_interval(milliseconds: u64) -> Result<Duration, String> {
     OBSERVE_INTERVAL_MS
@@ -169,6 +182,12 @@ pub fn parse_observe_interval(milliseconds: u64) -> Result<Duration, String> {
 /// Checks the SYN retransmissions that make a waiting connect a failure.
 pub fn parse_syn_retransmits(count: u64) -> Result<u8, String> {
     let count = OBSERVE_SYN_RETRANSMITS.check(count)?;
+    Ok(u8::try_from(count).unwrap_or(u8::MAX))
+}
+
+/// Checks the retransmissions that make a session stalled.
+pub fn parse_stall_retransmits(count: u64) -> Result<u8, String> {
+    let count = OBSERVE_STALL_RETRANSMITS.check(count)?;
     Ok(u8::try_from(count).unwrap_or(u8::MAX))
 }
 
@@ -274,6 +293,7 @@ struct RawSettings {
     observe: Option<bool>,
     observe_interval_ms: Option<Spanned<u64>>,
     observe_syn_retransmits: Option<Spanned<u64>>,
+    observe_stall_retransmits: Option<Spanned<u64>>,
     fail_fast: Option<bool>,
 }
 
@@ -343,6 +363,10 @@ impl Settings {
         }
         if let Some(count) = raw.observe_syn_retransmits {
             settings.observe.syn_retransmits = parse_syn_retransmits(*count.get_ref())
+                .map_err(|message| ConfigError::one(source.locate(count.span()), message))?;
+        }
+        if let Some(count) = raw.observe_stall_retransmits {
+            settings.observe.stall_retransmits = parse_stall_retransmits(*count.get_ref())
                 .map_err(|message| ConfigError::one(source.locate(count.span()), message))?;
         }
         if let Some(timeout) = raw.upstream_timeout_ms {
@@ -696,7 +720,7 @@ mod tests {
         let path = dir.path().join("settings.toml");
         std::fs::write(
             &path,
-            "observe = false\nobserve_interval_ms = 100\nobserve_syn_retransmits = 3\nfail_fast = true\n",
+            "observe = false\nobserve_interval_ms = 100\nobserve_syn_retransmits = 3\nobserve_stall_retransmits = 5\nfail_fast = true\n",
         )
         .expect("write");
         let settings = Settings::from_file(&path).expect("valid settings");
@@ -706,14 +730,19 @@ mod tests {
                 enabled: false,
                 interval: Duration::from_millis(100),
                 syn_retransmits: 3,
+                stall_retransmits: 5,
                 fail_fast: true,
             }
         );
         let defaults = ObserveSettings::default();
         assert!(defaults.enabled && !defaults.fail_fast);
         assert_eq!(
-            (defaults.interval, defaults.syn_retransmits),
-            (Duration::from_millis(250), 1)
+            (
+                defaults.interval,
+                defaults.syn_retransmits,
+                defaults.stall_retransmits
+            ),
+            (Duration::from_millis(250), 1, 3)
         );
         let cases = [
             ("observe_interval_ms = 5\n", ":1:23", "outside 20..=10000"),
@@ -724,6 +753,8 @@ mod tests {
             ),
             ("observe_syn_retransmits = 0\n", ":1:27", "outside 1..=6"),
             ("observe_syn_retransmits = 300\n", ":1:27", "outside 1..=6"),
+            ("observe_stall_retransmits = 1\n", ":1:29", "outside 2..=8"),
+            ("observe_stall_retransmits = 9\n", ":1:29", "outside 2..=8"),
             ("observe = \"yes\"\n", ":1:11", "invalid type"),
         ];
         assert_rejected(&path, &cases);

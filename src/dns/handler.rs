@@ -199,6 +199,9 @@ impl Handler {
             if counts.aging.is_some() {
                 self.metrics.cache_hit();
             }
+            if counts.outcome == QueryOutcome::Answer {
+                self.health.note_answered();
+            }
             self.metrics
                 .query(counts.query_type, counts.outcome, started.elapsed());
             return Step::Reply(reply);
@@ -276,6 +279,10 @@ impl Handler {
             "query"
         );
         let outcome = query_outcome(&decision);
+        if outcome == QueryOutcome::Answer {
+            // A connect to one of the endpoints is likely to follow: the observer looks.
+            self.health.note_answered();
+        }
         let response = answer::build_response(&request, decision, may_forward);
         let reply = answer::encode_response(&response, limit);
         self.metrics.query(query_type, outcome, started.elapsed());

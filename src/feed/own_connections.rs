@@ -67,6 +67,22 @@ impl OwnConnections {
     }
 }
 
+/// Whether a failed connect failed here, not on the path: out of descriptors, memory, buffers
+/// or local ports. Such a failure says nothing about the endpoint and is never reported as
+/// one.
+pub fn is_local_failure(error: &std::io::Error) -> bool {
+    const LOCAL: [i32; 5] = [
+        24,  // EMFILE
+        23,  // ENFILE
+        105, // ENOBUFS
+        12,  // ENOMEM
+        99,  // EADDRNOTAVAIL: no local port left
+    ];
+    error
+        .raw_os_error()
+        .is_some_and(|errno| LOCAL.contains(&errno))
+}
+
 /// How long a port stays registered after its connection closed.
 const REGISTRATION_LINGER: Duration = Duration::from_secs(2);
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::dns::snapshot::Snapshot;
+use crate::feed::own_connections::is_local_failure;
 use crate::feed::{Feed, ReportTarget};
 use crate::health::{Outcome, ReportSource};
 use crate::model::ProbeSpec;
@@ -60,6 +61,12 @@ async fn probe_loop(address: IpAddr, spec: ProbeSpec, feed: Feed) {
         // From a registered port: the connection observer must not count a probe as traffic.
         let (outcome, rtt) = match feed.own_connections().probe(target, spec.timeout).await {
             Ok(rtt) => (Outcome::Success, Some(rtt)),
+            Err(error) if is_local_failure(&error) => {
+                // This machine's failure (out of descriptors, say), not the path's.
+                tracing::warn!(%target, %error, "probe: cannot open a connection here; not reported");
+                tokio::time::sleep(next_wait(&spec)).await;
+                continue;
+            }
             Err(_) => (Outcome::Failure, None),
         };
         // The address may have left the zone data in a reload; the probe set is then replaced.

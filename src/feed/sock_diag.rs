@@ -1,8 +1,10 @@
 //! The kernel's view of this network namespace's TCP sockets, through `sock_diag` netlink
 //! (what `ss` uses): a dump of the sockets in chosen states whose remote address is one of a
 //! set, filtered in the kernel by a bytecode program (`INET_DIAG_REQ_BYTECODE`), with each
-//! socket's identity, SYN retransmissions and `tcp_info` RTT; and `SOCK_DESTROY` of one socket
-//! (what `ss -K` does, CAP_NET_ADMIN).
+//! socket's identity, retransmit timer and the `tcp_info` fields the observer judges by;
+//! `SOCK_DESTROY` of one socket (what `ss -K` does, CAP_NET_ADMIN); and the kernel's
+//! announcement of every TCP socket it destroys, with its final `tcp_info` (the
+//! `SKNLGRP_INET*_TCP_DESTROY` multicast groups that `ss -E` listens to, CAP_NET_ADMIN).
 //!
 //! Written against the kernel's UAPI (`linux/inet_diag.h`, `linux/sock_diag.h`) rather than a
 //! netlink crate: the crates build owned messages (a vector of attributes per socket) and have no
@@ -48,8 +50,29 @@ const AF_INET6: u8 = 10;
 /// segment (for a socket in SYN-SENT, of its SYN), filled whatever timer is pending, unlike
 /// `idiag_retrans` of the message header, which is 0 while the retransmit timer is re-armed.
 const TCP_INFO_RETRANSMITS_OFFSET: usize = 2;
+/// Offset of `tcpi_probes`: unanswered zero-window or keepalive probes in a row.
+const TCP_INFO_PROBES_OFFSET: usize = 3;
+/// Offset of `tcpi_rto` (microseconds): the retransmission timeout now in force.
+const TCP_INFO_RTO_OFFSET: usize = 8;
+/// Offset of `tcpi_unacked`: segments sent and not acknowledged.
+const TCP_INFO_UNACKED_OFFSET: usize = 24;
 /// Offset of `tcpi_rtt` (microseconds) in `struct tcp_info`.
 const TCP_INFO_RTT_OFFSET: usize = 68;
+/// Offset of `tcpi_total_retrans`: retransmissions over the socket's life.
+const TCP_INFO_TOTAL_RETRANS_OFFSET: usize = 100;
+/// Offset of `tcpi_bytes_acked` (u64): data the peer acknowledged.
+const TCP_INFO_BYTES_ACKED_OFFSET: usize = 120;
+/// Offset of `tcpi_bytes_received` (u64): data received from the peer.
+const TCP_INFO_BYTES_RECEIVED_OFFSET: usize = 128;
+/// Offset of `tcpi_segs_in`: segments received, the SYN-ACK included.
+const TCP_INFO_SEGS_IN_OFFSET: usize = 140;
+/// Offset of `tcpi_notsent_bytes`: data queued and not sent yet.
+const TCP_INFO_NOTSENT_OFFSET: usize = 144;
+/// `idiag_timer` of a socket whose retransmit timer is pending.
+pub const TIMER_RETRANSMIT: u8 = 1;
+/// The multicast groups of destroyed TCP sockets, IPv4 and IPv6 (`SKNLGRP_INET_TCP_DESTROY`,
+/// `SKNLGRP_INET6_TCP_DESTROY`), as a bind mask (bit `group - 1`).
+const DESTROY_GROUPS: u32 = (1 << (1 - 1)) | (1 << (3 - 1));
 /// The largest bytecode an attribute can carry (its length is 16 bits, with its header).
 const MAX_BYTECODE_LEN: usize = 65_000;
 
@@ -57,6 +80,9 @@ const MAX_BYTECODE_LEN: usize = 65_000;
 pub const TCP_ESTABLISHED: u8 = 1;
 /// A connect whose SYN has not been answered yet.
 pub const TCP_SYN_SENT: u8 = 2;
+/// A socket closed (how destroyed sockets are announced).
+#[cfg(test)]
+pub const TCP_CLOSE: u8 = 7;
 
 /// One socket of a dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +101,27 @@ pub struct DiagSocket {
     pub cookie: u64,
     /// Smoothed RTT from `tcp_info`, when the kernel sent it.
     pub rtt: Option<Duration>,
+    /// The pending timer (`idiag_timer`: [`TIMER_RETRANSMIT`], …), 0 when none.
+    pub timer: u8,
+    /// Time left on the pending timer.
+    pub expires: Duration,
+    /// The retransmission timeout now in force (`tcpi_rto`).
+    pub rto: Duration,
+    /// Segments sent and not acknowledged (`tcpi_unacked`).
+    pub unacked: u32,
+    /// Unanswered zero-window or keepalive probes in a row (`tcpi_probes`).
+    pub probes: u8,
+    /// Data queued and not sent yet (`tcpi_notsent_bytes`).
+    pub notsent: u32,
+    /// Retransmissions over the socket's life (`tcpi_total_retrans`).
+    pub total_retrans: u32,
+    /// Data the peer acknowledged (`tcpi_bytes_acked`).
+    pub bytes_acked: u64,
+    /// Data received from the peer (`tcpi_bytes_received`).
+    pub bytes_received: u64,
+    /// Segments received, the SYN-ACK included (`tcpi_segs_in`): 0 for a connect nobody
+    /// answered.
+    pub segs_in: u32,
     /// The raw socket identity (`struct inet_diag_sockid`), for `SOCK_DESTROY`.
     id: [u8; 48],
     family: u8,
@@ -98,6 +145,16 @@ impl DiagSocket {
             local_port: 40_000,
             cookie,
             rtt,
+            timer: 0,
+            expires: Duration::ZERO,
+            rto: Duration::from_secs(1),
+            unacked: 0,
+            probes: 0,
+            notsent: 0,
+            total_retrans: 0,
+            bytes_acked: 0,
+            bytes_received: 0,
+            segs_in: 0,
             id: [0; 48],
             family: AF_INET,
         }
@@ -280,6 +337,78 @@ impl SockDiag {
     }
 }
 
+/// The kernel's announcements of destroyed TCP sockets (both families), each with its final
+/// `tcp_info`: how a connection that opened and closed between two dumps, or a connect given
+/// up before any dump saw it, is still seen. Needs CAP_NET_ADMIN to join the groups.
+#[derive(Debug)]
+pub struct DestroyedSockets {
+    socket: OwnedFd,
+    buffer: Vec<u8>,
+}
+
+impl DestroyedSockets {
+    /// Joins the destroy groups; `EPERM` without CAP_NET_ADMIN. The socket does not block: read
+    /// it when [`DestroyedSockets::fd`] polls readable.
+    pub fn open() -> std::io::Result<DestroyedSockets> {
+        let socket = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            Some(rustix::net::netlink::SOCK_DIAG),
+        )?;
+        // A burst of closes must not overflow the queue between two reads.
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, 1 << 20);
+        rustix::net::bind(
+            &socket,
+            &rustix::net::netlink::SocketAddrNetlink::new(0, DESTROY_GROUPS),
+        )?;
+        Ok(DestroyedSockets {
+            socket,
+            buffer: vec![0; 64 * 1024],
+        })
+    }
+
+    /// The descriptor to wait on.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.socket.as_fd()
+    }
+
+    /// Calls `visit` for every socket announced since the last call, without waiting. Returns
+    /// whether announcements were lost (the queue overflowed: `ENOBUFS`).
+    pub fn drain(&mut self, mut visit: impl FnMut(&DiagSocket)) -> std::io::Result<bool> {
+        let mut lost = false;
+        loop {
+            let length = match rustix::net::recv(&self.socket, &mut self.buffer, RecvFlags::empty())
+            {
+                Ok((length, _)) => length,
+                Err(rustix::io::Errno::AGAIN) => return Ok(lost),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::NOBUFS) => {
+                    lost = true;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let mut received = self.buffer.get(..length).unwrap_or_default();
+            while received.len() >= NLMSG_HEADER_LEN {
+                let Some(message_length) = u32_at(received, 0).map(|l| l as usize) else {
+                    break;
+                };
+                if message_length < NLMSG_HEADER_LEN || message_length > received.len() {
+                    break;
+                }
+                if u16_at(received, 4) == Some(SOCK_DIAG_BY_FAMILY)
+                    && let Some(socket) = parse_socket(&received[NLMSG_HEADER_LEN..message_length])
+                {
+                    visit(&socket);
+                }
+                received = received.get(aligned(message_length)..).unwrap_or_default();
+            }
+        }
+    }
+}
+
 enum DumpPart {
     More,
     Done,
@@ -291,6 +420,10 @@ fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
 fn i32_at(bytes: &[u8], at: usize) -> Option<i32> {
@@ -385,8 +518,27 @@ fn parse_socket(payload: &[u8]) -> Option<DiagSocket> {
         _ => return None,
     };
     let cookie = u64::from(u32_at(&id, 40)?) | (u64::from(u32_at(&id, 44)?) << 32);
-    let mut rtt = None;
-    let mut retransmits = header[3];
+    let mut socket = DiagSocket {
+        state: header[1],
+        retransmits: header[3],
+        remote,
+        remote_port,
+        local_port,
+        cookie,
+        rtt: None,
+        timer: header[2],
+        expires: Duration::from_millis(u64::from(u32_at(header, 52)?)),
+        rto: Duration::ZERO,
+        unacked: 0,
+        probes: 0,
+        notsent: 0,
+        total_retrans: 0,
+        bytes_acked: 0,
+        bytes_received: 0,
+        segs_in: 0,
+        id,
+        family,
+    };
     let mut attributes = payload.get(DIAG_MESSAGE_LEN..).unwrap_or_default();
     while attributes.len() >= 4 {
         let length = usize::from(u16_at(attributes, 0)?);
@@ -395,28 +547,33 @@ fn parse_socket(payload: &[u8]) -> Option<DiagSocket> {
             break;
         }
         if kind == INET_DIAG_INFO {
-            let info = &attributes[4..length];
-            // No RTT sample yet (a SYN retransmitted without timestamps) reads as 0.
-            rtt = u32_at(info, TCP_INFO_RTT_OFFSET)
-                .filter(|micros| *micros > 0)
-                .map(|micros| Duration::from_micros(u64::from(micros)));
-            if let Some(count) = info.get(TCP_INFO_RETRANSMITS_OFFSET) {
-                retransmits = *count;
-            }
+            read_tcp_info(&attributes[4..length], &mut socket);
         }
         attributes = attributes.get(aligned(length)..).unwrap_or_default();
     }
-    Some(DiagSocket {
-        state: header[1],
-        retransmits,
-        remote,
-        remote_port,
-        local_port,
-        cookie,
-        rtt,
-        id,
-        family,
-    })
+    Some(socket)
+}
+
+/// Fills `socket` from its `struct tcp_info`. An older kernel's shorter structure leaves the
+/// fields it lacks at zero.
+fn read_tcp_info(info: &[u8], socket: &mut DiagSocket) {
+    let u32_or_zero = |at| u32_at(info, at).unwrap_or(0);
+    let u64_or_zero = |at| u64_at(info, at).unwrap_or(0);
+    // No RTT sample yet (a SYN retransmitted without timestamps) reads as 0.
+    socket.rtt = u32_at(info, TCP_INFO_RTT_OFFSET)
+        .filter(|micros| *micros > 0)
+        .map(|micros| Duration::from_micros(u64::from(micros)));
+    if let Some(count) = info.get(TCP_INFO_RETRANSMITS_OFFSET) {
+        socket.retransmits = *count;
+    }
+    socket.probes = info.get(TCP_INFO_PROBES_OFFSET).copied().unwrap_or(0);
+    socket.rto = Duration::from_micros(u64::from(u32_or_zero(TCP_INFO_RTO_OFFSET)));
+    socket.unacked = u32_or_zero(TCP_INFO_UNACKED_OFFSET);
+    socket.total_retrans = u32_or_zero(TCP_INFO_TOTAL_RETRANS_OFFSET);
+    socket.bytes_acked = u64_or_zero(TCP_INFO_BYTES_ACKED_OFFSET);
+    socket.bytes_received = u64_or_zero(TCP_INFO_BYTES_RECEIVED_OFFSET);
+    socket.segs_in = u32_or_zero(TCP_INFO_SEGS_IN_OFFSET);
+    socket.notsent = u32_or_zero(TCP_INFO_NOTSENT_OFFSET);
 }
 
 /// Whether this process may destroy sockets (CAP_NET_ADMIN in its effective set).

@@ -1,0 +1,111 @@
+//! Re-checks of the paths the observer saw fail: a TCP connect of the server's own to the port
+//! the failed connection used, backing off from 1 s to 30 s, until it answers (a `recheck`
+//! success) or something else reports the endpoint up. Bounded: at most [`MAX_RECHECKS`] at
+//! once, one per address and port; a connect the server itself could not make (out of
+//! descriptors or ports) is the server's failure, never the endpoint's.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::feed::own_connections::is_local_failure;
+use crate::feed::{Feed, ReportTarget};
+use crate::health::{Outcome, ReportSource, State};
+
+/// The first wait before a re-check, doubled after each one that fails.
+const FIRST_RECHECK: Duration = Duration::from_secs(1);
+/// The longest wait between two re-checks.
+const LAST_RECHECK: Duration = Duration::from_secs(30);
+/// How long a re-check's connect may take.
+const RECHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most re-checks running at once: each holds a descriptor while it connects.
+pub const MAX_RECHECKS: usize = 64;
+
+/// The re-checks in progress: one task per (address, port) the observer saw fail.
+pub struct Rechecks {
+    feed: Feed,
+    runtime: tokio::runtime::Handle,
+    tasks: Mutex<JoinSet<()>>,
+    active: Arc<Mutex<HashSet<SocketAddr>>>,
+}
+
+impl Rechecks {
+    /// Re-checks run on `runtime` and report into `feed`.
+    pub fn new(feed: Feed, runtime: tokio::runtime::Handle) -> Self {
+        Rechecks {
+            feed,
+            runtime,
+            tasks: Mutex::new(JoinSet::new()),
+            active: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// Starts re-checking `target` unless it already is, or too many re-checks run.
+    pub fn start(&self, target: SocketAddr) {
+        let Ok(mut active) = self.active.lock() else {
+            return;
+        };
+        if active.contains(&target) {
+            return;
+        }
+        if active.len() >= MAX_RECHECKS {
+            warn!(%target, limit = MAX_RECHECKS, "re-check: too many running; this path waits for traffic or another report");
+            return;
+        }
+        active.insert(target);
+        drop(active);
+        let Ok(mut tasks) = self.tasks.lock() else {
+            return;
+        };
+        // Reap the finished ones.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn_on(
+            recheck(target, self.feed.clone(), Arc::clone(&self.active)),
+            &self.runtime,
+        );
+    }
+}
+
+/// Re-checks `target` with back-off until it answers or the endpoint is no longer down.
+async fn recheck(target: SocketAddr, feed: Feed, active: Arc<Mutex<HashSet<SocketAddr>>>) {
+    let mut wait = FIRST_RECHECK;
+    loop {
+        tokio::time::sleep(wait).await;
+        let address = target.ip();
+        if feed.health().get(address).state() != State::Down
+            || !feed.snapshot().load().zones.is_endpoint_address(address)
+        {
+            break;
+        }
+        match feed
+            .own_connections()
+            .probe(target, RECHECK_TIMEOUT.min(wait))
+            .await
+        {
+            Ok(rtt) => {
+                info!(%target, rtt_ms = rtt.as_secs_f64() * 1000.0, "re-check: the endpoint answers again");
+                let _ = feed.report(
+                    &ReportTarget::Address(address),
+                    Outcome::Success,
+                    Some(rtt),
+                    ReportSource::Recheck,
+                );
+                break;
+            }
+            Err(error) if is_local_failure(&error) => {
+                warn!(%target, %error, "re-check: cannot open a connection here; trying again later");
+            }
+            Err(error) => {
+                debug!(%target, %error, next_in_s = (wait * 2).min(LAST_RECHECK).as_secs(), "re-check failed");
+            }
+        }
+        wait = (wait * 2).min(LAST_RECHECK);
+    }
+    if let Ok(mut active) = active.lock() {
+        active.remove(&target);
+    }
+}
