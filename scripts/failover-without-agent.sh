@@ -116,8 +116,8 @@ stop_server() {
 blackhole() {
   in_ns nft -f - <<'EOF'
 table inet measure {
-  chain output {
-    type filter hook output priority 0;
+  chain input {
+    type filter hook input priority 0;
     ip daddr 127.0.0.2 tcp dport 8080 drop
   }
 }

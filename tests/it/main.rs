@@ -27,6 +27,9 @@
 //!   reordering two healthy paths;
 //! - `observer`: failover with no agent — the connection observer, its re-check and fail fast —
 //!   with curl and Python in a network namespace of the test's own (root);
+//! - `sessions`: existing sessions and first connects following the failover (stalled
+//!   keep-alive sessions, the RTT deadline, clients that give up connects, short requests, a
+//!   failing side port, and what fail fast leaves alone), in the same namespace set-up (root);
 //! - `drain`: draining a destination for maintenance, across a restart;
 //! - `state_file`: the health state file across restarts, and a corrupt one;
 //! - `watch`: the events `failover-dns watch` streams for a report and a reload;
@@ -81,6 +84,7 @@ mod policy;
 mod probes;
 mod readiness;
 mod reload;
+mod sessions;
 mod state_file;
 mod supply_chain;
 mod truncation;

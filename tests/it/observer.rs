@@ -14,16 +14,16 @@ use crate::support::netns::Netns;
 use crate::support::watcher::Watch;
 use crate::support::{Server, status_json, wait_for, wait_for_within};
 
-const PRIMARY: &str = "127.0.0.2";
-const VIRTUAL_ASSET: &str = "127.0.0.3";
+pub(crate) const PRIMARY: &str = "127.0.0.2";
+pub(crate) const VIRTUAL_ASSET: &str = "127.0.0.3";
 /// Blackholed like the primary, but no endpoint's address: fail fast must never touch it.
 const NOT_AN_ENDPOINT: &str = "127.0.0.4";
-const PORT: u16 = 8080;
-const URL: &str = "http://app.internal:8080/";
+pub(crate) const PORT: u16 = 8080;
+pub(crate) const URL: &str = "http://app.internal:8080/";
 
 /// `app.internal` on the primary asset and a virtual asset, both granted to everyone. Not the
 /// shared network (support::zones): the endpoints must be addresses the namespace can serve.
-const ZONE: &str = r#"[[zone]]
+pub(crate) const ZONE: &str = r#"[[zone]]
 origin = "internal"
 
 [[asset]]
@@ -50,7 +50,7 @@ destinations = ["app-host", "app-via-gw"]
 "#;
 
 /// A child process killed (and reaped) when dropped.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -59,8 +59,15 @@ impl Drop for Running {
     }
 }
 
-/// The namespace with an HTTP server on both endpoints (answering before any rule is added).
+/// The namespace with an HTTP/1.0 server on both endpoints (answering before any rule is
+/// added).
 fn network(test: &str) -> Option<(Netns, Vec<Running>)> {
+    network_speaking(test, "HTTP/1.0")
+}
+
+/// The namespace with an HTTP server speaking `protocol` (HTTP/1.1: keep-alive) on both
+/// endpoints.
+pub(crate) fn network_speaking(test: &str, protocol: &str) -> Option<(Netns, Vec<Running>)> {
     let netns = Netns::create(test)?;
     let mut http = Vec::new();
     for address in [PRIMARY, VIRTUAL_ASSET] {
@@ -69,11 +76,13 @@ fn network(test: &str) -> Option<(Netns, Vec<Running>)> {
             "python3",
             "-m",
             "http.server",
+            "--protocol",
+            protocol,
             "--bind",
             address,
             &port,
             "--directory",
-            "/",
+            "/etc/netns",
         ])));
     }
     for address in [PRIMARY, VIRTUAL_ASSET] {
@@ -94,14 +103,14 @@ fn network(test: &str) -> Option<(Netns, Vec<Running>)> {
     Some((netns, http))
 }
 
-fn server_in(netns: &Netns, extra_args: &[&str]) -> Server {
+pub(crate) fn server_in(netns: &Netns, extra_args: &[&str]) -> Server {
     let mut args = vec!["--listen", "127.0.0.1:53"];
     args.extend_from_slice(extra_args);
     Server::start_in_netns(netns.name(), &[("zone.toml", ZONE)], &args)
 }
 
 /// `curl URL` through the C library: (seconds it took, the address it reached).
-fn curl(netns: &Netns) -> (f64, String) {
+pub(crate) fn curl(netns: &Netns) -> (f64, String) {
     let output = netns.run_ok(&[
         "curl",
         "-s",
@@ -126,7 +135,7 @@ fn curl(netns: &Netns) -> (f64, String) {
 }
 
 /// Python's urllib through the C library: (seconds it took, the address it reached).
-fn python(netns: &Netns) -> (f64, String) {
+pub(crate) fn python(netns: &Netns) -> (f64, String) {
     const SCRIPT: &str = "import http.client, time\n\
         start = time.monotonic()\n\
         connection = http.client.HTTPConnection('app.internal', 8080, timeout=30)\n\
@@ -147,11 +156,15 @@ fn python(netns: &Netns) -> (f64, String) {
     )
 }
 
-/// The status entry of `address` in `app.internal`.
-fn endpoint(status: &Value, address: &str) -> Value {
-    status["names"][0]["endpoints"]
+/// The status entry of `address` (in the first name that has it).
+pub(crate) fn endpoint(status: &Value, address: &str) -> Value {
+    status["names"]
         .as_array()
-        .and_then(|endpoints| endpoints.iter().find(|e| e["address"] == address))
+        .into_iter()
+        .flatten()
+        .filter_map(|name| name["endpoints"].as_array())
+        .flatten()
+        .find(|e| e["address"] == address)
         .cloned()
         .unwrap_or_else(|| panic!("{address} in {status}"))
 }
@@ -167,7 +180,7 @@ fn the_observer_fails_over_without_an_agent_and_a_recheck_brings_the_primary_bac
 
     netns.blackhole(PRIMARY, PORT);
     // The first request goes to the primary, the first address, and hangs there.
-    let _first = Running(
+    let first = Running(
         netns
             .command(&["curl", "-s", "-o", "/dev/null", "--max-time", "30", URL])
             .stdout(Stdio::null())
@@ -199,6 +212,9 @@ fn the_observer_fails_over_without_an_agent_and_a_recheck_brings_the_primary_bac
     assert_eq!(event["address"], PRIMARY, "{event}");
     assert_eq!(event["source"], "observer", "{event}");
 
+    // Gone before the heal: its SYN, retransmitted once a second, would otherwise be answered
+    // and bring the primary back as traffic before the re-check does.
+    drop(first);
     netns.heal();
     let up = wait_for_within(
         "the re-check finds the primary answering again",
@@ -234,7 +250,7 @@ fn fail_fast_aborts_the_connect_left_waiting_and_nothing_else() {
         "rule",
         "inet",
         "failover_test",
-        "output",
+        "input",
         "ip",
         "daddr",
         NOT_AN_ENDPOINT,

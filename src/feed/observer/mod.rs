@@ -426,6 +426,12 @@ impl Poller {
             .dump(&self.sockets, now, |address| evidence.max_rtt(address, now));
         self.observations.clear();
         self.observations.extend_from_slice(observations);
+        tracing::trace!(
+            sockets = self.sockets.len(),
+            observations = self.observations.len(),
+            outstanding = self.tracker.outstanding(),
+            "connection observer: looked"
+        );
         self.report_observations(now);
         if self.fail_fast && !self.down_before.is_empty() {
             self.abort_failing_sockets(now);

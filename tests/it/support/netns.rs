@@ -100,11 +100,14 @@ impl Netns {
             .unwrap_or_else(|e| panic!("start {command:?} in the namespace: {e}"))
     }
 
-    /// Makes TCP to `address:port` a dead path: SYNs dropped without an answer, as when a
-    /// path's tunnel or gateway dies.
+    /// Makes TCP to `address:port` a dead path: every packet to it (SYNs, and the data of
+    /// connections already open) dropped without an answer where it arrives, as when a path's
+    /// tunnel or gateway dies. Dropped on input, not output: the sender's packets leave, so
+    /// its connects and data retransmit as over a real dead path (a local output drop fails
+    /// the send instead, and data waits unsent). Can be called again for more paths.
     pub fn blackhole(&self, address: &str, port: u16) {
         let rules = format!(
-            "table inet failover_test {{\n  chain output {{\n    type filter hook output priority 0;\n    \
+            "table inet failover_test {{\n  chain input {{\n    type filter hook input priority 0;\n    \
              ip daddr {address} tcp dport {port} drop\n  }}\n}}\n"
         );
         self.nft(&rules);
