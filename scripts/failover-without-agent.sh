@@ -11,11 +11,16 @@
 #     that only knows static data gives;
 #   - the connection observer (the default);
 #   - the observer with --fail-fast;
-# each for the first request after the path died and the next one; and, with probes on both
-# endpoints every 500 ms and no traffic, whether the first address of the answer stays put.
+# each for the first request after the path died and the next one; then existing sessions: a
+# keep-alive client (Python's http.client, one HTTP/1.1 connection, a request every 0.2 s,
+# reconnecting after any error) on the primary when its path dies, with no socket timeout and
+# with a 5 s one; a first request after earlier ones gave the primary an RTT history; and a
+# client that gives up a connect after 250 ms and tries the next address, as Happy Eyeballs
+# does; and, with probes on both endpoints every 500 ms and no traffic, whether the first
+# address of the answer stays put.
 #
 # Usage: sudo scripts/failover-without-agent.sh [path/to/failover-dns]
-# (default: target/release/failover-dns, built when missing). Takes about two minutes, most of
+# (default: target/release/failover-dns, built when missing). Takes about five minutes, most of
 # it waiting out the dead path where nothing reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,7 +90,7 @@ EOF
 
 for address in 127.0.0.2 127.0.0.3; do
   # Not through in_ns: `ip netns exec` execs the command, so $! is its pid, not a subshell's.
-  ip netns exec "$ns" python3 -m http.server --bind "$address" 8080 --directory "$work" >/dev/null 2>&1 &
+  ip netns exec "$ns" python3 -m http.server --protocol HTTP/1.1 --bind "$address" 8080 --directory "$work" >/dev/null 2>&1 &
   http_pids+=($!)
 done
 for address in 127.0.0.2 127.0.0.3; do
@@ -141,7 +146,71 @@ print(f"{time.monotonic() - start:.3f} s ({peer})")
 EOF
 }
 
+# A keep-alive session on the primary when its path dies: seconds from the blackhole to the
+# next answer (from the virtual asset), or how long it waited in vain. $1: socket timeout in
+# seconds, or none.
+session_time() {
+  in_ns python3 - "$1" <<'EOF'
+import http.client, subprocess, sys, threading, time
+timeout = None if sys.argv[1] == "none" else float(sys.argv[1])
+answers = []
+def client():
+    connection = None
+    while True:
+        try:
+            if connection is None:
+                connection = http.client.HTTPConnection("app.internal", 8080, timeout=timeout)
+                connection.connect()
+            peer = connection.sock.getpeername()[0]
+            connection.request("GET", "/")
+            connection.getresponse().read()
+            answers.append((time.monotonic(), peer))
+        except Exception:
+            if connection is not None:
+                connection.close()
+            connection = None
+        time.sleep(0.2)
+threading.Thread(target=client, daemon=True).start()
+time.sleep(1)
+rules = "table inet measure {\n chain input {\n  type filter hook input priority 0;\n  ip daddr 127.0.0.2 tcp dport 8080 drop\n }\n}\n"
+subprocess.run(["nft", "-f", "-"], input=rules.encode(), check=True)
+dead = time.monotonic()
+while time.monotonic() - dead < 30:
+    moved = [at for at, peer in answers if at > dead and peer == "127.0.0.3"]
+    if moved:
+        print(f"{moved[0] - dead:.2f} s (127.0.0.3)")
+        break
+    time.sleep(0.05)
+else:
+    print("no answer within 30 s")
+EOF
+}
+
+# A client that gives up a connect after 250 ms and tries the next address: seconds for one
+# request and the address it reached.
+staggered_time() {
+  in_ns python3 - <<'EOF' || echo "failed"
+import select, socket, time
+start = time.monotonic()
+addresses = [a[4] for a in socket.getaddrinfo("app.internal", 8080, socket.AF_INET, socket.SOCK_STREAM)]
+for attempt, address in enumerate(addresses, 1):
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex(address)
+    _, writable, _ = select.select([], [s], [], 0.25 if attempt < len(addresses) else 5)
+    if writable and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+        s.setblocking(True)
+        s.sendall(b"GET / HTTP/1.0\r\nHost: app.internal\r\n\r\n")
+        while s.recv(65536):
+            pass
+        print(f"{time.monotonic() - start:.3f} s ({address[0]})")
+        break
+    s.close()
+EOF
+}
+
 rows=()
+session_rows=()
 measure() { # label, serve arguments...
   local label=$1
   shift
@@ -158,10 +227,42 @@ measure() { # label, serve arguments...
   done
 }
 
-echo "measuring (about two minutes)..." >&2
+measure_sessions() { # label, serve arguments...
+  local label=$1
+  shift
+  zone "" >"$work/zones/app.toml"
+  local timeout
+  for timeout in none 5; do
+    heal
+    start_server "$@"
+    session_rows+=("| $label | keep-alive session, socket timeout $timeout | $(session_time "$timeout") |")
+    stop_server
+  done
+  # The primary answered three requests before its path died: it has an RTT history.
+  heal
+  start_server "$@"
+  for _ in 1 2 3; do python_time >/dev/null; done
+  blackhole
+  session_rows+=("| $label | first request with RTT history (Python) | $(python_time) |")
+  stop_server
+  heal
+  start_server "$@"
+  for _ in 1 2 3; do python_time >/dev/null; done
+  blackhole
+  local first next
+  first=$(staggered_time)
+  sleep 0.5
+  next=$(staggered_time)
+  session_rows+=("| $label | client giving up a connect after 250 ms: first, next | $first, $next |")
+  stop_server
+}
+
+echo "measuring (about five minutes)..." >&2
 measure "nothing reports (--no-observe, no probes)" --no-observe
 measure "connection observer (default)"
 measure "observer with --fail-fast" --fail-fast
+measure_sessions "connection observer (default)"
+measure_sessions "observer with --fail-fast" --fail-fast
 
 # Probes on both endpoints, no traffic: the first address of 20 answers, 250 ms apart.
 heal
@@ -180,5 +281,9 @@ echo
 echo "| situation | client | first request after the path died | next request |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+echo
+echo "| situation | client | time to an answer after the path died |"
+echo "|---|---|---|"
+printf '%s\n' "${session_rows[@]}"
 echo
 echo "probes on both endpoints, no traffic, 20 answers: first address was ${distinct% }"

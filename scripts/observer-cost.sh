@@ -4,8 +4,9 @@
 # for the sockets to endpoint addresses every poll; the kernel filters, so unrelated sockets
 # should cost next to nothing). Everything stays on loopback.
 #
-# Three runs: the observer off; on, with no connection to any endpoint address (it then looks
-# once a second); on, with one connection to an endpoint open (it then looks every 250 ms).
+# Four runs: the observer off; on, with no connection to any endpoint address; on, with a healthy
+# connection to an endpoint open (both: it looks once a second); on, with a connect to an
+# endpoint that never answers always outstanding (it then looks every 250 ms).
 #
 # Usage: scripts/observer-cost.sh [SOCKETS] [SECONDS] [path/to/failover-dns]
 # (defaults: 10000 sockets, i.e. 5000 loopback connections; 30 s per run;
@@ -123,7 +124,7 @@ run "observer on, no endpoint traffic"
 on=$percent
 awk -v a="$on" -v b="$off" 'BEGIN { printf "the observer adds %.3f %% of one core\n", a - b }'
 
-# One open connection to an endpoint address: the observer looks every 250 ms while it lasts.
+# One open, healthy connection to an endpoint address: nothing outstanding, a look a second.
 python3 - >"$work/busy.out" <<'EOF' &
 import socket, time
 listener = socket.socket()
@@ -139,5 +140,28 @@ for _ in $(seq 100); do
   [ -s "$work/busy.out" ] && break
   sleep 0.1
 done
-run "observer on, a connection to an endpoint"
+run "observer on, a healthy connection to an endpoint"
 kill "$busy_pid"
+
+# A connect to an endpoint that never answers, always outstanding: a listener whose accept queue
+# is full drops every further SYN, as a dead path does (no root needed for a firewall rule).
+python3 - >"$work/dead.out" <<'EOF' &
+import socket, time
+listener = socket.socket()
+listener.bind(("127.0.0.43", 0))
+listener.listen(0)
+filler = socket.create_connection(listener.getsockname())
+print("waiting", flush=True)
+while True:
+    try:
+        socket.create_connection(listener.getsockname(), timeout=5)
+    except OSError:
+        pass
+EOF
+dead_pid=$!
+for _ in $(seq 100); do
+  [ -s "$work/dead.out" ] && break
+  sleep 0.1
+done
+run "observer on, a connect to a dead endpoint outstanding"
+kill "$dead_pid"

@@ -153,17 +153,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_listen)]
     pub metrics: Option<SocketAddr>,
     /// Do not watch the machine's own TCP connections to endpoint addresses (the connection
-    /// observer, which turns an unanswered SYN into a failure report and a completed
-    /// connection into a success) [default: on, Linux only]
+    /// observer, which turns unanswered connects and stalled sessions into failure reports and
+    /// completed connections into successes) [default: on, Linux only]
     #[arg(long, conflicts_with = "fail_fast")]
     pub no_observe: bool,
-    /// How often the observer looks at the kernel's sockets while applications have connections
-    /// to endpoint addresses, in milliseconds; once a second at most otherwise [default: 250]
+    /// How often the observer looks at the kernel's sockets while a connect to an endpoint
+    /// address waits or a session to one looks stalled, in milliseconds; once a second when
+    /// nothing is outstanding [default: 250]
     #[arg(long, value_name = "MS", value_parser = parse_observe_interval_ms)]
     pub observe_interval_ms: Option<Duration>,
     /// When an endpoint goes down and its names have another endpoint that is not down, abort
-    /// connects still waiting on it (SYN sent, unanswered), so applications move to the next
-    /// address at once. Needs CAP_NET_ADMIN; without it, a warning and off [default: off]
+    /// the connects still waiting on it and the sessions stalled on it, so applications move to
+    /// the next address at once. Needs CAP_NET_ADMIN; without it, a warning and off [default:
+    /// off; on in the packaged settings]
     #[arg(long)]
     pub fail_fast: bool,
 }

@@ -715,6 +715,16 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_settings_fail_over_sessions() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/settings.toml");
+        let settings = Settings::from_file(&path).expect("the packaged settings are valid");
+        assert!(
+            settings.observe.enabled && settings.observe.fail_fast,
+            "a package install fails over sessions with no further step"
+        );
+    }
+
+    #[test]
     fn observer_settings_from_the_file_and_their_errors() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("settings.toml");

@@ -234,6 +234,9 @@ fn the_package_holds_every_file_in_its_place() {
         "ExecStartPre=/usr/bin/failover-dns check --config /etc/failover-dns/settings.toml",
         "ExecStart=/usr/bin/failover-dns serve --config /etc/failover-dns/settings.toml",
         "LimitNOFILE=8192",
+        // Fail fast, on in the packaged settings, needs it.
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_ADMIN",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_NET_ADMIN",
     ] {
         assert!(unit.lines().any(|l| l == line), "the unit lacks {line:?}");
     }
