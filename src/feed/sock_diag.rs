@@ -70,9 +70,13 @@ const TCP_INFO_SEGS_IN_OFFSET: usize = 140;
 const TCP_INFO_NOTSENT_OFFSET: usize = 144;
 /// `idiag_timer` of a socket whose retransmit timer is pending.
 pub const TIMER_RETRANSMIT: u8 = 1;
-/// The multicast groups of destroyed TCP sockets, IPv4 and IPv6 (`SKNLGRP_INET_TCP_DESTROY`,
-/// `SKNLGRP_INET6_TCP_DESTROY`), as a bind mask (bit `group - 1`).
-const DESTROY_GROUPS: u32 = (1 << (1 - 1)) | (1 << (3 - 1));
+/// `SKNLGRP_INET_TCP_DESTROY`: destroyed IPv4 TCP sockets.
+const SKNLGRP_INET_TCP_DESTROY: u32 = 1;
+/// `SKNLGRP_INET6_TCP_DESTROY`: destroyed IPv6 TCP sockets.
+const SKNLGRP_INET6_TCP_DESTROY: u32 = 3;
+/// Both groups as a bind mask (bit `group - 1`).
+const DESTROY_GROUPS: u32 =
+    (1 << (SKNLGRP_INET_TCP_DESTROY - 1)) | (1 << (SKNLGRP_INET6_TCP_DESTROY - 1));
 /// The largest bytecode an attribute can carry (its length is 16 bits, with its header).
 const MAX_BYTECODE_LEN: usize = 65_000;
 
