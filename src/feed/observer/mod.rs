@@ -210,9 +210,23 @@ enum Filter {
     Everything,
 }
 
-/// The kernel's filter runs every condition for every socket; past this many addresses, one
-/// hash look-up per socket here costs less than the program does in the kernel.
-const MAX_FILTERED_ADDRESSES: usize = 64;
+/// The kernel's filter runs every condition for every socket, so its cost grows with the number
+/// of endpoint addresses (with 10,000 unrelated sockets and four looks a second, 51.5 % of a
+/// core at 3,000 addresses), while reading every socket and looking each up here costs about the
+/// same whatever the number (5.9 % at 3,300). The two cross near 300 addresses.
+const MAX_FILTERED_ADDRESSES: usize = 256;
+
+/// The cheaper way to find the sockets to `addresses`.
+fn filter_for(addresses: &[IpAddr]) -> Filter {
+    let program = (addresses.len() <= MAX_FILTERED_ADDRESSES)
+        .then(|| destination_filter(addresses))
+        .flatten();
+    match program {
+        Some(program) => Filter::Program(program),
+        None if !addresses.is_empty() => Filter::Everything,
+        None => Filter::Nothing,
+    }
+}
 
 struct Poller {
     diag: SockDiag,
@@ -352,20 +366,13 @@ impl Poller {
             .flat_map(|name| name.endpoints.iter().map(|endpoint| endpoint.address))
             .collect();
         let addresses: Vec<IpAddr> = self.addresses.iter().copied().collect();
-        let program = (addresses.len() <= MAX_FILTERED_ADDRESSES)
-            .then(|| destination_filter(&addresses))
-            .flatten();
-        self.filter = match program {
-            Some(program) => Filter::Program(program),
-            None if !addresses.is_empty() => {
-                debug!(
-                    addresses = addresses.len(),
-                    "connection observer: many endpoint addresses; every socket is read and filtered here"
-                );
-                Filter::Everything
-            }
-            None => Filter::Nothing,
-        };
+        self.filter = filter_for(&addresses);
+        if matches!(self.filter, Filter::Everything) {
+            debug!(
+                addresses = addresses.len(),
+                "connection observer: many endpoint addresses; every socket is read and filtered here"
+            );
+        }
     }
 
     /// One look at the kernel's sockets at `now`.

@@ -3,11 +3,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::next_wait;
 use super::rules::{
     ConnectionTracker, Session, Thresholds, abandon_deadline, connect_deadline, one_per_address,
     session, syn_age,
 };
+use super::{Filter, MAX_FILTERED_ADDRESSES, filter_for, next_wait};
 use crate::feed::sock_diag::{
     DiagSocket, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_SENT, TIMER_RETRANSMIT,
 };
@@ -345,4 +345,23 @@ fn one_report_per_address_and_a_completed_connection_wins() {
         seen,
         ["connected 192.0.2.1", "connect unanswered 192.0.2.3"]
     );
+}
+
+#[test]
+fn many_endpoint_addresses_are_filtered_here_not_in_the_kernel_table() {
+    let addresses = |count: usize| -> Vec<IpAddr> {
+        (0..count)
+            .map(|i| IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8]))
+            .collect()
+    };
+    assert!(matches!(filter_for(&[]), Filter::Nothing));
+    assert!(matches!(filter_for(&addresses(3)), Filter::Program(_)));
+    assert!(matches!(
+        filter_for(&addresses(MAX_FILTERED_ADDRESSES)),
+        Filter::Program(_)
+    ));
+    assert!(matches!(
+        filter_for(&addresses(MAX_FILTERED_ADDRESSES + 1)),
+        Filter::Everything
+    ));
 }
