@@ -237,14 +237,21 @@ pub fn build_response(request: &Message, decision: Decision, recursion_available
     response.queries = request.queries.clone();
     response.answers = answers;
     response.authorities = authorities;
-    if request.edns.is_some() {
-        // RFC 6891 §7: a reply to a query with OPT carries OPT.
-        let mut edns = Edns::new();
-        edns.set_max_payload(MAX_UDP_PAYLOAD);
-        edns.set_version(0);
-        response.edns = Some(edns);
-    }
+    response.edns = request.edns.as_ref().map(reply_edns);
     response
+}
+
+/// The OPT record of every reply to a query that carried `asked` (RFC 6891 §7: a reply to a
+/// query with OPT carries OPT, one without carries none): our own payload size, version 0, the
+/// query's DO bit (RFC 3225 §3), and no option. Options belong to one conversation: a COOKIE
+/// echoes one client's cookie, NSID, padding and keepalive describe one server's connection,
+/// client subnet one client's network; we answer none of them, whoever asked.
+pub fn reply_edns(asked: &Edns) -> Edns {
+    let mut edns = Edns::new();
+    edns.set_max_payload(MAX_UDP_PAYLOAD);
+    edns.set_version(0);
+    edns.set_dnssec_ok(asked.flags().dnssec_ok);
+    edns
 }
 
 /// Encodes `response` in at most `limit` bytes. When the full message does not fit, the

@@ -13,7 +13,7 @@ use tracing::debug;
 use crate::config::limits::ForwardAllow;
 use crate::dns::answer::{self, Decision, Transport};
 use crate::dns::fastpath::{AnswerMemo, AnswerState, CacheAging, MemoCounts};
-use crate::dns::forward::{ForwardSettings, Forwarder, IsOwned, Resolution};
+use crate::dns::forward::{ForwardSettings, Forwarder, IsOwned, Resolution, cache};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::dns::zones::Lookup;
 use crate::health::HealthTable;
@@ -57,7 +57,6 @@ pub enum Step {
 #[derive(Debug)]
 pub struct ForwardJob {
     request: Message,
-    packet: Vec<u8>,
     transport: Transport,
     /// When the query arrived, for the handling-time histogram.
     started: Instant,
@@ -262,7 +261,6 @@ impl Handler {
                 }
                 let job = ForwardJob {
                     request,
-                    packet: packet.to_vec(),
                     transport,
                     started,
                 };
@@ -287,53 +285,23 @@ impl Handler {
         (Step::Reply(reply), Some(counts))
     }
 
-    /// Forwards a query upstream and returns the reply for the client: the upstream's own bytes
-    /// when they fit the client's limit, else the same message truncated; SERVFAIL when every
+    /// Forwards a query upstream and returns the reply for the client: the upstream's answer
+    /// made this client's ([`forwarded_reply`]), truncated to its limit; SERVFAIL when every
     /// upstream failed.
     pub async fn finish_forward(&self, job: ForwardJob) -> Vec<u8> {
         let ForwardJob {
             request,
-            packet,
             transport,
             started,
         } = job;
-        let limit = answer::size_limit(&request, transport);
         let query_type = request.queries.first().map(Query::query_type);
         let snapshot = self.snapshot.load();
         let is_owned: IsOwned = Arc::new(move |name: &Name| snapshot.zones.zone_of(name).is_some());
-        let resolution = self
-            .forwarder
-            .resolve(&request, &packet, transport, is_owned)
-            .await;
-        let (reply, outcome) = match resolution {
-            // An upstream's own SERVFAIL or REFUSED is passed on as its answer.
-            Resolution::Answered(forwarded) | Resolution::Failed(Some(forwarded)) => {
-                if forwarded.bytes.len() <= limit {
-                    (forwarded.bytes, QueryOutcome::Forwarded)
-                } else {
-                    (
-                        answer::encode_response(&forwarded.message, limit),
-                        QueryOutcome::Forwarded,
-                    )
-                }
-            }
-            Resolution::Refreshed(message) => (
-                answer::encode_response(&message, limit),
-                QueryOutcome::Forwarded,
-            ),
-            Resolution::Stale(message) => (
-                answer::encode_response(&message, limit),
-                QueryOutcome::Stale,
-            ),
-            Resolution::Failed(None) => {
-                debug!(id = request.metadata.id, "every upstream failed");
-                let response = answer::build_response(&request, Decision::ServFail, true);
-                (
-                    answer::encode_response(&response, limit),
-                    QueryOutcome::ServFail,
-                )
-            }
-        };
+        let resolution = self.forwarder.resolve(&request, transport, is_owned).await;
+        if let Resolution::Failed(None) = resolution {
+            debug!(id = request.metadata.id, "every upstream failed");
+        }
+        let (reply, outcome) = forwarded_reply(&request, resolution, transport);
         self.metrics.query(query_type, outcome, started.elapsed());
         reply
     }
@@ -378,6 +346,31 @@ impl Handler {
             Route::Local(Decision::Refused)
         }
     }
+}
+
+/// The bytes a forwarded query's client gets for `resolution`, and how it is counted. Every
+/// upstream answer is rebuilt for the client ([`cache::readdress`]: its ID, question, EDNS), as a
+/// cache hit is, so the two never differ in what belongs to the client.
+pub(crate) fn forwarded_reply(
+    request: &Message,
+    resolution: Resolution,
+    transport: Transport,
+) -> (Vec<u8>, QueryOutcome) {
+    let limit = answer::size_limit(request, transport);
+    let (response, outcome) = match resolution {
+        // An upstream's own SERVFAIL or REFUSED is passed on as its answer.
+        Resolution::Answered(forwarded) | Resolution::Failed(Some(forwarded)) => (
+            cache::readdress(forwarded.message, request, |ttl| ttl),
+            QueryOutcome::Forwarded,
+        ),
+        Resolution::Refreshed(message) => (message, QueryOutcome::Forwarded),
+        Resolution::Stale(message) => (message, QueryOutcome::Stale),
+        Resolution::Failed(None) => (
+            answer::build_response(request, Decision::ServFail, true),
+            QueryOutcome::ServFail,
+        ),
+    };
+    (answer::encode_response(&response, limit), outcome)
 }
 
 /// Zone lookup → policy filter → health order → records, for one question; `None` when the

@@ -15,6 +15,8 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use lru::LruCache;
 
+use crate::dns::answer;
+
 /// Longest time an answer is kept, whatever its TTL says (RFC 2181 §8 allows capping).
 pub const MAX_CACHE_TTL: u32 = 86_400;
 /// The TTL of every record of a stale answer (RFC 8767 §4 recommends 30 s).
@@ -118,7 +120,7 @@ impl AnswerCache {
             return;
         }
         let entry = Entry {
-            response: response.clone(),
+            response: shareable(response.clone()),
             stored: now,
             ttl: ttl.min(MAX_CACHE_TTL),
         };
@@ -194,13 +196,30 @@ impl AnswerCache {
     }
 }
 
-/// A cached response made the answer to `request`: its ID, question as asked, RD and CD bits,
-/// no OPT record when the request had none, and every record's TTL mapped by `ttl`.
-pub(crate) fn readdress(
-    mut response: Message,
-    request: &Message,
-    ttl: impl Fn(u32) -> u32,
-) -> Message {
+/// An upstream's reply as every client may share it: without its OPT record (its options, a
+/// COOKIE echoing the client cookie we sent, NSID, padding, keepalive, client subnet, belong
+/// to that one exchange) and without any signature (TSIG, SIG(0): meta-records of one
+/// transaction, never cached, RFC 8945 §4.1). What stays is the header, the question and the
+/// three sections; [`readdress`] makes it one client's answer.
+pub(crate) fn shareable(mut response: Message) -> Message {
+    response.edns = None;
+    response.signature = None;
+    response.additionals.retain(|record| {
+        !matches!(
+            record.record_type(),
+            RecordType::OPT | RecordType::TSIG | RecordType::SIG
+        )
+    });
+    response
+}
+
+/// An upstream or cached response made the answer to `request`: its ID, question as asked, RD
+/// and CD bits, an OPT record exactly when the request had one (ours: see
+/// [`answer::reply_edns`]), nothing that belonged to another client's or the upstream's
+/// exchange ([`shareable`]), and every record's TTL mapped by `ttl`. A cache hit and a miss
+/// both go through here, so they give a client the same EDNS.
+pub(crate) fn readdress(response: Message, request: &Message, ttl: impl Fn(u32) -> u32) -> Message {
+    let mut response = shareable(response);
     response.metadata.id = request.metadata.id;
     response.metadata.recursion_desired = request.metadata.recursion_desired;
     response.metadata.checking_disabled = request.metadata.checking_disabled;
@@ -213,9 +232,7 @@ pub(crate) fn readdress(
     {
         record.ttl = ttl(record.ttl);
     }
-    if request.edns.is_none() {
-        response.edns = None;
-    }
+    response.edns = request.edns.as_ref().map(answer::reply_edns);
     response
 }
 

@@ -10,6 +10,8 @@
 //! upstream is still seen failing and held down.
 
 pub mod cache;
+#[cfg(test)]
+mod per_client;
 pub mod race;
 pub mod tls;
 pub mod transport;
@@ -428,21 +430,29 @@ impl Forwarder {
         }
     }
 
-    /// Forwards `packet` (the client's query, parsed as `request`): the upstreams race
-    /// ([`race`]) and the first usable answer is the result. When the cache holds an expired
-    /// answer that may still be served (RFC 8767), the upstreams are asked by a background
-    /// refresh (one per question at a time) and the query waits for it at most the stale
-    /// answer delay (not at all when every upstream is held down), then gets the stale answer.
+    /// Forwards `request`, as our own query ([`transport::upstream_query`]: the client's bytes
+    /// never go upstream): the upstreams race ([`race`]) and the first usable answer is the
+    /// result. When the cache holds an expired answer that may still be served (RFC 8767), the
+    /// upstreams are asked by a background refresh (one per question at a time) and the query
+    /// waits for it at most the stale answer delay (not at all when every upstream is held
+    /// down), then gets the stale answer.
     ///
     /// Records owned by names for which `is_owned` holds are dropped from a usable answer before
     /// it is cached or passed on ([`drop_owned_records`]).
     pub async fn resolve(
         &self,
         request: &Message,
-        packet: &[u8],
         transport: Transport,
         is_owned: IsOwned,
     ) -> Resolution {
+        let packet = match transport::upstream_query(request) {
+            Ok(packet) => packet,
+            Err(error) => {
+                debug!(%error, "cannot forward");
+                return Resolution::Failed(None);
+            }
+        };
+        let packet = packet.as_slice();
         if let Some(stale) = self.inner.cache.lookup_stale(request, Instant::now())
             && let Some(key) = CacheKey::for_request(request)
         {
@@ -599,15 +609,13 @@ impl Forwarder {
             };
             tokio::select! {
                 report = received.recv() => match report {
-                    Some((slot, Ok(forwarded))) => match self.accept(forwarded, &request, is_owned) {
-                        Some(forwarded) => {
-                            if let Some(upstream) = candidates.get(slot).and_then(|&i| self.inner.upstreams.get(i)) {
-                                upstream.won.fetch_add(1, Ordering::Relaxed);
-                            }
-                            break Ok(forwarded);
+                    Some((slot, Ok(forwarded))) => {
+                        let forwarded = self.accept(forwarded, &request, is_owned);
+                        if let Some(upstream) = candidates.get(slot).and_then(|&i| self.inner.upstreams.get(i)) {
+                            upstream.won.fetch_add(1, Ordering::Relaxed);
                         }
-                        None => schedule.failed(slot),
-                    },
+                        break Ok(forwarded);
+                    }
                     Some((slot, Err(failure))) => {
                         schedule.failed(slot);
                         if failure.is_some() {
@@ -635,34 +643,21 @@ impl Forwarder {
         outcome
     }
 
-    /// A usable answer scrubbed of records for our names; `None` when the scrubbed reply does
-    /// not encode. Cached as the answer to `request`.
-    fn accept(
-        &self,
-        mut forwarded: Forwarded,
-        request: &Message,
-        is_owned: &IsOwned,
-    ) -> Option<Forwarded> {
+    /// A usable answer scrubbed of records for our names, cached as the answer to `request`.
+    fn accept(&self, mut forwarded: Forwarded, request: &Message, is_owned: &IsOwned) -> Forwarded {
         let dropped = drop_owned_records(&mut forwarded.message, |name| is_owned(name));
         if dropped > 0 {
             warn!(
                 dropped,
                 "upstream's reply carried records for names in our zones; dropped"
             );
-            match forwarded.message.to_vec() {
-                Ok(bytes) => forwarded.bytes = bytes,
-                Err(error) => {
-                    debug!(%error, "scrubbed reply does not encode");
-                    return None;
-                }
-            }
         }
         if let Some(key) = CacheKey::for_request(request) {
             self.inner
                 .cache
                 .store(key, &forwarded.message, Instant::now());
         }
-        Some(forwarded)
+        forwarded
     }
 
     /// The candidates of one query, as indexes into the upstreams, and how many of them are

@@ -264,7 +264,7 @@ impl Connection {
         let bytes = receiver.await.map_err(|_| AttemptError::Closed)?;
         let message = matching_reply(&bytes, id, request)
             .ok_or_else(|| AttemptError::Malformed("TLS reply does not match the query".into()))?;
-        Ok(Forwarded { bytes, message })
+        Ok(Forwarded { message })
     }
 
     /// Marks the connection closed and fails every query still waiting on it.
