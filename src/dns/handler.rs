@@ -4,14 +4,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use tracing::debug;
 
 use crate::config::limits::ForwardAllow;
-use crate::dns::answer::{self, Decision, Transport};
+use crate::dns::answer::{self, BadKey, Decision, Transport};
 use crate::dns::fastpath::{AnswerMemo, AnswerState, CacheAging, MemoCounts};
 use crate::dns::forward::{ForwardSettings, Forwarder, IsOwned, Resolution, cache};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
@@ -72,6 +73,7 @@ fn query_outcome(decision: &Decision) -> QueryOutcome {
         Decision::FormErr => QueryOutcome::FormErr,
         Decision::NotImp | Decision::BadVersion => QueryOutcome::NotImplemented,
         Decision::ServFail => QueryOutcome::ServFail,
+        Decision::NotAuth(_) => QueryOutcome::NotAuth,
     }
 }
 
@@ -274,15 +276,17 @@ impl Handler {
             "query"
         );
         let outcome = query_outcome(&decision);
+        // A BADKEY reply carries the time it was made: never replayed from the memo.
+        let memoisable = !matches!(decision, Decision::NotAuth(_));
         let response = answer::build_response(&request, decision, may_forward);
         let reply = answer::encode_response(&response, limit);
         self.metrics.query(query_type, outcome, started.elapsed());
-        let counts = MemoCounts {
+        let counts = memoisable.then_some(MemoCounts {
             query_type,
             outcome,
             aging: None,
-        };
-        (Step::Reply(reply), Some(counts))
+        });
+        (Step::Reply(reply), counts)
     }
 
     /// Forwards a query upstream and returns the reply for the client: the upstream's answer
@@ -327,6 +331,10 @@ impl Handler {
         if request.metadata.op_code != OpCode::Query {
             return Route::Local(Decision::NotImp);
         }
+        if let Some(bad_key) = signed_by(request) {
+            debug!(id = request.metadata.id, key = %bad_key.key, "signed query; we hold no key");
+            return Route::Local(Decision::NotAuth(Box::new(bad_key)));
+        }
         if request.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
             return Route::Local(Decision::BadVersion);
         }
@@ -346,6 +354,29 @@ impl Handler {
             Route::Local(Decision::Refused)
         }
     }
+}
+
+/// The key a signed query names (its TSIG or SIG(0) record, RFC 8945, RFC 2931), for the BADKEY
+/// reply; `None` for an unsigned query. We hold no key, so a signed query is never answered as
+/// if it were plain (its sender wants its answer verified) nor forwarded (its MAC covers its
+/// own bytes, which we do not send upstream).
+fn signed_by(request: &Message) -> Option<BadKey> {
+    let record = request
+        .additionals
+        .iter()
+        .find(|record| matches!(record.record_type(), RecordType::TSIG | RecordType::SIG))?;
+    let algorithm = match &record.data {
+        RData::TSIG(tsig) => tsig.algorithm.clone(),
+        _ => TsigAlgorithm::HmacSha256,
+    };
+    let time = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    Some(BadKey {
+        key: record.name.clone(),
+        algorithm,
+        time,
+    })
 }
 
 /// The bytes a forwarded query's client gets for `resolution`, and how it is counted. Every

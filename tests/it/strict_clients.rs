@@ -1,11 +1,20 @@
 //! What a client that checks its answers strictly sees: every forwarded answer, cached or not,
 //! built for the client that asked (OPT exactly when its query had one, our payload size, its
 //! DO bit, no option from another client or the upstream: no foreign COOKIE, NSID, padding),
-//! and no client option passed upstream.
+//! and no client option passed upstream; an opcode other than QUERY gets a bare NOTIMP header;
+//! a signed query (TSIG, SIG(0)) gets NOTAUTH with an unsigned BADKEY TSIG, never an answer.
+
+use std::time::{Instant, SystemTime};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::NULL;
+use hickory_proto::rr::rdata::tsig::{TSIG, TsigAlgorithm, TsigError, make_tsig_record};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::support::upstream::{CookieUpstream, Unbound};
 use crate::support::zones::APP_PRIMARY_ONLY_ZONE;
 use crate::support::{Dig, Server, dig_at};
+use crate::wire;
 
 const RECORDS: &[&str] = &["www.example.test. 300 IN A 198.51.100.7"];
 
@@ -144,4 +153,128 @@ fn the_upstream_never_receives_a_clients_cookie_or_options() {
         [false, false, false, true],
         "the client's DO bit"
     );
+}
+
+#[test]
+fn an_unknown_opcode_gets_notimp_with_only_qr_set() {
+    let upstream = CookieUpstream::start();
+    let server = forwarding_to(&upstream.address.to_string());
+    // IQUERY, STATUS, NOTIFY, 6 (DSO) and 15 (unassigned), with the flags a client may set.
+    for opcode in ["1", "2", "4", "6", "15"] {
+        for flags in [&["+rec", "+cdflag"][..], &["+norec", "+noedns"][..]] {
+            let option = format!("+opcode={opcode}");
+            let mut args = vec!["app.internal", "A", option.as_str()];
+            args.extend_from_slice(flags);
+            let reply = server.dig(&args);
+            assert_eq!(reply.status, "NOTIMP", "{reply}");
+            assert_eq!(reply.flags, ["qr"], "opcode {opcode}: only QR\n{reply}");
+            assert!(reply.answers.is_empty(), "{reply}");
+        }
+    }
+    assert!(upstream.received().is_empty(), "nothing forwarded");
+}
+
+/// A query for `name` signed with TSIG (key `key.example.`, a MAC we cannot check) or, when
+/// `sig0`, with a SIG(0) record; with EDNS when `edns`.
+fn signed_query(id: u16, name: &str, sig0: bool, edns: bool) -> Vec<u8> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(
+        Name::from_ascii(name).expect("literal"),
+        RecordType::A,
+    ));
+    if edns {
+        message.edns = Some(Edns::new());
+    }
+    let key = Name::from_ascii("key.example.").expect("literal");
+    if sig0 {
+        // type covered, algorithm 15, labels, original TTL, expiration, inception, key tag,
+        // signer, signature: any bytes, since no key can check them.
+        let mut rdata = vec![
+            0, 0, 15, 0, 0, 0, 0, 0, 0x70, 0, 0, 0, 0x60, 0, 0, 0, 0x12, 0x34,
+        ];
+        rdata.extend_from_slice(b"\x03key\x07example\x00");
+        rdata.extend_from_slice(&[0x5a; 64]);
+        let mut record = Record::from_rdata(
+            Name::root(),
+            0,
+            RData::Unknown {
+                code: RecordType::SIG,
+                rdata: NULL::with(rdata),
+            },
+        );
+        record.dns_class = DNSClass::ANY;
+        message.additionals.push(record);
+    } else {
+        let time = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let tsig = TSIG::new(
+            TsigAlgorithm::HmacSha256,
+            time,
+            300,
+            vec![0x5a; 32],
+            id,
+            None,
+            Vec::new(),
+        );
+        message.signature = Some(Box::new(make_tsig_record(key, tsig)));
+    }
+    message.to_vec().expect("a signed query encodes")
+}
+
+#[test]
+fn a_signed_query_gets_notauth_with_an_unsigned_badkey_tsig_and_is_never_forwarded() {
+    let upstream = CookieUpstream::start();
+    let server = forwarding_to(&upstream.address.to_string());
+    let address = server.listen_addresses()[0];
+    let mut id = 0x4000;
+    for name in ["app.internal.", "www.example.test."] {
+        for (sig0, edns, tcp) in [
+            (false, true, false),
+            (false, false, true),
+            (true, false, false),
+            (true, true, true),
+        ] {
+            id += 1;
+            let query = signed_query(id, name, sig0, edns);
+            let reply = if tcp {
+                wire::tcp_ask(address, &query)
+            } else {
+                let socket = wire::udp_to(address);
+                socket.send(&query).expect("send the query");
+                let deadline = Instant::now() + wire::REPLY_DEADLINE;
+                wire::udp_until_id(&socket, id, deadline)
+                    .expect("a reply over UDP")
+                    .0
+            };
+            let what = format!("{name} sig0={sig0} edns={edns} tcp={tcp}: {reply}");
+            assert_eq!(
+                reply.metadata.response_code,
+                ResponseCode::NotAuth,
+                "{what}"
+            );
+            assert!(
+                reply.answers.is_empty() && reply.authorities.is_empty(),
+                "{what}"
+            );
+            assert_eq!(reply.edns.is_some(), edns, "OPT as asked: {what}");
+            let [tsig] = reply.additionals.as_slice() else {
+                panic!("one TSIG record: {what}");
+            };
+            assert_eq!(
+                tsig.name,
+                Name::from_ascii(if sig0 { "." } else { "key.example." }).expect("literal")
+            );
+            assert_eq!(tsig.dns_class, DNSClass::ANY, "{what}");
+            let RData::TSIG(tsig) = &tsig.data else {
+                panic!("a TSIG record: {what}");
+            };
+            assert_eq!(tsig.error, Some(TsigError::BadKey), "{what}");
+            assert!(tsig.mac.is_empty(), "unsigned: {what}");
+            assert_eq!(tsig.oid, id, "{what}");
+        }
+    }
+    assert!(upstream.received().is_empty(), "nothing forwarded");
 }
