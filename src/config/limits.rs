@@ -21,10 +21,10 @@ use crate::location::{ConfigError, SourceFile};
 /// Resource bounds of the DNS and control listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// TCP connections served at once, over all listen addresses. At the limit a new
-    /// connection takes the slot of the connection idle the longest, which is closed
-    /// (see `net::tcp_slots`); only while every connection has a query in flight do new ones
-    /// wait in the kernel's backlog.
+    /// TCP connections served at once, over all listen addresses. A connection takes a slot
+    /// once its first bytes arrive (up to 4 times as many wait for that without one); at the
+    /// limit it takes the slot of the connection idle the longest, which is closed (see
+    /// `net::tcp_slots`).
     pub max_tcp_connections: usize,
     /// How long a TCP connection may wait for its next query, and how long a started message
     /// (length prefix and body) or a reply write may take, before the connection is closed.
