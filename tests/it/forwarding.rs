@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::upstream::{SilentUpstream, Unbound, free_port};
+use crate::support::upstream::{CookieUpstream, SilentUpstream, Unbound, free_port};
 use crate::support::zones::APP_PRIMARY_ONLY_ZONE;
 use crate::support::{Dig, Server, wait_for};
 use crate::wire;
@@ -186,6 +186,32 @@ fn an_upstream_that_refuses_is_skipped_for_the_next() {
         refused_before + 1,
         "the refusing upstream was asked before the answering one"
     );
+}
+
+/// SERVFAIL is about a name: a primary that answers it for a few names is still asked first
+/// for every other name, and names only it knows never come back NXDOMAIN from a backup.
+#[test]
+fn an_upstreams_servfail_for_some_names_does_not_hold_it_down() {
+    let primary = CookieUpstream::start();
+    let backup = Unbound::start(RECORDS);
+    let server = start_forwarding(
+        &[primary.address.to_string()],
+        &["--backup-upstream", &backup.upstream_arg()],
+    );
+    for name in [
+        "servfail.example.test",
+        "servfail2.example.test",
+        "servfail3.example.test",
+    ] {
+        // The backup is asked once the primary failed for the name: it has no such name.
+        let reply = server.dig(&[name, "A"]);
+        assert_eq!(reply.status, "NXDOMAIN", "{reply}");
+    }
+    // Only the primary knows this one (it answers every other name).
+    let reply = server.dig(&["only-primary.example.test", "A"]);
+    assert_eq!(reply.status, "NOERROR", "{reply}");
+    assert_eq!(reply.answer_data(), ["198.51.100.7"], "{reply}");
+    assert_eq!(backup.queries_for("only-primary.example.test.", "A"), 0);
 }
 
 #[test]

@@ -746,7 +746,15 @@ async fn attempt(
     };
     let (outcome, report) = match result {
         Ok(forwarded) => match forwarded.message.metadata.response_code {
-            code @ (ResponseCode::ServFail | ResponseCode::Refused) => {
+            // SERVFAIL is about the name (its servers are broken or its signatures do not
+            // validate), not the upstream, which answered: the race goes on to the next upstream,
+            // but a few broken names never hold a working upstream down.
+            ResponseCode::ServFail => {
+                inner.answered_servfail(upstream);
+                (UpstreamOutcome::Failed, Err(Some(forwarded)))
+            }
+            // REFUSED is the upstream turning us away, whatever the name.
+            code @ ResponseCode::Refused => {
                 inner.failed(upstream, &AttemptError::Failed(code));
                 (UpstreamOutcome::Failed, Err(Some(forwarded)))
             }
@@ -783,6 +791,17 @@ impl Inner {
                 last_error: health.last_error.take(),
                 ..UpstreamHealth::default()
             };
+        }
+    }
+
+    /// The upstream answered SERVFAIL: counted as a failed attempt, but it is alive, so its
+    /// run of failures ends as with any answer.
+    fn answered_servfail(&self, upstream: &Upstream) {
+        upstream.failed.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut health) = upstream.health.lock() {
+            health.consecutive_failures = 0;
+            health.held_until = None;
+            health.last_error = Some(AttemptError::Failed(ResponseCode::ServFail).to_string());
         }
     }
 

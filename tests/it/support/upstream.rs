@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, opt::EdnsOption};
 use hickory_proto::rr::{RData, Record};
 use tempfile::TempDir;
@@ -195,9 +195,10 @@ impl Drop for SilentUpstream {
 }
 
 /// An upstream that speaks EDNS like a strict modern server, written by the test so it can show
-/// what it received: it answers every query over UDP with `A 198.51.100.7` (TTL 300) and an
-/// OPT record of its own carrying a COOKIE (the client cookie it got, followed by a server
-/// cookie of its own) and an NSID, and keeps every query it received.
+/// what it received: it answers every query over UDP with `A 198.51.100.7` (TTL 300), or
+/// SERVFAIL for a name that starts with `servfail`, and an OPT record of its own carrying a
+/// COOKIE (the client cookie it got, followed by a server cookie of its own) and an NSID, and
+/// keeps every query it received.
 pub struct CookieUpstream {
     /// Its address.
     pub address: SocketAddr,
@@ -257,7 +258,15 @@ fn cookie_reply(query: &Message) -> Vec<u8> {
     reply.metadata.recursion_desired = query.metadata.recursion_desired;
     reply.metadata.recursion_available = true;
     reply.queries = query.queries.clone();
-    if let Some(question) = query.queries.first() {
+    let servfail = query.queries.first().is_some_and(|q| {
+        q.name()
+            .to_ascii()
+            .to_ascii_lowercase()
+            .starts_with("servfail")
+    });
+    if servfail {
+        reply.metadata.response_code = ResponseCode::ServFail;
+    } else if let Some(question) = query.queries.first() {
         reply.answers.push(Record::from_rdata(
             question.name().clone(),
             300,
