@@ -243,6 +243,11 @@ impl Handler {
         let decision = match self.route(&request, may_forward) {
             Route::Local(decision) => decision,
             Route::Forward => {
+                // The count first: a reload after it is seen again by the next query.
+                let changes = self.snapshot.changes();
+                let snapshot = self.snapshot.load();
+                self.forwarder
+                    .forget_now_owned(changes, |name| snapshot.zones.zone_of(name).is_some());
                 if let Some(cached) = self.forwarder.cached_at(&request, started) {
                     debug!(id = request.metadata.id, "forwarded answer from cache");
                     self.metrics.cache_hit();
@@ -299,8 +304,11 @@ impl Handler {
             started,
         } = job;
         let query_type = request.queries.first().map(Query::query_type);
-        let snapshot = self.snapshot.load();
-        let is_owned: IsOwned = Arc::new(move |name: &Name| snapshot.zones.zone_of(name).is_some());
+        // The zones when the answer comes, not when the query left: a reload in between may
+        // have made its names ours.
+        let snapshot = self.snapshot.clone();
+        let is_owned: IsOwned =
+            Arc::new(move |name: &Name| snapshot.load().zones.zone_of(name).is_some());
         let resolution = self.forwarder.resolve(&request, transport, is_owned).await;
         if let Resolution::Failed(None) = resolution {
             debug!(id = request.metadata.id, "every upstream failed");

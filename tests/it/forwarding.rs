@@ -276,6 +276,37 @@ fn repeated_questions_are_answered_from_the_cache() {
     );
 }
 
+/// A reload that adds a zone makes its names ours: a cached upstream answer that carries records
+/// of those names (the tail of a `CNAME` chain) is not served again.
+#[test]
+fn a_reload_that_adds_a_zone_drops_cached_upstream_records_for_its_names() {
+    let upstream = CookieUpstream::start();
+    let server = start_forwarding(&[upstream.address.to_string()], &[]);
+    let owners =
+        |reply: &Dig| -> Vec<String> { reply.answers.iter().map(|r| r.name.clone()).collect() };
+    let before = server.dig(&["alias.example.test", "A"]);
+    assert_eq!(
+        owners(&before),
+        ["alias.example.test.", "target.example.test."],
+        "the upstream follows the CNAME:\n{before}"
+    );
+    std::fs::write(
+        server.zones_dir().join("target.toml"),
+        "[[zone]]\norigin = \"target.example.test\"\n",
+    )
+    .expect("write a zone file");
+    let output = server.cli(&["reload"]);
+    assert!(output.status.success(), "reload: {output:?}");
+    let after = server.dig(&["alias.example.test", "A"]);
+    assert_eq!(
+        owners(&after),
+        ["alias.example.test."],
+        "no upstream record for a name now ours:\n{after}"
+    );
+    let ours = server.dig(&["target.example.test", "A"]);
+    assert!(ours.has_flag("aa"), "{ours}");
+}
+
 /// Repeats of the same query bytes (only the ID changes, as a stub resolver sends them) are
 /// answered from the fast path's memo of cached answers: their TTL still counts down with the
 /// answer's age, and the upstream is asked once.

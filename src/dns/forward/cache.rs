@@ -180,6 +180,39 @@ impl AnswerCache {
         Some(readdress(entry.response, request, |_| STALE_TTL))
     }
 
+    /// Drops every answer that holds a record owned by a name for which `is_owned` holds (or
+    /// answers such a name): after the zones changed, an upstream's records for a name that is
+    /// ours now must not be served. Returns how many were dropped.
+    pub fn drop_owned(&self, is_owned: impl Fn(&Name) -> bool) -> usize {
+        let Some(entries) = &self.entries else {
+            return 0;
+        };
+        let Ok(mut entries) = entries.lock() else {
+            return 0;
+        };
+        let owned: Vec<CacheKey> = entries
+            .iter()
+            .filter(|(key, entry)| {
+                is_owned(&key.name)
+                    || entry
+                        .response
+                        .answers
+                        .iter()
+                        .chain(&entry.response.authorities)
+                        .chain(&entry.response.additionals)
+                        .any(|record| is_owned(&record.name))
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &owned {
+            entries.pop(key);
+        }
+        if !owned.is_empty() {
+            self.changes.fetch_add(1, Ordering::AcqRel);
+        }
+        owned.len()
+    }
+
     /// How many times the cache has changed (see the field).
     pub fn changes(&self) -> u64 {
         self.changes.load(Ordering::Acquire)
@@ -472,6 +505,30 @@ mod tests {
         let key = CacheKey::for_request(&query("www.example.")).expect("one question");
         off.store(key, &response(ResponseCode::NoError, &[10], None), start);
         assert!(off.lookup_stale(&asked, expired).is_none(), "stale off");
+    }
+
+    #[test]
+    fn answers_holding_names_that_became_ours_are_dropped() {
+        let cache = AnswerCache::new(8);
+        let now = Instant::now();
+        let store = |name: &str, owner: &str| {
+            let mut answer = response(ResponseCode::NoError, &[60], None);
+            answer.answers[0].name = Name::from_ascii(owner).expect("literal");
+            let key = CacheKey::for_request(&query(name)).expect("one question");
+            cache.store(key, &answer, now);
+        };
+        store("www.example.", "www.example.");
+        store("alias.example.", "target.ours.");
+        store("x.ours.", "x.ours.");
+        let changes = cache.changes();
+        let ours = Name::from_ascii("ours.").expect("literal");
+        assert_eq!(cache.drop_owned(|name| ours.zone_of(name)), 2);
+        assert!(cache.lookup(&query("www.example."), now).is_some());
+        assert!(cache.lookup(&query("alias.example."), now).is_none());
+        assert!(cache.lookup(&query("x.ours."), now).is_none());
+        assert_eq!(cache.changes(), changes + 1);
+        assert_eq!(cache.drop_owned(|name| ours.zone_of(name)), 0);
+        assert_eq!(cache.changes(), changes + 1, "nothing dropped, no change");
     }
 
     #[test]

@@ -256,6 +256,9 @@ struct Inner {
     metrics: Metrics,
     /// Attempts running now, racing or left in the background.
     running_attempts: AtomicUsize,
+    /// The configuration change count the cache was last checked against for names that became
+    /// ours ([`Forwarder::forget_now_owned`]).
+    zones_checked: AtomicU64,
     /// The background refresh of each stale answer being refreshed: at most one per question.
     refreshing: Mutex<HashMap<CacheKey, watch::Receiver<RefreshState>>>,
     stale_answers: AtomicU64,
@@ -328,6 +331,7 @@ impl Forwarder {
                 settings,
                 metrics: metrics.clone(),
                 running_attempts: AtomicUsize::new(0),
+                zones_checked: AtomicU64::new(0),
                 refreshing: Mutex::new(HashMap::new()),
                 stale_answers: AtomicU64::new(0),
             }),
@@ -361,6 +365,31 @@ impl Forwarder {
     /// The cached answer to `request` at `now`, with its ages (see [`CachedAnswer`]).
     pub fn cached_at(&self, request: &Message, now: Instant) -> Option<CachedAnswer> {
         self.inner.cache.lookup(request, now)
+    }
+
+    /// Once per configuration (`changes`, the snapshot's change count, read before the snapshot
+    /// `is_owned` describes): drops the cached answers that hold records of names now ours, so a
+    /// reload that adds a zone never leaves an upstream's records for its names in the cache.
+    /// Costs one atomic load while the configuration stays the same.
+    pub fn forget_now_owned(&self, changes: u64, is_owned: impl Fn(&Name) -> bool) {
+        let checked = self.inner.zones_checked.load(Ordering::Acquire);
+        if checked == changes {
+            return;
+        }
+        let claimed = self
+            .inner
+            .zones_checked
+            .compare_exchange(checked, changes, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if claimed {
+            let dropped = self.inner.cache.drop_owned(is_owned);
+            if dropped > 0 {
+                info!(
+                    dropped,
+                    "cached upstream answers holding names now ours dropped"
+                );
+            }
+        }
     }
 
     /// How many times the cache has changed: answers stored, expired ones dropped, cleared.

@@ -12,8 +12,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, opt::EdnsOption};
-use hickory_proto::rr::{RData, Record};
+use hickory_proto::rr::rdata::{A, CNAME, opt::EdnsOption};
+use hickory_proto::rr::{Name, RData, Record};
 use tempfile::TempDir;
 
 use super::{Dig, dig_at};
@@ -196,7 +196,8 @@ impl Drop for SilentUpstream {
 
 /// An upstream that speaks EDNS like a strict modern server, written by the test so it can show
 /// what it received: it answers every query over UDP with `A 198.51.100.7` (TTL 300), or
-/// SERVFAIL for a name that starts with `servfail`, and an OPT record of its own carrying a
+/// SERVFAIL for a name that starts with `servfail`, or for `alias.NAME` a CNAME chain
+/// `alias.NAME CNAME target.NAME`, `target.NAME A 198.51.100.9`, and an OPT record of its own carrying a
 /// COOKIE (the client cookie it got, followed by a server cookie of its own) and an NSID, and
 /// keeps every query it received.
 pub struct CookieUpstream {
@@ -264,8 +265,27 @@ fn cookie_reply(query: &Message) -> Vec<u8> {
             .to_ascii_lowercase()
             .starts_with("servfail")
     });
+    let alias = query.queries.first().and_then(|q| {
+        let name = q.name().to_ascii();
+        let rest = name.strip_prefix("alias.")?;
+        Some((
+            q.name().clone(),
+            Name::from_ascii(format!("target.{rest}")).ok()?,
+        ))
+    });
     if servfail {
         reply.metadata.response_code = ResponseCode::ServFail;
+    } else if let Some((alias, target)) = alias {
+        reply.answers.push(Record::from_rdata(
+            alias,
+            300,
+            RData::CNAME(CNAME(target.clone())),
+        ));
+        reply.answers.push(Record::from_rdata(
+            target,
+            300,
+            RData::A(A::new(198, 51, 100, 9)),
+        ));
     } else if let Some(question) = query.queries.first() {
         reply.answers.push(Record::from_rdata(
             question.name().clone(),
