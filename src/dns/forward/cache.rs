@@ -1,4 +1,5 @@
-//! The cache of forwarded answers: bounded (least recently used entries go first), keyed by
+//! The cache of forwarded answers: bounded in answers and in bytes (least recently used entries
+//! go first; an answer of thousands of records weighs what it takes), keyed by
 //! question and the DO/CD bits, honouring record TTLs and RFC 2308 negative caching. Owned names
 //! never reach it: the handler answers them before forwarding is considered.
 //!
@@ -8,7 +9,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -61,6 +62,17 @@ struct Entry {
     response: Message,
     stored: Instant,
     ttl: u32,
+    /// What it weighs ([`entry_cost`]).
+    cost: usize,
+}
+
+/// About how many bytes an answer takes in the cache: the entry, each record as a value, and
+/// the answer's wire size for what the records hold beyond that (names, data). `None` when it
+/// does not encode.
+pub fn entry_cost(response: &Message) -> Option<usize> {
+    let records = response.answers.len() + response.authorities.len() + response.additionals.len();
+    let wire = response.to_vec().ok()?.len();
+    Some(size_of::<Entry>() + size_of::<CacheKey>() + records * size_of::<Record>() + wire)
 }
 
 /// A bounded, thread-safe answer cache. A size of 0 disables it.
@@ -69,6 +81,10 @@ pub struct AnswerCache {
     entries: Option<Mutex<LruCache<CacheKey, Entry>>>,
     /// How long past expiry an entry is kept for stale answers; zero: dropped at expiry.
     stale_max_age: Duration,
+    /// The most the entries may weigh together, bytes.
+    max_bytes: usize,
+    /// What they weigh now; changed only with the entries' lock held.
+    bytes: AtomicUsize,
     /// How many times the cache has changed: an answer stored (which may evict another), an
     /// expired one dropped, or everything cleared. The fast path's memo of cached answers is
     /// valid only while this stays the same.
@@ -102,8 +118,26 @@ impl AnswerCache {
         AnswerCache {
             entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
             stale_max_age,
+            max_bytes: usize::MAX,
+            bytes: AtomicUsize::new(0),
             changes: AtomicU64::new(0),
         }
+    }
+
+    /// The same cache, its entries weighing at most `max_bytes` together.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// What the entries weigh now, bytes ([`entry_cost`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts an entry gone (evicted, expired, dropped); the entries' lock is held.
+    fn gone(&self, entry: &Entry) {
+        self.bytes.fetch_sub(entry.cost, Ordering::Relaxed);
     }
 
     /// Stores an upstream response if it may be cached: NOERROR with answers (the smallest
@@ -119,13 +153,28 @@ impl AnswerCache {
         if ttl == 0 {
             return;
         }
+        let response = shareable(response.clone());
+        let Some(cost) = entry_cost(&response).filter(|&cost| cost <= self.max_bytes) else {
+            return;
+        };
         let entry = Entry {
-            response: shareable(response.clone()),
+            response,
             stored: now,
             ttl: ttl.min(MAX_CACHE_TTL),
+            cost,
         };
         if let Ok(mut entries) = entries.lock() {
-            entries.put(key, entry);
+            self.bytes.fetch_add(cost, Ordering::Relaxed);
+            // The entry it replaced, or the one it evicted at the answer count.
+            if let Some((_, old)) = entries.push(key, entry) {
+                self.gone(&old);
+            }
+            while self.bytes() > self.max_bytes {
+                let Some((_, old)) = entries.pop_lru() else {
+                    break;
+                };
+                self.gone(&old);
+            }
             self.changes.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -144,7 +193,9 @@ impl AnswerCache {
             let age = now.saturating_duration_since(entry.stored);
             if age >= Duration::from_secs(u64::from(entry.ttl)) {
                 if !stale_eligible(entry.stored, entry.ttl, now, self.stale_max_age) {
-                    entries.pop(&key);
+                    if let Some(old) = entries.pop(&key) {
+                        self.gone(&old);
+                    }
                     self.changes.fetch_add(1, Ordering::AcqRel);
                 }
                 return None;
@@ -205,7 +256,9 @@ impl AnswerCache {
             .map(|(key, _)| key.clone())
             .collect();
         for key in &owned {
-            entries.pop(key);
+            if let Some(old) = entries.pop(key) {
+                self.gone(&old);
+            }
         }
         if !owned.is_empty() {
             self.changes.fetch_add(1, Ordering::AcqRel);
@@ -224,6 +277,7 @@ impl AnswerCache {
             && let Ok(mut entries) = entries.lock()
         {
             entries.clear();
+            self.bytes.store(0, Ordering::Relaxed);
         }
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
@@ -529,6 +583,60 @@ mod tests {
         assert_eq!(cache.changes(), changes + 1);
         assert_eq!(cache.drop_owned(|name| ours.zone_of(name)), 0);
         assert_eq!(cache.changes(), changes + 1, "nothing dropped, no change");
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_whatever_the_answers_weigh() {
+        // Answers of 4,000 records each, in a cache that would take 10,000 of them.
+        let big = |name: &str| {
+            let mut answer = response(ResponseCode::NoError, &[], None);
+            let owner = Name::from_ascii(name).expect("literal");
+            for index in 0..4_000u32 {
+                let [_, _, high, low] = index.to_be_bytes();
+                let data = RData::A(A::new(198, 51, high, low));
+                answer
+                    .answers
+                    .push(Record::from_rdata(owner.clone(), 60, data));
+            }
+            answer
+        };
+        let one = entry_cost(&big("a.example.")).expect("encodes");
+        assert!(
+            one > 4_000 * size_of::<Record>(),
+            "weighs its records: {one}"
+        );
+        let cache = AnswerCache::new(10_000).with_max_bytes(3 * one + one / 2);
+        let now = Instant::now();
+        let names: Vec<String> = (0..20).map(|i| format!("n{i}.example.")).collect();
+        for name in &names {
+            let key = CacheKey::for_request(&query(name)).expect("one question");
+            cache.store(key, &big(name), now);
+            assert!(
+                cache.bytes() <= 3 * one + one / 2,
+                "{} bytes",
+                cache.bytes()
+            );
+        }
+        assert_eq!(cache.bytes(), 3 * one, "the three most recent");
+        assert!(cache.lookup(&query("n19.example."), now).is_some());
+        assert!(cache.lookup(&query("n16.example."), now).is_none());
+        // Replacing, expiring and clearing give the bytes back.
+        let key = CacheKey::for_request(&query("n19.example.")).expect("one question");
+        cache.store(key, &big("n19.example."), now);
+        assert_eq!(cache.bytes(), 3 * one);
+        assert!(
+            cache
+                .lookup(&query("n18.example."), now + Duration::from_secs(60))
+                .is_none()
+        );
+        assert_eq!(cache.bytes(), 2 * one, "an expired one dropped");
+        cache.clear();
+        assert_eq!(cache.bytes(), 0);
+        // An answer heavier than the whole cache is not kept.
+        let small = AnswerCache::new(10).with_max_bytes(one - 1);
+        let key = CacheKey::for_request(&query("a.example.")).expect("one question");
+        small.store(key, &big("a.example."), now);
+        assert_eq!(small.bytes(), 0);
     }
 
     #[test]

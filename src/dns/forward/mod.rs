@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::settings::{
-    DEFAULT_CACHE_SIZE, DEFAULT_STALE_ANSWER_DELAY, DEFAULT_STALE_MAX_AGE,
+    DEFAULT_CACHE_MAX_MB, DEFAULT_CACHE_SIZE, DEFAULT_STALE_ANSWER_DELAY, DEFAULT_STALE_MAX_AGE,
     DEFAULT_UPSTREAM_STAGGER, DEFAULT_UPSTREAM_TIMEOUT, Settings, UpstreamSpec, is_own_address,
     parse_resolv_conf,
 };
@@ -65,6 +65,8 @@ pub struct ForwardSettings {
     pub hold_down: Duration,
     /// Most answers kept in the cache; 0 disables it.
     pub cache_size: usize,
+    /// The most memory the cached answers may take, bytes (as [`cache::entry_cost`] estimates).
+    pub cache_max_bytes: usize,
     /// How long past expiry an answer may be served stale; zero: never.
     pub stale_max_age: Duration,
     /// How long a client waits for a refresh before it gets the stale answer.
@@ -83,6 +85,7 @@ impl Default for ForwardSettings {
             failures_before_hold_down: 2,
             hold_down: Duration::from_secs(30),
             cache_size: DEFAULT_CACHE_SIZE,
+            cache_max_bytes: DEFAULT_CACHE_MAX_MB << 20,
             stale_max_age: DEFAULT_STALE_MAX_AGE,
             stale_answer_delay: DEFAULT_STALE_ANSWER_DELAY,
         }
@@ -136,6 +139,7 @@ impl ForwardSettings {
             timeout: settings.upstream_timeout,
             stagger: settings.upstream_stagger,
             cache_size: settings.cache_size,
+            cache_max_bytes: settings.cache_max_mb.saturating_mul(1 << 20),
             stale_max_age: settings.stale_max_age,
             stale_answer_delay: settings.stale_answer_delay,
             ..ForwardSettings::default()
@@ -326,7 +330,8 @@ impl Forwarder {
             .collect();
         Forwarder {
             inner: Arc::new(Inner {
-                cache: AnswerCache::with_stale(settings.cache_size, settings.stale_max_age),
+                cache: AnswerCache::with_stale(settings.cache_size, settings.stale_max_age)
+                    .with_max_bytes(settings.cache_max_bytes),
                 upstreams,
                 settings,
                 metrics: metrics.clone(),
