@@ -512,3 +512,41 @@ fn a_dns_over_tls_frame_cut_short_closes_the_connection_and_no_later_answer_is_l
         server.stderr()
     );
 }
+
+/// Attempts that lose a race finish in the background (so a dead upstream is still seen
+/// failing), and they count against `--forwards-in-flight` like every other upstream query: a
+/// silent first upstream cannot gather one socket per query the server answered.
+#[test]
+fn every_outstanding_upstream_query_counts_against_the_forwards_limit() {
+    let silent = SilentUpstream::start();
+    let answering = Unbound::start(&[]);
+    let server = start(&[
+        "--upstream",
+        &silent.address.to_string(),
+        "--upstream",
+        &answering.upstream_arg(),
+        "--upstream-stagger-ms",
+        "20",
+        "--upstream-timeout-ms",
+        "5000",
+        "--forwards-in-flight",
+        "4",
+    ]);
+    let started = Instant::now();
+    for i in 0..40 {
+        // Each is answered by the second upstream (NXDOMAIN) or, with every slot taken by the
+        // attempts left waiting on the silent one, SERVFAIL at once.
+        let _ = server.try_dig(&[&format!("n{i}.example.test"), "A"]);
+    }
+    // No attempt at the silent upstream has ended yet: those it received are all outstanding.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "too slow to tell"
+    );
+    let received = silent.received();
+    assert!(
+        received <= 4,
+        "{received} queries outstanding at the silent upstream, over the limit of 4"
+    );
+    assert!(received >= 1, "the silent upstream was asked");
+}

@@ -17,17 +17,18 @@ pub mod tls;
 pub mod transport;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::config::limits::Limits;
 use crate::config::settings::{
     DEFAULT_CACHE_MAX_MB, DEFAULT_CACHE_SIZE, DEFAULT_STALE_ANSWER_DELAY, DEFAULT_STALE_MAX_AGE,
     DEFAULT_UPSTREAM_STAGGER, DEFAULT_UPSTREAM_TIMEOUT, Settings, UpstreamSpec, is_own_address,
@@ -40,9 +41,6 @@ use crate::dns::forward::tls::DotUpstream;
 pub use crate::dns::forward::transport::Forwarded;
 use crate::dns::forward::transport::{AttemptError, exchange};
 use crate::metrics::{Metrics, UpstreamOutcome};
-
-/// Attempts that may go on in the background after losing a race; past it losers are stopped.
-const MAX_BACKGROUND_ATTEMPTS: usize = 1_024;
 
 /// How forwarding behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +61,11 @@ pub struct ForwardSettings {
     pub failures_before_hold_down: u32,
     /// How long a held-down upstream is skipped (unless every upstream is held down).
     pub hold_down: Duration,
+    /// Upstream queries outstanding at once, whoever waits for them (a client's race, an
+    /// attempt that lost one and finishes in the background, a stale answer's refresh): each
+    /// holds a socket. Past it, an attempt is not started (the next upstream is tried, or the
+    /// query fails).
+    pub max_outstanding: usize,
     /// Most answers kept in the cache; 0 disables it.
     pub cache_size: usize,
     /// The most memory the cached answers may take, bytes (as [`cache::entry_cost`] estimates).
@@ -84,6 +87,7 @@ impl Default for ForwardSettings {
             total_timeout: Duration::from_secs(5),
             failures_before_hold_down: 2,
             hold_down: Duration::from_secs(30),
+            max_outstanding: Limits::default().forwards_in_flight,
             cache_size: DEFAULT_CACHE_SIZE,
             cache_max_bytes: DEFAULT_CACHE_MAX_MB << 20,
             stale_max_age: DEFAULT_STALE_MAX_AGE,
@@ -138,6 +142,7 @@ impl ForwardSettings {
             upstream_ca_file: settings.upstream_ca_file.clone(),
             timeout: settings.upstream_timeout,
             stagger: settings.upstream_stagger,
+            max_outstanding: settings.limits.forwards_in_flight,
             cache_size: settings.cache_size,
             cache_max_bytes: settings.cache_max_mb.saturating_mul(1 << 20),
             stale_max_age: settings.stale_max_age,
@@ -258,30 +263,15 @@ struct Inner {
     cache: AnswerCache,
     /// Where attempts are counted.
     metrics: Metrics,
-    /// Attempts running now, racing or left in the background.
-    running_attempts: AtomicUsize,
+    /// One permit per upstream query outstanding, racing or left in the background
+    /// ([`ForwardSettings::max_outstanding`]).
+    outstanding: Arc<Semaphore>,
     /// The configuration change count the cache was last checked against for names that became
     /// ours ([`Forwarder::forget_now_owned`]).
     zones_checked: AtomicU64,
     /// The background refresh of each stale answer being refreshed: at most one per question.
     refreshing: Mutex<HashMap<CacheKey, watch::Receiver<RefreshState>>>,
     stale_answers: AtomicU64,
-}
-
-/// Counts an attempt as running for as long as it lives.
-struct Running<'a>(&'a AtomicUsize);
-
-impl<'a> Running<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Running(counter)
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// What one attempt reports to its race: a usable answer, or a failure (with the upstream's own
@@ -328,6 +318,7 @@ impl Forwarder {
                     .map(|spec| upstream(spec, Role::Backup)),
             )
             .collect();
+        let outstanding = Arc::new(Semaphore::new(settings.max_outstanding));
         Forwarder {
             inner: Arc::new(Inner {
                 cache: AnswerCache::with_stale(settings.cache_size, settings.stale_max_age)
@@ -335,7 +326,7 @@ impl Forwarder {
                 upstreams,
                 settings,
                 metrics: metrics.clone(),
-                running_attempts: AtomicUsize::new(0),
+                outstanding,
                 zones_checked: AtomicU64::new(0),
                 refreshing: Mutex::new(HashMap::new()),
                 stale_answers: AtomicU64::new(0),
@@ -623,7 +614,14 @@ impl Forwarder {
                     schedule.failed(slot);
                     continue;
                 };
+                // Not the upstream's failure: its health is left alone.
+                let Ok(permit) = Arc::clone(&self.inner.outstanding).try_acquire_owned() else {
+                    debug!("every upstream query slot is taken; not asking this upstream");
+                    schedule.failed(slot);
+                    continue;
+                };
                 attempts.push(tokio::spawn(attempt(
+                    permit,
                     Arc::clone(&self.inner),
                     upstream,
                     slot,
@@ -666,14 +664,9 @@ impl Forwarder {
                 }
             }
         };
-        // The losers: left to finish in the background (their outcome still counts for their
-        // upstream's health), unless too many already are.
-        let crowded = self.inner.running_attempts.load(Ordering::Relaxed) > MAX_BACKGROUND_ATTEMPTS;
-        for handle in attempts {
-            if crowded {
-                handle.abort();
-            }
-        }
+        // The losers are left to finish in the background (their outcome still counts for their
+        // upstream's health), each still holding its permit: they are bounded with the rest.
+        drop(attempts);
         outcome
     }
 
@@ -746,6 +739,7 @@ impl Forwarder {
 /// listens).
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
+    _permit: OwnedSemaphorePermit,
     inner: Arc<Inner>,
     index: usize,
     slot: usize,
@@ -759,7 +753,6 @@ async fn attempt(
         let _ = reports.send((slot, Err(None)));
         return;
     };
-    let _running = Running::new(&inner.running_attempts);
     let started = Instant::now();
     let deadline = race_deadline.min(tokio::time::Instant::now() + inner.settings.timeout);
     let result = match &upstream.tls {
