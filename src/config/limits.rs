@@ -30,12 +30,13 @@ pub struct Limits {
     /// (length prefix and body) or a reply write may take, before the connection is closed.
     pub tcp_idle_timeout: Duration,
     /// Queries one TCP connection may have waiting for upstreams at once (RFC 7766 pipelining);
-    /// the connection is not read further until one finishes.
+    /// a further one gets SERVFAIL at once, and the connection is read on.
     pub tcp_queries_in_flight: usize,
     /// Forwarded queries waiting for upstreams at once, over every listen address and both
-    /// transports. Each holds one upstream socket, so this also bounds the file descriptors
-    /// forwarding can take. Past it a UDP query is dropped (the client retries) and a TCP
-    /// connection is not read further until a forward finishes.
+    /// transports, and (separately) upstream queries outstanding, racing or in the background.
+    /// Each upstream query holds one socket, so this also bounds the file descriptors
+    /// forwarding can take. Past it a UDP query is dropped (the client retries), a TCP query
+    /// gets SERVFAIL at once, and an upstream query is not sent.
     pub forwards_in_flight: usize,
     /// Control connections served at once; another one gets an error line and is closed.
     pub max_control_connections: usize,

@@ -318,6 +318,16 @@ impl Handler {
         reply
     }
 
+    /// SERVFAIL for a query that cannot be forwarded now (every forward slot is taken), counted.
+    pub fn servfail(&self, job: &ForwardJob) -> Vec<u8> {
+        let request = &job.request;
+        let response = answer::build_response(request, Decision::ServFail, true);
+        let query_type = request.queries.first().map(Query::query_type);
+        self.metrics
+            .query(query_type, QueryOutcome::ServFail, job.started.elapsed());
+        answer::encode_response(&response, answer::size_limit(request, job.transport))
+    }
+
     /// The whole request path, waiting for upstreams when needed.
     pub async fn respond(&self, packet: &[u8], client: Client) -> Option<Vec<u8>> {
         match self.handle(packet, client) {

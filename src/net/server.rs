@@ -8,7 +8,9 @@
 //! connections are capped in number (a connection gets a slot only once it has sent something,
 //! and waits for that in a bounded waiting room, [`crate::net::tcp_slots`]; UDP is
 //! unaffected), in idle time, in the time a started message or a reply write may take (a
-//! client that trickles bytes or never reads is cut off), and in queries in flight each.
+//! client that trickles bytes or never reads is cut off), and in forwarded queries in flight
+//! each (past that, or the server's bound, SERVFAIL at once: a connection never stops reading
+//! for an upstream).
 //! Owned names and cached forwarded answers go through the fast path ([`crate::dns::fastpath`]): one
 //! answer memo per UDP socket, one shared by the server's TCP connections. On Linux each UDP
 //! socket is read and written in batches ([`crate::net::udp_batch`]) by its own thread, and `serve`
@@ -360,14 +362,23 @@ async fn read_queries(
                 }
             }
             Step::Forward(job) => {
-                // At the per-connection bound, or the server's, stop reading until a forward
-                // finishes: the client's further queries wait in the socket buffer, not in our
-                // memory.
-                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
-                    return;
-                };
-                let Ok(server_permit) = Arc::clone(&shared.forwards).acquire_owned().await else {
-                    return;
+                // At the per-connection bound, or the server's: SERVFAIL at once, and the next
+                // query is read. Waiting for a forward to finish instead would hold every query
+                // behind it, owned names included, for as long as an upstream that never answers
+                // takes to time out.
+                let permits = Arc::clone(&in_flight)
+                    .try_acquire_owned()
+                    .and_then(|permit| {
+                        Arc::clone(&shared.forwards)
+                            .try_acquire_owned()
+                            .map(|server_permit| (permit, server_permit))
+                    });
+                let Ok((permit, server_permit)) = permits else {
+                    debug!(peer = %client.address, "too many forwarded queries in flight; SERVFAIL");
+                    if replies.send(handler.servfail(&job)).await.is_err() {
+                        return;
+                    }
+                    continue;
                 };
                 let (handler, replies) = (handler.clone(), replies.clone());
                 let in_flight = slot.query_in_flight();

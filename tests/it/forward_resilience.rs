@@ -513,11 +513,9 @@ fn a_dns_over_tls_frame_cut_short_closes_the_connection_and_no_later_answer_is_l
     );
 }
 
-/// Attempts that lose a race finish in the background (so a dead upstream is still seen
-/// failing), and they count against `--forwards-in-flight` like every other upstream query: a
-/// silent first upstream cannot gather one socket per query the server answered.
-#[test]
-fn every_outstanding_upstream_query_counts_against_the_forwards_limit() {
+/// A server racing a silent upstream (asked first) and an answering one 20 ms later, every
+/// attempt up to 5 s, with `forwards` as `--forwards-in-flight`.
+fn behind_a_silent_upstream(forwards: &str) -> (SilentUpstream, Unbound, Server) {
     let silent = SilentUpstream::start();
     let answering = Unbound::start(&[]);
     let server = start(&[
@@ -530,8 +528,17 @@ fn every_outstanding_upstream_query_counts_against_the_forwards_limit() {
         "--upstream-timeout-ms",
         "5000",
         "--forwards-in-flight",
-        "4",
+        forwards,
     ]);
+    (silent, answering, server)
+}
+
+/// Attempts that lose a race finish in the background (so a dead upstream is still seen
+/// failing), and they count against `--forwards-in-flight` like every other upstream query: a
+/// silent first upstream cannot gather one socket per query the server answered.
+#[test]
+fn every_outstanding_upstream_query_counts_against_the_forwards_limit() {
+    let (silent, _answering, server) = behind_a_silent_upstream("4");
     let started = Instant::now();
     for i in 0..40 {
         // Each is answered by the second upstream (NXDOMAIN) or, with every slot taken by the
@@ -549,4 +556,25 @@ fn every_outstanding_upstream_query_counts_against_the_forwards_limit() {
         "{received} queries outstanding at the silent upstream, over the limit of 4"
     );
     assert!(received >= 1, "the silent upstream was asked");
+}
+
+/// An upstream that never answers keeps each query it gets for the whole timeout, and racing
+/// sends it one per client query: it may hold half the upstream query slots, never all of them,
+/// so the upstream that answers is still asked and every client still gets its answer.
+#[test]
+fn an_upstream_that_never_answers_cannot_take_every_upstream_query_slot() {
+    let (silent, _answering, server) = behind_a_silent_upstream("8");
+    let answered = (0..40)
+        .filter(|i| {
+            server
+                .try_dig(&[&format!("m{i}.example.test"), "A"])
+                .is_ok_and(|reply| reply.status == "NXDOMAIN")
+        })
+        .count();
+    assert_eq!(answered, 40, "answers from the upstream that answers");
+    assert!(
+        silent.received() <= 4,
+        "{} at the silent one",
+        silent.received()
+    );
 }

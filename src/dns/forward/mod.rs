@@ -17,7 +17,7 @@ pub mod tls;
 pub mod transport;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -170,6 +170,8 @@ struct Upstream {
     /// The TLS side, for a DNS-over-TLS upstream.
     tls: Option<DotUpstream>,
     health: Mutex<UpstreamHealth>,
+    /// Its queries outstanding now (see [`Inner::share_of_one`]).
+    outstanding: AtomicUsize,
     /// Usable answers, failed attempts, answers that won a race.
     answered: AtomicU64,
     failed: AtomicU64,
@@ -303,6 +305,7 @@ impl Forwarder {
             spec: spec.clone(),
             role,
             health: Mutex::new(UpstreamHealth::default()),
+            outstanding: AtomicUsize::new(0),
             answered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             won: AtomicU64::new(0),
@@ -614,7 +617,17 @@ impl Forwarder {
                     schedule.failed(slot);
                     continue;
                 };
-                // Not the upstream's failure: its health is left alone.
+                // Neither is the upstream's failure: its health is left alone.
+                let over_share = self.inner.upstreams.get(upstream).is_some_and(|u| {
+                    u.outstanding.load(Ordering::Relaxed) >= self.inner.share_of_one()
+                });
+                if over_share {
+                    debug!(
+                        "this upstream holds its share of the upstream query slots; not asking it"
+                    );
+                    schedule.failed(slot);
+                    continue;
+                }
                 let Ok(permit) = Arc::clone(&self.inner.outstanding).try_acquire_owned() else {
                     debug!("every upstream query slot is taken; not asking this upstream");
                     schedule.failed(slot);
@@ -753,6 +766,8 @@ async fn attempt(
         let _ = reports.send((slot, Err(None)));
         return;
     };
+    upstream.outstanding.fetch_add(1, Ordering::Relaxed);
+    let _outstanding = Outstanding(&upstream.outstanding);
     let started = Instant::now();
     let deadline = race_deadline.min(tokio::time::Instant::now() + inner.settings.timeout);
     let result = match &upstream.tls {
@@ -805,7 +820,29 @@ async fn attempt(
     let _ = reports.send((slot, report));
 }
 
+/// Counts one query outstanding at an upstream until dropped.
+struct Outstanding<'a>(&'a AtomicUsize);
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Inner {
+    /// The most upstream query slots one upstream may hold while there are others: half of
+    /// them. An upstream that never answers keeps each query it gets for the whole timeout, and
+    /// racing sends it one per client query; without a share it would take every slot before
+    /// its first timeout could hold it down, and the upstreams that do answer could be asked
+    /// nothing.
+    fn share_of_one(&self) -> usize {
+        if self.upstreams.len() > 1 {
+            (self.settings.max_outstanding / 2).max(1)
+        } else {
+            usize::MAX
+        }
+    }
+
     fn succeeded(&self, upstream: &Upstream) {
         upstream.answered.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut health) = upstream.health.lock() {
