@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// Most forwarded answers to cache; 0 disables the cache [default: 10000]
     #[arg(long, value_name = "N")]
     pub cache_size: Option<usize>,
+    /// The most memory cached forwarded answers may take, MiB; the answers used least
+    /// recently go first [default: 64]
+    #[arg(long, value_name = "MB")]
+    pub cache_max_mb: Option<usize>,
     /// Connection limits, timeouts and who may use forwarding.
     #[command(flatten)]
     pub limits: Box<LimitArgs>,
@@ -423,6 +427,9 @@ pub fn serve_settings(args: &ServeArgs) -> Result<Settings, ConfigError> {
     }
     if let Some(cache_size) = args.cache_size {
         settings.cache_size = cache_size;
+    }
+    if let Some(cache_max_mb) = args.cache_max_mb {
+        settings.cache_max_mb = cache_max_mb;
     }
     args.limits
         .apply(&mut settings.limits, &mut settings.forward_allow);

@@ -55,9 +55,11 @@ pub enum QueryOutcome {
     NotImplemented,
     /// An expired cached answer (RFC 8767), because no upstream answered in time.
     Stale,
+    /// NOTAUTH: a signed query (TSIG, SIG(0)), and we hold no key.
+    NotAuth,
 }
 
-const OUTCOMES: [&str; 9] = [
+const OUTCOMES: [&str; 10] = [
     "answer",
     "nxdomain",
     "nodata",
@@ -67,6 +69,7 @@ const OUTCOMES: [&str; 9] = [
     "formerr",
     "notimp",
     "stale",
+    "notauth",
 ];
 
 impl QueryOutcome {

@@ -21,21 +21,22 @@ use crate::location::{ConfigError, SourceFile};
 /// Resource bounds of the DNS and control listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// TCP connections served at once, over all listen addresses. At the limit a new
-    /// connection takes the slot of the connection idle the longest, which is closed
-    /// (see `net::tcp_slots`); only while every connection has a query in flight do new ones
-    /// wait in the kernel's backlog.
+    /// TCP connections served at once, over all listen addresses. A connection takes a slot
+    /// once its first bytes arrive (up to 4 times as many wait for that without one); at the
+    /// limit it takes the slot of the connection idle the longest, which is closed (see
+    /// `net::tcp_slots`).
     pub max_tcp_connections: usize,
     /// How long a TCP connection may wait for its next query, and how long a started message
     /// (length prefix and body) or a reply write may take, before the connection is closed.
     pub tcp_idle_timeout: Duration,
     /// Queries one TCP connection may have waiting for upstreams at once (RFC 7766 pipelining);
-    /// the connection is not read further until one finishes.
+    /// a further one gets SERVFAIL at once, and the connection is read on.
     pub tcp_queries_in_flight: usize,
     /// Forwarded queries waiting for upstreams at once, over every listen address and both
-    /// transports. Each holds one upstream socket, so this also bounds the file descriptors
-    /// forwarding can take. Past it a UDP query is dropped (the client retries) and a TCP
-    /// connection is not read further until a forward finishes.
+    /// transports, and (separately) upstream queries outstanding, racing or in the background.
+    /// Each upstream query holds one socket, so this also bounds the file descriptors
+    /// forwarding can take. Past it a UDP query is dropped (the client retries), a TCP query
+    /// gets SERVFAIL at once, and an upstream query is not sent.
     pub forwards_in_flight: usize,
     /// Control connections served at once; another one gets an error line and is closed.
     pub max_control_connections: usize,

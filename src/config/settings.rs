@@ -19,6 +19,8 @@ use crate::model::Identity;
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Forwarded answers cached when nothing else is said.
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+/// The most memory cached forwarded answers may take when nothing else is said, MiB.
+pub const DEFAULT_CACHE_MAX_MB: usize = 64;
 /// The settings file read when `--config` names none and it exists in the working directory:
 /// the repository's own carries the sample identity the sample zones' policies grant.
 pub const DEFAULT_SETTINGS_FILE: &str = "failover-dns.toml";
@@ -103,6 +105,8 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     /// Most forwarded answers cached; 0 disables the cache.
     pub cache_size: usize,
+    /// The most memory the cached answers may take, MiB (their size as kept, estimated).
+    pub cache_max_mb: usize,
     /// Connection counts, timeouts and queries in flight.
     pub limits: Limits,
     /// Clients for which names outside the zones are forwarded.
@@ -207,6 +211,7 @@ impl Default for Settings {
             resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             cache_size: DEFAULT_CACHE_SIZE,
+            cache_max_mb: DEFAULT_CACHE_MAX_MB,
             limits: Limits::default(),
             forward_allow: ForwardAllow::default(),
             state_file: None,
@@ -286,6 +291,7 @@ struct RawSettings {
     resolv_conf: Option<String>,
     upstream_timeout_ms: Option<Spanned<u64>>,
     cache_size: Option<usize>,
+    cache_max_mb: Option<usize>,
     limits: Option<RawLimits>,
     forward_allow: Option<Vec<Spanned<String>>>,
     state_file: Option<String>,
@@ -341,6 +347,9 @@ impl Settings {
         }
         if let Some(cache_size) = raw.cache_size {
             settings.cache_size = cache_size;
+        }
+        if let Some(cache_max_mb) = raw.cache_max_mb {
+            settings.cache_max_mb = cache_max_mb;
         }
         if let Some(state_file) = raw.state_file {
             settings.state_file = Some(resolve_relative(base, Path::new(&state_file)));

@@ -6,6 +6,7 @@ use std::cmp::Reverse;
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, ResponseCode};
+use hickory_proto::rr::rdata::tsig::{TSIG, TsigAlgorithm, TsigError, make_tsig_record};
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
@@ -162,6 +163,9 @@ pub enum Decision {
     NotImp,
     /// The client's EDNS version is higher than 0 (RFC 6891 §6.1.3).
     BadVersion,
+    /// A signed query (TSIG or SIG(0)): we hold no key, so none can be verified. NOTAUTH with
+    /// an unsigned TSIG record carrying BADKEY (RFC 8945 §5.2.2).
+    NotAuth(Box<BadKey>),
     /// Forwarding failed: every upstream failed or timed out.
     ServFail,
 }
@@ -177,10 +181,41 @@ impl Decision {
             Decision::FormErr => "formerr",
             Decision::NotImp => "notimp",
             Decision::BadVersion => "badvers",
+            Decision::NotAuth(_) => "notauth",
             Decision::ServFail => "servfail",
         }
     }
 }
+
+/// What the TSIG record of a BADKEY reply says: the key and algorithm the query named, and the
+/// time we signed nothing at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadKey {
+    /// The key name (the owner of the query's TSIG or SIG record).
+    pub key: Name,
+    /// The query's algorithm (a SIG(0) query has none of TSIG's: `hmac-sha256` stands in).
+    pub algorithm: TsigAlgorithm,
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+}
+
+/// The TSIG record of a BADKEY reply to a query with ID `id` (RFC 8945 §5.2.2, §5.3.2): the
+/// query's key and algorithm, no MAC, error BADKEY, class ANY, TTL 0.
+fn bad_key_record(id: u16, bad_key: BadKey) -> Record<TSIG> {
+    let tsig = TSIG::new(
+        bad_key.algorithm,
+        bad_key.time,
+        TSIG_FUDGE,
+        Vec::new(),
+        id,
+        Some(TsigError::BadKey),
+        Vec::new(),
+    );
+    make_tsig_record(bad_key.key, tsig)
+}
+
+/// The fudge of our TSIG records: RFC 8945 §10 recommends 300 s.
+const TSIG_FUDGE: u16 = 300;
 
 /// The transport a query came in on; it sets the response size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +247,7 @@ pub fn build_response(request: &Message, decision: Decision, recursion_available
     metadata.recursion_available = recursion_available;
     let mut answers = Vec::new();
     let mut authorities = Vec::new();
+    let mut signature = None;
     match decision {
         Decision::Answer { records } => {
             metadata.authoritative = true;
@@ -228,8 +264,17 @@ pub fn build_response(request: &Message, decision: Decision, recursion_available
         }
         Decision::Refused => metadata.response_code = ResponseCode::Refused,
         Decision::FormErr => metadata.response_code = ResponseCode::FormErr,
-        Decision::NotImp => metadata.response_code = ResponseCode::NotImp,
+        Decision::NotImp => {
+            // RD, CD and RA are defined for QUERY only: an opcode we do not know gets a bare
+            // header, only QR with its opcode and ID (as nsd, knot and unbound answer).
+            metadata = Metadata::new(metadata.id, MessageType::Response, metadata.op_code);
+            metadata.response_code = ResponseCode::NotImp;
+        }
         Decision::BadVersion => metadata.response_code = ResponseCode::BADVERS,
+        Decision::NotAuth(bad_key) => {
+            metadata.response_code = ResponseCode::NotAuth;
+            signature = Some(Box::new(bad_key_record(metadata.id, *bad_key)));
+        }
         Decision::ServFail => metadata.response_code = ResponseCode::ServFail,
     }
     let mut response = Message::new(metadata.id, MessageType::Response, metadata.op_code);
@@ -237,14 +282,22 @@ pub fn build_response(request: &Message, decision: Decision, recursion_available
     response.queries = request.queries.clone();
     response.answers = answers;
     response.authorities = authorities;
-    if request.edns.is_some() {
-        // RFC 6891 §7: a reply to a query with OPT carries OPT.
-        let mut edns = Edns::new();
-        edns.set_max_payload(MAX_UDP_PAYLOAD);
-        edns.set_version(0);
-        response.edns = Some(edns);
-    }
+    response.signature = signature;
+    response.edns = request.edns.as_ref().map(reply_edns);
     response
+}
+
+/// The OPT record of every reply to a query that carried `asked` (RFC 6891 §7: a reply to a
+/// query with OPT carries OPT, one without carries none): our own payload size, version 0, the
+/// query's DO bit (RFC 3225 §3), and no option. Options belong to one conversation: a COOKIE
+/// echoes one client's cookie, NSID, padding and keepalive describe one server's connection,
+/// client subnet one client's network; we answer none of them, whoever asked.
+pub fn reply_edns(asked: &Edns) -> Edns {
+    let mut edns = Edns::new();
+    edns.set_max_payload(MAX_UDP_PAYLOAD);
+    edns.set_version(0);
+    edns.set_dnssec_ok(asked.flags().dnssec_ok);
+    edns
 }
 
 /// Encodes `response` in at most `limit` bytes. When the full message does not fit, the

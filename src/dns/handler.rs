@@ -4,16 +4,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use tracing::debug;
 
 use crate::config::limits::ForwardAllow;
-use crate::dns::answer::{self, Decision, Transport};
+use crate::dns::answer::{self, BadKey, Decision, Transport};
 use crate::dns::fastpath::{AnswerMemo, AnswerState, CacheAging, MemoCounts};
-use crate::dns::forward::{ForwardSettings, Forwarder, IsOwned, Resolution};
+use crate::dns::forward::{ForwardSettings, Forwarder, IsOwned, Resolution, cache};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::dns::zones::Lookup;
 use crate::health::HealthTable;
@@ -57,7 +58,6 @@ pub enum Step {
 #[derive(Debug)]
 pub struct ForwardJob {
     request: Message,
-    packet: Vec<u8>,
     transport: Transport,
     /// When the query arrived, for the handling-time histogram.
     started: Instant,
@@ -73,6 +73,7 @@ fn query_outcome(decision: &Decision) -> QueryOutcome {
         Decision::FormErr => QueryOutcome::FormErr,
         Decision::NotImp | Decision::BadVersion => QueryOutcome::NotImplemented,
         Decision::ServFail => QueryOutcome::ServFail,
+        Decision::NotAuth(_) => QueryOutcome::NotAuth,
     }
 }
 
@@ -245,6 +246,11 @@ impl Handler {
         let decision = match self.route(&request, may_forward) {
             Route::Local(decision) => decision,
             Route::Forward => {
+                // The count first: a reload after it is seen again by the next query.
+                let changes = self.snapshot.changes();
+                let snapshot = self.snapshot.load();
+                self.forwarder
+                    .forget_now_owned(changes, |name| snapshot.zones.zone_of(name).is_some());
                 if let Some(cached) = self.forwarder.cached_at(&request, started) {
                     debug!(id = request.metadata.id, "forwarded answer from cache");
                     self.metrics.cache_hit();
@@ -265,7 +271,6 @@ impl Handler {
                 }
                 let job = ForwardJob {
                     request,
-                    packet: packet.to_vec(),
                     transport,
                     started,
                 };
@@ -283,66 +288,51 @@ impl Handler {
             // A connect to one of the endpoints is likely to follow: the observer looks.
             self.health.note_answered();
         }
+        // A BADKEY reply carries the time it was made: never replayed from the memo.
+        let memoisable = !matches!(decision, Decision::NotAuth(_));
         let response = answer::build_response(&request, decision, may_forward);
         let reply = answer::encode_response(&response, limit);
         self.metrics.query(query_type, outcome, started.elapsed());
-        let counts = MemoCounts {
+        let counts = memoisable.then_some(MemoCounts {
             query_type,
             outcome,
             aging: None,
-        };
-        (Step::Reply(reply), Some(counts))
+        });
+        (Step::Reply(reply), counts)
     }
 
-    /// Forwards a query upstream and returns the reply for the client: the upstream's own bytes
-    /// when they fit the client's limit, else the same message truncated; SERVFAIL when every
+    /// Forwards a query upstream and returns the reply for the client: the upstream's answer
+    /// made this client's ([`forwarded_reply`]), truncated to its limit; SERVFAIL when every
     /// upstream failed.
     pub async fn finish_forward(&self, job: ForwardJob) -> Vec<u8> {
         let ForwardJob {
             request,
-            packet,
             transport,
             started,
         } = job;
-        let limit = answer::size_limit(&request, transport);
         let query_type = request.queries.first().map(Query::query_type);
-        let snapshot = self.snapshot.load();
-        let is_owned: IsOwned = Arc::new(move |name: &Name| snapshot.zones.zone_of(name).is_some());
-        let resolution = self
-            .forwarder
-            .resolve(&request, &packet, transport, is_owned)
-            .await;
-        let (reply, outcome) = match resolution {
-            // An upstream's own SERVFAIL or REFUSED is passed on as its answer.
-            Resolution::Answered(forwarded) | Resolution::Failed(Some(forwarded)) => {
-                if forwarded.bytes.len() <= limit {
-                    (forwarded.bytes, QueryOutcome::Forwarded)
-                } else {
-                    (
-                        answer::encode_response(&forwarded.message, limit),
-                        QueryOutcome::Forwarded,
-                    )
-                }
-            }
-            Resolution::Refreshed(message) => (
-                answer::encode_response(&message, limit),
-                QueryOutcome::Forwarded,
-            ),
-            Resolution::Stale(message) => (
-                answer::encode_response(&message, limit),
-                QueryOutcome::Stale,
-            ),
-            Resolution::Failed(None) => {
-                debug!(id = request.metadata.id, "every upstream failed");
-                let response = answer::build_response(&request, Decision::ServFail, true);
-                (
-                    answer::encode_response(&response, limit),
-                    QueryOutcome::ServFail,
-                )
-            }
-        };
+        // The zones when the answer comes, not when the query left: a reload in between may
+        // have made its names ours.
+        let snapshot = self.snapshot.clone();
+        let is_owned: IsOwned =
+            Arc::new(move |name: &Name| snapshot.load().zones.zone_of(name).is_some());
+        let resolution = self.forwarder.resolve(&request, transport, is_owned).await;
+        if let Resolution::Failed(None) = resolution {
+            debug!(id = request.metadata.id, "every upstream failed");
+        }
+        let (reply, outcome) = forwarded_reply(&request, resolution, transport);
         self.metrics.query(query_type, outcome, started.elapsed());
         reply
+    }
+
+    /// SERVFAIL for a query that cannot be forwarded now (every forward slot is taken), counted.
+    pub fn servfail(&self, job: &ForwardJob) -> Vec<u8> {
+        let request = &job.request;
+        let response = answer::build_response(request, Decision::ServFail, true);
+        let query_type = request.queries.first().map(Query::query_type);
+        self.metrics
+            .query(query_type, QueryOutcome::ServFail, job.started.elapsed());
+        answer::encode_response(&response, answer::size_limit(request, job.transport))
     }
 
     /// The whole request path, waiting for upstreams when needed.
@@ -366,6 +356,10 @@ impl Handler {
         if request.metadata.op_code != OpCode::Query {
             return Route::Local(Decision::NotImp);
         }
+        if let Some(bad_key) = signed_by(request) {
+            debug!(id = request.metadata.id, key = %bad_key.key, "signed query; we hold no key");
+            return Route::Local(Decision::NotAuth(Box::new(bad_key)));
+        }
         if request.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
             return Route::Local(Decision::BadVersion);
         }
@@ -385,6 +379,54 @@ impl Handler {
             Route::Local(Decision::Refused)
         }
     }
+}
+
+/// The key a signed query names (its TSIG or SIG(0) record, RFC 8945, RFC 2931), for the BADKEY
+/// reply; `None` for an unsigned query. We hold no key, so a signed query is never answered as
+/// if it were plain (its sender wants its answer verified) nor forwarded (its MAC covers its
+/// own bytes, which we do not send upstream).
+fn signed_by(request: &Message) -> Option<BadKey> {
+    let record = request
+        .additionals
+        .iter()
+        .find(|record| matches!(record.record_type(), RecordType::TSIG | RecordType::SIG))?;
+    let algorithm = match &record.data {
+        RData::TSIG(tsig) => tsig.algorithm.clone(),
+        _ => TsigAlgorithm::HmacSha256,
+    };
+    let time = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    Some(BadKey {
+        key: record.name.clone(),
+        algorithm,
+        time,
+    })
+}
+
+/// The bytes a forwarded query's client gets for `resolution`, and how it is counted. Every
+/// upstream answer is rebuilt for the client ([`cache::readdress`]: its ID, question, EDNS), as a
+/// cache hit is, so the two never differ in what belongs to the client.
+pub(crate) fn forwarded_reply(
+    request: &Message,
+    resolution: Resolution,
+    transport: Transport,
+) -> (Vec<u8>, QueryOutcome) {
+    let limit = answer::size_limit(request, transport);
+    let (response, outcome) = match resolution {
+        // An upstream's own SERVFAIL or REFUSED is passed on as its answer.
+        Resolution::Answered(forwarded) | Resolution::Failed(Some(forwarded)) => (
+            cache::readdress(forwarded.message, request, |ttl| ttl),
+            QueryOutcome::Forwarded,
+        ),
+        Resolution::Refreshed(message) => (message, QueryOutcome::Forwarded),
+        Resolution::Stale(message) => (message, QueryOutcome::Stale),
+        Resolution::Failed(None) => (
+            answer::build_response(request, Decision::ServFail, true),
+            QueryOutcome::ServFail,
+        ),
+    };
+    (answer::encode_response(&response, limit), outcome)
 }
 
 /// Zone lookup → policy filter → health order → records, for one question; `None` when the

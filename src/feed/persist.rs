@@ -19,6 +19,13 @@ use crate::time::unix_ms;
 
 /// How often the table is saved while serving (and at once after a drain or undrain).
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(10);
+/// The shortest time between two saves a drain or undrain brings: the first is saved at once,
+/// those that follow within it together at its end, so toggling a drain in a loop writes the
+/// file once a second, not once per toggle.
+const DRAIN_SAVE_GAP: Duration = Duration::from_secs(1);
+/// How the temporary files a save writes are named: `PREFIX` + random + `SUFFIX`.
+const TEMPORARY_PREFIX: &str = ".failover-dns-state.";
+const TEMPORARY_SUFFIX: &str = ".tmp";
 /// The file format's version; a file of another version is ignored with a warning. Version 2
 /// added the traffic success, the last report's source and the draining destinations; a
 /// version 1 file is still read.
@@ -147,8 +154,8 @@ pub fn save(health: &HealthTable, path: &Path) -> Result<usize, PersistError> {
     // name in the same directory, so a file or link someone else planted there is never written
     // through, and the rename below stays on one file system.
     let mut temporary = tempfile::Builder::new()
-        .prefix(".failover-dns-state.")
-        .suffix(".tmp")
+        .prefix(TEMPORARY_PREFIX)
+        .suffix(TEMPORARY_SUFFIX)
         .tempfile_in(directory)
         .map_err(io)?;
     temporary.write_all(&text).map_err(io)?;
@@ -256,8 +263,11 @@ fn read_own_file(path: &Path) -> Result<Vec<u8>, PersistError> {
     Ok(text)
 }
 
-/// Restores `path` into `health` at start, logging what happened; never fails.
+/// Restores `path` into `health` at start, logging what happened; never fails. Temporary files
+/// a save left behind (the server was killed between creating and renaming one) are removed
+/// first ([`remove_stale_temporaries`]).
 pub fn restore_at_start(health: &HealthTable, snapshot: &SharedSnapshot, path: &Path) {
+    remove_stale_temporaries(path);
     let current = snapshot.load();
     let is_endpoint = |address| current.zones.names_with_address(address).is_some();
     match restore(health, path, is_endpoint) {
@@ -272,30 +282,89 @@ pub fn restore_at_start(health: &HealthTable, snapshot: &SharedSnapshot, path: &
     }
 }
 
-/// Saves `health` to `path` every [`SAVE_INTERVAL`], and at once after a drain or undrain (as
-/// `events` announce them), until the task is dropped.
+/// Removes, from the directory of the state file `path`, the temporary files of saves that never
+/// completed: named as [`save`] names them, regular files (a link is left alone), of this
+/// server's own user. Returns how many were removed.
+pub fn remove_stale_temporaries(path: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let directory = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent,
+        None => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return 0;
+    };
+    let own_uid = crate::config::settings::current_uid();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if !(name.starts_with(TEMPORARY_PREFIX) && name.ends_with(TEMPORARY_SUFFIX)) {
+            continue;
+        }
+        // `DirEntry::metadata` does not follow a link.
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        if !metadata.file_type().is_file() || Some(metadata.uid()) != own_uid {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(error) => debug!(%error, file = name, "could not remove a stale temporary file"),
+        }
+    }
+    if removed > 0 {
+        info!(directory = %directory.display(), removed, "removed temporary files of unfinished state saves");
+    }
+    removed
+}
+
+/// Saves `health` to `path` every [`SAVE_INTERVAL`], and soon after a drain or undrain (as
+/// `events` announce them; see [`save_loop`]), until the task is dropped.
 pub async fn save_periodically(
     health: HealthTable,
     path: PathBuf,
     events: crate::feed::events::Events,
 ) {
+    save_loop(&events, || save_logged(&health, &path)).await;
+}
+
+/// Calls `save` every [`SAVE_INTERVAL`], and after a drain or undrain: at once when the last
+/// save is [`DRAIN_SAVE_GAP`] old, else when it will be (one save for every drain and undrain
+/// of the gap). Returns when the event bus closes.
+async fn save_loop(events: &crate::feed::events::Events, mut save: impl FnMut()) {
     use crate::feed::events::Event;
     use tokio::sync::broadcast::error::RecvError;
+    use tokio::time::Instant;
     let mut ticks = tokio::time::interval(SAVE_INTERVAL);
     let mut events = events.subscribe();
     ticks.tick().await;
+    let mut last_save: Option<Instant> = None;
+    let mut pending = false;
     loop {
+        let gap_over = last_save.map_or_else(Instant::now, |at| at + DRAIN_SAVE_GAP);
         tokio::select! {
             _ = ticks.tick() => {}
-            // A drain is an operator's decision: kept at once, not at the next tick.
+            () = tokio::time::sleep_until(gap_over), if pending => {}
+            // A drain is an operator's decision: kept soon, not at the next tick.
             event = events.recv() => match event {
                 Ok(Event::DestinationDrained { .. } | Event::DestinationUndrained { .. })
-                | Err(RecvError::Lagged(_)) => {}
+                | Err(RecvError::Lagged(_)) => {
+                    if Instant::now() < gap_over {
+                        pending = true;
+                        continue;
+                    }
+                }
                 Ok(_) => continue,
                 Err(RecvError::Closed) => return,
             },
         }
-        save_logged(&health, &path);
+        save();
+        pending = false;
+        last_save = Some(Instant::now());
     }
 }
 
@@ -310,6 +379,89 @@ pub fn save_logged(health: &HealthTable, path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_toggles_are_saved_together_once_a_gap() {
+        use crate::feed::events::{Event, Events};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let events = Events::new();
+        let saves = Arc::new(AtomicUsize::new(0));
+        let saving = tokio::spawn({
+            let (events, saves) = (events.clone(), Arc::clone(&saves));
+            async move {
+                save_loop(&events, || {
+                    saves.fetch_add(1, Ordering::Relaxed);
+                })
+                .await;
+            }
+        });
+        tokio::task::yield_now().await;
+        let toggle = |drained: bool| {
+            let destination = "gw".to_string();
+            events.publish(if drained {
+                Event::DestinationDrained {
+                    destination,
+                    at_unix_ms: 0,
+                }
+            } else {
+                Event::DestinationUndrained {
+                    destination,
+                    at_unix_ms: 0,
+                }
+            });
+        };
+        // 200 toggles over two seconds.
+        for index in 0..200 {
+            toggle(index % 2 == 0);
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        tokio::time::advance(DRAIN_SAVE_GAP).await;
+        tokio::task::yield_now().await;
+        let saved = saves.load(Ordering::Relaxed);
+        assert!(
+            (2..=4).contains(&saved),
+            "the first toggle at once, then one save a second, the last toggle included: {saved}"
+        );
+        // Nothing more happens: nothing more is written until the periodic save.
+        tokio::time::advance(SAVE_INTERVAL / 2).await;
+        tokio::task::yield_now().await;
+        assert_eq!(saves.load(Ordering::Relaxed), saved);
+        saving.abort();
+    }
+
+    #[test]
+    fn stale_temporaries_of_our_own_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("health.json");
+        std::fs::write(&path, "{}").expect("write the state file");
+        let stale: Vec<PathBuf> = (0..3)
+            .map(|i| {
+                dir.path()
+                    .join(format!("{TEMPORARY_PREFIX}stale{i}{TEMPORARY_SUFFIX}"))
+            })
+            .collect();
+        for file in &stale {
+            std::fs::write(file, "half a save").expect("write a stale temporary");
+        }
+        let other = dir.path().join("notes.tmp");
+        std::fs::write(&other, "kept").expect("write another file");
+        let target = dir.path().join("target");
+        std::fs::write(&target, "kept").expect("write a link target");
+        let link = dir
+            .path()
+            .join(format!("{TEMPORARY_PREFIX}link{TEMPORARY_SUFFIX}"));
+        std::os::unix::fs::symlink(&target, &link).expect("plant a link");
+        assert_eq!(remove_stale_temporaries(&path), 3);
+        assert!(stale.iter().all(|file| !file.exists()));
+        for kept in [&path, &other, &target, &link] {
+            assert!(
+                std::fs::symlink_metadata(kept).is_ok(),
+                "{} kept",
+                kept.display()
+            );
+        }
+    }
     use crate::health::{Outcome, Report, State};
 
     fn address(text: &str) -> IpAddr {

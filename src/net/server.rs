@@ -5,9 +5,12 @@
 //! Every loop is bounded ([`Limits`]): each UDP socket has its own loop (on Linux its own
 //! thread, [`crate::net::udp_loop`]; elsewhere a runtime task), so a flood on one cannot starve
 //! another, and forwarded queries in flight are capped for the whole server; TCP
-//! connections are capped in number (the rest wait in the kernel's backlog, UDP is
+//! connections are capped in number (a connection gets a slot only once it has sent something,
+//! and waits for that in a bounded waiting room, [`crate::net::tcp_slots`]; UDP is
 //! unaffected), in idle time, in the time a started message or a reply write may take (a
-//! client that trickles bytes or never reads is cut off), and in queries in flight each.
+//! client that trickles bytes or never reads is cut off), and in forwarded queries in flight
+//! each (past that, or the server's bound, SERVFAIL at once: a connection never stops reading
+//! for an upstream).
 //! Owned names and cached forwarded answers go through the fast path ([`crate::dns::fastpath`]): one
 //! answer memo per UDP socket, one shared by the server's TCP connections. On Linux each UDP
 //! socket is read and written in batches ([`crate::net::udp_batch`]) by its own thread, and `serve`
@@ -38,7 +41,7 @@ use crate::dns::fastpath::AnswerMemo;
 use crate::dns::handler::ForwardJob;
 use crate::dns::handler::{Client, Handler, Step};
 use crate::net::accept::AcceptBackoff;
-use crate::net::tcp_slots::{Slot, TcpSlots};
+use crate::net::tcp_slots::{Slot, TcpSlots, WAITING_PER_SLOT, WaitingRoom};
 /// The largest UDP datagram read; larger ones are cut by the kernel and fail to parse.
 #[cfg(not(target_os = "linux"))]
 const UDP_RECEIVE_BUFFER: usize = 65_535;
@@ -128,6 +131,7 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     // One pool of TCP connection slots and one of forward slots for every listen address.
     let connections = TcpSlots::new(limits.max_tcp_connections);
+    let waiting = WaitingRoom::new(limits.max_tcp_connections.saturating_mul(WAITING_PER_SLOT));
     let forwards = Arc::new(Semaphore::new(limits.forwards_in_flight));
     let tcp_memo = Arc::new(std::sync::Mutex::new(AnswerMemo::new()));
     // Stops the UDP threads when this future ends, or is dropped before it ends.
@@ -145,6 +149,7 @@ pub async fn run(
             handler.clone(),
             Shared {
                 connections: Arc::clone(&connections),
+                waiting: Arc::clone(&waiting),
                 forwards: Arc::clone(&forwards),
                 limits: limits.clone(),
                 memo: Arc::clone(&tcp_memo),
@@ -223,6 +228,8 @@ fn forward_udp(
 struct Shared {
     /// Connection slots, for every listen address together.
     connections: Arc<TcpSlots>,
+    /// Where connections wait for their first bytes, without a slot.
+    waiting: Arc<WaitingRoom>,
     /// Forward slots, shared with UDP.
     forwards: Arc<Semaphore>,
     limits: Limits,
@@ -231,17 +238,40 @@ struct Shared {
     memo: Arc<std::sync::Mutex<AnswerMemo>>,
 }
 
-/// The accept loop of one TCP listener. Every connection gets a slot ([`TcpSlots`]): a free
-/// one, or that of the connection idle the longest, so idle connections cannot keep a new
-/// client out. Only while every connection has a query in flight does the loop stop
-/// accepting, and further connections wait in the kernel's backlog.
+/// The accept loop of one TCP listener. It never waits for anything but the next connection:
+/// each waits for its first bytes in the [`WaitingRoom`] (without a slot; the one silent the
+/// longest is closed when the room is full, every one after the idle timeout), then for a slot
+/// ([`TcpSlots`]: a free one, or that of the connection idle the longest), so idle connections
+/// can keep neither a new client out nor sit in the kernel's accept queue ahead of it.
 async fn serve_tcp(listener: TcpListener, handler: Handler, shared: Shared) {
     let mut backoff = AcceptBackoff::new("tcp");
     loop {
         let (stream, peer) = backoff.accept(|| listener.accept()).await;
-        let slot = shared.connections.admit().await;
+        let seat = shared.waiting.enter();
         let (handler, shared) = (handler.clone(), shared.clone());
         tokio::spawn(async move {
+            let idle = shared.limits.tcp_idle_timeout;
+            // A peek, not `readable()`: readiness may be reported with nothing to read.
+            let mut first = [0u8; 1];
+            tokio::select! {
+                spoke = timeout(idle, stream.peek(&mut first)) => {
+                    if !matches!(spoke, Ok(Ok(1..))) {
+                        debug!(%peer, ?spoke, "tcp connection sent nothing before it closed or the idle timeout");
+                        return;
+                    }
+                }
+                () = seat.evicted() => {
+                    debug!(%peer, "silent tcp connection closed for a new one");
+                    return;
+                }
+            }
+            // Still counted as waiting until it has its slot, so that connections sending a
+            // byte each cannot pile up beyond the room.
+            let slot = tokio::select! {
+                slot = shared.connections.admit() => slot,
+                () = seat.evicted() => return,
+            };
+            drop(seat);
             tokio::select! {
                 () = serve_tcp_connection(stream, peer, handler, &slot, &shared) => {}
                 () = slot.evicted() => debug!(%peer, "idle tcp connection closed for a new one"),
@@ -332,14 +362,23 @@ async fn read_queries(
                 }
             }
             Step::Forward(job) => {
-                // At the per-connection bound, or the server's, stop reading until a forward
-                // finishes: the client's further queries wait in the socket buffer, not in our
-                // memory.
-                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
-                    return;
-                };
-                let Ok(server_permit) = Arc::clone(&shared.forwards).acquire_owned().await else {
-                    return;
+                // At the per-connection bound, or the server's: SERVFAIL at once, and the next
+                // query is read. Waiting for a forward to finish instead would hold every query
+                // behind it, owned names included, for as long as an upstream that never answers
+                // takes to time out.
+                let permits = Arc::clone(&in_flight)
+                    .try_acquire_owned()
+                    .and_then(|permit| {
+                        Arc::clone(&shared.forwards)
+                            .try_acquire_owned()
+                            .map(|server_permit| (permit, server_permit))
+                    });
+                let Ok((permit, server_permit)) = permits else {
+                    debug!(peer = %client.address, "too many forwarded queries in flight; SERVFAIL");
+                    if replies.send(handler.servfail(&job)).await.is_err() {
+                        return;
+                    }
+                    continue;
                 };
                 let (handler, replies) = (handler.clone(), replies.clone());
                 let in_flight = slot.query_in_flight();

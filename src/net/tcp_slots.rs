@@ -1,19 +1,25 @@
-//! The connection slots of the TCP listeners: how many connections are served at once, and who
-//! gives up a slot when they are all taken.
+//! The connection slots of the TCP listeners: how many connections are served at once, who
+//! gives up a slot when they are all taken, and where connections wait that have not said
+//! anything yet.
 //!
-//! A fixed number of slots that new connections wait for lets one local process keep every
-//! other TCP client out: it opens as many idle connections as there are slots (and re-opens
-//! those the idle timeout closes), and each new client, every truncated answer's TCP retry
-//! among them, waits in the backlog behind them. So a connection that arrives when every slot
-//! is taken evicts the open connection that has been idle the longest, one with no query in
-//! flight (RFC 7766 §6.2.3 lets a server close idle connections under pressure; Knot does the
-//! same). A new client is then served at once, and a holder only ever evicts itself once its
-//! connections are the idlest. A new connection that has not sent a query yet is spared for a
-//! short grace ([`GRACE`]), so one that opens connections as fast as it can cannot close a
-//! client's before its query is read. Only when no open connection may be closed (each has a
-//! query in flight, or is in its grace) does a new one wait, until a slot frees or one may.
+//! A connection gets no slot until its first bytes arrive. Until then it waits in the
+//! [`WaitingRoom`], which holds several times as many connections as there are slots and, when
+//! full, closes the one that has waited the longest. So a local process that opens idle
+//! connections and re-opens every one the server closes (a loop of `connect`) never holds a
+//! slot, and never sits in the kernel's accept queue ahead of a client: the accept loop takes
+//! every connection at once, and a client that sends its query right after connecting (as
+//! every resolver does) is read within the time the holder needs to open a room's worth of
+//! connections after it; a holder with fewer connections than the room holds closes nothing.
+//!
+//! A connection whose bytes arrived takes a free slot or, when every slot is taken, evicts the
+//! open connection that has been idle the longest, one with no query in flight (RFC 7766
+//! §6.2.3 lets a server close idle connections under pressure; Knot does the same). A
+//! connection that has not sent a whole query yet is spared for a short grace ([`GRACE`]), so
+//! one that trickles bytes cannot close a client's before its query is read. Only when no open
+//! connection may be closed (each has a query in flight, or is in its grace) does a talking
+//! connection wait, until a slot frees or one may.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -214,9 +220,132 @@ impl Drop for InFlight {
     }
 }
 
+/// How many connections that have not sent anything yet the [`WaitingRoom`] holds per slot:
+/// enough that a holder must open several times the slot count before it closes a client's
+/// connection, few enough that they stay inside the usual descriptor limits.
+pub const WAITING_PER_SLOT: usize = 4;
+
+/// The connections accepted that have not sent anything yet (they hold no slot): bounded, and
+/// when full the one that has waited the longest is told to close for a new one.
+#[derive(Debug)]
+pub struct WaitingRoom {
+    max: usize,
+    /// The waiting connections, the one waiting the longest first.
+    queue: Mutex<VecDeque<(u64, Arc<Notify>)>>,
+    next_id: AtomicU64,
+}
+
+impl WaitingRoom {
+    /// Room for `max` connections (at least one).
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(WaitingRoom {
+            max: max.max(1),
+            queue: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// A place for a connection just accepted; when the room is full, the connection that has
+    /// waited the longest is told to close. Never waits.
+    pub fn enter(self: &Arc<Self>) -> Seat {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let evict = Arc::new(Notify::new());
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while queue.len() >= self.max {
+            let Some((_, oldest)) = queue.pop_front() else {
+                break;
+            };
+            debug!("the TCP waiting room is full: closing the connection silent the longest");
+            // A permit is kept if its connection is not waiting for it yet.
+            oldest.notify_one();
+        }
+        queue.push_back((id, Arc::clone(&evict)));
+        Seat {
+            room: Arc::clone(self),
+            id,
+            evict,
+        }
+    }
+
+    /// Connections waiting now.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// One connection's place in the [`WaitingRoom`]; dropping it leaves the room.
+#[derive(Debug)]
+pub struct Seat {
+    room: Arc<WaitingRoom>,
+    id: u64,
+    evict: Arc<Notify>,
+}
+
+impl Seat {
+    /// Completes when a newer connection took this one's place.
+    pub async fn evicted(&self) {
+        self.evict.notified().await;
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut queue = self
+            .room
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Usually the front or near it: connections leave roughly in the order they came.
+        if let Some(index) = queue.iter().position(|(id, _)| *id == self.id) {
+            queue.remove(index);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_waiting_room_closes_the_connection_waiting_the_longest() {
+        let room = WaitingRoom::new(2);
+        let first = room.enter();
+        let second = room.enter();
+        assert_eq!(room.waiting(), 2);
+        let third = room.enter();
+        assert_eq!(room.waiting(), 2);
+        assert_told_to_close(first.evicted()).await;
+        assert_not_told(second.evicted()).await;
+        // One that leaves (it spoke, or closed) frees its place: the next closes nobody.
+        drop(second);
+        let fourth = room.enter();
+        assert_not_told(third.evicted()).await;
+        assert_not_told(fourth.evicted()).await;
+        drop(first);
+        assert_eq!(room.waiting(), 2);
+    }
+
+    async fn assert_told_to_close(evicted: impl Future<Output = ()>) {
+        tokio::time::timeout(Duration::from_millis(50), evicted)
+            .await
+            .expect("told to close");
+    }
+
+    async fn assert_not_told(evicted: impl Future<Output = ()>) {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(5), evicted)
+                .await
+                .is_err(),
+            "not told to close"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_new_connection_takes_the_slot_idle_the_longest() {

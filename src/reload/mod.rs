@@ -502,6 +502,7 @@ pub fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<&'static 
         running.upstream_timeout != new.upstream_timeout,
     );
     compare("cache_size", running.cache_size != new.cache_size);
+    compare("cache_max_mb", running.cache_max_mb != new.cache_max_mb);
     // A setting added later and not named above still needs a restart, and still gets said.
     let only_identity_differs = Settings {
         identity: new.identity.clone(),

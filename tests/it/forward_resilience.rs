@@ -1,7 +1,8 @@
 //! Forwarding that keeps resolving when upstreams do not: serve-stale (RFC 8767) when the only
 //! upstream is gone, racing past a silent first upstream, backup upstreams, and DNS over TLS to
 //! an `unbound` the test configures with a certificate it makes (`openssl`), where a wrong
-//! server name is a failure and never a plain query. Every upstream is started on loopback.
+//! server name is a failure and never a plain query, and to one of the test's own that cuts a
+//! frame short. Every upstream is started on loopback.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
@@ -399,4 +400,181 @@ fn dns_over_tls_upstreams_are_verified_and_never_downgraded() {
     assert_eq!(reply.status, "SERVFAIL", "{reply}");
     assert_eq!(unbound.queries_for("untrusted.example.test.", "A"), 0);
     assert_eq!(plain.count(), 0, "no plain DNS to port 53 of the upstream");
+}
+
+/// A DNS-over-TLS upstream written by the test (rustls), answering each query with
+/// `A 198.51.100.7`, except a name that starts with `cut`: its reply goes out under a length
+/// prefix 20 bytes longer than the message (a frame cut short), and the stream goes on.
+struct CuttingTlsUpstream {
+    address: SocketAddr,
+}
+
+impl CuttingTlsUpstream {
+    fn start(ip: &str, certificate: &str, key: &str) -> CuttingTlsUpstream {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
+            .expect("read the certificate")
+            .collect::<Result<_, _>>()
+            .expect("parse the certificate");
+        let key = PrivateKeyDer::from_pem_file(key).expect("read the key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .expect("a server certificate");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind((ip, 0)).expect("bind the TLS upstream");
+        let address = listener.local_addr().expect("local address");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let config = Arc::clone(&config);
+                std::thread::spawn(move || {
+                    let Ok(connection) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    serve_cutting(rustls::StreamOwned::new(connection, stream));
+                });
+            }
+        });
+        CuttingTlsUpstream { address }
+    }
+}
+
+/// Answers framed queries on one TLS stream until it closes.
+fn serve_cutting(mut stream: impl std::io::Read + std::io::Write) {
+    use hickory_proto::op::{Message, MessageType, OpCode};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record};
+    loop {
+        let mut prefix = [0u8; 2];
+        if stream.read_exact(&mut prefix).is_err() {
+            return;
+        }
+        let mut query = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        if stream.read_exact(&mut query).is_err() {
+            return;
+        }
+        let Ok(query) = Message::from_vec(&query) else {
+            return;
+        };
+        let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+        reply.metadata.recursion_available = true;
+        reply.queries = query.queries.clone();
+        let mut cut = false;
+        if let Some(question) = query.queries.first() {
+            cut = question.name().to_ascii().starts_with("cut");
+            reply.answers.push(Record::from_rdata(
+                question.name().clone(),
+                300,
+                RData::A(A::new(198, 51, 100, 7)),
+            ));
+        }
+        let bytes = reply.to_vec().expect("the reply encodes");
+        let claimed = bytes.len() + if cut { 20 } else { 0 };
+        let length = u16::try_from(claimed).expect("a small reply");
+        let mut framed = length.to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        if stream
+            .write_all(&framed)
+            .and_then(|()| stream.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_dns_over_tls_frame_cut_short_closes_the_connection_and_no_later_answer_is_lost() {
+    let ip = "127.0.85.4";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (ca, certificate, key) = make_certificates(dir.path(), ip);
+    let upstream = CuttingTlsUpstream::start(ip, &certificate, &key);
+    let tls = format!("tls://{}#dot.test", upstream.address);
+    let server = start(&["--upstream", &tls, "--upstream-ca-file", &ca]);
+    // Whatever becomes of this one (its reply is out of step), the ones after it are answered.
+    let _ = server.try_dig(&["cut.example.test", "A", "+time=4"]);
+    let lost: Vec<String> = (0..30)
+        .map(|i| format!("n{i}.example.test"))
+        .filter(|name| {
+            server
+                .try_dig(&[name, "A", "+time=4"])
+                .map_or(true, |reply| reply.answer_data() != ["198.51.100.7"])
+        })
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "lost after the cut frame: {lost:?}\n{}",
+        server.stderr()
+    );
+}
+
+/// A server racing a silent upstream (asked first) and an answering one 20 ms later, every
+/// attempt up to 5 s, with `forwards` as `--forwards-in-flight`.
+fn behind_a_silent_upstream(forwards: &str) -> (SilentUpstream, Unbound, Server) {
+    let silent = SilentUpstream::start();
+    let answering = Unbound::start(&[]);
+    let server = start(&[
+        "--upstream",
+        &silent.address.to_string(),
+        "--upstream",
+        &answering.upstream_arg(),
+        "--upstream-stagger-ms",
+        "20",
+        "--upstream-timeout-ms",
+        "5000",
+        "--forwards-in-flight",
+        forwards,
+    ]);
+    (silent, answering, server)
+}
+
+/// Attempts that lose a race finish in the background (so a dead upstream is still seen
+/// failing), and they count against `--forwards-in-flight` like every other upstream query: a
+/// silent first upstream cannot gather one socket per query the server answered.
+#[test]
+fn every_outstanding_upstream_query_counts_against_the_forwards_limit() {
+    let (silent, _answering, server) = behind_a_silent_upstream("4");
+    let started = Instant::now();
+    for i in 0..40 {
+        // Each is answered by the second upstream (NXDOMAIN) or, with every slot taken by the
+        // attempts left waiting on the silent one, SERVFAIL at once.
+        let _ = server.try_dig(&[&format!("n{i}.example.test"), "A"]);
+    }
+    // No attempt at the silent upstream has ended yet: those it received are all outstanding.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "too slow to tell"
+    );
+    let received = silent.received();
+    assert!(
+        received <= 4,
+        "{received} queries outstanding at the silent upstream, over the limit of 4"
+    );
+    assert!(received >= 1, "the silent upstream was asked");
+}
+
+/// An upstream that never answers keeps each query it gets for the whole timeout, and racing
+/// sends it one per client query: it may hold half the upstream query slots, never all of them,
+/// so the upstream that answers is still asked and every client still gets its answer.
+#[test]
+fn an_upstream_that_never_answers_cannot_take_every_upstream_query_slot() {
+    let (silent, _answering, server) = behind_a_silent_upstream("8");
+    let answered = (0..40)
+        .filter(|i| {
+            server
+                .try_dig(&[&format!("m{i}.example.test"), "A"])
+                .is_ok_and(|reply| reply.status == "NXDOMAIN")
+        })
+        .count();
+    assert_eq!(answered, 40, "answers from the upstream that answers");
+    assert!(
+        silent.received() <= 4,
+        "{} at the silent one",
+        silent.received()
+    );
 }

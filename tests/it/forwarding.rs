@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::upstream::{SilentUpstream, Unbound, free_port};
+use crate::support::upstream::{CookieUpstream, SilentUpstream, Unbound, free_port};
 use crate::support::zones::APP_PRIMARY_ONLY_ZONE;
 use crate::support::{Dig, Server, wait_for};
 use crate::wire;
@@ -188,6 +188,32 @@ fn an_upstream_that_refuses_is_skipped_for_the_next() {
     );
 }
 
+/// SERVFAIL is about a name: a primary that answers it for a few names is still asked first
+/// for every other name, and names only it knows never come back NXDOMAIN from a backup.
+#[test]
+fn an_upstreams_servfail_for_some_names_does_not_hold_it_down() {
+    let primary = CookieUpstream::start();
+    let backup = Unbound::start(RECORDS);
+    let server = start_forwarding(
+        &[primary.address.to_string()],
+        &["--backup-upstream", &backup.upstream_arg()],
+    );
+    for name in [
+        "servfail.example.test",
+        "servfail2.example.test",
+        "servfail3.example.test",
+    ] {
+        // The backup is asked once the primary failed for the name: it has no such name.
+        let reply = server.dig(&[name, "A"]);
+        assert_eq!(reply.status, "NXDOMAIN", "{reply}");
+    }
+    // Only the primary knows this one (it answers every other name).
+    let reply = server.dig(&["only-primary.example.test", "A"]);
+    assert_eq!(reply.status, "NOERROR", "{reply}");
+    assert_eq!(reply.answer_data(), ["198.51.100.7"], "{reply}");
+    assert_eq!(backup.queries_for("only-primary.example.test.", "A"), 0);
+}
+
 #[test]
 fn when_every_upstream_fails_the_client_gets_servfail_in_bounded_time_and_owned_names_answer() {
     let first = SilentUpstream::start();
@@ -248,6 +274,37 @@ fn repeated_questions_are_answered_from_the_cache() {
         2,
         "--cache-size 0 disables the cache"
     );
+}
+
+/// A reload that adds a zone makes its names ours: a cached upstream answer that carries records
+/// of those names (the tail of a `CNAME` chain) is not served again.
+#[test]
+fn a_reload_that_adds_a_zone_drops_cached_upstream_records_for_its_names() {
+    let upstream = CookieUpstream::start();
+    let server = start_forwarding(&[upstream.address.to_string()], &[]);
+    let owners =
+        |reply: &Dig| -> Vec<String> { reply.answers.iter().map(|r| r.name.clone()).collect() };
+    let before = server.dig(&["alias.example.test", "A"]);
+    assert_eq!(
+        owners(&before),
+        ["alias.example.test.", "target.example.test."],
+        "the upstream follows the CNAME:\n{before}"
+    );
+    std::fs::write(
+        server.zones_dir().join("target.toml"),
+        "[[zone]]\norigin = \"target.example.test\"\n",
+    )
+    .expect("write a zone file");
+    let output = server.cli(&["reload"]);
+    assert!(output.status.success(), "reload: {output:?}");
+    let after = server.dig(&["alias.example.test", "A"]);
+    assert_eq!(
+        owners(&after),
+        ["alias.example.test."],
+        "no upstream record for a name now ours:\n{after}"
+    );
+    let ours = server.dig(&["target.example.test", "A"]);
+    assert!(ours.has_flag("aa"), "{ours}");
 }
 
 /// Repeats of the same query bytes (only the ID changes, as a stub resolver sends them) are

@@ -255,6 +255,72 @@ fn a_slow_forwarded_query_does_not_hold_up_an_owned_answer_behind_it() {
     drop(silent);
 }
 
+/// Past the forward bound (the connection's or the server's) a forwarded query gets SERVFAIL at
+/// once and the connection is read on: owned names behind queries an upstream never answers are
+/// answered at once, not after those time out.
+#[test]
+fn owned_names_behind_more_forwards_than_the_bound_are_answered_at_once() {
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind a silent upstream");
+    let upstream = silent.local_addr().expect("its address").to_string();
+    let server = Server::start(
+        &[("zone.toml", APP_PRIMARY_ONLY_ZONE)],
+        &[
+            "--upstream",
+            &upstream,
+            "--upstream-timeout-ms",
+            "4000",
+            "--forwards-in-flight",
+            "2",
+        ],
+    );
+    let mut stream = wire::tcp_to(first_address(&server));
+    let mut pipelined = Vec::new();
+    for id in 1..=4 {
+        pipelined.extend(wire::framed(&wire::query(
+            id,
+            "slow.example",
+            RecordType::A,
+        )));
+    }
+    for id in 11..=13 {
+        pipelined.extend(wire::framed(&wire::query(
+            id,
+            "app.internal",
+            RecordType::A,
+        )));
+    }
+    let started = Instant::now();
+    stream
+        .write_all(&pipelined)
+        .expect("write every query at once");
+    let mut answered = Vec::new();
+    while answered.len() < 5 {
+        let Read1::Message(reply) = wire::read_framed(&mut stream) else {
+            panic!("the first five replies come; got {answered:?}");
+        };
+        let message = wire::parse(&reply);
+        answered.push((message.metadata.id, message.metadata.response_code));
+    }
+    let took = started.elapsed();
+    answered.sort_unstable_by_key(|(id, _)| *id);
+    assert_eq!(
+        answered,
+        [
+            (3, ResponseCode::ServFail),
+            (4, ResponseCode::ServFail),
+            (11, ResponseCode::NoError),
+            (12, ResponseCode::NoError),
+            (13, ResponseCode::NoError),
+        ],
+        "the two forwards over the bound fail at once, the owned names are answered"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "not after the upstream timeout: {took:?}"
+    );
+    drop(silent);
+}
+
 #[test]
 fn slow_and_silent_clients_do_not_hold_up_others() {
     let server = Server::start(

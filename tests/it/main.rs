@@ -15,6 +15,7 @@
 //! - `truncation`: UDP size limits, TC and the TCP retry;
 //! - `not_owned`: names outside the owned zones when there is no upstream;
 //! - `forwarding`: forwarding to real upstreams (`unbound`), the cache, timeouts, loop avoidance;
+//! - `strict_clients`: what a strict client checks: EDNS and cookies per client, cached or not;
 //! - `os_resolver`: the C library (`getent`) and `curl` resolving through the server;
 //! - `check`: `failover-dns check` errors and warnings;
 //! - `control`: the control socket, `report`, `status` and shutdown;
@@ -86,6 +87,7 @@ mod readiness;
 mod reload;
 mod sessions;
 mod state_file;
+mod strict_clients;
 mod supply_chain;
 mod truncation;
 mod watch;

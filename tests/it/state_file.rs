@@ -154,3 +154,34 @@ fn a_corrupt_state_file_is_survived_with_a_warning_naming_it() {
         );
     }
 }
+
+/// A server killed between writing a save's temporary file and renaming it leaves the file: the
+/// next start removes such leftovers (its own, named as saves name them), and nothing else.
+#[test]
+fn temporary_files_of_unfinished_saves_are_removed_at_start() {
+    let state = tempfile::tempdir().expect("create a temporary directory");
+    let state_file = state.path().join("health.json");
+    let leftovers: Vec<_> = (0..8)
+        .map(|i| {
+            state
+                .path()
+                .join(format!(".failover-dns-state.killed{i}.tmp"))
+        })
+        .collect();
+    for leftover in &leftovers {
+        std::fs::write(leftover, "{\"version\": 2, \"endpo").expect("plant a leftover");
+    }
+    let unrelated = state.path().join("notes.tmp");
+    std::fs::write(&unrelated, "kept").expect("write an unrelated file");
+    let server = Server::start(
+        &[("zone.toml", APP_AND_DB_ZONE)],
+        &[
+            "--state-file",
+            state_file.to_str().expect("temporary paths are UTF-8"),
+        ],
+    );
+    assert_eq!(server.addresses("app.internal").len(), 2, "serving");
+    let left: Vec<_> = leftovers.iter().filter(|file| file.exists()).collect();
+    assert!(left.is_empty(), "leftovers not removed: {left:?}");
+    assert!(unrelated.exists(), "an unrelated file is kept");
+}

@@ -1,4 +1,5 @@
-//! The cache of forwarded answers: bounded (least recently used entries go first), keyed by
+//! The cache of forwarded answers: bounded in answers and in bytes (least recently used entries
+//! go first; an answer of thousands of records weighs what it takes), keyed by
 //! question and the DO/CD bits, honouring record TTLs and RFC 2308 negative caching. Owned names
 //! never reach it: the handler answers them before forwarding is considered.
 //!
@@ -8,12 +9,14 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use lru::LruCache;
+
+use crate::dns::answer;
 
 /// Longest time an answer is kept, whatever its TTL says (RFC 2181 §8 allows capping).
 pub const MAX_CACHE_TTL: u32 = 86_400;
@@ -59,6 +62,17 @@ struct Entry {
     response: Message,
     stored: Instant,
     ttl: u32,
+    /// What it weighs ([`entry_cost`]).
+    cost: usize,
+}
+
+/// About how many bytes an answer takes in the cache: the entry, each record as a value, and
+/// the answer's wire size for what the records hold beyond that (names, data). `None` when it
+/// does not encode.
+pub fn entry_cost(response: &Message) -> Option<usize> {
+    let records = response.answers.len() + response.authorities.len() + response.additionals.len();
+    let wire = response.to_vec().ok()?.len();
+    Some(size_of::<Entry>() + size_of::<CacheKey>() + records * size_of::<Record>() + wire)
 }
 
 /// A bounded, thread-safe answer cache. A size of 0 disables it.
@@ -67,6 +81,10 @@ pub struct AnswerCache {
     entries: Option<Mutex<LruCache<CacheKey, Entry>>>,
     /// How long past expiry an entry is kept for stale answers; zero: dropped at expiry.
     stale_max_age: Duration,
+    /// The most the entries may weigh together, bytes.
+    max_bytes: usize,
+    /// What they weigh now; changed only with the entries' lock held.
+    bytes: AtomicUsize,
     /// How many times the cache has changed: an answer stored (which may evict another), an
     /// expired one dropped, or everything cleared. The fast path's memo of cached answers is
     /// valid only while this stays the same.
@@ -100,8 +118,26 @@ impl AnswerCache {
         AnswerCache {
             entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
             stale_max_age,
+            max_bytes: usize::MAX,
+            bytes: AtomicUsize::new(0),
             changes: AtomicU64::new(0),
         }
+    }
+
+    /// The same cache, its entries weighing at most `max_bytes` together.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// What the entries weigh now, bytes ([`entry_cost`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts an entry gone (evicted, expired, dropped); the entries' lock is held.
+    fn gone(&self, entry: &Entry) {
+        self.bytes.fetch_sub(entry.cost, Ordering::Relaxed);
     }
 
     /// Stores an upstream response if it may be cached: NOERROR with answers (the smallest
@@ -117,13 +153,28 @@ impl AnswerCache {
         if ttl == 0 {
             return;
         }
+        let response = shareable(response.clone());
+        let Some(cost) = entry_cost(&response).filter(|&cost| cost <= self.max_bytes) else {
+            return;
+        };
         let entry = Entry {
-            response: response.clone(),
+            response,
             stored: now,
             ttl: ttl.min(MAX_CACHE_TTL),
+            cost,
         };
         if let Ok(mut entries) = entries.lock() {
-            entries.put(key, entry);
+            self.bytes.fetch_add(cost, Ordering::Relaxed);
+            // The entry it replaced, or the one it evicted at the answer count.
+            if let Some((_, old)) = entries.push(key, entry) {
+                self.gone(&old);
+            }
+            while self.bytes() > self.max_bytes {
+                let Some((_, old)) = entries.pop_lru() else {
+                    break;
+                };
+                self.gone(&old);
+            }
             self.changes.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -142,7 +193,9 @@ impl AnswerCache {
             let age = now.saturating_duration_since(entry.stored);
             if age >= Duration::from_secs(u64::from(entry.ttl)) {
                 if !stale_eligible(entry.stored, entry.ttl, now, self.stale_max_age) {
-                    entries.pop(&key);
+                    if let Some(old) = entries.pop(&key) {
+                        self.gone(&old);
+                    }
                     self.changes.fetch_add(1, Ordering::AcqRel);
                 }
                 return None;
@@ -178,6 +231,41 @@ impl AnswerCache {
         Some(readdress(entry.response, request, |_| STALE_TTL))
     }
 
+    /// Drops every answer that holds a record owned by a name for which `is_owned` holds (or
+    /// answers such a name): after the zones changed, an upstream's records for a name that is
+    /// ours now must not be served. Returns how many were dropped.
+    pub fn drop_owned(&self, is_owned: impl Fn(&Name) -> bool) -> usize {
+        let Some(entries) = &self.entries else {
+            return 0;
+        };
+        let Ok(mut entries) = entries.lock() else {
+            return 0;
+        };
+        let owned: Vec<CacheKey> = entries
+            .iter()
+            .filter(|(key, entry)| {
+                is_owned(&key.name)
+                    || entry
+                        .response
+                        .answers
+                        .iter()
+                        .chain(&entry.response.authorities)
+                        .chain(&entry.response.additionals)
+                        .any(|record| is_owned(&record.name))
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &owned {
+            if let Some(old) = entries.pop(key) {
+                self.gone(&old);
+            }
+        }
+        if !owned.is_empty() {
+            self.changes.fetch_add(1, Ordering::AcqRel);
+        }
+        owned.len()
+    }
+
     /// How many times the cache has changed (see the field).
     pub fn changes(&self) -> u64 {
         self.changes.load(Ordering::Acquire)
@@ -189,18 +277,36 @@ impl AnswerCache {
             && let Ok(mut entries) = entries.lock()
         {
             entries.clear();
+            self.bytes.store(0, Ordering::Relaxed);
         }
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
 }
 
-/// A cached response made the answer to `request`: its ID, question as asked, RD and CD bits,
-/// no OPT record when the request had none, and every record's TTL mapped by `ttl`.
-pub(crate) fn readdress(
-    mut response: Message,
-    request: &Message,
-    ttl: impl Fn(u32) -> u32,
-) -> Message {
+/// An upstream's reply as every client may share it: without its OPT record (its options, a
+/// COOKIE echoing the client cookie we sent, NSID, padding, keepalive, client subnet, belong
+/// to that one exchange) and without any signature (TSIG, SIG(0): meta-records of one
+/// transaction, never cached, RFC 8945 §4.1). What stays is the header, the question and the
+/// three sections; [`readdress`] makes it one client's answer.
+pub(crate) fn shareable(mut response: Message) -> Message {
+    response.edns = None;
+    response.signature = None;
+    response.additionals.retain(|record| {
+        !matches!(
+            record.record_type(),
+            RecordType::OPT | RecordType::TSIG | RecordType::SIG
+        )
+    });
+    response
+}
+
+/// An upstream or cached response made the answer to `request`: its ID, question as asked, RD
+/// and CD bits, an OPT record exactly when the request had one (ours: see
+/// [`answer::reply_edns`]), nothing that belonged to another client's or the upstream's
+/// exchange ([`shareable`]), and every record's TTL mapped by `ttl`. A cache hit and a miss
+/// both go through here, so they give a client the same EDNS.
+pub(crate) fn readdress(response: Message, request: &Message, ttl: impl Fn(u32) -> u32) -> Message {
+    let mut response = shareable(response);
     response.metadata.id = request.metadata.id;
     response.metadata.recursion_desired = request.metadata.recursion_desired;
     response.metadata.checking_disabled = request.metadata.checking_disabled;
@@ -213,9 +319,7 @@ pub(crate) fn readdress(
     {
         record.ttl = ttl(record.ttl);
     }
-    if request.edns.is_none() {
-        response.edns = None;
-    }
+    response.edns = request.edns.as_ref().map(answer::reply_edns);
     response
 }
 
@@ -455,6 +559,84 @@ mod tests {
         let key = CacheKey::for_request(&query("www.example.")).expect("one question");
         off.store(key, &response(ResponseCode::NoError, &[10], None), start);
         assert!(off.lookup_stale(&asked, expired).is_none(), "stale off");
+    }
+
+    #[test]
+    fn answers_holding_names_that_became_ours_are_dropped() {
+        let cache = AnswerCache::new(8);
+        let now = Instant::now();
+        let store = |name: &str, owner: &str| {
+            let mut answer = response(ResponseCode::NoError, &[60], None);
+            answer.answers[0].name = Name::from_ascii(owner).expect("literal");
+            let key = CacheKey::for_request(&query(name)).expect("one question");
+            cache.store(key, &answer, now);
+        };
+        store("www.example.", "www.example.");
+        store("alias.example.", "target.ours.");
+        store("x.ours.", "x.ours.");
+        let changes = cache.changes();
+        let ours = Name::from_ascii("ours.").expect("literal");
+        assert_eq!(cache.drop_owned(|name| ours.zone_of(name)), 2);
+        assert!(cache.lookup(&query("www.example."), now).is_some());
+        assert!(cache.lookup(&query("alias.example."), now).is_none());
+        assert!(cache.lookup(&query("x.ours."), now).is_none());
+        assert_eq!(cache.changes(), changes + 1);
+        assert_eq!(cache.drop_owned(|name| ours.zone_of(name)), 0);
+        assert_eq!(cache.changes(), changes + 1, "nothing dropped, no change");
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_whatever_the_answers_weigh() {
+        // Answers of 4,000 records each, in a cache that would take 10,000 of them.
+        let big = |name: &str| {
+            let mut answer = response(ResponseCode::NoError, &[], None);
+            let owner = Name::from_ascii(name).expect("literal");
+            for index in 0..4_000u32 {
+                let [_, _, high, low] = index.to_be_bytes();
+                let data = RData::A(A::new(198, 51, high, low));
+                answer
+                    .answers
+                    .push(Record::from_rdata(owner.clone(), 60, data));
+            }
+            answer
+        };
+        let one = entry_cost(&big("a.example.")).expect("encodes");
+        assert!(
+            one > 4_000 * size_of::<Record>(),
+            "weighs its records: {one}"
+        );
+        let cache = AnswerCache::new(10_000).with_max_bytes(3 * one + one / 2);
+        let now = Instant::now();
+        let names: Vec<String> = (0..20).map(|i| format!("n{i}.example.")).collect();
+        for name in &names {
+            let key = CacheKey::for_request(&query(name)).expect("one question");
+            cache.store(key, &big(name), now);
+            assert!(
+                cache.bytes() <= 3 * one + one / 2,
+                "{} bytes",
+                cache.bytes()
+            );
+        }
+        assert_eq!(cache.bytes(), 3 * one, "the three most recent");
+        assert!(cache.lookup(&query("n19.example."), now).is_some());
+        assert!(cache.lookup(&query("n16.example."), now).is_none());
+        // Replacing, expiring and clearing give the bytes back.
+        let key = CacheKey::for_request(&query("n19.example.")).expect("one question");
+        cache.store(key, &big("n19.example."), now);
+        assert_eq!(cache.bytes(), 3 * one);
+        assert!(
+            cache
+                .lookup(&query("n18.example."), now + Duration::from_secs(60))
+                .is_none()
+        );
+        assert_eq!(cache.bytes(), 2 * one, "an expired one dropped");
+        cache.clear();
+        assert_eq!(cache.bytes(), 0);
+        // An answer heavier than the whole cache is not kept.
+        let small = AnswerCache::new(10).with_max_bytes(one - 1);
+        let key = CacheKey::for_request(&query("a.example.")).expect("one question");
+        small.store(key, &big("a.example."), now);
+        assert_eq!(small.bytes(), 0);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! upstream is still seen failing and held down.
 
 pub mod cache;
+#[cfg(test)]
+mod per_client;
 pub mod race;
 pub mod tls;
 pub mod transport;
@@ -22,12 +24,13 @@ use std::time::{Duration, Instant, SystemTime};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Name;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::config::limits::Limits;
 use crate::config::settings::{
-    DEFAULT_CACHE_SIZE, DEFAULT_STALE_ANSWER_DELAY, DEFAULT_STALE_MAX_AGE,
+    DEFAULT_CACHE_MAX_MB, DEFAULT_CACHE_SIZE, DEFAULT_STALE_ANSWER_DELAY, DEFAULT_STALE_MAX_AGE,
     DEFAULT_UPSTREAM_STAGGER, DEFAULT_UPSTREAM_TIMEOUT, Settings, UpstreamSpec, is_own_address,
     parse_resolv_conf,
 };
@@ -38,9 +41,6 @@ use crate::dns::forward::tls::DotUpstream;
 pub use crate::dns::forward::transport::Forwarded;
 use crate::dns::forward::transport::{AttemptError, exchange};
 use crate::metrics::{Metrics, UpstreamOutcome};
-
-/// Attempts that may go on in the background after losing a race; past it losers are stopped.
-const MAX_BACKGROUND_ATTEMPTS: usize = 1_024;
 
 /// How forwarding behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +61,15 @@ pub struct ForwardSettings {
     pub failures_before_hold_down: u32,
     /// How long a held-down upstream is skipped (unless every upstream is held down).
     pub hold_down: Duration,
+    /// Upstream queries outstanding at once, whoever waits for them (a client's race, an
+    /// attempt that lost one and finishes in the background, a stale answer's refresh): each
+    /// holds a socket. Past it, an attempt is not started (the next upstream is tried, or the
+    /// query fails).
+    pub max_outstanding: usize,
     /// Most answers kept in the cache; 0 disables it.
     pub cache_size: usize,
+    /// The most memory the cached answers may take, bytes (as [`cache::entry_cost`] estimates).
+    pub cache_max_bytes: usize,
     /// How long past expiry an answer may be served stale; zero: never.
     pub stale_max_age: Duration,
     /// How long a client waits for a refresh before it gets the stale answer.
@@ -80,7 +87,9 @@ impl Default for ForwardSettings {
             total_timeout: Duration::from_secs(5),
             failures_before_hold_down: 2,
             hold_down: Duration::from_secs(30),
+            max_outstanding: Limits::default().forwards_in_flight,
             cache_size: DEFAULT_CACHE_SIZE,
+            cache_max_bytes: DEFAULT_CACHE_MAX_MB << 20,
             stale_max_age: DEFAULT_STALE_MAX_AGE,
             stale_answer_delay: DEFAULT_STALE_ANSWER_DELAY,
         }
@@ -133,7 +142,9 @@ impl ForwardSettings {
             upstream_ca_file: settings.upstream_ca_file.clone(),
             timeout: settings.upstream_timeout,
             stagger: settings.upstream_stagger,
+            max_outstanding: settings.limits.forwards_in_flight,
             cache_size: settings.cache_size,
+            cache_max_bytes: settings.cache_max_mb.saturating_mul(1 << 20),
             stale_max_age: settings.stale_max_age,
             stale_answer_delay: settings.stale_answer_delay,
             ..ForwardSettings::default()
@@ -159,6 +170,8 @@ struct Upstream {
     /// The TLS side, for a DNS-over-TLS upstream.
     tls: Option<DotUpstream>,
     health: Mutex<UpstreamHealth>,
+    /// Its queries outstanding now (see [`Inner::share_of_one`]).
+    outstanding: AtomicUsize,
     /// Usable answers, failed attempts, answers that won a race.
     answered: AtomicU64,
     failed: AtomicU64,
@@ -252,27 +265,15 @@ struct Inner {
     cache: AnswerCache,
     /// Where attempts are counted.
     metrics: Metrics,
-    /// Attempts running now, racing or left in the background.
-    running_attempts: AtomicUsize,
+    /// One permit per upstream query outstanding, racing or left in the background
+    /// ([`ForwardSettings::max_outstanding`]).
+    outstanding: Arc<Semaphore>,
+    /// The configuration change count the cache was last checked against for names that became
+    /// ours ([`Forwarder::forget_now_owned`]).
+    zones_checked: AtomicU64,
     /// The background refresh of each stale answer being refreshed: at most one per question.
     refreshing: Mutex<HashMap<CacheKey, watch::Receiver<RefreshState>>>,
     stale_answers: AtomicU64,
-}
-
-/// Counts an attempt as running for as long as it lives.
-struct Running<'a>(&'a AtomicUsize);
-
-impl<'a> Running<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Running(counter)
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// What one attempt reports to its race: a usable answer, or a failure (with the upstream's own
@@ -304,6 +305,7 @@ impl Forwarder {
             spec: spec.clone(),
             role,
             health: Mutex::new(UpstreamHealth::default()),
+            outstanding: AtomicUsize::new(0),
             answered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             won: AtomicU64::new(0),
@@ -319,13 +321,16 @@ impl Forwarder {
                     .map(|spec| upstream(spec, Role::Backup)),
             )
             .collect();
+        let outstanding = Arc::new(Semaphore::new(settings.max_outstanding));
         Forwarder {
             inner: Arc::new(Inner {
-                cache: AnswerCache::with_stale(settings.cache_size, settings.stale_max_age),
+                cache: AnswerCache::with_stale(settings.cache_size, settings.stale_max_age)
+                    .with_max_bytes(settings.cache_max_bytes),
                 upstreams,
                 settings,
                 metrics: metrics.clone(),
-                running_attempts: AtomicUsize::new(0),
+                outstanding,
+                zones_checked: AtomicU64::new(0),
                 refreshing: Mutex::new(HashMap::new()),
                 stale_answers: AtomicU64::new(0),
             }),
@@ -359,6 +364,31 @@ impl Forwarder {
     /// The cached answer to `request` at `now`, with its ages (see [`CachedAnswer`]).
     pub fn cached_at(&self, request: &Message, now: Instant) -> Option<CachedAnswer> {
         self.inner.cache.lookup(request, now)
+    }
+
+    /// Once per configuration (`changes`, the snapshot's change count, read before the snapshot
+    /// `is_owned` describes): drops the cached answers that hold records of names now ours, so a
+    /// reload that adds a zone never leaves an upstream's records for its names in the cache.
+    /// Costs one atomic load while the configuration stays the same.
+    pub fn forget_now_owned(&self, changes: u64, is_owned: impl Fn(&Name) -> bool) {
+        let checked = self.inner.zones_checked.load(Ordering::Acquire);
+        if checked == changes {
+            return;
+        }
+        let claimed = self
+            .inner
+            .zones_checked
+            .compare_exchange(checked, changes, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if claimed {
+            let dropped = self.inner.cache.drop_owned(is_owned);
+            if dropped > 0 {
+                info!(
+                    dropped,
+                    "cached upstream answers holding names now ours dropped"
+                );
+            }
+        }
     }
 
     /// How many times the cache has changed: answers stored, expired ones dropped, cleared.
@@ -428,21 +458,29 @@ impl Forwarder {
         }
     }
 
-    /// Forwards `packet` (the client's query, parsed as `request`): the upstreams race
-    /// ([`race`]) and the first usable answer is the result. When the cache holds an expired
-    /// answer that may still be served (RFC 8767), the upstreams are asked by a background
-    /// refresh (one per question at a time) and the query waits for it at most the stale
-    /// answer delay (not at all when every upstream is held down), then gets the stale answer.
+    /// Forwards `request`, as our own query ([`transport::upstream_query`]: the client's bytes
+    /// never go upstream): the upstreams race ([`race`]) and the first usable answer is the
+    /// result. When the cache holds an expired answer that may still be served (RFC 8767), the
+    /// upstreams are asked by a background refresh (one per question at a time) and the query
+    /// waits for it at most the stale answer delay (not at all when every upstream is held
+    /// down), then gets the stale answer.
     ///
     /// Records owned by names for which `is_owned` holds are dropped from a usable answer before
     /// it is cached or passed on ([`drop_owned_records`]).
     pub async fn resolve(
         &self,
         request: &Message,
-        packet: &[u8],
         transport: Transport,
         is_owned: IsOwned,
     ) -> Resolution {
+        let packet = match transport::upstream_query(request) {
+            Ok(packet) => packet,
+            Err(error) => {
+                debug!(%error, "cannot forward");
+                return Resolution::Failed(None);
+            }
+        };
+        let packet = packet.as_slice();
         if let Some(stale) = self.inner.cache.lookup_stale(request, Instant::now())
             && let Some(key) = CacheKey::for_request(request)
         {
@@ -579,7 +617,24 @@ impl Forwarder {
                     schedule.failed(slot);
                     continue;
                 };
+                // Neither is the upstream's failure: its health is left alone.
+                let over_share = self.inner.upstreams.get(upstream).is_some_and(|u| {
+                    u.outstanding.load(Ordering::Relaxed) >= self.inner.share_of_one()
+                });
+                if over_share {
+                    debug!(
+                        "this upstream holds its share of the upstream query slots; not asking it"
+                    );
+                    schedule.failed(slot);
+                    continue;
+                }
+                let Ok(permit) = Arc::clone(&self.inner.outstanding).try_acquire_owned() else {
+                    debug!("every upstream query slot is taken; not asking this upstream");
+                    schedule.failed(slot);
+                    continue;
+                };
                 attempts.push(tokio::spawn(attempt(
+                    permit,
                     Arc::clone(&self.inner),
                     upstream,
                     slot,
@@ -599,15 +654,13 @@ impl Forwarder {
             };
             tokio::select! {
                 report = received.recv() => match report {
-                    Some((slot, Ok(forwarded))) => match self.accept(forwarded, &request, is_owned) {
-                        Some(forwarded) => {
-                            if let Some(upstream) = candidates.get(slot).and_then(|&i| self.inner.upstreams.get(i)) {
-                                upstream.won.fetch_add(1, Ordering::Relaxed);
-                            }
-                            break Ok(forwarded);
+                    Some((slot, Ok(forwarded))) => {
+                        let forwarded = self.accept(forwarded, &request, is_owned);
+                        if let Some(upstream) = candidates.get(slot).and_then(|&i| self.inner.upstreams.get(i)) {
+                            upstream.won.fetch_add(1, Ordering::Relaxed);
                         }
-                        None => schedule.failed(slot),
-                    },
+                        break Ok(forwarded);
+                    }
                     Some((slot, Err(failure))) => {
                         schedule.failed(slot);
                         if failure.is_some() {
@@ -624,45 +677,27 @@ impl Forwarder {
                 }
             }
         };
-        // The losers: left to finish in the background (their outcome still counts for their
-        // upstream's health), unless too many already are.
-        let crowded = self.inner.running_attempts.load(Ordering::Relaxed) > MAX_BACKGROUND_ATTEMPTS;
-        for handle in attempts {
-            if crowded {
-                handle.abort();
-            }
-        }
+        // The losers are left to finish in the background (their outcome still counts for their
+        // upstream's health), each still holding its permit: they are bounded with the rest.
+        drop(attempts);
         outcome
     }
 
-    /// A usable answer scrubbed of records for our names; `None` when the scrubbed reply does
-    /// not encode. Cached as the answer to `request`.
-    fn accept(
-        &self,
-        mut forwarded: Forwarded,
-        request: &Message,
-        is_owned: &IsOwned,
-    ) -> Option<Forwarded> {
+    /// A usable answer scrubbed of records for our names, cached as the answer to `request`.
+    fn accept(&self, mut forwarded: Forwarded, request: &Message, is_owned: &IsOwned) -> Forwarded {
         let dropped = drop_owned_records(&mut forwarded.message, |name| is_owned(name));
         if dropped > 0 {
             warn!(
                 dropped,
                 "upstream's reply carried records for names in our zones; dropped"
             );
-            match forwarded.message.to_vec() {
-                Ok(bytes) => forwarded.bytes = bytes,
-                Err(error) => {
-                    debug!(%error, "scrubbed reply does not encode");
-                    return None;
-                }
-            }
         }
         if let Some(key) = CacheKey::for_request(request) {
             self.inner
                 .cache
                 .store(key, &forwarded.message, Instant::now());
         }
-        Some(forwarded)
+        forwarded
     }
 
     /// The candidates of one query, as indexes into the upstreams, and how many of them are
@@ -717,6 +752,7 @@ impl Forwarder {
 /// listens).
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
+    _permit: OwnedSemaphorePermit,
     inner: Arc<Inner>,
     index: usize,
     slot: usize,
@@ -730,7 +766,8 @@ async fn attempt(
         let _ = reports.send((slot, Err(None)));
         return;
     };
-    let _running = Running::new(&inner.running_attempts);
+    upstream.outstanding.fetch_add(1, Ordering::Relaxed);
+    let _outstanding = Outstanding(&upstream.outstanding);
     let started = Instant::now();
     let deadline = race_deadline.min(tokio::time::Instant::now() + inner.settings.timeout);
     let result = match &upstream.tls {
@@ -751,7 +788,15 @@ async fn attempt(
     };
     let (outcome, report) = match result {
         Ok(forwarded) => match forwarded.message.metadata.response_code {
-            code @ (ResponseCode::ServFail | ResponseCode::Refused) => {
+            // SERVFAIL is about the name (its servers are broken or its signatures do not
+            // validate), not the upstream, which answered: the race goes on to the next upstream,
+            // but a few broken names never hold a working upstream down.
+            ResponseCode::ServFail => {
+                inner.answered_servfail(upstream);
+                (UpstreamOutcome::Failed, Err(Some(forwarded)))
+            }
+            // REFUSED is the upstream turning us away, whatever the name.
+            code @ ResponseCode::Refused => {
                 inner.failed(upstream, &AttemptError::Failed(code));
                 (UpstreamOutcome::Failed, Err(Some(forwarded)))
             }
@@ -775,7 +820,29 @@ async fn attempt(
     let _ = reports.send((slot, report));
 }
 
+/// Counts one query outstanding at an upstream until dropped.
+struct Outstanding<'a>(&'a AtomicUsize);
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Inner {
+    /// The most upstream query slots one upstream may hold while there are others: half of
+    /// them. An upstream that never answers keeps each query it gets for the whole timeout, and
+    /// racing sends it one per client query; without a share it would take every slot before
+    /// its first timeout could hold it down, and the upstreams that do answer could be asked
+    /// nothing.
+    fn share_of_one(&self) -> usize {
+        if self.upstreams.len() > 1 {
+            (self.settings.max_outstanding / 2).max(1)
+        } else {
+            usize::MAX
+        }
+    }
+
     fn succeeded(&self, upstream: &Upstream) {
         upstream.answered.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut health) = upstream.health.lock() {
@@ -788,6 +855,17 @@ impl Inner {
                 last_error: health.last_error.take(),
                 ..UpstreamHealth::default()
             };
+        }
+    }
+
+    /// The upstream answered SERVFAIL: counted as a failed attempt, but it is alive, so its
+    /// run of failures ends as with any answer.
+    fn answered_servfail(&self, upstream: &Upstream) {
+        upstream.failed.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut health) = upstream.health.lock() {
+            health.consecutive_failures = 0;
+            health.held_until = None;
+            health.last_error = Some(AttemptError::Failed(ResponseCode::ServFail).to_string());
         }
     }
 

@@ -2,7 +2,9 @@
 //! certificate verified against the configured name (also sent as SNI) with the system trust
 //! store and an optional private CA; one connection per upstream, reused and pipelined (many
 //! queries outstanding, replies matched by ID, RFC 7766 length-prefixed framing), opened again
-//! when it closes, closed after [`IDLE_TIMEOUT`] without a query outstanding.
+//! when it closes, closed after [`IDLE_TIMEOUT`] without a query outstanding, and closed (to be
+//! opened again) on any framing error: a frame that is not exactly one DNS message means the
+//! stream is out of step, and every reply read from it after would be misread.
 //!
 //! **Invariant:** a TLS upstream is only ever spoken to over TLS. A certificate or handshake
 //! failure is that upstream's failure (logged with the reason), never a fall-back to plain DNS.
@@ -15,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::Message;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use rustls::ClientConfig;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls_pki_types::pem::PemObject;
@@ -264,7 +267,7 @@ impl Connection {
         let bytes = receiver.await.map_err(|_| AttemptError::Closed)?;
         let message = matching_reply(&bytes, id, request)
             .ok_or_else(|| AttemptError::Malformed("TLS reply does not match the query".into()))?;
-        Ok(Forwarded { bytes, message })
+        Ok(Forwarded { message })
     }
 
     /// Marks the connection closed and fails every query still waiting on it.
@@ -274,6 +277,13 @@ impl Connection {
             pending.clear();
         }
     }
+}
+
+/// Whether `frame` holds exactly one DNS message: it parses, and nothing is left over (a
+/// message cut short under a longer length prefix takes the start of the next frame with it).
+fn is_one_message(frame: &[u8]) -> bool {
+    let mut decoder = BinDecoder::new(frame);
+    Message::read(&mut decoder).is_ok() && decoder.is_empty()
 }
 
 /// Reads length-prefixed replies and hands each to the query with its ID, until the upstream
@@ -316,8 +326,13 @@ async fn read_replies(
             debug!(%upstream, %error, "TLS connection closed inside a reply");
             break;
         }
-        let Some(id) = bytes.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
-            continue;
+        let Some(id) = bytes
+            .get(..2)
+            .filter(|_| is_one_message(&bytes))
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        else {
+            warn!(%upstream, length, "DNS-over-TLS upstream sent a frame that is not one DNS message; reconnecting");
+            break;
         };
         let waiting = connection
             .pending
@@ -336,5 +351,28 @@ async fn read_replies(
     let writer = connection.writer.lock().await.take();
     if let Some(mut writer) = writer {
         let _ = writer.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+
+    #[test]
+    fn a_frame_is_one_whole_message_or_a_framing_error() {
+        let mut message = Message::new(7, MessageType::Response, OpCode::Query);
+        message.add_query(Query::query(
+            Name::from_ascii("www.example.").expect("literal"),
+            RecordType::A,
+        ));
+        let bytes = message.to_vec().expect("encodes");
+        assert!(is_one_message(&bytes));
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0, 30, 0x12, 0x34]);
+        assert!(!is_one_message(&longer), "the start of the next frame");
+        assert!(!is_one_message(&bytes[..bytes.len() - 3]), "cut short");
+        assert!(!is_one_message(&[]));
     }
 }

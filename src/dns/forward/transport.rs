@@ -4,13 +4,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 use tracing::debug;
 
-use crate::dns::answer::Transport;
+use crate::dns::answer::{MAX_UDP_PAYLOAD, Transport};
 
 /// Why one attempt at one upstream did not give a usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -35,13 +35,35 @@ pub enum AttemptError {
     Closed,
 }
 
-/// An upstream answer: the bytes as received (with the client's ID), and the parsed message.
+/// An upstream answer, parsed. Never passed on as received: the client's reply is built from
+/// it ([`crate::dns::forward::cache::readdress`]).
 #[derive(Debug, Clone)]
 pub struct Forwarded {
-    /// The upstream's reply bytes with the client's ID written in, for pass-through.
-    pub bytes: Vec<u8>,
     /// The parsed reply.
     pub message: Message,
+}
+
+/// The query we send upstream for `request`: its question (as asked: the upstream echoes the
+/// case, which the reply check compares case-insensitively), RD (we want recursion whatever
+/// the client asked), the client's CD, and an OPT record of our own with the client's DO bit
+/// and nothing else. The client's own bytes never go upstream: its COOKIE would make the
+/// upstream's reply (cached, shared) echo one client's cookie to every other, and its other
+/// options (client subnet, NSID, padding) are its business with us, not ours with the upstream.
+/// So the forwarder speaks no cookies with its upstreams (it reaches them over loopback, a
+/// LAN or TLS, and checks ID and question of every reply, RFC 5452).
+pub fn upstream_query(request: &Message) -> Result<Vec<u8>, AttemptError> {
+    let mut query = Message::new(0, MessageType::Query, OpCode::Query);
+    query.metadata.recursion_desired = true;
+    query.metadata.checking_disabled = request.metadata.checking_disabled;
+    query.queries = request.queries.clone();
+    let mut edns = Edns::new();
+    edns.set_max_payload(MAX_UDP_PAYLOAD);
+    edns.set_version(0);
+    edns.set_dnssec_ok(request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
+    query.edns = Some(edns);
+    query
+        .to_vec()
+        .map_err(|error| AttemptError::Malformed(format!("query does not encode: {error}")))
 }
 
 /// `packet` with a fresh random ID, and that ID.
@@ -57,13 +79,9 @@ pub fn with_random_id(packet: &[u8]) -> Result<(Vec<u8>, u16), AttemptError> {
     Ok((query, id))
 }
 
-/// Gives `reply` the client's ID (that of `request`), in both forms.
+/// Gives `reply` the client's ID (that of `request`).
 pub fn readdress(mut reply: Forwarded, request: &Message) -> Forwarded {
-    let client_id = request.metadata.id;
-    reply.message.metadata.id = client_id;
-    if let Some(id_bytes) = reply.bytes.get_mut(..2) {
-        id_bytes.copy_from_slice(&client_id.to_be_bytes());
-    }
+    reply.message.metadata.id = request.metadata.id;
     reply
 }
 
@@ -138,10 +156,7 @@ async fn udp_exchange(
             .map_err(|_| AttemptError::Timeout)??;
         let bytes = buffer.get(..length).unwrap_or_default();
         if let Some(message) = matching_reply(bytes, id, request) {
-            return Ok(Forwarded {
-                bytes: bytes.to_vec(),
-                message,
-            });
+            return Ok(Forwarded { message });
         }
         debug!(%upstream, "ignoring a UDP reply that does not match the query");
     }
@@ -162,7 +177,7 @@ async fn tcp_exchange(
         stream.read_exact(&mut bytes).await?;
         let message = matching_reply(&bytes, id, request)
             .ok_or_else(|| AttemptError::Malformed("TCP reply does not match the query".into()))?;
-        Ok::<_, AttemptError>(Forwarded { bytes, message })
+        Ok::<_, AttemptError>(Forwarded { message })
     };
     timeout_at(deadline, exchange)
         .await

@@ -49,6 +49,10 @@ pub struct Dig {
     pub additional: Vec<Record>,
     /// The UDP payload size of the reply's OPT record; `None` when the reply carried no OPT.
     pub edns_udp: Option<u16>,
+    /// The EDNS flags of the reply's OPT record (`do`).
+    pub edns_flags: Vec<String>,
+    /// The options of the reply's OPT record, by the name `dig` gives them (`COOKIE`, `NSID`).
+    pub edns_options: Vec<String>,
     /// The reply's size in bytes (`MSG SIZE  rcvd`).
     pub size: usize,
     /// The transport of the reply that was printed: `UDP` or `TCP`.
@@ -156,6 +160,8 @@ struct Parser {
     additional: Vec<Record>,
     opt_seen: bool,
     edns_udp: Option<u16>,
+    edns_flags: Vec<String>,
+    edns_options: Vec<String>,
     size: Option<usize>,
     transport: Option<String>,
     retried_over_tcp: bool,
@@ -240,9 +246,13 @@ impl Parser {
                 .map(|(_, udp)| udp.trim())
                 .ok_or("no udp size in the EDNS line")?;
             self.edns_udp = Some(udp.parse().map_err(|_| "bad EDNS udp size")?);
+            if let Some(flags) = between(rest, "flags:", ";") {
+                self.edns_flags = flags.split_whitespace().map(str::to_string).collect();
+            }
             Ok(())
-        } else if line.starts_with("; ") && line.contains(':') {
+        } else if let Some((option, _)) = line.strip_prefix("; ").and_then(|o| o.split_once(':')) {
             // Other EDNS options (COOKIE, NSID, ...).
+            self.edns_options.push(option.to_string());
             Ok(())
         } else {
             Err("unrecognised OPT pseudosection line".to_string())
@@ -298,6 +308,8 @@ impl Parser {
             authority: self.authority,
             additional: self.additional,
             edns_udp: self.edns_udp,
+            edns_flags: self.edns_flags,
+            edns_options: self.edns_options,
             size,
             transport,
             retried_over_tcp: self.retried_over_tcp,

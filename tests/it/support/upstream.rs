@@ -1,6 +1,7 @@
 //! Real upstream resolvers for forwarding tests: `unbound` (Debian's) serving a local zone on a
 //! free loopback port, logging every query so tests can count what reached it; and a silent
-//! upstream that takes queries and never answers, for timeouts.
+//! upstream that takes queries and never answers, for timeouts; and an upstream that speaks
+//! EDNS options (COOKIE, NSID) and keeps what it received.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
@@ -10,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, CNAME, opt::EdnsOption};
+use hickory_proto::rr::{Name, RData, Record};
 use tempfile::TempDir;
 
 use super::{Dig, dig_at};
@@ -186,6 +190,138 @@ impl Drop for SilentUpstream {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
+        }
+    }
+}
+
+/// An upstream that speaks EDNS like a strict modern server, written by the test so it can show
+/// what it received: it answers every query over UDP with `A 198.51.100.7` (TTL 300), or
+/// SERVFAIL for a name that starts with `servfail`, or for `alias.NAME` a CNAME chain
+/// `alias.NAME CNAME target.NAME`, `target.NAME A 198.51.100.9`, and an OPT record of its own carrying a
+/// COOKIE (the client cookie it got, followed by a server cookie of its own) and an NSID, and
+/// keeps every query it received.
+pub struct CookieUpstream {
+    /// Its address.
+    pub address: SocketAddr,
+    received: Arc<std::sync::Mutex<Vec<Message>>>,
+    stop: Arc<AtomicBool>,
+    server: Option<JoinHandle<()>>,
+}
+
+/// EDNS option codes (RFC 7873 COOKIE, RFC 5001 NSID).
+const COOKIE: u16 = 10;
+const NSID: u16 = 3;
+
+impl CookieUpstream {
+    /// Binds a UDP socket on a free port of 127.0.0.1 and answers on it.
+    pub fn start() -> CookieUpstream {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the cookie upstream");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("read timeout");
+        let address = socket.local_addr().expect("local address");
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = {
+            let (received, stop) = (Arc::clone(&received), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((length, peer)) = socket.recv_from(&mut buffer) else {
+                        continue;
+                    };
+                    let Ok(query) = Message::from_vec(&buffer[..length]) else {
+                        continue;
+                    };
+                    let reply = cookie_reply(&query);
+                    received.lock().expect("not poisoned").push(query);
+                    let _ = socket.send_to(&reply, peer);
+                }
+            })
+        };
+        CookieUpstream {
+            address,
+            received,
+            stop,
+            server: Some(server),
+        }
+    }
+
+    /// Every query it received so far.
+    pub fn received(&self) -> Vec<Message> {
+        self.received.lock().expect("not poisoned").clone()
+    }
+}
+
+/// The reply to `query`: its question, one address, and our OPT with the cookie echo and NSID.
+fn cookie_reply(query: &Message) -> Vec<u8> {
+    let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.queries = query.queries.clone();
+    let servfail = query.queries.first().is_some_and(|q| {
+        q.name()
+            .to_ascii()
+            .to_ascii_lowercase()
+            .starts_with("servfail")
+    });
+    let alias = query.queries.first().and_then(|q| {
+        let name = q.name().to_ascii();
+        let rest = name.strip_prefix("alias.")?;
+        Some((
+            q.name().clone(),
+            Name::from_ascii(format!("target.{rest}")).ok()?,
+        ))
+    });
+    if servfail {
+        reply.metadata.response_code = ResponseCode::ServFail;
+    } else if let Some((alias, target)) = alias {
+        reply.answers.push(Record::from_rdata(
+            alias,
+            300,
+            RData::CNAME(CNAME(target.clone())),
+        ));
+        reply.answers.push(Record::from_rdata(
+            target,
+            300,
+            RData::A(A::new(198, 51, 100, 9)),
+        ));
+    } else if let Some(question) = query.queries.first() {
+        reply.answers.push(Record::from_rdata(
+            question.name().clone(),
+            300,
+            RData::A(A::new(198, 51, 100, 7)),
+        ));
+    }
+    if let Some(asked) = &query.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        edns.set_dnssec_ok(asked.flags().dnssec_ok);
+        let client_cookie = asked
+            .options()
+            .as_ref()
+            .iter()
+            .find_map(|(_, option)| match option {
+                EdnsOption::Unknown(COOKIE, data) => data.get(..8).map(<[u8]>::to_vec),
+                _ => None,
+            });
+        if let Some(mut cookie) = client_cookie {
+            cookie.extend_from_slice(b"upstream-server-");
+            edns.options_mut()
+                .insert(EdnsOption::Unknown(COOKIE, cookie));
+        }
+        edns.options_mut()
+            .insert(EdnsOption::Unknown(NSID, b"upstream-1".to_vec()));
+        reply.edns = Some(edns);
+    }
+    reply.to_vec().expect("the reply encodes")
+}
+
+impl Drop for CookieUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
         }
     }
 }
