@@ -13,6 +13,21 @@ use crate::health::HealthTable;
 use crate::location::SourceFile;
 use crate::model::{Identity, ZoneData};
 
+/// Whether a unit test that needs root may run: true as root; otherwise prints `skipped: needs
+/// root (WHY)` and returns false, unless `FAILOVER_DNS_REQUIRE_ROOT_TESTS` is set (CI sets it),
+/// where a skipped root test is a failure.
+pub fn needs_root(why: &str) -> bool {
+    if crate::config::settings::current_uid() == Some(0) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("FAILOVER_DNS_REQUIRE_ROOT_TESTS").is_none(),
+        "needs root ({why}), and this run requires every root test to run"
+    );
+    eprintln!("skipped: needs root ({why})");
+    false
+}
+
 /// The identity the sample settings (`failover-dns.toml`) give: unit tests evaluate the sample
 /// policies for it.
 pub fn demo_identity() -> Identity {

@@ -373,14 +373,12 @@ mod tests {
             (file, "not a directory"),
         ];
         let foreign = base.path().join("foreign");
-        if crate::config::settings::current_uid() == Some(0) {
+        if crate::testing::needs_root("a directory of another user") {
             std::fs::DirBuilder::new().create(&foreign).expect("mkdir");
             std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o700))
                 .expect("chmod");
             std::os::unix::fs::chown(&foreign, Some(65534), None).expect("chown");
             refused.push((foreign, "uid 65534"));
-        } else {
-            eprintln!("skipped: needs root (a directory of another user)");
         }
         for (path, reason) in refused {
             let error = ensure_private_dir(&path).expect_err("refused");

@@ -629,8 +629,7 @@ mod tests {
 
     #[test]
     fn a_state_file_of_another_user_is_refused() {
-        if crate::config::settings::current_uid() != Some(0) {
-            eprintln!("skipped: needs root");
+        if !crate::testing::needs_root("a state file of another user") {
             return;
         }
         let dir = tempfile::tempdir().expect("temporary directory");

@@ -15,13 +15,6 @@ use std::thread::JoinHandle;
 use crate::support::Server;
 use crate::support::upstream::Unbound;
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
-}
-
 /// Runs `command` in a new mount namespace where `/etc/resolv.conf` is `resolv_conf`.
 fn with_resolv_conf(resolv_conf: &Path, command: &[&str]) -> Output {
     Command::new("unshare")
@@ -106,8 +99,7 @@ destinations = ["app-host", "app-via-gw"]
 
 #[test]
 fn getent_follows_the_health_order_and_resolves_other_names_through_the_upstream() {
-    if !is_root() {
-        eprintln!("skipped: needs root for unshare --mount and port 53");
+    if !crate::support::needs_root("unshare --mount and port 53") {
         return;
     }
     let unbound = Unbound::start(&["www.example.test. 300 IN A 198.51.100.7"]);
@@ -147,8 +139,7 @@ fn getent_follows_the_health_order_and_resolves_other_names_through_the_upstream
 
 #[test]
 fn upstreams_from_resolv_conf_skip_the_servers_own_address() {
-    if !is_root() {
-        eprintln!("skipped: needs root for unshare --mount and port 53");
+    if !crate::support::needs_root("unshare --mount and port 53") {
         return;
     }
     let unbound = Unbound::start_on(
@@ -276,8 +267,7 @@ fn curl(resolv_conf: &Path, port: u16) -> (String, String) {
 
 #[test]
 fn curl_fails_over_to_the_secondary_and_back_as_reports_arrive() {
-    if !is_root() {
-        eprintln!("skipped: needs root for unshare --mount and port 53");
+    if !crate::support::needs_root("unshare --mount and port 53") {
         return;
     }
     let zone = r#"

@@ -358,10 +358,6 @@ fn the_bash_completion_completes_commands_and_flags() {
     }
 }
 
-fn is_root() -> bool {
-    run("id", &["-u"]).stdout.trim_ascii() == b"0"
-}
-
 fn is_installed() -> bool {
     let output = run("dpkg-query", &["-W", "-f", "${Status}", "failover-dns"]);
     output.status.success() && text(&output.stdout).ends_with(" installed")
@@ -378,8 +374,7 @@ impl Drop for Installed {
 
 #[test]
 fn installing_puts_the_binary_on_the_path_and_the_unit_where_systemd_looks() {
-    if !is_root() {
-        eprintln!("skipped: needs root for dpkg -i");
+    if !crate::support::needs_root("dpkg -i") {
         return;
     }
     let deb = package();

@@ -30,6 +30,21 @@ pub const WAIT_PAUSE: Duration = Duration::from_millis(20);
 
 /// Polls `probe` until it returns `Some` and returns the value; panics with `what` and the
 /// server's log when [`WAIT_DEADLINE`] passes.
+/// Whether a test that needs root may run: true as root; otherwise prints `skipped: needs root
+/// (WHY)` and returns false, unless `FAILOVER_DNS_REQUIRE_ROOT_TESTS` is set (CI sets it), where
+/// a skipped root test is a failure: a green run then means every one of them ran.
+pub fn needs_root(why: &str) -> bool {
+    if crate::support::netns::is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("FAILOVER_DNS_REQUIRE_ROOT_TESTS").is_none(),
+        "needs root ({why}), and this run requires every root test to run"
+    );
+    println!("skipped: needs root ({why})");
+    false
+}
+
 pub fn wait_for<T>(what: &str, server: &Server, probe: impl FnMut() -> Option<T>) -> T {
     wait_for_within(what, server, WAIT_DEADLINE, probe)
 }

@@ -24,8 +24,7 @@ impl Netns {
     /// Creates a namespace with loopback up and a resolv.conf naming 127.0.0.1; `None` (after
     /// printing `skipped: needs root`) when not root.
     pub fn create(test: &str) -> Option<Netns> {
-        if !is_root() {
-            println!("skipped: needs root ({test} builds a network namespace)");
+        if !crate::support::needs_root(&format!("{test} builds a network namespace")) {
             return None;
         }
         static COUNT: AtomicU32 = AtomicU32::new(0);
