@@ -3,9 +3,8 @@
 # copy of the RustSec advisory database. It never fetches anything from the database's upstream.
 #
 # The database is the first of these that exists (a folder with crates/ in it):
-#   1. $RUSTSEC_DB;
-#   2. advisory-db in the shared/ directory of the repository's parent folder;
-#   3. ${CARGO_HOME:-~/.cargo}/advisory-db.
+#   1. $RUSTSEC_DB (a snapshot of the database's git repository, as CI keeps one);
+#   2. ${CARGO_HOME:-~/.cargo}/advisory-db, where cargo-audit keeps its own copy.
 # Without one it says so and exits 0: tests/it/supply_chain.rs still checks both lockfiles on every
 # test run against the advisories it lists, including those newer than a database copy.
 #
@@ -24,7 +23,6 @@ audit_version=0.22.2
 db=""
 for candidate in \
   "${RUSTSEC_DB:-}" \
-  "$root/../shared/advisory-db" \
   "${CARGO_HOME:-$HOME/.cargo}/advisory-db"; do
   if [ -n "$candidate" ] && [ -d "$candidate/crates" ]; then
     db="$(cd "$candidate" && pwd)"

@@ -375,7 +375,7 @@ measure_floor() {
 }
 
 # failover-dns forwarding the zone's names (it owns none) to unbound, answering from its cache:
-# the "forwarded answers served from the cache". The upstream serves the same zone with
+# forwarded answers served from the cache. The upstream serves the same zone with
 # a TTL of an hour (negative answers too), so that no cached answer expires during the run; it
 # runs on CPU 1 beside dnsperf and is asked only while one pass over the query file fills the
 # cache. Then a saturation run as for the servers above (no steady-rate or TCP runs).

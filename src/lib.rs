@@ -11,7 +11,10 @@
 //!   agent ─control socket (NDJSON)─▶ health table ───────────────┘
 //! ```
 //!
-//! `policy`, `answer` and `zones` are pure; `server` and `control` are the only socket I/O.
+//! `policy`, `answer` and `zones` are pure. Socket I/O lives at the edges: `net` (the DNS
+//! sockets), `dns::forward` (upstreams), `control` (the control socket), `feed` (probes,
+//! re-checks and the observer's netlink socket) and `ops` (the metrics listener, the service
+//! manager's socket).
 //! `reload` rebuilds the snapshot whole (on a file change, `SIGHUP` or a control request) and
 //! swaps it in, or keeps the old one when the new configuration is invalid.
 

@@ -203,8 +203,8 @@ pub fn zone_data(names: usize) -> ZoneData {
     load_zone_sources(&sources).expect("generated zone data is valid")
 }
 
-/// A handler as `serve` builds one (no upstreams: names outside the zone are refused), over
-/// `names` generated names, with health ordering active: for every second name the primary's
+/// A handler with no upstreams (names outside the zone are refused, as `serve` does when it has
+/// none), over `names` generated names, with health ordering active: for every second name the primary's
 /// IPv4 address is reported down, for every third the gateway-1 virtual asset is reported up.
 pub fn handler(names: usize) -> Handler {
     let snapshot = Snapshot::new(zone_data(names), failover_dns::Identity::default());

@@ -177,7 +177,7 @@ pub struct PartialGrant {
 }
 
 /// Finds every enabled policy that grants some but not all of `name_destinations` (the distinct
-/// destinations carrying one shared name). The seed: "every policy that grants access to the
+/// destinations carrying one shared name). The vendor's rule: "every policy that grants access to the
 /// primary Asset must also grant access to the Virtual Asset (and vice versa)".
 ///
 /// For one name (the tests' view); [`partial_grants_indexed`] does the same for many names

@@ -21,7 +21,7 @@ use crate::support::{Server, status_json, text};
 /// How long a change may take before a test fails; generous for a loaded 2-core machine, so a
 /// failure message can show how long it really took.
 const POLL_DEADLINE: Duration = Duration::from_secs(5);
-/// What the issue promises for a change picked up by the file watcher.
+/// What a change picked up by the file watcher must show.
 const PROMISED: Duration = Duration::from_secs(1);
 /// Upper bound on polls, whatever the deadline: each poll runs a process.
 const MAX_POLLS: usize = 500;
