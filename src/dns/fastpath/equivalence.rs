@@ -1,6 +1,7 @@
 //! The property the fast path rests on: for random zones, policies, health reports, reloads,
-//! answers in the forwarding cache, the passing of time and queries (some with a question name
-//! that points into the header, the ID included), [`Handler::handle_memoised`] gives exactly
+//! answers in the forwarding cache, the passing of time and queries (with or without EDNS, a DO
+//! bit and a client COOKIE; some with a question name that points into the header, the ID
+//! included), [`Handler::handle_memoised`] gives exactly
 //! the bytes [`Handler::handle`] (the general path) gives for the same query at the same
 //! moment.
 
@@ -8,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, SOA, opt::EdnsOption};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use proptest::prelude::*;
 
@@ -123,6 +124,9 @@ struct QuerySpec {
     query_type: usize,
     recursion_desired: bool,
     edns_payload: Option<u16>,
+    /// With EDNS: the DO bit, and a client COOKIE (which no reply may carry back).
+    dnssec_ok: bool,
+    cookie: Option<u64>,
     transport: Transport,
     /// A loopback client (forwarded for) or another one (refused).
     loopback: bool,
@@ -149,6 +153,11 @@ impl QuerySpec {
         if let Some(payload) = self.edns_payload {
             let mut edns = Edns::new();
             edns.set_max_payload(payload);
+            edns.set_dnssec_ok(self.dnssec_ok);
+            if let Some(cookie) = self.cookie {
+                edns.options_mut()
+                    .insert(EdnsOption::Unknown(10, cookie.to_be_bytes().to_vec()));
+            }
             message.edns = Some(edns);
         }
         let packet = message.to_vec().expect("a query encodes");
@@ -197,6 +206,8 @@ prop_compose! {
         query_type in 0..QUERY_TYPES.len(),
         recursion_desired in any::<bool>(),
         edns_payload in prop_oneof![Just(None), Just(Some(1232u16)), (0u16..4096).prop_map(Some)],
+        dnssec_ok in prop_oneof![3 => Just(false), 1 => Just(true)],
+        cookie in prop_oneof![3 => Just(None), 1 => (0u64..4).prop_map(Some)],
         transport in prop_oneof![Just(Transport::Udp), Just(Transport::Tcp)],
         loopback in any::<bool>(),
         // Mostly a plain name; sometimes a pointer into the header (0 and 1: into the ID).
@@ -209,6 +220,8 @@ prop_compose! {
             query_type,
             recursion_desired,
             edns_payload,
+            dnssec_ok,
+            cookie,
             transport,
             loopback,
             pointer,
@@ -435,7 +448,12 @@ proptest! {
             let packet = query.packet();
             let fast = outcome(handler.handle_memoised_at(&mut memo, &packet, query.client(), Vec::new(), now));
             let general = outcome(handler.handle_at(&packet, query.client(), now));
-            prop_assert_eq!(fast, general, "query {:?}", query);
+            prop_assert_eq!(&fast, &general, "query {:?}", query);
+            // No reply carries an option back, a client's COOKIE above all.
+            if let Ok(Ok(reply)) = general.map(|bytes| Message::from_vec(&bytes)) {
+                let options = reply.edns.map(|edns| edns.options().as_ref().len());
+                prop_assert!(options.unwrap_or(0) == 0, "query {:?}: options in the reply", query);
+            }
             last = Some(query);
         }
     }
@@ -450,6 +468,8 @@ fn plain_a_query(id: u16, name: usize) -> QuerySpec {
         query_type: 0,
         recursion_desired: true,
         edns_payload: None,
+        dnssec_ok: false,
+        cookie: None,
         transport: Transport::Udp,
         loopback: true,
         pointer: None,
