@@ -4,7 +4,7 @@
 //! socket's identity, retransmit timer and the `tcp_info` fields the observer judges by;
 //! `SOCK_DESTROY` of one socket (what `ss -K` does, CAP_NET_ADMIN); and the kernel's
 //! announcement of every TCP socket it destroys, with its final `tcp_info` (the
-//! `SKNLGRP_INET*_TCP_DESTROY` multicast groups that `ss -E` listens to, CAP_NET_ADMIN).
+//! `SKNLGRP_INET*_TCP_DESTROY` multicast groups that `ss -E` listens to, open to any process).
 //!
 //! Written against the kernel's UAPI (`linux/inet_diag.h`, `linux/sock_diag.h`) rather than a
 //! netlink crate: the crates build owned messages (a vector of attributes per socket) and have no
@@ -88,6 +88,29 @@ pub const TCP_SYN_SENT: u8 = 2;
 #[cfg(test)]
 pub const TCP_CLOSE: u8 = 7;
 
+/// The `tcp_info` fields the observer judges by, beyond the retransmissions and the RTT; all
+/// zero when the kernel sent none (or an older, shorter structure lacks them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// The retransmission timeout now in force (`tcpi_rto`).
+    pub rto: Duration,
+    /// Segments sent and not acknowledged (`tcpi_unacked`).
+    pub unacked: u32,
+    /// Unanswered zero-window or keepalive probes in a row (`tcpi_probes`).
+    pub probes: u8,
+    /// Data queued and not sent yet (`tcpi_notsent_bytes`).
+    pub notsent: u32,
+    /// Retransmissions over the socket's life (`tcpi_total_retrans`).
+    pub total_retrans: u32,
+    /// Data the peer acknowledged (`tcpi_bytes_acked`).
+    pub bytes_acked: u64,
+    /// Data received from the peer (`tcpi_bytes_received`).
+    pub bytes_received: u64,
+    /// Segments received, the SYN-ACK included (`tcpi_segs_in`): 0 for a connect nobody
+    /// answered.
+    pub segs_in: u32,
+}
+
 /// One socket of a dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiagSocket {
@@ -109,23 +132,8 @@ pub struct DiagSocket {
     pub timer: u8,
     /// Time left on the pending timer.
     pub expires: Duration,
-    /// The retransmission timeout now in force (`tcpi_rto`).
-    pub rto: Duration,
-    /// Segments sent and not acknowledged (`tcpi_unacked`).
-    pub unacked: u32,
-    /// Unanswered zero-window or keepalive probes in a row (`tcpi_probes`).
-    pub probes: u8,
-    /// Data queued and not sent yet (`tcpi_notsent_bytes`).
-    pub notsent: u32,
-    /// Retransmissions over the socket's life (`tcpi_total_retrans`).
-    pub total_retrans: u32,
-    /// Data the peer acknowledged (`tcpi_bytes_acked`).
-    pub bytes_acked: u64,
-    /// Data received from the peer (`tcpi_bytes_received`).
-    pub bytes_received: u64,
-    /// Segments received, the SYN-ACK included (`tcpi_segs_in`): 0 for a connect nobody
-    /// answered.
-    pub segs_in: u32,
+    /// What else `tcp_info` says.
+    pub info: TcpInfo,
     /// The raw socket identity (`struct inet_diag_sockid`), for `SOCK_DESTROY`.
     id: [u8; 48],
     family: u8,
@@ -151,14 +159,10 @@ impl DiagSocket {
             rtt,
             timer: 0,
             expires: Duration::ZERO,
-            rto: Duration::from_secs(1),
-            unacked: 0,
-            probes: 0,
-            notsent: 0,
-            total_retrans: 0,
-            bytes_acked: 0,
-            bytes_received: 0,
-            segs_in: 0,
+            info: TcpInfo {
+                rto: Duration::from_secs(1),
+                ..TcpInfo::default()
+            },
             id: [0; 48],
             family: AF_INET,
         }
@@ -343,7 +347,8 @@ impl SockDiag {
 
 /// The kernel's announcements of destroyed TCP sockets (both families), each with its final
 /// `tcp_info`: how a connection that opened and closed between two dumps, or a connect given
-/// up before any dump saw it, is still seen. Needs CAP_NET_ADMIN to join the groups.
+/// up before any dump saw it, is still seen. Any process may join the groups (sock_diag lets
+/// unprivileged sockets receive them).
 #[derive(Debug)]
 pub struct DestroyedSockets {
     socket: OwnedFd,
@@ -351,8 +356,8 @@ pub struct DestroyedSockets {
 }
 
 impl DestroyedSockets {
-    /// Joins the destroy groups; `EPERM` without CAP_NET_ADMIN. The socket does not block: read
-    /// it when [`DestroyedSockets::fd`] polls readable.
+    /// Joins the destroy groups. The socket does not block: read it when
+    /// [`DestroyedSockets::fd`] polls readable.
     pub fn open() -> std::io::Result<DestroyedSockets> {
         let socket = rustix::net::socket_with(
             AddressFamily::NETLINK,
@@ -532,14 +537,7 @@ fn parse_socket(payload: &[u8]) -> Option<DiagSocket> {
         rtt: None,
         timer: header[2],
         expires: Duration::from_millis(u64::from(u32_at(header, 52)?)),
-        rto: Duration::ZERO,
-        unacked: 0,
-        probes: 0,
-        notsent: 0,
-        total_retrans: 0,
-        bytes_acked: 0,
-        bytes_received: 0,
-        segs_in: 0,
+        info: TcpInfo::default(),
         id,
         family,
     };
@@ -570,14 +568,14 @@ fn read_tcp_info(info: &[u8], socket: &mut DiagSocket) {
     if let Some(count) = info.get(TCP_INFO_RETRANSMITS_OFFSET) {
         socket.retransmits = *count;
     }
-    socket.probes = info.get(TCP_INFO_PROBES_OFFSET).copied().unwrap_or(0);
-    socket.rto = Duration::from_micros(u64::from(u32_or_zero(TCP_INFO_RTO_OFFSET)));
-    socket.unacked = u32_or_zero(TCP_INFO_UNACKED_OFFSET);
-    socket.total_retrans = u32_or_zero(TCP_INFO_TOTAL_RETRANS_OFFSET);
-    socket.bytes_acked = u64_or_zero(TCP_INFO_BYTES_ACKED_OFFSET);
-    socket.bytes_received = u64_or_zero(TCP_INFO_BYTES_RECEIVED_OFFSET);
-    socket.segs_in = u32_or_zero(TCP_INFO_SEGS_IN_OFFSET);
-    socket.notsent = u32_or_zero(TCP_INFO_NOTSENT_OFFSET);
+    socket.info.probes = info.get(TCP_INFO_PROBES_OFFSET).copied().unwrap_or(0);
+    socket.info.rto = Duration::from_micros(u64::from(u32_or_zero(TCP_INFO_RTO_OFFSET)));
+    socket.info.unacked = u32_or_zero(TCP_INFO_UNACKED_OFFSET);
+    socket.info.total_retrans = u32_or_zero(TCP_INFO_TOTAL_RETRANS_OFFSET);
+    socket.info.bytes_acked = u64_or_zero(TCP_INFO_BYTES_ACKED_OFFSET);
+    socket.info.bytes_received = u64_or_zero(TCP_INFO_BYTES_RECEIVED_OFFSET);
+    socket.info.segs_in = u32_or_zero(TCP_INFO_SEGS_IN_OFFSET);
+    socket.info.notsent = u32_or_zero(TCP_INFO_NOTSENT_OFFSET);
 }
 
 /// Whether this process may destroy sockets (CAP_NET_ADMIN in its effective set).

@@ -8,8 +8,12 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// How long a success or an RTT is remembered.
+/// How long a success or an RTT is remembered: a port with a success this recent is one
+/// applications use, and its failures count.
 const MEMORY: Duration = Duration::from_secs(600);
+/// How recent another port's success must be, and newer than its last failure, for that port
+/// to carry traffic now.
+const WORKS_NOW: Duration = Duration::from_secs(60);
 /// The most (address, port) pairs remembered; the oldest go first beyond it.
 const MAX_PORTS: usize = 4096;
 /// The RTT samples kept per address, newest first.
@@ -18,6 +22,7 @@ const RTT_SAMPLES: usize = 8;
 #[derive(Debug, Clone, Copy, Default)]
 struct PortRecord {
     last_success: Option<Instant>,
+    last_failure: Option<Instant>,
     last_change: Option<Instant>,
 }
 
@@ -43,21 +48,27 @@ impl Evidence {
     }
 
     /// Remembers a failure on `target` at `now` and says whether it counts against the
-    /// endpoint: it does when this port carried traffic recently, or when no other port of the
-    /// address did.
+    /// endpoint: it does when this port carried traffic in the last ten minutes, or when no
+    /// other port of the address carries traffic now (a success in the last minute, after its
+    /// last failure).
     pub fn failure(&mut self, target: SocketAddr, now: Instant) -> bool {
         self.make_room(now);
-        let recent = |record: &PortRecord| {
-            record
-                .last_success
-                .is_some_and(|at| now.saturating_duration_since(at) < MEMORY)
+        let within = |at: Option<Instant>, span: Duration| {
+            at.is_some_and(|at| now.saturating_duration_since(at) < span)
         };
-        let port_used = self.ports.get(&target).is_some_and(recent);
-        let other_port_works = self
+        let port_used = self
             .ports
-            .iter()
-            .any(|(other, record)| other.ip() == target.ip() && *other != target && recent(record));
-        self.ports.entry(target).or_default().last_change = Some(now);
+            .get(&target)
+            .is_some_and(|record| within(record.last_success, MEMORY));
+        let works_now = |record: &PortRecord| {
+            within(record.last_success, WORKS_NOW) && record.last_success > record.last_failure
+        };
+        let other_port_works = self.ports.iter().any(|(other, record)| {
+            other.ip() == target.ip() && *other != target && works_now(record)
+        });
+        let record = self.ports.entry(target).or_default();
+        record.last_failure = Some(now);
+        record.last_change = Some(now);
         port_used || !other_port_works
     }
 
@@ -108,38 +119,43 @@ mod tests {
         let now = Instant::now();
         let later = |s: u64| now + Duration::from_secs(s);
         let mut evidence = Evidence::default();
+        let (side, service, other_side) = (
+            at("192.0.2.1", 22),
+            at("192.0.2.1", 443),
+            at("192.0.2.1", 8443),
+        );
         assert!(
-            evidence.failure(at("192.0.2.1", 22), now),
+            evidence.failure(side, now),
             "nothing known: a failure counts"
         );
-        evidence.success(at("192.0.2.1", 443), None, later(1));
+        evidence.success(service, None, later(1));
         for (target, when, counts, why) in [
-            (
-                at("192.0.2.1", 22),
-                2,
-                false,
-                "a port never used while 443 works",
-            ),
-            (at("192.0.2.1", 8443), 3, false, "another unused port"),
-            (at("192.0.2.1", 443), 4, true, "the port in use fails"),
+            (side, 2, false, "a port never used while 443 works"),
+            (other_side, 3, false, "another unused port"),
             (
                 at("192.0.2.2", 22),
-                5,
+                4,
                 true,
                 "another address has no working port",
             ),
-            (
-                at("192.0.2.1", 22),
-                700,
-                true,
-                "443's success is forgotten after ten minutes",
-            ),
+            (side, 62, true, "443 carried nothing for a minute"),
         ] {
             assert_eq!(evidence.failure(target, later(when)), counts, "{why}");
         }
-        evidence.success(at("192.0.2.1", 22), None, later(701));
+        evidence.success(service, None, later(63));
+        assert!(!evidence.failure(side, later(64)), "443 works again");
         assert!(
-            evidence.failure(at("192.0.2.1", 22), later(702)),
+            evidence.failure(service, later(65)),
+            "the port in use fails"
+        );
+        assert!(
+            evidence.failure(side, later(66)),
+            "443 failed after its last success: it does not carry traffic now"
+        );
+        evidence.success(side, None, later(67));
+        evidence.success(service, None, later(68));
+        assert!(
+            evidence.failure(side, later(69)),
             "22 carried traffic: its failure counts"
         );
     }

@@ -61,9 +61,11 @@ const WAKE: Duration = Duration::from_millis(50);
 /// but late enough for the connect to have started.
 const AFTER_ANSWER: Duration = Duration::from_millis(20);
 /// The least time between two looks that answered names ask for: a steady stream of answers
-/// makes the observer look at most ten times a second.
-const ANSWER_LOOK_GAP: Duration = Duration::from_millis(100);
-/// After a failure report with fail fast on: the look that aborts what waits on it.
+/// makes the observer look at most about seven times a second, and a connect that follows an
+/// answer is still seen waiting before a client that staggers its attempts (after 200 ms, as
+/// libcurl does) gives it up.
+const ANSWER_LOOK_GAP: Duration = Duration::from_millis(150);
+/// After an endpoint went down, with fail fast on: the look that aborts what waits on it.
 const ABORT_FOLLOW_UP: Duration = Duration::from_millis(20);
 /// The soonest a look can follow another, whatever asks.
 const MIN_GAP: Duration = Duration::from_millis(10);
@@ -91,7 +93,7 @@ pub struct Observer {
 }
 
 impl Observer {
-    /// Stops the observer and waits until its thread (and every re-check) is gone, so nothing
+    /// Stops the observer and waits until its thread and every re-check are gone, so nothing
     /// it reports lands after this returns.
     pub fn stop(self) {
         drop(self.stop);
@@ -131,7 +133,7 @@ pub fn start(settings: &ObserveSettings, feed: Feed, metrics: Metrics) -> Option
         Err(error) => {
             info!(
                 %error,
-                "connection observer: the kernel's announcements of closed connections need CAP_NET_ADMIN; connections that open and close between two looks, and connects given up early, go unseen"
+                "connection observer: cannot hear of closed connections; connections that open and close between two looks, and connects given up early, go unseen"
             );
             None
         }
@@ -162,7 +164,7 @@ pub fn start(settings: &ObserveSettings, feed: Feed, metrics: Metrics) -> Option
         down_before: HashSet::new(),
         aborts: HashMap::new(),
         failing: false,
-        reported_failure: false,
+        went_down: false,
     };
     let thread = std::thread::Builder::new()
         .name("observer".to_string())
@@ -252,8 +254,8 @@ struct Poller {
     aborts: HashMap<IpAddr, (Instant, u32)>,
     /// Whether the last dump failed (logged once, until one works again).
     failing: bool,
-    /// Whether the last look reported a failure.
-    reported_failure: bool,
+    /// Whether an endpoint went down since the last look.
+    went_down: bool,
 }
 
 impl Poller {
@@ -269,7 +271,7 @@ impl Poller {
             if now >= next_look {
                 self.look(now);
                 last_look = now;
-                let wait = if self.fail_fast && self.reported_failure {
+                let wait = if self.fail_fast && std::mem::take(&mut self.went_down) {
                     ABORT_FOLLOW_UP
                 } else {
                     next_wait(
@@ -287,6 +289,7 @@ impl Poller {
                 break;
             }
         }
+        self.rechecks.stop();
         debug!("connection observer stopped");
     }
 
@@ -377,7 +380,6 @@ impl Poller {
 
     /// One look at the kernel's sockets at `now`.
     fn look(&mut self, now: Instant) {
-        self.reported_failure = false;
         self.refresh_filters();
         if self.addresses.is_empty() {
             return;
@@ -473,8 +475,14 @@ impl Poller {
                 observation.rtt,
                 ReportSource::Observer,
             );
-            if reported.is_ok() && observation.outcome() == Outcome::Failure {
-                self.reported_failure = true;
+            let Ok(results) = reported else {
+                continue;
+            };
+            if observation.outcome() == Outcome::Failure {
+                // A look soon after, to abort what waits on an endpoint that just went down.
+                self.went_down |= results
+                    .iter()
+                    .any(|r| r.previous != State::Down && r.state == State::Down);
                 debug!(address = %observation.address, port = observation.port, seen = observation.seen.label(), "connection observer: failure");
                 self.rechecks
                     .start(SocketAddr::new(observation.address, observation.port));
@@ -538,7 +546,7 @@ impl Poller {
                             address = %socket.remote,
                             port = socket.remote_port,
                             local_port = socket.local_port,
-                            unacked = socket.unacked,
+                            unacked = socket.info.unacked,
                             retransmits = socket.retransmits,
                             "fail fast: aborted a session stalled on a down endpoint"
                         ),

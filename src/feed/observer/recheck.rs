@@ -70,6 +70,20 @@ impl Rechecks {
     }
 }
 
+impl Rechecks {
+    /// Aborts every re-check and waits until each has ended. Called from the observer's own
+    /// thread, never from the runtime's.
+    pub fn stop(&self) {
+        let Ok(mut tasks) = self.tasks.lock() else {
+            return;
+        };
+        tasks.abort_all();
+        let tasks = &mut *tasks;
+        self.runtime
+            .block_on(async { while tasks.join_next().await.is_some() {} });
+    }
+}
+
 /// Re-checks `target` with back-off until it answers or the endpoint is no longer down.
 async fn recheck(target: SocketAddr, feed: Feed, active: Arc<Mutex<HashSet<SocketAddr>>>) {
     let mut wait = FIRST_RECHECK;

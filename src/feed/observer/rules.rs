@@ -41,8 +41,8 @@ pub fn syn_age(socket: &DiagSocket) -> Option<Duration> {
     if socket.retransmits > 0 {
         return Some(FIRST_SYN_TIMEOUT);
     }
-    (socket.timer == TIMER_RETRANSMIT && !socket.rto.is_zero())
-        .then(|| socket.rto.saturating_sub(socket.expires))
+    (socket.timer == TIMER_RETRANSMIT && !socket.info.rto.is_zero())
+        .then(|| socket.info.rto.saturating_sub(socket.expires))
 }
 
 /// What an established connection's `tcp_info` says about its path.
@@ -64,13 +64,14 @@ pub enum Session {
 /// age `tcpi_last_ack_recv`. Keepalives are sent only with nothing in flight or queued, which
 /// tells their probes from zero-window ones.
 pub fn session(socket: &DiagSocket, stall_retransmits: u8) -> Session {
-    let in_flight = socket.unacked > 0;
-    let keepalive_only = !in_flight && socket.notsent == 0;
+    let in_flight = socket.info.unacked > 0;
+    let keepalive_only = !in_flight && socket.info.notsent == 0;
     if (in_flight && socket.retransmits >= stall_retransmits)
-        || (keepalive_only && socket.probes >= 2)
+        || (keepalive_only && socket.info.probes >= 2)
     {
         Session::Stalled
-    } else if (in_flight && socket.retransmits >= 1) || (keepalive_only && socket.probes >= 1) {
+    } else if (in_flight && socket.retransmits >= 1) || (keepalive_only && socket.info.probes >= 1)
+    {
         Session::Suspect
     } else {
         Session::Healthy
@@ -127,6 +128,19 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// What `socket` was `seen` doing; the RTT goes with successes only.
+    fn of(socket: &DiagSocket, seen: Seen) -> Observation {
+        Observation {
+            address: socket.remote,
+            port: socket.remote_port,
+            seen,
+            rtt: match seen.outcome() {
+                Outcome::Success => socket.rtt,
+                Outcome::Failure => None,
+            },
+        }
+    }
+
     /// Success or failure.
     pub fn outcome(&self) -> Outcome {
         self.seen.outcome()
@@ -230,7 +244,9 @@ impl ConnectionTracker {
                     }
                     match session(socket, self.thresholds.stall_retransmits) {
                         Session::Stalled => {
-                            tracked.failing = true;
+                            // Fail fast aborts a stall with data in flight only: an unanswered
+                            // keepalive is a failure, but nothing waits on it.
+                            tracked.failing = socket.info.unacked > 0;
                             self.outstanding = true;
                             if !tracked.failure_counted {
                                 tracked.failure_counted = true;
@@ -274,15 +290,7 @@ impl ConnectionTracker {
                 _ => None,
             };
             if let Some(seen) = seen {
-                self.observations.push(Observation {
-                    address: socket.remote,
-                    port: socket.remote_port,
-                    seen,
-                    rtt: match seen.outcome() {
-                        Outcome::Success => socket.rtt,
-                        Outcome::Failure => None,
-                    },
-                });
+                self.observations.push(Observation::of(socket, seen));
             }
         }
         let dumps = self.dumps;
@@ -295,8 +303,10 @@ impl ConnectionTracker {
     /// What the destroyed `socket`'s final `tcp_info` says, announced at `now`: a connect
     /// nobody answered that an application gave up after waiting past its abandon deadline (or
     /// whose SYN was retransmitted), a session that ended stalled, or a connection that carried
-    /// data and ended with everything acknowledged. Each at most once per socket, counting what
-    /// its dumps already counted.
+    /// data and ended cleanly. Each at most once per socket, counting what its dumps already
+    /// counted. The kernel announces a socket after purging its queues (`tcpi_unacked` reads 0),
+    /// so a stall shows in the retransmissions that survive the purge, and a socket that ended
+    /// retransmitting or probing (an orphan giving up on a dead path) is no success.
     pub fn destroyed(
         &mut self,
         socket: &DiagSocket,
@@ -306,7 +316,7 @@ impl ConnectionTracker {
         let tracked = self.sockets.remove(&socket.cookie);
         let failure_counted = tracked.is_some_and(|t| t.failure_counted);
         let success_counted = tracked.is_some_and(|t| t.success_counted);
-        let seen = if socket.segs_in == 0 {
+        let seen = if socket.info.segs_in == 0 {
             // Never answered: no SYN-ACK, nothing at all.
             let waited = tracked
                 .and_then(|t| t.connect_started)
@@ -315,24 +325,23 @@ impl ConnectionTracker {
                 (Some(waited), Some(rtt)) => waited >= abandon_deadline(rtt),
                 _ => false,
             };
-            let retransmitted = socket.total_retrans >= u32::from(self.thresholds.syn_retransmits);
+            let retransmitted =
+                socket.info.total_retrans >= u32::from(self.thresholds.syn_retransmits);
             (!failure_counted && (gave_up_late || retransmitted)).then_some(Seen::Abandoned)
-        } else if session(socket, self.thresholds.stall_retransmits) == Session::Stalled {
+        } else if socket.retransmits >= self.thresholds.stall_retransmits
+            || (socket.info.notsent == 0 && socket.info.probes >= 2)
+        {
             (!failure_counted).then_some(Seen::Stalled)
-        } else if socket.unacked == 0 && (socket.bytes_acked > 0 || socket.bytes_received > 0) {
+        } else if socket.retransmits == 0
+            && socket.info.probes == 0
+            && socket.info.notsent == 0
+            && (socket.info.bytes_acked > 0 || socket.info.bytes_received > 0)
+        {
             (!success_counted).then_some(Seen::Closed)
         } else {
             None
         }?;
-        Some(Observation {
-            address: socket.remote,
-            port: socket.remote_port,
-            seen,
-            rtt: match seen.outcome() {
-                Outcome::Success => socket.rtt,
-                Outcome::Failure => None,
-            },
-        })
+        Some(Observation::of(socket, seen))
     }
 
     /// Whether the socket `cookie` met a failure rule in the last dump (fail fast acts on

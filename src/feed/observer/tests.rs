@@ -35,7 +35,7 @@ fn socket(cookie: u64, last: u8, state: u8, retransmits: u8) -> DiagSocket {
 fn waiting(cookie: u64, last: u8, waited: Duration) -> DiagSocket {
     let mut socket = socket(cookie, last, TCP_SYN_SENT, 0);
     socket.timer = TIMER_RETRANSMIT;
-    socket.rto = Duration::from_secs(1);
+    socket.info.rto = Duration::from_secs(1);
     socket.expires = Duration::from_secs(1) - waited;
     socket.rtt = None;
     socket
@@ -162,10 +162,10 @@ fn only_unacknowledged_data_or_unanswered_keepalives_stall_a_session_table() {
     let with = |unacked: u32, retransmits: u8, probes: u8, notsent: u32| {
         let mut socket = base;
         (
-            socket.unacked,
+            socket.info.unacked,
             socket.retransmits,
-            socket.probes,
-            socket.notsent,
+            socket.info.probes,
+            socket.info.notsent,
         ) = (unacked, retransmits, probes, notsent);
         socket
     };
@@ -228,10 +228,13 @@ fn only_unacknowledged_data_or_unanswered_keepalives_stall_a_session_table() {
 #[test]
 fn destroyed_sockets_say_what_the_looks_missed_table() {
     let now = Instant::now();
-    let ended = |segs_in: u32, unacked: u32, retransmits: u8, total_retrans: u32, data: u64| {
+    // As the kernel announces them: queues purged, so nothing unacknowledged.
+    let ended = |segs_in: u32, retransmits: u8, probes: u8, notsent: u32, data: u64| {
         let mut socket = socket(5, 3, TCP_CLOSE, retransmits);
-        (socket.segs_in, socket.unacked, socket.total_retrans) = (segs_in, unacked, total_retrans);
-        socket.bytes_received = data;
+        socket.info.segs_in = segs_in;
+        socket.info.total_retrans = u32::from(retransmits);
+        (socket.info.probes, socket.info.notsent) = (probes, notsent);
+        socket.info.bytes_received = data;
         socket
     };
     let history = Some(ms(1));
@@ -247,22 +250,34 @@ fn destroyed_sockets_say_what_the_looks_missed_table() {
             ended(4, 2, 0, 0, 120),
             history,
             None,
-            "ended with data unacknowledged, no stall",
+            "ended retransmitting, short of a stall: no success",
         ),
         (
-            ended(4, 2, 5, 5, 120),
+            ended(4, 4, 0, 0, 120),
             history,
             Some("session stalled"),
-            "ended stalled",
+            "ended stalled (an orphan giving up)",
         ),
         (
-            ended(0, 1, 0, 0, 0),
+            ended(4, 0, 2, 0, 120),
+            history,
+            Some("session stalled"),
+            "keepalives unanswered",
+        ),
+        (
+            ended(4, 0, 0, 70, 120),
+            history,
+            None,
+            "ended with data unsent",
+        ),
+        (
+            ended(0, 0, 0, 0, 0),
             history,
             None,
             "given up at an unknown age",
         ),
         (
-            ended(0, 1, 1, 1, 0),
+            ended(0, 1, 0, 0, 0),
             None,
             Some("connect given up unanswered"),
             "after a retransmitted SYN",
@@ -283,7 +298,7 @@ fn destroyed_sockets_say_what_the_looks_missed_table() {
         dumped(&mut tracker, &[waiting(5, 3, ms(40))], now, history);
         let seen = tracker
             .destroyed(
-                &ended(0, 1, 0, 0, 0),
+                &ended(0, 0, 0, 0, 0),
                 now + given_up_after - ms(40),
                 history,
             )
@@ -298,6 +313,38 @@ fn destroyed_sockets_say_what_the_looks_missed_table() {
         tracker.destroyed(&ended(4, 0, 0, 0, 120), now, history),
         None
     );
+    // A stall a look counted, then the end of that socket: neither a second failure nor a
+    // success that would bring the dead path back.
+    let mut stalled = socket(5, 3, TCP_ESTABLISHED, 3);
+    stalled.info.unacked = 2;
+    assert_eq!(
+        dumped(&mut tracker, &[stalled], now, None),
+        ["session stalled 192.0.2.3 None"]
+    );
+    assert_eq!(
+        tracker.destroyed(&ended(4, 5, 0, 0, 120), now, history),
+        None
+    );
+}
+
+#[test]
+fn fail_fast_may_act_only_on_a_stall_with_data_in_flight() {
+    let now = Instant::now();
+    let mut tracker = ConnectionTracker::new(THRESHOLDS);
+    dumped(&mut tracker, &[], now, None);
+    let mut data_stall = socket(1, 1, TCP_ESTABLISHED, 3);
+    data_stall.info.unacked = 4;
+    let mut keepalive_stall = socket(2, 2, TCP_ESTABLISHED, 0);
+    keepalive_stall.info.probes = 2;
+    assert_eq!(
+        dumped(&mut tracker, &[data_stall, keepalive_stall], now, None),
+        [
+            "session stalled 192.0.2.1 None",
+            "session stalled 192.0.2.2 None"
+        ]
+    );
+    assert!(tracker.is_failing(1), "data in flight, unacknowledged");
+    assert!(!tracker.is_failing(2), "nothing in flight: never aborted");
 }
 
 #[test]
