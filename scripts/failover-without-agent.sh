@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures failover with no agent, as a new user would meet it, and prints the table the README
+# Measures failover with no agent, as a new user would meet it, and prints the tables docs/observer.md
 # shows. Needs root: it builds a private network namespace (nothing leaves it), with
 #   - app.internal on a primary asset (127.0.0.2) and a virtual asset (127.0.0.3), an HTTP
 #     server on port 8080 of each;

@@ -5,7 +5,7 @@
 # `--sanitizer none` is what makes this work on stable Rust, without nightly or RUSTC_BOOTSTRAP:
 # the coverage instrumentation libFuzzer needs is made of stable codegen options; only the
 # sanitizers (`-Zsanitizer=address`, cargo-fuzz's default) are nightly-only flags. The crate
-# forbids `unsafe`, so AddressSanitizer has little to find here; README says how to run it.
+# forbids `unsafe`, so AddressSanitizer has little to find here; docs/development.md says how to run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget="${1:-60}"

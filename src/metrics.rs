@@ -686,7 +686,7 @@ mod tests {
         assert_valid_exposition(&text);
     }
 
-    /// Every family the README documents, with its type: each has its `# HELP` and `# TYPE`
+    /// Every family docs/control-protocol.md documents, with its type: each has its `# HELP` and `# TYPE`
     /// lines even before anything was counted, and nothing else.
     const FAMILIES: [(&str, &str); 10] = [
         ("failover_dns_build_info", "gauge"),

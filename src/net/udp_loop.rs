@@ -8,7 +8,7 @@
 //! that only a thread sleeping in `recvmmsg` waits on has no callback: a sent reply wakes
 //! nobody, and while the thread is busy an arriving query wakes nobody either. At saturation on
 //! loopback that is 7–8% less CPU per query, and 7% more queries per second, than the same
-//! batched loop as a runtime task (`scripts/bench-peers.sh`; README "Performance").
+//! batched loop as a runtime task (`scripts/bench-peers.sh`; docs/development.md, "Performance").
 //!
 //! Stopping: [`UdpLoops::stop`] (or dropping the [`UdpLoops`]) marks the loops as stopping and
 //! shuts each socket down for reading (`shutdown(SHUT_RD)`), which wakes a thread asleep in
