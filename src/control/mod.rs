@@ -2,23 +2,9 @@
 //! newline-delimited JSON, through which an agent out of process feeds reports and asks for
 //! status. Also the client side used by `failover-dns report` and `status`.
 //!
-//! Protocol: one JSON object per line each way.
-//! - `{"op":"report","address":"10.0.0.1","outcome":"failure","rtt_ms":12.5}` (or
-//!   `"destination":"app-host"` for every address of a destination; optional `"source"`:
-//!   `agent`, the default, or `probe`) →
-//!   `{"reply":"reported","results":[{"address":"10.0.0.1","previous":"unknown","state":"down","consecutive_failures":1,"names":["app.internal."]}]}`
-//! - `{"op":"status"}` → `{"reply":"status","names":[...],"config":{...}}`
-//! - `{"op":"explain","name":"app.internal"}` → `{"reply":"explanation",...}`: why each endpoint
-//!   is permitted or hidden, its state since when, its place in the order
-//! - `{"op":"watch"}` → `{"reply":"watching"}`, then one event per line (`{"event":...}`) until
-//!   the client closes the connection
-//! - `{"op":"drain","destination":"gw-berlin"}` / `{"op":"undrain",...}` →
-//!   `{"reply":"drain","destination":"gw-berlin","draining":true,"changed":true}`: a destination
-//!   answered last (maintenance), or back in its place
-//! - `{"op":"reload"} → `{"reply":"reloaded","generation":2,"zones":1,"names":5,"restart_needed":[],"warnings":[]}`
-//!   once the new configuration serves, or an error reply naming FILE:LINE:COLUMN of each problem
-//!   while the last good configuration keeps serving.
-//! - anything else → `{"reply":"error","error":"..."}`; the connection stays open.
+//! Protocol: one JSON object per line each way, a request (`{"op":…}`) and its reply
+//! (`{"reply":…}`); `watch` then streams events until the client closes. Every request and
+//! reply is described once, in `docs/control-protocol.md`; the types are in `protocol.rs`.
 
 mod client;
 mod protocol;
