@@ -4,6 +4,10 @@
 //! the first configuration is loaded, `RELOADING=1` and `READY=1` around every reload, `STOPPING=1`
 //! at shutdown, and `STATUS=` with what it serves. Without `NOTIFY_SOCKET` every call does
 //! nothing.
+//!
+//! By hand rather than the `sd-notify` crate: the protocol is one `send` of a few lines, and the
+//! reload messages need `MONOTONIC_USEC` from the same clock systemd reads, which this file
+//! takes with one `rustix` call.
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};

@@ -650,6 +650,9 @@ fn watch_files(
 /// Calls `on_burst` once per burst of changes: after [`DEBOUNCE_QUIET`] without a change, or
 /// after [`DEBOUNCE_MAX_WAIT`] when changes keep coming. A change while `on_burst` runs starts
 /// another burst, so the last change is never missed. Returns when the sender is gone.
+///
+/// By hand rather than `notify-debouncer-*`: those debounce per path on a thread of their own
+/// and have no maximum wait, so a file rewritten without pause would never be reloaded.
 async fn debounced<F, Fut>(mut changes: mpsc::Receiver<()>, mut on_burst: F)
 where
     F: FnMut() -> Fut,

@@ -6,6 +6,10 @@
 //! opened again) on any framing error: a frame that is not exactly one DNS message means the
 //! stream is out of step, and every reply read from it after would be misread.
 //!
+//! The client is ours (on `tokio-rustls`) rather than hickory's DNS-over-TLS client: hickory's
+//! brings its own resolver stack and connection handling, and would not share this forwarder's
+//! racing, hold-down and forwards limit.
+//!
 //! **Invariant:** a TLS upstream is only ever spoken to over TLS. A certificate or handshake
 //! failure is that upstream's failure (logged with the reason), never a fall-back to plain DNS.
 
