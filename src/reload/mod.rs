@@ -651,8 +651,9 @@ fn watch_files(
 /// after [`DEBOUNCE_MAX_WAIT`] when changes keep coming. A change while `on_burst` runs starts
 /// another burst, so the last change is never missed. Returns when the sender is gone.
 ///
-/// By hand rather than `notify-debouncer-*`: those debounce per path on a thread of their own
-/// and have no maximum wait, so a file rewritten without pause would never be reloaded.
+/// By hand rather than `notify-debouncer-*`: a few lines on the channel the watcher already
+/// feeds, where those crates run a thread of their own and report per path, while a reload
+/// wants one call per burst across every file, with a bound on how long a burst may defer it.
 async fn debounced<F, Fut>(mut changes: mpsc::Receiver<()>, mut on_burst: F)
 where
     F: FnMut() -> Fut,
