@@ -10,6 +10,12 @@
 //! upstream is still seen failing and held down.
 
 pub mod cache;
+mod settings;
+mod upstream;
+
+pub use settings::ForwardSettings;
+pub use upstream::{ForwardingStatus, Role, UpstreamStatus};
+use upstream::{Outstanding, Upstream, UpstreamHealth};
 #[cfg(test)]
 mod per_client;
 pub mod race;
@@ -19,21 +25,15 @@ pub mod transport;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Name;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::config::limits::Limits;
-use crate::config::settings::{
-    DEFAULT_CACHE_MAX_MB, DEFAULT_CACHE_SIZE, DEFAULT_STALE_ANSWER_DELAY, DEFAULT_STALE_MAX_AGE,
-    DEFAULT_UPSTREAM_STAGGER, DEFAULT_UPSTREAM_TIMEOUT, Settings, UpstreamSpec, is_own_address,
-    parse_resolv_conf,
-};
+use crate::config::settings::UpstreamSpec;
 use crate::dns::answer::Transport;
 use crate::dns::forward::cache::{AnswerCache, CacheKey, CachedAnswer};
 use crate::dns::forward::race::{Due, Schedule};
@@ -41,189 +41,6 @@ use crate::dns::forward::tls::DotUpstream;
 pub use crate::dns::forward::transport::Forwarded;
 use crate::dns::forward::transport::{AttemptError, exchange};
 use crate::metrics::{Metrics, UpstreamOutcome};
-
-/// How forwarding behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardSettings {
-    /// Upstream resolvers, in order of preference.
-    pub upstreams: Vec<UpstreamSpec>,
-    /// Upstreams asked only once every primary has failed for a query.
-    pub backup_upstreams: Vec<UpstreamSpec>,
-    /// Extra CA certificates (PEM) for DNS-over-TLS upstreams.
-    pub upstream_ca_file: Option<std::path::PathBuf>,
-    /// How long one upstream may take to answer.
-    pub timeout: Duration,
-    /// How long after one attempt started the next one starts (at once when it fails).
-    pub stagger: Duration,
-    /// How long a forwarded query may take in all, across every upstream tried.
-    pub total_timeout: Duration,
-    /// Consecutive failures after which an upstream is held down.
-    pub failures_before_hold_down: u32,
-    /// How long a held-down upstream is skipped (unless every upstream is held down).
-    pub hold_down: Duration,
-    /// Upstream queries outstanding at once, whoever waits for them (a client's race, an
-    /// attempt that lost one and finishes in the background, a stale answer's refresh): each
-    /// holds a socket. Past it, an attempt is not started (the next upstream is tried, or the
-    /// query fails).
-    pub max_outstanding: usize,
-    /// Most answers kept in the cache; 0 disables it.
-    pub cache_size: usize,
-    /// The most memory the cached answers may take, bytes (as [`cache::entry_cost`] estimates).
-    pub cache_max_bytes: usize,
-    /// How long past expiry an answer may be served stale; zero: never.
-    pub stale_max_age: Duration,
-    /// How long a client waits for a refresh before it gets the stale answer.
-    pub stale_answer_delay: Duration,
-}
-
-impl Default for ForwardSettings {
-    fn default() -> Self {
-        ForwardSettings {
-            upstreams: Vec::new(),
-            backup_upstreams: Vec::new(),
-            upstream_ca_file: None,
-            timeout: DEFAULT_UPSTREAM_TIMEOUT,
-            stagger: DEFAULT_UPSTREAM_STAGGER,
-            total_timeout: Duration::from_secs(5),
-            failures_before_hold_down: 2,
-            hold_down: Duration::from_secs(30),
-            max_outstanding: Limits::default().forwards_in_flight,
-            cache_size: DEFAULT_CACHE_SIZE,
-            cache_max_bytes: DEFAULT_CACHE_MAX_MB << 20,
-            stale_max_age: DEFAULT_STALE_MAX_AGE,
-            stale_answer_delay: DEFAULT_STALE_ANSWER_DELAY,
-        }
-    }
-}
-
-impl ForwardSettings {
-    /// The forwarding settings `settings` give: the named upstreams, else the `nameserver`
-    /// lines of its `resolv_conf`; either way without this server's own listen addresses (a
-    /// forwarding loop). Returns them with one note per upstream dropped or problem found, for
-    /// the log.
-    pub fn from_settings(settings: &Settings) -> (ForwardSettings, Vec<String>) {
-        let mut notes = Vec::new();
-        let candidates = match &settings.upstreams {
-            Some(upstreams) => upstreams.clone(),
-            None => match std::fs::read_to_string(&settings.resolv_conf) {
-                Ok(text) => parse_resolv_conf(&text)
-                    .into_iter()
-                    .map(UpstreamSpec::plain)
-                    .collect(),
-                Err(error) => {
-                    notes.push(format!(
-                        "cannot read {}: {error}; names outside the zones will be refused",
-                        settings.resolv_conf.display()
-                    ));
-                    Vec::new()
-                }
-            },
-        };
-        let mut seen = Vec::new();
-        let mut keep = |list: Vec<UpstreamSpec>, notes: &mut Vec<String>| {
-            let mut kept = Vec::new();
-            for upstream in list {
-                if is_own_address(upstream.address, &settings.listen) {
-                    notes.push(format!(
-                        "upstream {upstream} is this server's own listen address; dropped to avoid a forwarding loop"
-                    ));
-                } else if !seen.contains(&upstream) {
-                    seen.push(upstream.clone());
-                    kept.push(upstream);
-                }
-            }
-            kept
-        };
-        let upstreams = keep(candidates, &mut notes);
-        let backup_upstreams = keep(settings.backup_upstreams.clone(), &mut notes);
-        let forward = ForwardSettings {
-            upstreams,
-            backup_upstreams,
-            upstream_ca_file: settings.upstream_ca_file.clone(),
-            timeout: settings.upstream_timeout,
-            stagger: settings.upstream_stagger,
-            max_outstanding: settings.limits.forwards_in_flight,
-            cache_size: settings.cache_size,
-            cache_max_bytes: settings.cache_max_mb.saturating_mul(1 << 20),
-            stale_max_age: settings.stale_max_age,
-            stale_answer_delay: settings.stale_answer_delay,
-            ..ForwardSettings::default()
-        };
-        (forward, notes)
-    }
-}
-
-/// Primary or backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Tried for every query.
-    Primary,
-    /// Tried only once every primary has failed for a query.
-    Backup,
-}
-
-#[derive(Debug)]
-struct Upstream {
-    spec: UpstreamSpec,
-    role: Role,
-    /// The TLS side, for a DNS-over-TLS upstream.
-    tls: Option<DotUpstream>,
-    health: Mutex<UpstreamHealth>,
-    /// Its queries outstanding now (see [`Inner::share_of_one`]).
-    outstanding: AtomicUsize,
-    /// Usable answers, failed attempts, answers that won a race.
-    answered: AtomicU64,
-    failed: AtomicU64,
-    won: AtomicU64,
-}
-
-#[derive(Debug, Default, Clone)]
-struct UpstreamHealth {
-    consecutive_failures: u32,
-    held_until: Option<Instant>,
-    last_error: Option<String>,
-    last_failure: Option<SystemTime>,
-    last_success: Option<SystemTime>,
-}
-
-/// One upstream as `status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpstreamStatus {
-    /// The upstream as configured (`ADDR:PORT`, `tls://ADDR:PORT#NAME`).
-    pub upstream: String,
-    /// Primary or backup.
-    pub role: Role,
-    /// `ok`, `failing` (failed last, not held down) or `held-down`.
-    pub state: String,
-    /// Failed attempts since the last usable answer.
-    pub consecutive_failures: u32,
-    /// How much longer it is held down, milliseconds.
-    pub held_down_ms: Option<u64>,
-    /// Why its last failed attempt failed.
-    pub last_error: Option<String>,
-    /// Last usable answer, milliseconds since the Unix epoch.
-    pub last_success_unix_ms: Option<u64>,
-    /// Last failure, milliseconds since the Unix epoch.
-    pub last_failure_unix_ms: Option<u64>,
-    /// Usable answers it gave.
-    pub answered: u64,
-    /// Answers of its that a client got (it won the race).
-    pub won: u64,
-    /// Attempts that failed (timeout, error, SERVFAIL, REFUSED).
-    pub failed: u64,
-}
-
-/// Forwarding as `status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ForwardingStatus {
-    /// Every upstream, primaries then backups, in configured order.
-    pub upstreams: Vec<UpstreamStatus>,
-    /// Expired answers served because every upstream failed (RFC 8767).
-    pub stale_answers: u64,
-    /// Refreshes of stale answers running now.
-    pub refreshes_in_flight: usize,
-}
 
 /// What forwarding a query came to.
 #[derive(Debug, Clone)]
@@ -792,21 +609,21 @@ async fn attempt(
             // validate), not the upstream, which answered: the race goes on to the next upstream,
             // but a few broken names never hold a working upstream down.
             ResponseCode::ServFail => {
-                inner.answered_servfail(upstream);
+                upstream.answered_servfail();
                 (UpstreamOutcome::Failed, Err(Some(forwarded)))
             }
             // REFUSED is the upstream turning us away, whatever the name.
             code @ ResponseCode::Refused => {
-                inner.failed(upstream, &AttemptError::Failed(code));
+                upstream.failed(&AttemptError::Failed(code), &inner.settings);
                 (UpstreamOutcome::Failed, Err(Some(forwarded)))
             }
             _ => {
-                inner.succeeded(upstream);
+                upstream.succeeded();
                 (UpstreamOutcome::Answered, Ok(forwarded))
             }
         },
         Err(error) => {
-            inner.failed(upstream, &error);
+            upstream.failed(&error, &inner.settings);
             let outcome = match error {
                 AttemptError::Timeout => UpstreamOutcome::Timeout,
                 _ => UpstreamOutcome::Error,
@@ -820,15 +637,6 @@ async fn attempt(
     let _ = reports.send((slot, report));
 }
 
-/// Counts one query outstanding at an upstream until dropped.
-struct Outstanding<'a>(&'a AtomicUsize);
-
-impl Drop for Outstanding<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 impl Inner {
     /// The most upstream query slots one upstream may hold while there are others: half of
     /// them. An upstream that never answers keeps each query it gets for the whole timeout, and
@@ -840,53 +648,6 @@ impl Inner {
             (self.settings.max_outstanding / 2).max(1)
         } else {
             usize::MAX
-        }
-    }
-
-    fn succeeded(&self, upstream: &Upstream) {
-        upstream.answered.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut health) = upstream.health.lock() {
-            if health.held_until.is_some() {
-                info!(upstream = %upstream.spec, "upstream answers again");
-            }
-            *health = UpstreamHealth {
-                last_success: Some(SystemTime::now()),
-                last_failure: health.last_failure,
-                last_error: health.last_error.take(),
-                ..UpstreamHealth::default()
-            };
-        }
-    }
-
-    /// The upstream answered SERVFAIL: counted as a failed attempt, but it is alive, so its
-    /// run of failures ends as with any answer.
-    fn answered_servfail(&self, upstream: &Upstream) {
-        upstream.failed.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut health) = upstream.health.lock() {
-            health.consecutive_failures = 0;
-            health.held_until = None;
-            health.last_error = Some(AttemptError::Failed(ResponseCode::ServFail).to_string());
-        }
-    }
-
-    fn failed(&self, upstream: &Upstream, error: &AttemptError) {
-        upstream.failed.fetch_add(1, Ordering::Relaxed);
-        let Ok(mut health) = upstream.health.lock() else {
-            return;
-        };
-        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-        health.last_error = Some(error.to_string());
-        health.last_failure = Some(SystemTime::now());
-        debug!(upstream = %upstream.spec, %error, failures = health.consecutive_failures, "upstream attempt failed");
-        if health.consecutive_failures >= self.settings.failures_before_hold_down {
-            let hold_down = self.settings.hold_down;
-            if health
-                .held_until
-                .is_none_or(|until| until <= Instant::now())
-            {
-                warn!(upstream = %upstream.spec, %error, seconds = hold_down.as_secs(), "upstream keeps failing; holding it down");
-            }
-            health.held_until = Some(Instant::now() + hold_down);
         }
     }
 }
