@@ -6,26 +6,11 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::ControlContext;
-use crate::feed::ReportTarget;
-use crate::health::{Outcome, ReportSource, State};
+use crate::feed::{ReportResult, ReportTarget};
+use crate::health::{Outcome, ReportSource};
 use crate::ops::explain::{Explanation, explain};
 use crate::ops::status::{StatusReport, status_report};
 use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
-
-/// What one report did to one address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportedAddress {
-    /// The endpoint address.
-    pub address: IpAddr,
-    /// Its state before the report.
-    pub previous: State,
-    /// Its state now.
-    pub state: State,
-    /// Failures since its last success.
-    pub consecutive_failures: u32,
-    /// The shared names that carry the address.
-    pub names: Vec<String>,
-}
 
 /// Longest request line accepted; a longer one gets an error reply and the connection closes.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -82,7 +67,7 @@ pub enum ControlReply {
     /// The report was recorded, for one address or every address of a destination.
     Reported {
         /// What it did to each address.
-        results: Vec<ReportedAddress>,
+        results: Vec<ReportResult>,
     },
     /// A drain or undrain was applied.
     Drain {
@@ -198,18 +183,7 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
             };
             let source = source.unwrap_or(ReportSource::Agent);
             match context.feed.report_ms(&target, outcome, rtt_ms, source) {
-                Ok(results) => ControlReply::Reported {
-                    results: results
-                        .into_iter()
-                        .map(|r| ReportedAddress {
-                            address: r.address,
-                            previous: r.previous,
-                            state: r.state,
-                            consecutive_failures: r.consecutive_failures,
-                            names: r.names,
-                        })
-                        .collect(),
-                },
+                Ok(results) => ControlReply::Reported { results },
                 Err(error) => ControlReply::Error {
                     error: error.to_string(),
                 },

@@ -36,7 +36,7 @@ pub enum ReportTarget {
 }
 
 /// What one report did to one address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReportResult {
     /// The endpoint address.
     pub address: IpAddr,
