@@ -51,7 +51,7 @@ use crate::location::ConfigError;
 use crate::metrics::Metrics;
 use crate::model::ZoneData;
 use crate::net::server::DnsListener;
-use crate::ops::status::{StatusReport, status_report};
+use crate::ops::status::StatusReport;
 use crate::reload::{ReloadError, ReloadSummary, Reloader, SettingsLoader, Trigger};
 
 /// An embedded failover-dns. Cheap to clone; all clones are the same server.
@@ -206,25 +206,11 @@ impl FailoverDns {
         self.inner.reloader.reload(Trigger::Control).await
     }
 
-    /// Swaps in zone data the agent received, at once; health is kept for addresses that are
-    /// still endpoints.
-    pub fn replace_zone_data(&self, data: ZoneData) {
-        let handler = &self.inner.handler;
-        let identity = handler.snapshot().load().identity.clone();
-        handler.snapshot().store(Snapshot::new(data, identity));
-        let current = handler.snapshot().load();
-        handler
-            .health()
-            .retain_endpoints(|address| current.zones.is_endpoint_address(address));
-        let data = current.zones.data();
-        // The same event a reload publishes, so probes restart and watchers see it.
-        handler.metrics().reload(true);
-        self.inner.feed.events().publish(Event::ReloadSucceeded {
-            names: data.names.len(),
-            zones: data.zones.len(),
-            trigger: "embedding API".to_string(),
-            at_unix_ms: crate::time::now_unix_ms(),
-        });
+    /// Swaps in zone data the agent received, at once, as a reload does (the generation goes
+    /// up, the reload is counted and published as an event); health is kept for addresses that
+    /// are still endpoints.
+    pub fn replace_zone_data(&self, data: ZoneData) -> ReloadSummary {
+        self.inner.reloader.install_zone_data(data)
     }
 
     /// A receiver of every event from now on (state changes, failovers, reloads).
@@ -239,13 +225,7 @@ impl FailoverDns {
 
     /// Every shared name with its answer order and endpoint health.
     pub fn status(&self) -> StatusReport {
-        let handler = &self.inner.handler;
-        let mut report = status_report(&handler.snapshot().load(), handler.health());
-        report.forwarding = handler
-            .forwarder()
-            .is_enabled()
-            .then(|| Box::new(handler.forwarder().status()));
-        report
+        crate::control::status(&self.control_context())
     }
 
     /// Serves DNS on `listeners` (and the control socket and metrics listener, if given), runs
@@ -325,5 +305,35 @@ async fn run_probes(feed: Feed) {
             }
         }
         drop(probes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacing_zone_data_is_a_reload_the_status_shows() {
+        let settings = Settings {
+            // No upstream: nothing to read from the machine.
+            resolv_conf: std::path::PathBuf::from("/dev/null"),
+            ..Settings::default()
+        };
+        let dns = FailoverDns::from_zone_data(settings, crate::testing::test_zone_data());
+        let before = dns.status();
+        let config = before
+            .config
+            .as_ref()
+            .expect("the API's status has the configuration");
+        assert_eq!(config.generation, 1);
+        let mut events = dns.subscribe();
+        let summary = dns.replace_zone_data(crate::testing::test_zone_data());
+        assert_eq!(summary.generation, 2, "a replacement is a reload");
+        let after = dns.status();
+        assert_eq!(after.config.map(|c| c.generation), Some(2));
+        match events.try_recv() {
+            Ok(Event::ReloadSucceeded { trigger, .. }) => assert_eq!(trigger, "embedding API"),
+            other => panic!("expected a reload event, got {other:?}"),
+        }
     }
 }

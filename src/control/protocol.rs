@@ -161,6 +161,20 @@ fn drain_reply(context: &ControlContext, destination: String, draining: bool) ->
     }
 }
 
+/// What `status` shows, the same for the control socket and the embedding API: every shared
+/// name with its order and endpoint health, the configuration in force, and forwarding.
+pub fn status(context: &ControlContext) -> StatusReport {
+    let snapshot = context.feed.snapshot().load();
+    let mut report = status_report(&snapshot, context.feed.health());
+    report.config = context.reloader.as_ref().map(Reloader::config_status);
+    report.forwarding = context
+        .forwarder
+        .as_ref()
+        .filter(|forwarder| forwarder.is_enabled())
+        .map(|forwarder| Box::new(forwarder.status()));
+    report
+}
+
 /// Carries out one control request.
 pub fn handle_request(request: ControlRequest, context: &ControlContext) -> ControlReply {
     match request {
@@ -208,17 +222,7 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
         ControlRequest::Watch {} => ControlReply::Error {
             error: "watch streams events and is only served on the control socket".to_string(),
         },
-        ControlRequest::Status {} => {
-            let snapshot = context.feed.snapshot().load();
-            let mut report = status_report(&snapshot, context.feed.health());
-            report.config = context.reloader.as_ref().map(Reloader::config_status);
-            report.forwarding = context
-                .forwarder
-                .as_ref()
-                .filter(|forwarder| forwarder.is_enabled())
-                .map(|forwarder| Box::new(forwarder.status()));
-            ControlReply::Status(Box::new(report))
-        }
+        ControlRequest::Status {} => ControlReply::Status(Box::new(status(context))),
         // Blocks the calling thread while the files load; the socket server takes the async
         // path in `respond` instead.
         ControlRequest::Reload {} => reload_reply(match context.reloader.as_ref() {

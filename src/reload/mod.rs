@@ -54,6 +54,8 @@ pub enum Trigger {
     Signal,
     /// A `{"op":"reload"}` request on the control socket.
     Control,
+    /// Zone data an embedder handed over (`FailoverDns::replace_zone_data`).
+    Embedding,
 }
 
 impl fmt::Display for Trigger {
@@ -62,6 +64,7 @@ impl fmt::Display for Trigger {
             Trigger::FileChange => "watcher",
             Trigger::Signal => "SIGHUP",
             Trigger::Control => "control",
+            Trigger::Embedding => "embedding API",
         })
     }
 }
@@ -289,6 +292,20 @@ impl Reloader {
                 Err(ReloadError::Config(config_error))
             }
         }
+    }
+
+    /// Swaps in zone data an embedder received, under the identity in force, as a reload
+    /// swaps in what the files say: health of addresses that are no endpoint's any more is
+    /// dropped, the generation is bumped, and the reload is counted, logged and published.
+    pub fn install_zone_data(&self, data: crate::model::ZoneData) -> ReloadSummary {
+        let identity = self.inner.snapshot.load().identity.clone();
+        let built = Built {
+            snapshot: Snapshot::new(data, identity),
+            restart_needed: Vec::new(),
+        };
+        let summary = self.install(built, Trigger::Embedding);
+        self.notify(Trigger::Embedding, Ok((summary.zones, summary.names)));
+        summary
     }
 
     fn install(&self, built: Built, trigger: Trigger) -> ReloadSummary {
