@@ -13,7 +13,9 @@ use hickory_proto::rr::Name;
 use super::file::{
     At, NameRef, Pos, PreparedAddress, PreparedFile, PreparedProbe, PreparedZone, Text,
 };
-use super::{DEFAULT_ANSWER_TTL, DEFAULT_NEGATIVE_TTL, MAX_ANSWER_TTL, RawAssetKind, parse_name};
+use super::raw::{
+    DEFAULT_ANSWER_TTL, DEFAULT_NEGATIVE_TTL, MAX_ANSWER_TTL, RawAssetKind, parse_name,
+};
 use crate::location::{Diagnostic, Location};
 use crate::model::Policy;
 use crate::model::{

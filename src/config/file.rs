@@ -15,7 +15,7 @@ use std::sync::Arc;
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
-use super::{RawAssetKind, RawFile, RawProbe, parse_name, probe_spec};
+use super::raw::{RawAssetKind, RawFile, RawProbe, parse_name, probe_spec};
 use crate::location::{ConfigError, Located, Location, SourceFile};
 use crate::model::ProbeSpec;
 use crate::model::Source;

@@ -9,144 +9,17 @@ pub mod settings;
 
 mod build;
 mod file;
+mod raw;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use hickory_proto::rr::Name;
-use serde::Deserialize;
-
-use crate::location::{ConfigError, Located, Location, SourceFile};
-use crate::model::{ProbeSpec, ZoneData};
+use crate::location::{ConfigError, Location, SourceFile};
+use crate::model::ZoneData;
 
 use file::PreparedFile;
-
-/// Largest answer TTL accepted for shared names: answers must stay fresh (design.md).
-pub const MAX_ANSWER_TTL: u32 = 300;
-/// Answer TTL when a zone does not set one.
-pub const DEFAULT_ANSWER_TTL: u32 = 5;
-/// Negative TTL (SOA minimum) when a zone does not set one.
-pub const DEFAULT_NEGATIVE_TTL: u32 = 5;
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    zone: Vec<RawZone>,
-    #[serde(default)]
-    asset: Vec<RawAsset>,
-    #[serde(default)]
-    virtual_asset: Vec<RawVirtualAsset>,
-    #[serde(default)]
-    subnet: Vec<RawSubnet>,
-    #[serde(default)]
-    policy: Vec<RawPolicy>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawZone {
-    origin: Located<String>,
-    #[serde(default)]
-    ttl: Option<Located<u32>>,
-    /// Put a recovered primary asset first again as soon as it is up.
-    #[serde(default)]
-    failback: bool,
-    #[serde(default)]
-    soa: RawSoa,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSoa {
-    mname: Option<Located<String>>,
-    rname: Option<Located<String>>,
-    serial: Option<u32>,
-    refresh: Option<i32>,
-    retry: Option<i32>,
-    expire: Option<i32>,
-    minimum: Option<Located<u32>>,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum RawAssetKind {
-    Primary,
-    Gateway,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAsset {
-    id: Located<String>,
-    kind: RawAssetKind,
-    #[serde(default)]
-    addresses: Vec<Located<String>>,
-    #[serde(default)]
-    names: Vec<Located<String>>,
-    #[serde(default)]
-    probe: Option<Located<RawProbe>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVirtualAsset {
-    id: Located<String>,
-    gateway: Located<String>,
-    addresses: Vec<Located<String>>,
-    #[serde(default)]
-    names: Vec<Located<String>>,
-    #[serde(default)]
-    probe: Option<Located<RawProbe>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSubnet {
-    id: Located<String>,
-    gateway: Located<String>,
-    cidr: Located<String>,
-    #[serde(default)]
-    hosts: Vec<RawHost>,
-    #[serde(default)]
-    probe: Option<Located<RawProbe>>,
-}
-
-/// An active probe: TCP connect to `port` on every endpoint address of the destination.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProbe {
-    port: u16,
-    #[serde(default)]
-    interval_ms: Option<u64>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    jitter_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHost {
-    name: Located<String>,
-    address: Located<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    id: Located<String>,
-    #[serde(default = "enabled_by_default")]
-    enabled: bool,
-    sources: Vec<Located<String>>,
-    destinations: Vec<Located<String>>,
-}
-
-fn enabled_by_default() -> bool {
-    true
-}
+pub use raw::parse_name;
 
 /// The zone files of a zones directory, sorted by name so that configuration order is stable,
 /// and the entries named like zone files that cannot be read as one (each with why). Hidden
@@ -353,60 +226,11 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
     out
 }
 
-/// Parses a DNS name from configuration, fully qualified.
-pub fn parse_name(text: &str) -> Result<Name, String> {
-    if text.is_empty() || text == "." {
-        return Err("a name must not be empty or the root".to_string());
-    }
-    let mut name =
-        Name::from_ascii(text).map_err(|error| format!("invalid name {text:?}: {error}"))?;
-    name.set_fqdn(true);
-    Ok(name)
-}
-
-/// Validates a probe: a port, an interval of at least 100 ms (default 5 s), a timeout shorter
-/// than the interval (default 1 s) and a jitter below the interval (default 0).
-fn probe_spec(raw: &RawProbe) -> Result<ProbeSpec, String> {
-    if raw.port == 0 {
-        return Err("probe port must be 1-65535".to_string());
-    }
-    let interval = Duration::from_millis(raw.interval_ms.unwrap_or(5_000));
-    // The default timeout never exceeds the interval; an explicit one must not.
-    let timeout = match raw.timeout_ms {
-        Some(ms) => Duration::from_millis(ms),
-        None => Duration::from_secs(1).min(interval),
-    };
-    if timeout > interval {
-        return Err(format!(
-            "probe timeout_ms {} must not exceed interval_ms {}",
-            timeout.as_millis(),
-            interval.as_millis()
-        ));
-    }
-    let jitter = Duration::from_millis(raw.jitter_ms.unwrap_or(0));
-    if interval < Duration::from_millis(100) {
-        return Err(format!(
-            "probe interval_ms {} is below 100",
-            interval.as_millis()
-        ));
-    }
-    if timeout.is_zero() {
-        return Err("probe timeout_ms must be above 0".to_string());
-    }
-    if jitter >= interval {
-        return Err("probe jitter_ms must be below interval_ms".to_string());
-    }
-    Ok(ProbeSpec {
-        port: raw.port,
-        interval,
-        timeout,
-        jitter,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::raw::{DEFAULT_ANSWER_TTL, DEFAULT_NEGATIVE_TTL};
     use super::*;
+    use std::time::Duration;
 
     fn source(name: &str, text: &str) -> SourceFile {
         SourceFile::new(Path::new(name), text.to_string())

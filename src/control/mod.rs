@@ -13,8 +13,8 @@ mod server;
 use std::path::PathBuf;
 
 pub use client::{request, watch};
-pub use protocol::{ControlReply, ControlRequest, handle_line, status};
-pub use server::{ControlContext, ControlSocket};
+pub use protocol::{ControlContext, ControlReply, ControlRequest, handle_line, status};
+pub use server::ControlSocket;
 
 /// Errors of the control socket, on either side.
 #[derive(Debug, thiserror::Error)]

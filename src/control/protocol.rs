@@ -5,12 +5,24 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::ControlContext;
-use crate::feed::{ReportResult, ReportTarget};
+use crate::feed::{Feed, ReportResult, ReportTarget};
 use crate::health::{Outcome, ReportSource};
 use crate::ops::explain::{Explanation, explain};
 use crate::ops::status::{StatusReport, status_report};
 use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
+
+/// What control requests act on: the feed (reports, and through it the snapshot, the health
+/// table and the events) and the reloader, when the server has one (an embedder that swaps zone
+/// data itself has none, and `reload` says so).
+#[derive(Debug, Clone)]
+pub struct ControlContext {
+    /// Where reports go.
+    pub feed: Feed,
+    /// What `reload` calls.
+    pub reloader: Option<Reloader>,
+    /// The forwarder whose upstreams `status` shows, when there is one.
+    pub forwarder: Option<crate::dns::forward::Forwarder>,
+}
 
 /// Longest request line accepted; a longer one gets an error reply and the connection closes.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;

@@ -13,25 +13,12 @@ use tracing::{debug, info, warn};
 
 use super::ControlError;
 use super::protocol::{
-    ControlReply, ControlRequest, MAX_LINE_BYTES, handle_request, parse_line, reload_reply,
+    ControlContext, ControlReply, ControlRequest, MAX_LINE_BYTES, handle_request, parse_line,
+    reload_reply,
 };
 use crate::config::limits::Limits;
-use crate::feed::Feed;
 use crate::net::accept::AcceptBackoff;
-use crate::reload::{ReloadError, Reloader, Trigger};
-
-/// What control requests act on: the feed (reports, and through it the snapshot, the health
-/// table and the events) and the reloader, when the server has one (an embedder that swaps zone
-/// data itself has none, and `reload` says so).
-#[derive(Debug, Clone)]
-pub struct ControlContext {
-    /// Where reports go.
-    pub feed: Feed,
-    /// What `reload` calls.
-    pub reloader: Option<Reloader>,
-    /// The forwarder whose upstreams `status` shows, when there is one.
-    pub forwarder: Option<crate::dns::forward::Forwarder>,
-}
+use crate::reload::{ReloadError, Trigger};
 
 /// A bound control socket. Dropping it removes the socket file.
 #[derive(Debug)]
