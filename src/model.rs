@@ -18,12 +18,12 @@ use crate::location::Location;
 
 /// Dense index of a destination in [`ZoneData::destinations`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DestinationId(u32);
+pub struct DestinationIndex(u32);
 
-impl DestinationId {
+impl DestinationIndex {
     /// The id of the destination at `index`.
     pub fn new(index: usize) -> Self {
-        DestinationId(u32::try_from(index).unwrap_or(u32::MAX))
+        DestinationIndex(u32::try_from(index).unwrap_or(u32::MAX))
     }
 
     /// The index into [`ZoneData::destinations`].
@@ -43,12 +43,12 @@ pub enum DestinationKind {
     /// standby host.
     VirtualAsset {
         /// The gateway asset it is configured on.
-        gateway: DestinationId,
+        gateway: DestinationIndex,
     },
     /// A CIDR exposed through a gateway, with names mapped to addresses inside it.
     Subnet {
         /// The gateway asset it is exposed through.
-        gateway: DestinationId,
+        gateway: DestinationIndex,
         /// The exposed range (boxed: subnets are rare, and inline it would make every
         /// destination larger).
         cidr: Box<IpNet>,
@@ -117,7 +117,7 @@ pub struct ProbeSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     /// The destination that carries the name.
-    pub destination: DestinationId,
+    pub destination: DestinationIndex,
     /// The address the name resolves to through it.
     pub address: IpAddr,
 }
@@ -205,7 +205,7 @@ pub struct SharedName {
 
 impl SharedName {
     /// The distinct destinations that carry this name, in configuration order.
-    pub fn destinations(&self) -> Vec<DestinationId> {
+    pub fn destinations(&self) -> Vec<DestinationIndex> {
         let mut seen = Vec::new();
         for endpoint in &self.endpoints {
             if !seen.contains(&endpoint.destination) {
@@ -221,7 +221,7 @@ impl SharedName {
 pub struct ZoneData {
     /// Owned zones.
     pub zones: Vec<Zone>,
-    /// Every destination; [`DestinationId`] indexes this.
+    /// Every destination; [`DestinationIndex`] indexes this.
     pub destinations: Vec<Destination>,
     /// Every shared name, each once.
     pub names: Vec<SharedName>,
@@ -348,7 +348,7 @@ pub struct Policy {
     /// Who the policy applies to.
     pub sources: Vec<Source>,
     /// What it grants.
-    pub destinations: Vec<DestinationId>,
+    pub destinations: Vec<DestinationIndex>,
 }
 
 impl Policy {

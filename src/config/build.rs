@@ -19,7 +19,7 @@ use super::raw::{
 use crate::location::{Diagnostic, Location};
 use crate::model::Policy;
 use crate::model::{
-    Destination, DestinationId, DestinationKind, Endpoint, IdText, SharedName, SoaValues, Zone,
+    Destination, DestinationIndex, DestinationKind, Endpoint, IdText, SharedName, SoaValues, Zone,
     ZoneData, name_hash,
 };
 
@@ -91,18 +91,18 @@ impl DestinationIds {
     }
 
     /// The destination with id `id`.
-    fn get(&self, destinations: &[Destination], id: &str) -> Option<DestinationId> {
+    fn get(&self, destinations: &[Destination], id: &str) -> Option<DestinationIndex> {
         self.indexes
             .find(self.hasher.hash_one(id), |&index| {
                 destinations
                     .get(index as usize)
                     .is_some_and(|destination| destination.id == id)
             })
-            .map(|&index| DestinationId::new(index as usize))
+            .map(|&index| DestinationIndex::new(index as usize))
     }
 
     /// Adds the destination at `id` (already in `destinations`; its id is not there yet).
-    fn insert(&mut self, destinations: &[Destination], id: DestinationId) {
+    fn insert(&mut self, destinations: &[Destination], id: DestinationIndex) {
         let (Some(destination), Ok(index)) =
             (destinations.get(id.index()), u32::try_from(id.index()))
         else {
@@ -277,7 +277,7 @@ impl<'f> Builder<'f> {
         id: &At<Text>,
         kind: DestinationKind,
         probe: &PreparedProbe,
-    ) -> Option<DestinationId> {
+    ) -> Option<DestinationIndex> {
         let probe = match probe.as_deref() {
             None => None,
             Some((Ok(spec), _)) => Some(Box::new(*spec)),
@@ -304,7 +304,7 @@ impl<'f> Builder<'f> {
             self.error(location, message);
             return None;
         }
-        let destination = DestinationId::new(self.data.destinations.len());
+        let destination = DestinationIndex::new(self.data.destinations.len());
         self.data.destinations.push(Destination {
             id: IdText::new(text),
             kind,
@@ -317,7 +317,7 @@ impl<'f> Builder<'f> {
         Some(destination)
     }
 
-    fn gateway(&mut self, file: &PreparedFile, reference: &At<Text>) -> Option<DestinationId> {
+    fn gateway(&mut self, file: &PreparedFile, reference: &At<Text>) -> Option<DestinationIndex> {
         let location = file.location(reference.1);
         let text = file.text(reference.0);
         let Some(id) = self.destination_ids.get(&self.data.destinations, text) else {
@@ -446,7 +446,7 @@ impl<'f> Builder<'f> {
         number: usize,
         file: &PreparedFile,
         reference: &NameRef,
-        destination: DestinationId,
+        destination: DestinationIndex,
         address: IpAddr,
     ) {
         let location = file.location(reference.pos);

@@ -383,12 +383,12 @@ fn header_only(id: u16, opcode_and_rd: u8, code: ResponseCode) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::health::{HealthTable, Outcome, Report, ReportSource};
-    use crate::model::DestinationId;
+    use crate::model::DestinationIndex;
     use std::net::Ipv4Addr;
 
     fn endpoint(last: u8) -> Endpoint {
         Endpoint {
-            destination: DestinationId::new(usize::from(last)),
+            destination: DestinationIndex::new(usize::from(last)),
             address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
         }
     }
@@ -621,7 +621,7 @@ mod tests {
     #[test]
     fn records_follow_the_asked_type() {
         let v6 = Endpoint {
-            destination: DestinationId::new(9),
+            destination: DestinationIndex::new(9),
             address: "2001:db8::1".parse().expect("literal"),
         };
         let ordered = order_endpoints(

@@ -4,7 +4,7 @@
 //! Primary asset and virtual asset are separate destinations (as the vendor's policy model has it): a
 //! policy that grants only one of them gives this client only that one's addresses.
 
-use crate::model::{DestinationId, Identity, Policy, PolicyIndex};
+use crate::model::{DestinationIndex, Identity, Policy, PolicyIndex};
 
 /// The destinations granted to one identity, with the policies that grant each. Stored flat
 /// (one offset per destination into one list of policy indexes): most destinations are granted
@@ -29,12 +29,12 @@ impl Grants {
     }
 
     /// Whether any enabled policy grants `destination` to this identity.
-    pub fn permits(&self, destination: DestinationId) -> bool {
+    pub fn permits(&self, destination: DestinationIndex) -> bool {
         !self.granting_policies(destination).is_empty()
     }
 
     /// The policies that grant `destination` to this identity.
-    pub fn granting_policies(&self, destination: DestinationId) -> &[PolicyIndex] {
+    pub fn granting_policies(&self, destination: DestinationIndex) -> &[PolicyIndex] {
         slice_of(&self.starts, &self.granted_by, destination)
     }
 }
@@ -60,7 +60,7 @@ impl DestinationPolicies {
     }
 
     /// The enabled policies that list `destination`, in policy order, each once.
-    pub fn listing(&self, destination: DestinationId) -> &[PolicyIndex] {
+    pub fn listing(&self, destination: DestinationIndex) -> &[PolicyIndex] {
         slice_of(&self.starts, &self.listed_by, destination)
     }
 }
@@ -151,7 +151,7 @@ fn group_by_destination<'a>(
 fn slice_of<'a>(
     starts: &[u32],
     list: &'a [PolicyIndex],
-    destination: DestinationId,
+    destination: DestinationIndex,
 ) -> &'a [PolicyIndex] {
     let index = destination.index();
     let (Some(&start), Some(&end)) = (starts.get(index), starts.get(index.wrapping_add(1))) else {
@@ -167,13 +167,13 @@ pub struct PartialGrant {
     /// Index of the policy in the zone data.
     pub policy: PolicyIndex,
     /// Destinations of the name the policy grants.
-    pub granted: Vec<DestinationId>,
+    pub granted: Vec<DestinationIndex>,
     /// Destinations of the name the policy does not grant.
-    pub missing: Vec<DestinationId>,
+    pub missing: Vec<DestinationIndex>,
     /// Whether the policy applies to this identity.
     pub applies_to_identity: bool,
     /// The missing destinations that this identity still does not get from any policy.
-    pub missing_for_identity: Vec<DestinationId>,
+    pub missing_for_identity: Vec<DestinationIndex>,
 }
 
 /// Finds every enabled policy that grants some but not all of `name_destinations` (the distinct
@@ -187,7 +187,7 @@ pub fn partial_grants(
     policies: &[Policy],
     grants: &Grants,
     identity: &Identity,
-    name_destinations: &[DestinationId],
+    name_destinations: &[DestinationIndex],
 ) -> Vec<PartialGrant> {
     let count = name_destinations
         .iter()
@@ -205,7 +205,7 @@ pub fn partial_grants_indexed(
     listing: &DestinationPolicies,
     grants: &Grants,
     identity: &Identity,
-    name_destinations: &[DestinationId],
+    name_destinations: &[DestinationIndex],
 ) -> Vec<PartialGrant> {
     let mut found = Vec::new();
     if name_destinations.len() < 2 {
@@ -221,7 +221,7 @@ pub fn partial_grants_indexed(
         let Some(policy) = policies.get(index) else {
             continue;
         };
-        let (granted, missing): (Vec<DestinationId>, Vec<DestinationId>) = name_destinations
+        let (granted, missing): (Vec<DestinationIndex>, Vec<DestinationIndex>) = name_destinations
             .iter()
             .copied()
             .partition(|&d| listing.listing(d).binary_search(&index).is_ok());
@@ -254,8 +254,8 @@ mod tests {
     use super::*;
     use crate::model::Source;
 
-    fn id(i: usize) -> DestinationId {
-        DestinationId::new(i)
+    fn id(i: usize) -> DestinationIndex {
+        DestinationIndex::new(i)
     }
 
     fn policy(name: &str, enabled: bool, sources: &[&str], destinations: &[usize]) -> Policy {

@@ -45,7 +45,7 @@ impl Snapshot {
             warnings
                 .push("no [[zone]] is declared: nothing is answered from zone data".to_string());
         }
-        let describe = |ids: &[crate::model::DestinationId]| -> String {
+        let describe = |ids: &[crate::model::DestinationIndex]| -> String {
             ids.iter()
                 .filter_map(|&id| self.zones.destination(id))
                 .map(|d| format!("{} ({})", d.id, d.kind.label()))

@@ -12,7 +12,7 @@ use hashbrown::HashTable;
 use hickory_proto::rr::Name;
 
 use crate::model::{
-    Destination, DestinationId, NameIndex, SharedName, Zone, ZoneData, ZoneIndex, name_hash,
+    Destination, DestinationIndex, NameIndex, SharedName, Zone, ZoneData, ZoneIndex, name_hash,
     owning_zone,
 };
 
@@ -49,7 +49,7 @@ pub struct Zones {
     by_address: AddressIndex,
     /// Built on first use (reports by destination, probes): a configuration that uses neither
     /// pays no memory for it.
-    by_destination: OnceLock<DestinationIndex>,
+    by_destination: OnceLock<DestinationLookup>,
 }
 
 impl Zones {
@@ -85,9 +85,9 @@ impl Zones {
         }
     }
 
-    fn destination_index(&self) -> &DestinationIndex {
+    fn destination_lookup(&self) -> &DestinationLookup {
         self.by_destination
-            .get_or_init(|| DestinationIndex::new(&self.data))
+            .get_or_init(|| DestinationLookup::new(&self.data))
     }
 
     /// The underlying data.
@@ -140,16 +140,16 @@ impl Zones {
     }
 
     /// The destination with id `id`.
-    pub fn destination_id(&self, id: &str) -> Option<DestinationId> {
-        self.destination_index()
+    pub fn destination_index(&self, id: &str) -> Option<DestinationIndex> {
+        self.destination_lookup()
             .find(&self.data.destinations, id)
-            .map(DestinationId::new)
+            .map(DestinationIndex::new)
     }
 
     /// Every endpoint address of `destination`, in configuration order, each once.
-    pub fn addresses_of(&self, destination: DestinationId) -> Vec<IpAddr> {
+    pub fn addresses_of(&self, destination: DestinationIndex) -> Vec<IpAddr> {
         let mut addresses = Vec::new();
-        for &name in self.destination_index().names_of(destination) {
+        for &name in self.destination_lookup().names_of(destination) {
             let Some(shared) = self.data.names.get(name as usize) else {
                 continue;
             };
@@ -185,7 +185,7 @@ impl Zones {
     }
 
     /// The destination `id` names.
-    pub fn destination(&self, id: DestinationId) -> Option<&Destination> {
+    pub fn destination(&self, id: DestinationIndex) -> Option<&Destination> {
         self.data.destinations.get(id.index())
     }
 }
@@ -194,7 +194,7 @@ impl Zones {
 /// destination costs a hash look-up and the destination's own names, not a scan of every
 /// destination and every name: at 100k names the scans took milliseconds a report).
 #[derive(Clone, Default)]
-struct DestinationIndex {
+struct DestinationLookup {
     /// Indexes into [`ZoneData::destinations`], hashed by id.
     by_id: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
@@ -204,16 +204,16 @@ struct DestinationIndex {
     names: Vec<u32>,
 }
 
-impl fmt::Debug for DestinationIndex {
+impl fmt::Debug for DestinationLookup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DestinationIndex")
+        f.debug_struct("DestinationLookup")
             .field("destinations", &self.by_id.len())
             .field("names", &self.names.len())
             .finish_non_exhaustive()
     }
 }
 
-impl DestinationIndex {
+impl DestinationLookup {
     fn new(data: &ZoneData) -> Self {
         let hasher = foldhash::fast::RandomState::default();
         let mut by_id = HashTable::with_capacity(data.destinations.len());
@@ -238,7 +238,7 @@ impl DestinationIndex {
         }
         // Counting sort of (destination, name) pairs: counts, prefix sums, then fill.
         let mut offsets = vec![0u32; data.destinations.len() + 1];
-        let carried: Vec<Vec<DestinationId>> =
+        let carried: Vec<Vec<DestinationIndex>> =
             data.names.iter().map(SharedName::destinations).collect();
         for destination in carried.iter().flatten() {
             if let Some(count) = offsets.get_mut(destination.index() + 1) {
@@ -267,7 +267,7 @@ impl DestinationIndex {
                 *cursor += 1;
             }
         }
-        DestinationIndex {
+        DestinationLookup {
             by_id,
             hasher,
             offsets,
@@ -282,7 +282,7 @@ impl DestinationIndex {
     }
 
     /// The indexes of the names `destination` carries, in configuration order.
-    fn names_of(&self, destination: DestinationId) -> &[u32] {
+    fn names_of(&self, destination: DestinationIndex) -> &[u32] {
         let start = self.offsets.get(destination.index()).copied();
         let end = self.offsets.get(destination.index() + 1).copied();
         match (start, end) {
@@ -510,8 +510,8 @@ mod tests {
         let data = crate::testing::test_zone_data();
         let zones = Zones::new(data.clone());
         for (index, destination) in data.destinations.iter().enumerate() {
-            let id = DestinationId::new(index);
-            assert_eq!(zones.destination_id(&destination.id), Some(id));
+            let id = DestinationIndex::new(index);
+            assert_eq!(zones.destination_index(&destination.id), Some(id));
             let mut scanned: Vec<IpAddr> = Vec::new();
             for endpoint in data.names.iter().flat_map(|n| n.endpoints.iter()) {
                 if endpoint.destination == id && !scanned.contains(&endpoint.address) {
@@ -520,7 +520,7 @@ mod tests {
             }
             assert_eq!(zones.addresses_of(id), scanned, "{}", destination.id);
         }
-        assert_eq!(zones.destination_id("no-such-destination"), None);
+        assert_eq!(zones.destination_index("no-such-destination"), None);
         assert!(
             data.names.iter().any(|n| n.destinations().len() > 1),
             "some name is carried by several destinations"
@@ -575,7 +575,7 @@ mod tests {
                 name: name(text),
                 zone: 0,
                 endpoints: Box::new([Endpoint {
-                    destination: DestinationId::new(i),
+                    destination: DestinationIndex::new(i),
                     address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
                 }]),
             })

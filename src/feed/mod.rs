@@ -191,7 +191,7 @@ impl Feed {
     /// drain that outlived its destination (a reload removed it) can still be ended.
     pub fn set_draining(&self, id: &str, draining: bool) -> Result<bool, FeedError> {
         let snapshot = self.snapshot.load();
-        let destination = snapshot.zones.destination_id(id);
+        let destination = snapshot.zones.destination_index(id);
         if destination.is_none() && (draining || !self.health.is_draining(id)) {
             return Err(FeedError::UnknownDestination(id.to_string()));
         }
@@ -323,7 +323,7 @@ fn resolve_target(snapshot: &Snapshot, target: &ReportTarget) -> Result<Vec<IpAd
         ReportTarget::Destination(id) => {
             let destination = snapshot
                 .zones
-                .destination_id(id)
+                .destination_index(id)
                 .ok_or_else(|| FeedError::UnknownDestination(id.clone()))?;
             let addresses = snapshot.zones.addresses_of(destination);
             if addresses.is_empty() {

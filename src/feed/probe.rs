@@ -30,7 +30,7 @@ impl Probes {
             let Some(spec) = destination.probe.as_deref().copied() else {
                 continue;
             };
-            let id = crate::model::DestinationId::new(index);
+            let id = crate::model::DestinationIndex::new(index);
             for address in snapshot.zones.addresses_of(id) {
                 if !started.insert((address, spec.port)) {
                     continue;

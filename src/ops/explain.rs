@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dns::snapshot::Snapshot;
 use crate::health::{HealthTable, State};
-use crate::model::DestinationId;
+use crate::model::DestinationIndex;
 use crate::time::{elapsed_since, unix_ms};
 
 /// The explanation of one shared name's answer.
@@ -61,7 +61,7 @@ pub fn explain(
     let policies = &snapshot.zones.data().policies;
     let ordered = snapshot.answer_order(shared, health);
     let mut endpoints = Vec::new();
-    let describe = |address: IpAddr, destination: DestinationId, position: Option<usize>| {
+    let describe = |address: IpAddr, destination: DestinationIndex, position: Option<usize>| {
         let health = health.get(address);
         let (id, kind) = snapshot
             .zones
@@ -123,8 +123,8 @@ pub fn explain(
 /// Why no policy grants `destination` to this identity, naming the policies involved.
 fn hiding_reasons(
     snapshot: &Snapshot,
-    destination: DestinationId,
-    name_destinations: &[DestinationId],
+    destination: DestinationIndex,
+    name_destinations: &[DestinationIndex],
 ) -> Vec<String> {
     let identity = &snapshot.identity;
     let id = snapshot

@@ -106,7 +106,7 @@ fn endpoint_status(
     snapshot: &Snapshot,
     table: &HealthTable,
     address: IpAddr,
-    destination: crate::model::DestinationId,
+    destination: crate::model::DestinationIndex,
     health: EndpointHealth,
 ) -> EndpointStatus {
     let (id, kind) = snapshot
