@@ -27,6 +27,11 @@ const FILES: &[&str] = &[
     "usr/lib/systemd/system/failover-dns.service",
     "etc/failover-dns/settings.toml",
     "usr/share/doc/failover-dns/README.md",
+    // The documents the README links to.
+    "usr/share/doc/failover-dns/docs/configuration.md",
+    "usr/share/doc/failover-dns/docs/observer.md",
+    "usr/share/doc/failover-dns/docs/control-protocol.md",
+    "usr/share/doc/failover-dns/docs/clients.md",
     "usr/share/doc/failover-dns/copyright",
     "usr/share/man/man1/failover-dns.1.gz",
     "usr/share/man/man1/failover-dns-serve.1.gz",
