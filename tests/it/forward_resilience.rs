@@ -465,15 +465,23 @@ fn serve_cutting(mut stream: impl std::io::Read + std::io::Write) {
         reply.metadata.recursion_available = true;
         reply.queries = query.queries.clone();
         let mut cut = false;
+        let mut unreadable = false;
         if let Some(question) = query.queries.first() {
             cut = question.name().to_ascii().starts_with("cut");
+            unreadable = question.name().to_ascii().starts_with("unreadable");
             reply.answers.push(Record::from_rdata(
                 question.name().clone(),
                 300,
                 RData::A(A::new(198, 51, 100, 7)),
             ));
         }
-        let bytes = reply.to_vec().expect("the reply encodes");
+        let mut bytes = reply.to_vec().expect("the reply encodes");
+        if unreadable {
+            // Whole and in step, with this query's ID, but past the header nothing parses (as
+            // a legal record a parser cannot read).
+            bytes.truncate(12);
+            bytes.extend_from_slice(&[0xff; 8]);
+        }
         let claimed = bytes.len() + if cut { 20 } else { 0 };
         let length = u16::try_from(claimed).expect("a small reply");
         let mut framed = length.to_be_bytes().to_vec();
@@ -509,6 +517,39 @@ fn a_dns_over_tls_frame_cut_short_closes_the_connection_and_no_later_answer_is_l
     assert!(
         lost.is_empty(),
         "lost after the cut frame: {lost:?}\n{}",
+        server.stderr()
+    );
+}
+
+/// A reply that does not parse, for one name, is that name's failure: the DNS-over-TLS
+/// connection stays, the upstream is not held down, and every other name is answered.
+#[test]
+fn an_unreadable_reply_for_one_name_does_not_hold_a_tls_upstream_down() {
+    let ip = "127.0.85.5";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (ca, certificate, key) = make_certificates(dir.path(), ip);
+    let upstream = CuttingTlsUpstream::start(ip, &certificate, &key);
+    let tls = format!("tls://{}#dot.test", upstream.address);
+    let server = start(&["--upstream", &tls, "--upstream-ca-file", &ca]);
+    for i in 0..4 {
+        let reply = server
+            .try_dig(&[&format!("unreadable{i}.example.test"), "A", "+time=4"])
+            .expect("an answer");
+        assert_eq!(reply.status, "SERVFAIL", "{reply:?}");
+    }
+    let status = crate::support::status_json(&server);
+    let upstreams = &status["forwarding"]["upstreams"];
+    assert_ne!(upstreams[0]["state"], "held-down", "{status}");
+    assert_eq!(upstreams[0]["consecutive_failures"], 0, "{status}");
+    for i in 0..10 {
+        let reply = server
+            .try_dig(&[&format!("n{i}.example.test"), "A", "+time=4"])
+            .expect("an answer");
+        assert_eq!(reply.answer_data(), ["198.51.100.7"], "{reply:?}");
+    }
+    assert!(
+        !server.stderr().contains("reconnecting"),
+        "the connection was kept: {}",
         server.stderr()
     );
 }

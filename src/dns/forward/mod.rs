@@ -122,7 +122,7 @@ impl Forwarder {
             spec: spec.clone(),
             role,
             health: Mutex::new(UpstreamHealth::default()),
-            outstanding: AtomicUsize::new(0),
+            outstanding: Arc::new(AtomicUsize::new(0)),
             answered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             won: AtomicU64::new(0),
@@ -450,8 +450,13 @@ impl Forwarder {
                     schedule.failed(slot);
                     continue;
                 };
+                let counted = self
+                    .inner
+                    .upstreams
+                    .get(upstream)
+                    .map(|u| Outstanding::take(&u.outstanding));
                 attempts.push(tokio::spawn(attempt(
-                    permit,
+                    (permit, counted),
                     Arc::clone(&self.inner),
                     upstream,
                     slot,
@@ -569,7 +574,8 @@ impl Forwarder {
 /// listens).
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
-    _permit: OwnedSemaphorePermit,
+    // The server-wide upstream query slot and the upstream's own count, held to the end.
+    _held: (OwnedSemaphorePermit, Option<Outstanding>),
     inner: Arc<Inner>,
     index: usize,
     slot: usize,
@@ -583,8 +589,6 @@ async fn attempt(
         let _ = reports.send((slot, Err(None)));
         return;
     };
-    upstream.outstanding.fetch_add(1, Ordering::Relaxed);
-    let _outstanding = Outstanding(&upstream.outstanding);
     let started = Instant::now();
     let deadline = race_deadline.min(tokio::time::Instant::now() + inner.settings.timeout);
     let result = match &upstream.tls {
@@ -609,7 +613,7 @@ async fn attempt(
             // validate), not the upstream, which answered: the race goes on to the next upstream,
             // but a few broken names never hold a working upstream down.
             ResponseCode::ServFail => {
-                upstream.answered_servfail();
+                upstream.answered_unusable(&AttemptError::Failed(ResponseCode::ServFail));
                 (UpstreamOutcome::Failed, Err(Some(forwarded)))
             }
             // REFUSED is the upstream turning us away, whatever the name.
@@ -622,6 +626,14 @@ async fn attempt(
                 (UpstreamOutcome::Answered, Ok(forwarded))
             }
         },
+        // An answer we cannot use (it does not parse, or does not match): the upstream is
+        // alive and answered about this name; like SERVFAIL, it does not count towards a
+        // hold-down, or one name with an unreadable record would hold the upstream down for
+        // every other name.
+        Err(error @ AttemptError::Malformed(_)) => {
+            upstream.answered_unusable(&error);
+            (UpstreamOutcome::Error, Err(None))
+        }
         Err(error) => {
             upstream.failed(&error, &inner.settings);
             let outcome = match error {

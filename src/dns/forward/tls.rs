@@ -285,6 +285,9 @@ impl Connection {
 
 /// Whether `frame` holds exactly one DNS message: it parses, and nothing is left over (a
 /// message cut short under a longer length prefix takes the start of the next frame with it).
+/// The length of a DNS header: the least a reply can be.
+const HEADER_LEN: usize = 12;
+
 fn is_one_message(frame: &[u8]) -> bool {
     let mut decoder = BinDecoder::new(frame);
     Message::read(&mut decoder).is_ok() && decoder.is_empty()
@@ -330,24 +333,30 @@ async fn read_replies(
             debug!(%upstream, %error, "TLS connection closed inside a reply");
             break;
         }
-        let Some(id) = bytes
+        // A frame long enough for a header, for a query that waits, goes to that query even
+        // when it does not parse (a legal record hickory cannot read, say): that one query
+        // fails, the stream is in step. Anything else that is not one message means the
+        // stream is out of step (a frame cut short under a longer length): reconnect.
+        let id = bytes
             .get(..2)
-            .filter(|_| is_one_message(&bytes))
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        else {
+            .filter(|_| bytes.len() >= HEADER_LEN)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let waiting = id.and_then(|id| {
+            connection
+                .pending
+                .lock()
+                .ok()
+                .and_then(|mut pending| pending.remove(&id))
+        });
+        if waiting.is_none() && !is_one_message(&bytes) {
             warn!(%upstream, length, "DNS-over-TLS upstream sent a frame that is not one DNS message; reconnecting");
             break;
-        };
-        let waiting = connection
-            .pending
-            .lock()
-            .ok()
-            .and_then(|mut pending| pending.remove(&id));
+        }
         match waiting {
             Some(sender) => {
                 let _ = sender.send(bytes);
             }
-            None => debug!(%upstream, id, "ignoring a TLS reply nobody waits for"),
+            None => debug!(%upstream, ?id, "ignoring a TLS reply nobody waits for"),
         }
     }
     connection.close();

@@ -1,11 +1,10 @@
 //! One upstream resolver as the forwarder keeps it: its role, its TLS side, its run of failures
 //! and hold-down, its counters, and how `status` shows it.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use hickory_proto::op::ResponseCode;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
@@ -32,7 +31,7 @@ pub(super) struct Upstream {
     pub(super) tls: Option<DotUpstream>,
     pub(super) health: Mutex<UpstreamHealth>,
     /// Its queries outstanding now (see [`Inner::share_of_one`]).
-    pub(super) outstanding: AtomicUsize,
+    pub(super) outstanding: Arc<AtomicUsize>,
     /// Usable answers, failed attempts, answers that won a race.
     pub(super) answered: AtomicU64,
     pub(super) failed: AtomicU64,
@@ -86,10 +85,19 @@ pub struct ForwardingStatus {
     pub refreshes_in_flight: usize,
 }
 
-/// Counts one query outstanding at an upstream until dropped.
-pub(super) struct Outstanding<'a>(pub(super) &'a AtomicUsize);
+/// Counts one query outstanding at an upstream until dropped. Taken before the attempt is
+/// spawned, so a race on another thread sees it at once.
+pub(super) struct Outstanding(Arc<AtomicUsize>);
 
-impl Drop for Outstanding<'_> {
+impl Outstanding {
+    /// Counts one more query outstanding at `counter`.
+    pub(super) fn take(counter: &Arc<AtomicUsize>) -> Outstanding {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Outstanding(Arc::clone(counter))
+    }
+}
+
+impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -112,14 +120,15 @@ impl Upstream {
         }
     }
 
-    /// The upstream answered SERVFAIL: counted as a failed attempt, but it is alive, so its
-    /// run of failures ends as with any answer.
-    pub(super) fn answered_servfail(&self) {
+    /// An answer that is no use for this name (SERVFAIL, or a reply that does not parse):
+    /// counted as a failed attempt, but the upstream is alive, so its run of failures ends as
+    /// with any answer.
+    pub(super) fn answered_unusable(&self, reason: &AttemptError) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut health) = self.health.lock() {
             health.consecutive_failures = 0;
             health.held_until = None;
-            health.last_error = Some(AttemptError::Failed(ResponseCode::ServFail).to_string());
+            health.last_error = Some(reason.to_string());
         }
     }
 
