@@ -386,6 +386,17 @@ impl Handler {
 /// if it were plain (its sender wants its answer verified) nor forwarded (its MAC covers its
 /// own bytes, which we do not send upstream).
 fn signed_by(request: &Message) -> Option<BadKey> {
+    let time = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    // The parser keeps a TSIG apart from the additional section where it recognises it.
+    if let Some(signature) = &request.signature {
+        return Some(BadKey {
+            key: signature.name.clone(),
+            algorithm: signature.data.algorithm.clone(),
+            time,
+        });
+    }
     let record = request
         .additionals
         .iter()
@@ -394,9 +405,6 @@ fn signed_by(request: &Message) -> Option<BadKey> {
         RData::TSIG(tsig) => tsig.algorithm.clone(),
         _ => TsigAlgorithm::HmacSha256,
     };
-    let time = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
     Some(BadKey {
         key: record.name.clone(),
         algorithm,
