@@ -254,11 +254,14 @@ async fn serve_tcp(listener: TcpListener, handler: Handler, shared: Shared) {
             // A peek, not `readable()`: readiness may be reported with nothing to read.
             let mut first = [0u8; 1];
             tokio::select! {
+                // A connection whose bytes came is served, even when its eviction is due too.
+                biased;
                 spoke = timeout(idle, stream.peek(&mut first)) => {
                     if !matches!(spoke, Ok(Ok(1..))) {
                         debug!(%peer, ?spoke, "tcp connection sent nothing before it closed or the idle timeout");
                         return;
                     }
+                    seat.spoke();
                 }
                 () = seat.evicted() => {
                     debug!(%peer, "silent tcp connection closed for a new one");

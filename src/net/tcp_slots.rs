@@ -231,7 +231,7 @@ pub const WAITING_PER_SLOT: usize = 4;
 pub struct WaitingRoom {
     max: usize,
     /// The waiting connections, the one waiting the longest first.
-    queue: Mutex<VecDeque<(u64, Arc<Notify>)>>,
+    queue: Mutex<VecDeque<(u64, Arc<SeatState>)>>,
     next_id: AtomicU64,
 }
 
@@ -246,27 +246,31 @@ impl WaitingRoom {
     }
 
     /// A place for a connection just accepted; when the room is full, the connection that has
-    /// waited the longest is told to close. Never waits.
+    /// been silent the longest is told to close (one that already sent its first bytes and
+    /// waits for a slot only when every other has spoken too). Never waits.
     pub fn enter(self: &Arc<Self>) -> Seat {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let evict = Arc::new(Notify::new());
+        let state = Arc::new(SeatState::default());
         let mut queue = self
             .queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         while queue.len() >= self.max {
-            let Some((_, oldest)) = queue.pop_front() else {
+            let silent = queue
+                .iter()
+                .position(|(_, seat)| !seat.spoken.load(Ordering::Relaxed));
+            let Some((_, oldest)) = queue.remove(silent.unwrap_or(0)) else {
                 break;
             };
             debug!("the TCP waiting room is full: closing the connection silent the longest");
             // A permit is kept if its connection is not waiting for it yet.
-            oldest.notify_one();
+            oldest.evict.notify_one();
         }
-        queue.push_back((id, Arc::clone(&evict)));
+        queue.push_back((id, Arc::clone(&state)));
         Seat {
             room: Arc::clone(self),
             id,
-            evict,
+            state,
         }
     }
 
@@ -280,18 +284,33 @@ impl WaitingRoom {
     }
 }
 
+/// What a seat's connection has done, as the room sees it.
+#[derive(Debug, Default)]
+struct SeatState {
+    /// Told to close when a newer connection needs the place.
+    evict: Notify,
+    /// The connection sent its first bytes: it is a client, not a silent holder.
+    spoken: AtomicBool,
+}
+
 /// One connection's place in the [`WaitingRoom`]; dropping it leaves the room.
 #[derive(Debug)]
 pub struct Seat {
     room: Arc<WaitingRoom>,
     id: u64,
-    evict: Arc<Notify>,
+    state: Arc<SeatState>,
 }
 
 impl Seat {
     /// Completes when a newer connection took this one's place.
     pub async fn evicted(&self) {
-        self.evict.notified().await;
+        self.state.evict.notified().await;
+    }
+
+    /// Marks the connection as one that sent its first bytes: a full room closes every silent
+    /// one before it.
+    pub fn spoke(&self) {
+        self.state.spoken.store(true, Ordering::Relaxed);
     }
 }
 
@@ -328,6 +347,18 @@ mod tests {
         let fourth = room.enter();
         assert_not_told(third.evicted()).await;
         assert_not_told(fourth.evicted()).await;
+        // A connection that spoke and waits for a slot goes after every silent one.
+        third.spoke();
+        let fifth = room.enter();
+        assert_not_told(third.evicted()).await;
+        assert_told_to_close(fourth.evicted()).await;
+        let sixth = room.enter();
+        assert_told_to_close(fifth.evicted()).await;
+        assert_not_told(third.evicted()).await;
+        sixth.spoke();
+        let _seventh = room.enter();
+        assert_told_to_close(third.evicted()).await;
+        assert_not_told(sixth.evicted()).await;
         drop(first);
         assert_eq!(room.waiting(), 2);
     }
