@@ -284,7 +284,8 @@ pub fn restore_at_start(health: &HealthTable, snapshot: &SharedSnapshot, path: &
 
 /// Removes, from the directory of the state file `path`, the temporary files of saves that never
 /// completed: named as [`save`] names them, regular files (a link is left alone), of this
-/// server's own user. Returns how many were removed.
+/// server's own user, untouched for [`STALE_TEMPORARY_AGE`] (a save another server sharing the
+/// directory is making now is left to finish). Returns how many were removed.
 pub fn remove_stale_temporaries(path: &Path) -> usize {
     use std::os::unix::fs::MetadataExt;
     let directory = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -311,6 +312,13 @@ pub fn remove_stale_temporaries(path: &Path) -> usize {
         if !metadata.file_type().is_file() || Some(metadata.uid()) != own_uid {
             continue;
         }
+        let age = metadata
+            .modified()
+            .ok()
+            .and_then(|modified| modified.elapsed().ok());
+        if age.is_none_or(|age| age < STALE_TEMPORARY_AGE) {
+            continue;
+        }
         match std::fs::remove_file(entry.path()) {
             Ok(()) => removed += 1,
             Err(error) => debug!(%error, file = name, "could not remove a stale temporary file"),
@@ -321,6 +329,10 @@ pub fn remove_stale_temporaries(path: &Path) -> usize {
     }
     removed
 }
+
+/// How long a temporary file must have been left untouched to count as a save that never
+/// completed: a save takes milliseconds.
+const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(60);
 
 /// Saves `health` to `path` every [`SAVE_INTERVAL`], and soon after a drain or undrain (as
 /// `events` announce them; see [`save_loop`]), until the task is dropped.
@@ -441,9 +453,20 @@ mod tests {
                     .join(format!("{TEMPORARY_PREFIX}stale{i}{TEMPORARY_SUFFIX}"))
             })
             .collect();
+        let long_ago = SystemTime::now() - Duration::from_secs(600);
         for file in &stale {
             std::fs::write(file, "half a save").expect("write a stale temporary");
+            std::fs::File::options()
+                .write(true)
+                .open(file)
+                .and_then(|f| f.set_modified(long_ago))
+                .expect("age the temporary");
         }
+        // Another server's save in progress, a moment old: left to finish.
+        let in_progress = dir
+            .path()
+            .join(format!("{TEMPORARY_PREFIX}now{TEMPORARY_SUFFIX}"));
+        std::fs::write(&in_progress, "being written").expect("write a fresh temporary");
         let other = dir.path().join("notes.tmp");
         std::fs::write(&other, "kept").expect("write another file");
         let target = dir.path().join("target");
@@ -454,7 +477,7 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).expect("plant a link");
         assert_eq!(remove_stale_temporaries(&path), 3);
         assert!(stale.iter().all(|file| !file.exists()));
-        for kept in [&path, &other, &target, &link] {
+        for kept in [&path, &other, &target, &link, &in_progress] {
             assert!(
                 std::fs::symlink_metadata(kept).is_ok(),
                 "{} kept",

@@ -168,8 +168,15 @@ fn temporary_files_of_unfinished_saves_are_removed_at_start() {
                 .join(format!(".failover-dns-state.killed{i}.tmp"))
         })
         .collect();
+    // Left by a server killed in the middle of a save some minutes ago.
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
     for leftover in &leftovers {
         std::fs::write(leftover, "{\"version\": 2, \"endpo").expect("plant a leftover");
+        std::fs::File::options()
+            .write(true)
+            .open(leftover)
+            .and_then(|file| file.set_modified(long_ago))
+            .expect("age the leftover");
     }
     let unrelated = state.path().join("notes.tmp");
     std::fs::write(&unrelated, "kept").expect("write an unrelated file");
