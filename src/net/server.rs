@@ -80,9 +80,12 @@ pub async fn bind_sockets(address: SocketAddr, udp_sockets: usize) -> io::Result
         return bind_at(address, udp_sockets, shared).await;
     }
     // The kernel picks a free UDP port; the same TCP port is usually free too, else try again.
+    // The port is picked by a socket without SO_REUSEPORT: for one with it, the kernel also
+    // offers a port another process of the same user holds with SO_REUSEPORT (unbound does),
+    // and this server would then share that program's queries.
     let mut last_error = None;
     for _ in 0..32 {
-        let first = udp_socket(address, shared)?;
+        let first = udp_socket(address, false)?;
         let chosen = first.local_addr()?;
         drop(first);
         match bind_at(chosen, udp_sockets, shared).await {
