@@ -8,7 +8,7 @@
 //!
 //! Written against the kernel's UAPI (`linux/inet_diag.h`, `linux/sock_diag.h`) rather than a
 //! netlink crate: the crates build owned messages (a vector of attributes per socket) and have no
-//! bytecode filter, and the observer polls four times a second on machines with thousands of
+//! bytecode filter, and the observer looks up to several times a second on machines with thousands of
 //! unrelated sockets. Here the kernel sends only the sockets to endpoint addresses, parsed in
 //! place from one reused buffer: no allocation per poll.
 
