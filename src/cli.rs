@@ -10,17 +10,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
-use std::time::Duration;
 
 use tracing::info;
 
-use crate::config::limits::LimitArgs;
+use crate::config::keys::SettingsLayer;
 use crate::config::load_zone_dir;
-use crate::config::settings::{
-    Settings, UpstreamSpec, check_ca_file, parse_listen, parse_metrics_listen,
-    parse_stale_answer_delay, parse_stale_max_age, parse_upstream, parse_upstream_stagger,
-    parse_upstream_timeout,
-};
+use crate::config::settings::{Settings, UpstreamSpec};
 use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
 use crate::dns::snapshot::Snapshot;
 use crate::embed::FailoverDns;
@@ -66,7 +61,7 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Validate the settings and zone files without serving. Exit 1 with file:line:column on
     /// errors; exit 0 with a warning for each shared name that a policy grants only in part.
-    Check(ConfigArgs),
+    Check(Box<ConfigArgs>),
     /// Feed one connection outcome for an endpoint address to the running server.
     Report(ReportArgs),
     /// Drain a destination for maintenance: its endpoints are answered after every other
@@ -93,19 +88,9 @@ pub struct ConfigArgs {
     /// override it [default: ./failover-dns.toml when it exists, else built-in defaults]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Directory of zone and policy files (*.toml) [default: ./zones]
-    #[arg(long, value_name = "DIR")]
-    pub zones: Option<PathBuf>,
-    /// This client's user, for policy sources `user:NAME` [default: alice]
-    #[arg(long, value_name = "NAME")]
-    pub user: Option<String>,
-    /// This client's groups, for policy sources `group:NAME` (repeatable; replaces the default
-    /// `engineering`)
-    #[arg(long = "group", value_name = "NAME")]
-    pub groups: Vec<String>,
-    /// This client's device, for policy sources `device:NAME` [default: alice-laptop]
-    #[arg(long, value_name = "NAME")]
-    pub device: Option<String>,
+    /// Every setting of the settings file, as a flag.
+    #[command(flatten)]
+    pub settings: SettingsLayer,
 }
 
 /// Options of `serve`.
@@ -119,119 +104,6 @@ pub struct ServeArgs {
     /// [default: one per CPU]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
-    /// Address to serve DNS on, UDP and TCP (repeatable; port 0 picks a free port)
-    /// [default: 127.0.0.1:5300]
-    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]
-    pub listen: Vec<SocketAddr>,
-    /// Control socket path [default: $XDG_RUNTIME_DIR/failover-dns.sock; else
-    /// /run/failover-dns/control.sock for root; else ${TMPDIR:-/tmp}/failover-dns-UID/control.sock]
-    #[arg(long, value_name = "PATH")]
-    pub control: Option<PathBuf>,
-    /// Upstream resolver for names outside the zones (repeatable, raced in order; port 53 if
-    /// none given), or tls://ADDR[:PORT]#SERVER-NAME for DNS over TLS (port 853)
-    /// [default: the nameservers of --resolv-conf]
-    #[arg(long = "upstream", value_name = "UPSTREAM", value_parser = parse_upstream)]
-    pub upstreams: Vec<UpstreamSpec>,
-    /// Backups, DNS over TLS, racing and serve-stale.
-    #[command(flatten)]
-    pub forwarding: Box<ForwardingArgs>,
-    /// Resolver configuration to read upstreams from when none are named
-    /// [default: /etc/resolv.conf]
-    #[arg(long, value_name = "FILE")]
-    pub resolv_conf: Option<PathBuf>,
-    /// Most forwarded answers to cache; 0 disables the cache [default: 10000]
-    #[arg(long, value_name = "N")]
-    pub cache_size: Option<usize>,
-    /// The most memory cached forwarded answers may take, MiB; the answers used least
-    /// recently go first [default: 64]
-    #[arg(long, value_name = "MB")]
-    pub cache_max_mb: Option<usize>,
-    /// Connection limits, timeouts and who may use forwarding.
-    #[command(flatten)]
-    pub limits: Box<LimitArgs>,
-    /// Keep the health table in FILE across restarts: restored at start, saved every 10 s and
-    /// on shutdown [default: not kept]
-    #[arg(long, value_name = "FILE")]
-    pub state_file: Option<PathBuf>,
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (loopback only) [default: off]
-    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_listen)]
-    pub metrics: Option<SocketAddr>,
-    /// Do not watch the machine's own TCP connections to endpoint addresses (the connection
-    /// observer, which turns unanswered connects and stalled sessions into failure reports and
-    /// completed connections into successes) [default: on, Linux only]
-    #[arg(long, conflicts_with = "fail_fast")]
-    pub no_observe: bool,
-    /// How often the observer looks at the kernel's sockets while a connect to an endpoint
-    /// address waits or a session to one looks stalled, in milliseconds; once a second when
-    /// nothing is outstanding [default: 250]
-    #[arg(long, value_name = "MS", value_parser = parse_observe_interval_ms)]
-    pub observe_interval_ms: Option<Duration>,
-    /// When an endpoint goes down and its names have another endpoint that is not down, abort
-    /// the connects still waiting on it and the sessions stalled on it, so applications move to
-    /// the next address at once. Needs CAP_NET_ADMIN; without it, a warning and off [default:
-    /// off; on in the packaged settings]
-    #[arg(long)]
-    pub fail_fast: bool,
-}
-
-fn parse_observe_interval_ms(text: &str) -> Result<Duration, String> {
-    crate::config::settings::OBSERVE_INTERVAL_MS
-        .parse(text)
-        .map(Duration::from_millis)
-}
-
-/// Options of `serve` about forwarding beyond the upstreams themselves.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ForwardingArgs {
-    /// How long one upstream may take to answer before it counts as failed, in milliseconds [default: 2000]
-    #[arg(long, value_name = "MS", value_parser = parse_timeout_ms)]
-    pub upstream_timeout_ms: Option<Duration>,
-    /// Backup upstream, asked only once every --upstream failed for a query (repeatable; same
-    /// forms as --upstream)
-    #[arg(long = "backup-upstream", value_name = "UPSTREAM", value_parser = parse_upstream)]
-    pub backup_upstreams: Vec<UpstreamSpec>,
-    /// Extra certificate authorities (PEM) to trust for DNS-over-TLS upstreams, besides the
-    /// system trust store
-    #[arg(long, value_name = "FILE", value_parser = parse_ca_file)]
-    pub upstream_ca_file: Option<PathBuf>,
-    /// How long after one upstream was asked the next one is asked too, in milliseconds (at
-    /// once when it fails; 0: all at once) [default: 200]
-    #[arg(long, value_name = "MS", value_parser = parse_stagger_ms)]
-    pub upstream_stagger_ms: Option<Duration>,
-    /// How long past its expiry a cached answer may be served (TTL 30) when every upstream
-    /// fails: seconds, or with a unit (90s, 30m, 12h, 1d); 0 turns it off [default: 1d]
-    #[arg(long, value_name = "AGE", value_parser = parse_stale_max_age)]
-    pub stale_max_age: Option<Duration>,
-    /// How long a query for an expired name waits for the upstreams before it gets the stale
-    /// answer, in milliseconds [default: 1800]
-    #[arg(long, value_name = "MS", value_parser = parse_stale_delay_ms)]
-    pub stale_answer_delay_ms: Option<Duration>,
-}
-
-fn whole_ms(text: &str) -> Result<u64, String> {
-    text.parse()
-        .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))
-}
-
-fn parse_stagger_ms(text: &str) -> Result<Duration, String> {
-    parse_upstream_stagger(whole_ms(text)?)
-}
-
-fn parse_stale_delay_ms(text: &str) -> Result<Duration, String> {
-    parse_stale_answer_delay(whole_ms(text)?)
-}
-
-fn parse_ca_file(text: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(text);
-    check_ca_file(&path)?;
-    Ok(path)
-}
-
-fn parse_timeout_ms(text: &str) -> Result<Duration, String> {
-    let milliseconds: u64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))?;
-    parse_upstream_timeout(milliseconds)
 }
 
 /// How to reach the running server.
@@ -341,25 +213,10 @@ impl ConfigArgs {
         })
     }
 
-    /// Settings from the embedded defaults, the settings file and these flags.
+    /// Settings from the embedded defaults, the settings file and these flags. A reload calls
+    /// this again, so flags keep overriding the file.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let mut settings = match self.config_file() {
-            Some(path) => Settings::from_file(&path)?,
-            None => Settings::default(),
-        };
-        if let Some(zones) = &self.zones {
-            settings.zones_dir = zones.clone();
-        }
-        if let Some(user) = &self.user {
-            settings.identity.user = Some(user.clone());
-        }
-        if !self.groups.is_empty() {
-            settings.identity.groups = self.groups.clone();
-        }
-        if let Some(device) = &self.device {
-            settings.identity.device = Some(device.clone());
-        }
-        Ok(settings)
+        Settings::layered(self.config_file().as_deref(), self.settings.clone())
     }
 }
 
@@ -372,6 +229,51 @@ impl ControlArgs {
             Some(file) => Settings::from_file(file)?.control,
             None => Settings::default().control,
         })
+    }
+}
+
+/// The command line as clap sees it, each setting's help ending in its default as the
+/// declarations in [`crate::config::keys`] and [`Settings::default`] give it (so `--help`, the man
+/// pages and the completions cannot drift from the code).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    with_defaults(Cli::command())
+        .mut_subcommand("serve", with_defaults)
+        .mut_subcommand("check", with_defaults)
+}
+
+/// The parsed command line (exits with clap's message and status 2 on a usage error).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|error| error.exit())
+}
+
+fn with_defaults(mut command: clap::Command) -> clap::Command {
+    for setting in SettingsLayer::described() {
+        let Some(default) = setting.default.as_ref().and_then(shown_default) else {
+            continue;
+        };
+        command = command.mut_arg(setting.key, |arg| {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            arg.help(format!("{help} [default: {default}]"))
+        });
+    }
+    command
+}
+
+/// A default as `--help` shows it: strings bare, lists comma-separated; switches are left to
+/// their help text (`--no-observe` defaulting to "true" would read backwards).
+fn shown_default(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(text) => Some(text.clone()),
+        toml::Value::Integer(number) => Some(number.to_string()),
+        toml::Value::Array(items) if items.is_empty() => Some("none".to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(shown_default)
+            .collect::<Option<Vec<_>>>()
+            .map(|items| items.join(", ")),
+        _ => None,
     }
 }
 
@@ -390,75 +292,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
     }
 }
 
-/// The settings to serve with: defaults, the settings file, then every flag. A reload calls
-/// this again, so flags keep overriding the file.
-pub fn serve_settings(args: &ServeArgs) -> Result<Settings, ConfigError> {
-    let mut settings = args.config.settings()?;
-    if !args.listen.is_empty() {
-        settings.listen = args.listen.clone();
-    }
-    if let Some(control) = &args.control {
-        settings.control = control.clone();
-    }
-    if !args.upstreams.is_empty() {
-        settings.upstreams = Some(args.upstreams.clone());
-    }
-    let forwarding = &args.forwarding;
-    if !forwarding.backup_upstreams.is_empty() {
-        settings.backup_upstreams = forwarding.backup_upstreams.clone();
-    }
-    if let Some(ca_file) = &forwarding.upstream_ca_file {
-        settings.upstream_ca_file = Some(ca_file.clone());
-    }
-    if let Some(stagger) = forwarding.upstream_stagger_ms {
-        settings.upstream_stagger = stagger;
-    }
-    if let Some(age) = forwarding.stale_max_age {
-        settings.stale_max_age = age;
-    }
-    if let Some(delay) = forwarding.stale_answer_delay_ms {
-        settings.stale_answer_delay = delay;
-    }
-    if let Some(resolv_conf) = &args.resolv_conf {
-        settings.resolv_conf = resolv_conf.clone();
-    }
-    if let Some(timeout) = args.forwarding.upstream_timeout_ms {
-        settings.upstream_timeout = timeout;
-    }
-    if let Some(cache_size) = args.cache_size {
-        settings.cache_size = cache_size;
-    }
-    if let Some(cache_max_mb) = args.cache_max_mb {
-        settings.cache_max_mb = cache_max_mb;
-    }
-    args.limits
-        .apply(&mut settings.limits, &mut settings.forward_allow);
-    if let Some(state_file) = &args.state_file {
-        settings.state_file = Some(state_file.clone());
-    }
-    if let Some(metrics) = args.metrics {
-        settings.metrics = Some(metrics);
-    }
-    if args.no_observe {
-        settings.observe.enabled = false;
-    }
-    if let Some(interval) = args.observe_interval_ms {
-        settings.observe.interval = interval;
-    }
-    if args.fail_fast {
-        settings.observe.fail_fast = true;
-    }
-    Ok(settings)
-}
-
 async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
-    let settings = serve_settings(&args)?;
+    let settings = args.config.settings()?;
     let reload_args = args.clone();
     // Loaded on the thread every reload loads on, so that every snapshot is built in the same
     // allocator arena (see `load_thread`).
     let initial = settings.clone();
     let dns = crate::reload::load_thread::run(move || {
-        FailoverDns::with_settings_loader(initial, Arc::new(move || serve_settings(&reload_args)))
+        FailoverDns::with_settings_loader(initial, Arc::new(move || reload_args.config.settings()))
     })
     .await
     .map_err(|error| CommandError::Io(std::io::Error::other(error)))??;
@@ -733,5 +574,122 @@ fn reload(args: &ControlArgs) -> Result<ExitCode, CommandError> {
             Ok(ExitCode::FAILURE)
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The settings `failover-dns check ARGS...` would use, with `file` as the settings file.
+    fn settings_of(file: Option<&std::path::Path>, args: &[&str]) -> Result<Settings, String> {
+        use clap::FromArgMatches;
+        let mut line = vec!["failover-dns", "check"];
+        // Without a file of its own, an empty one: not the checkout's failover-dns.toml.
+        let file_text = file.map_or_else(|| "/dev/null".to_string(), |p| p.display().to_string());
+        line.extend(["--config", file_text.as_str()]);
+        line.extend(args);
+        let matches = command()
+            .try_get_matches_from(line)
+            .map_err(|error| error.to_string())?;
+        let cli = Cli::from_arg_matches(&matches).map_err(|error| error.to_string())?;
+        let Some(Command::Check(config)) = cli.command else {
+            return Err("not check".to_string());
+        };
+        config.settings().map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn flags_override_the_file_and_are_checked_like_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("settings.toml");
+        std::fs::write(
+            &file,
+            "cache_size = 5\nzones = \"data\"\nfail_fast = true\n[limits]\nmax_tcp_connections = 9\n[identity]\nuser = \"bob\"\ngroups = [\"ops\"]\n",
+        )
+        .expect("write");
+        let from_file = settings_of(Some(&file), &[]).expect("valid");
+        assert_eq!(from_file.cache_size, 5);
+        assert_eq!(from_file.zones_dir, dir.path().join("data"));
+        assert!(from_file.observe.fail_fast);
+        assert_eq!(from_file.limits.max_tcp_connections, 9);
+        let layered = settings_of(
+            Some(&file),
+            &[
+                "--cache-size",
+                "7",
+                "--zones",
+                "here",
+                "--max-tcp-connections",
+                "3",
+                "--group",
+                "a",
+                "--group",
+                "b",
+                "--upstream-timeout-ms",
+                "150",
+                "--stale-max-age",
+                "2h",
+            ],
+        )
+        .expect("valid");
+        assert_eq!(layered.cache_size, 7);
+        // A path on the command line is relative to the working directory, not the file.
+        assert_eq!(layered.zones_dir, PathBuf::from("here"));
+        assert_eq!(layered.limits.max_tcp_connections, 3);
+        assert_eq!(layered.identity.user.as_deref(), Some("bob"));
+        assert_eq!(layered.identity.groups, ["a", "b"]);
+        assert_eq!(layered.upstream_timeout, Duration::from_millis(150));
+        assert_eq!(layered.stale_max_age, Duration::from_secs(7_200));
+
+        let defaults = Settings::default();
+        assert_eq!(settings_of(None, &[]).expect("valid"), defaults);
+        let switches = settings_of(None, &["--no-observe"]).expect("valid");
+        assert!(!switches.observe.enabled && defaults.observe.enabled);
+        let switches = settings_of(None, &["--fail-fast"]).expect("valid");
+        assert!(switches.observe.fail_fast && !defaults.observe.fail_fast);
+        assert!(settings_of(None, &["--no-observe", "--fail-fast"]).is_err());
+
+        for (args, words) in [
+            (
+                &["--upstream-timeout-ms", "5"][..],
+                "--upstream-timeout-ms: upstream_timeout_ms 5 is outside 10..=30000",
+            ),
+            (
+                &["--upstream", "tls://1.2.3.4#"],
+                "--upstream: invalid upstream",
+            ),
+            (
+                &["--forward-allow", "lan"],
+                "--forward-allow: invalid network",
+            ),
+            (&["--observe-syn-retransmits", "9"], "outside 1..=6"),
+            (&["--metrics", "0.0.0.0:9153"], "not a loopback address"),
+            (&["--cache-size", "many"], "invalid value"),
+        ] {
+            let error = settings_of(None, args).expect_err("rejected");
+            assert!(error.contains(words), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn help_shows_each_default_from_the_code() {
+        let mut serve = command();
+        let help = serve
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        let defaults = Settings::default();
+        for expected in [
+            format!("[default: {}]", defaults.upstream_timeout.as_millis()),
+            format!("[default: {}]", defaults.limits.max_tcp_connections),
+            "[default: 1d]".to_string(),
+            "[default: 127.0.0.1:5300]".to_string(),
+            "[default: 127.0.0.0/8, ::1/128]".to_string(),
+        ] {
+            assert!(help.contains(&expected), "{expected} missing from:\n{help}");
+        }
     }
 }

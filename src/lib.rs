@@ -33,6 +33,7 @@ mod metrics;
 mod model;
 mod net;
 mod ops;
+mod os;
 mod reload;
 #[cfg(test)]
 mod testing;

@@ -257,6 +257,11 @@ pub struct Located<T> {
 }
 
 impl<T> Located<T> {
+    /// A value with no known span (given on the command line).
+    pub fn unlocated(value: T) -> Self {
+        Located { value, span: None }
+    }
+
     /// The value and where it was read from, taken apart.
     pub fn into_parts(self) -> (T, Option<Range<usize>>) {
         (self.value, self.span)

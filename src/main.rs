@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use failover_dns::cli::{Cli, Command, CommandError, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -17,7 +16,7 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = failover_dns::cli::parse();
     let workers = match &cli.command {
         None => cli.serve.workers,
         Some(Command::Serve(args)) => args.workers,

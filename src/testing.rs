@@ -17,7 +17,7 @@ use crate::model::{Identity, ZoneData};
 /// root (WHY)` and returns false, unless `FAILOVER_DNS_REQUIRE_ROOT_TESTS` is set (CI sets it),
 /// where a skipped root test is a failure.
 pub fn needs_root(why: &str) -> bool {
-    if crate::config::settings::current_uid() == Some(0) {
+    if crate::os::current_uid() == Some(0) {
         return true;
     }
     assert!(

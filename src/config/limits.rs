@@ -5,18 +5,13 @@
 //! resolver).
 //!
 //! The values come from the embedded defaults, the `[limits]` table and `forward_allow` of the
-//! settings file, and the flags in [`LimitArgs`], in that order. `server` and `control` enforce
-//! them; `handler` asks [`ForwardAllow`] before it forwards.
+//! settings file, and the flags (declared in [`crate::config::keys`]), in that order. `server`
+//! and `control` enforce them; `handler` asks [`ForwardAllow`] before it forwards.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use clap::Args;
 use ipnet::IpNet;
-use serde::Deserialize;
-use toml::Spanned;
-
-use crate::location::{ConfigError, SourceFile};
 
 /// Resource bounds of the DNS and control listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,174 +49,6 @@ impl Default for Limits {
             forwards_in_flight: 512,
             max_control_connections: 16,
             control_idle_timeout: Duration::from_secs(60),
-        }
-    }
-}
-
-/// One setting's accepted range, for messages and checks (the limits here, and the other
-/// numeric settings that are a plain range).
-pub(crate) struct Bound {
-    pub(crate) name: &'static str,
-    pub(crate) min: u64,
-    pub(crate) max: u64,
-}
-
-const MAX_TCP_CONNECTIONS: Bound = Bound {
-    name: "max_tcp_connections",
-    min: 1,
-    max: 65_535,
-};
-const TCP_IDLE_TIMEOUT_MS: Bound = Bound {
-    name: "tcp_idle_timeout_ms",
-    min: 10,
-    max: 300_000,
-};
-const TCP_QUERIES_IN_FLIGHT: Bound = Bound {
-    name: "tcp_queries_in_flight",
-    min: 1,
-    max: 1024,
-};
-const FORWARDS_IN_FLIGHT: Bound = Bound {
-    name: "forwards_in_flight",
-    min: 1,
-    max: 65_535,
-};
-const MAX_CONTROL_CONNECTIONS: Bound = Bound {
-    name: "max_control_connections",
-    min: 1,
-    max: 1024,
-};
-const CONTROL_IDLE_TIMEOUT_MS: Bound = Bound {
-    name: "control_idle_timeout_ms",
-    min: 10,
-    max: 3_600_000,
-};
-
-impl Bound {
-    /// `value`, or why it is outside the bound.
-    pub(crate) fn check(&self, value: u64) -> Result<u64, String> {
-        if (self.min..=self.max).contains(&value) {
-            Ok(value)
-        } else {
-            Err(format!(
-                "{} {value} is outside {}..={}",
-                self.name, self.min, self.max
-            ))
-        }
-    }
-
-    /// A clap value parser: a whole number within the bound.
-    pub(crate) fn parse(&self, text: &str) -> Result<u64, String> {
-        let value: u64 = text
-            .parse()
-            .map_err(|_| format!("{text:?} is not a whole number"))?;
-        self.check(value)
-    }
-}
-
-/// The `[limits]` table of the settings file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLimits {
-    max_tcp_connections: Option<Spanned<u64>>,
-    tcp_idle_timeout_ms: Option<Spanned<u64>>,
-    tcp_queries_in_flight: Option<Spanned<u64>>,
-    forwards_in_flight: Option<Spanned<u64>>,
-    max_control_connections: Option<Spanned<u64>>,
-    control_idle_timeout_ms: Option<Spanned<u64>>,
-}
-
-impl RawLimits {
-    /// Overlays the values present in the table on `limits`; an out-of-range value is an
-    /// error located in `source`.
-    pub fn apply(&self, source: &SourceFile, limits: &mut Limits) -> Result<(), ConfigError> {
-        let located = |value: &Spanned<u64>, bound: &Bound| {
-            bound
-                .check(*value.get_ref())
-                .map_err(|message| ConfigError::one(source.locate(value.span()), message))
-        };
-        if let Some(value) = &self.max_tcp_connections {
-            limits.max_tcp_connections = to_usize(located(value, &MAX_TCP_CONNECTIONS)?);
-        }
-        if let Some(value) = &self.tcp_idle_timeout_ms {
-            limits.tcp_idle_timeout = Duration::from_millis(located(value, &TCP_IDLE_TIMEOUT_MS)?);
-        }
-        if let Some(value) = &self.tcp_queries_in_flight {
-            limits.tcp_queries_in_flight = to_usize(located(value, &TCP_QUERIES_IN_FLIGHT)?);
-        }
-        if let Some(value) = &self.forwards_in_flight {
-            limits.forwards_in_flight = to_usize(located(value, &FORWARDS_IN_FLIGHT)?);
-        }
-        if let Some(value) = &self.max_control_connections {
-            limits.max_control_connections = to_usize(located(value, &MAX_CONTROL_CONNECTIONS)?);
-        }
-        if let Some(value) = &self.control_idle_timeout_ms {
-            limits.control_idle_timeout =
-                Duration::from_millis(located(value, &CONTROL_IDLE_TIMEOUT_MS)?);
-        }
-        Ok(())
-    }
-}
-
-/// Every bound fits in `usize` on the 32- and 64-bit targets we build for.
-fn to_usize(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
-}
-
-/// The limit flags of `serve`; each overrides the settings file.
-#[derive(Debug, Clone, Default, Args)]
-pub struct LimitArgs {
-    /// TCP connections served at once; at the limit a new one closes the connection idle the
-    /// longest [default: 128]
-    #[arg(long, value_name = "N", value_parser = |t: &str| MAX_TCP_CONNECTIONS.parse(t))]
-    pub max_tcp_connections: Option<u64>,
-    /// How long an idle TCP connection is kept, and how long a started message or a reply
-    /// write may take, in milliseconds [default: 10000]
-    #[arg(long, value_name = "MS", value_parser = |t: &str| TCP_IDLE_TIMEOUT_MS.parse(t))]
-    pub tcp_idle_timeout_ms: Option<u64>,
-    /// Queries one TCP connection may have in flight (pipelined, answered as they finish)
-    /// [default: 16]
-    #[arg(long, value_name = "N", value_parser = |t: &str| TCP_QUERIES_IN_FLIGHT.parse(t))]
-    pub tcp_queries_in_flight: Option<u64>,
-    /// Forwarded queries waiting for upstreams at once, all listen addresses and transports
-    /// together [default: 512]
-    #[arg(long, value_name = "N", value_parser = |t: &str| FORWARDS_IN_FLIGHT.parse(t))]
-    pub forwards_in_flight: Option<u64>,
-    /// Control socket connections served at once [default: 16]
-    #[arg(long, value_name = "N", value_parser = |t: &str| MAX_CONTROL_CONNECTIONS.parse(t))]
-    pub max_control_connections: Option<u64>,
-    /// How long a control connection may stay silent, in milliseconds [default: 60000]
-    #[arg(long, value_name = "MS", value_parser = |t: &str| CONTROL_IDLE_TIMEOUT_MS.parse(t))]
-    pub control_idle_timeout_ms: Option<u64>,
-    /// Clients (CIDR) for which names outside the zones are forwarded; others get REFUSED for
-    /// them (repeatable; replaces the default) [default: 127.0.0.0/8 and ::1/128]
-    #[arg(long = "forward-allow", value_name = "CIDR", value_parser = parse_cidr)]
-    pub forward_allow: Vec<IpNet>,
-}
-
-impl LimitArgs {
-    /// Overlays the flags given on `limits` and `forward_allow`.
-    pub fn apply(&self, limits: &mut Limits, forward_allow: &mut ForwardAllow) {
-        if let Some(n) = self.max_tcp_connections {
-            limits.max_tcp_connections = to_usize(n);
-        }
-        if let Some(ms) = self.tcp_idle_timeout_ms {
-            limits.tcp_idle_timeout = Duration::from_millis(ms);
-        }
-        if let Some(n) = self.tcp_queries_in_flight {
-            limits.tcp_queries_in_flight = to_usize(n);
-        }
-        if let Some(n) = self.forwards_in_flight {
-            limits.forwards_in_flight = to_usize(n);
-        }
-        if let Some(n) = self.max_control_connections {
-            limits.max_control_connections = to_usize(n);
-        }
-        if let Some(ms) = self.control_idle_timeout_ms {
-            limits.control_idle_timeout = Duration::from_millis(ms);
-        }
-        if !self.forward_allow.is_empty() {
-            *forward_allow = ForwardAllow::new(self.forward_allow.clone());
         }
     }
 }
@@ -294,21 +121,6 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
     ))
 }
 
-/// Parses the settings file's `forward_allow` list, locating a bad entry.
-pub fn parse_forward_allow(
-    source: &SourceFile,
-    entries: &[Spanned<String>],
-) -> Result<ForwardAllow, ConfigError> {
-    let mut networks = Vec::new();
-    for entry in entries {
-        networks.push(
-            parse_cidr(entry.get_ref())
-                .map_err(|message| ConfigError::one(source.locate(entry.span()), message))?,
-        );
-    }
-    Ok(ForwardAllow::new(networks))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,24 +183,5 @@ mod tests {
         }
         // Host bits are ignored when matching.
         assert!(allow(&["10.1.2.3/8"]).permits("10.9.9.9".parse().expect("literal")));
-    }
-
-    #[test]
-    fn bounds_table() {
-        let cases = [
-            (&MAX_TCP_CONNECTIONS, "0", false),
-            (&MAX_TCP_CONNECTIONS, "1", true),
-            (&MAX_TCP_CONNECTIONS, "65535", true),
-            (&MAX_TCP_CONNECTIONS, "65536", false),
-            (&TCP_IDLE_TIMEOUT_MS, "9", false),
-            (&TCP_IDLE_TIMEOUT_MS, "10", true),
-            (&TCP_QUERIES_IN_FLIGHT, "0", false),
-            (&CONTROL_IDLE_TIMEOUT_MS, "3600000", true),
-            (&MAX_CONTROL_CONNECTIONS, "-1", false),
-            (&FORWARDS_IN_FLIGHT, "x", false),
-        ];
-        for (bound, text, ok) in cases {
-            assert_eq!(bound.parse(text).is_ok(), ok, "{} {text}", bound.name);
-        }
     }
 }

@@ -4,8 +4,11 @@
 //!
 //! The format is plain serde data (arrays of tables), so the same shape can arrive as JSON.
 
+pub mod keys;
+pub(crate) mod layer;
 pub mod limits;
 pub mod settings;
+pub mod values;
 
 mod build;
 mod file;

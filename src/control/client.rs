@@ -75,7 +75,7 @@ impl<'a> ClientConnection<'a> {
         let server = rustix::net::sockopt::socket_peercred(&self.stream)
             .map_err(|errno| self.io_error(errno.into()))?;
         let server_uid = server.uid.as_raw();
-        let own_uid = crate::config::settings::current_uid();
+        let own_uid = crate::os::current_uid();
         if server_uid == 0 || Some(server_uid) == own_uid {
             Ok(())
         } else {

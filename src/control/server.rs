@@ -38,7 +38,7 @@ impl ControlSocket {
         };
         // The directory first: what is in it is only worth a look once nobody else controls it.
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if crate::config::settings::private_control_dir().as_deref() == Some(parent) {
+            if crate::os::private_control_dir().as_deref() == Some(parent) {
                 ensure_private_dir(parent)?;
             } else {
                 std::fs::create_dir_all(parent).map_err(io_error)?;
@@ -98,7 +98,7 @@ impl ControlSocket {
     /// each closed when it stays silent for `limits.control_idle_timeout`. Control connections
     /// run in tasks of their own, so nothing on this socket can hold up DNS.
     pub async fn serve_with_limits(&self, context: ControlContext, limits: &Limits) {
-        let own_uid = crate::config::settings::current_uid();
+        let own_uid = crate::os::current_uid();
         let connections = Arc::new(Semaphore::new(limits.max_control_connections));
         let idle = limits.control_idle_timeout;
         let mut backoff = AcceptBackoff::new("control");
@@ -158,7 +158,7 @@ pub fn ensure_private_dir(directory: &Path) -> Result<(), ControlError> {
     if !metadata.is_dir() {
         return Err(unsafe_directory("is not a directory".to_string()));
     }
-    let own_uid = crate::config::settings::current_uid();
+    let own_uid = crate::os::current_uid();
     if Some(metadata.uid()) != own_uid {
         return Err(unsafe_directory(format!(
             "is owned by uid {}, not by this user",

@@ -244,7 +244,7 @@ fn read_own_file(path: &Path) -> Result<Vec<u8>, PersistError> {
     if !link.file_type().is_file() {
         return Err(refused("is not a regular file".to_string()));
     }
-    let own_uid = crate::config::settings::current_uid();
+    let own_uid = crate::os::current_uid();
     if Some(link.uid()) != own_uid {
         return Err(refused(format!(
             "is owned by uid {}, not by this server's user",
@@ -295,7 +295,7 @@ pub fn remove_stale_temporaries(path: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(directory) else {
         return 0;
     };
-    let own_uid = crate::config::settings::current_uid();
+    let own_uid = crate::os::current_uid();
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();

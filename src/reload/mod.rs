@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::config::keys::SettingsLayer;
 use crate::config::settings::Settings;
 use crate::config::{is_zone_file_name, load_zone_dir};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
@@ -471,10 +472,7 @@ fn build(
     running: &Settings,
 ) -> Result<Built, ConfigError> {
     let settings = load_settings()?;
-    let restart_needed = restart_only_changes(running, &settings)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let restart_needed = restart_only_changes(running, &settings);
     let data = load_zone_dir(&running.zones_dir)?;
     Ok(Built {
         snapshot: Snapshot::new(data, settings.identity),
@@ -482,53 +480,16 @@ fn build(
     })
 }
 
-/// The settings (by their name in the settings file) that differ between `running` and `new`
-/// but cannot change without a restart: they own sockets, the forwarder or the watched
-/// directory. Only the identity is taken over by a reload; any other difference is reported.
-pub fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    let mut compare = |name, differs: bool| {
-        if differs {
-            changed.push(name);
-        }
-    };
-    compare("zones", running.zones_dir != new.zones_dir);
-    compare("listen", running.listen != new.listen);
-    compare("control", running.control != new.control);
-    compare("upstreams", running.upstreams != new.upstreams);
-    compare(
-        "backup_upstreams",
-        running.backup_upstreams != new.backup_upstreams,
-    );
-    compare(
-        "upstream_ca_file",
-        running.upstream_ca_file != new.upstream_ca_file,
-    );
-    compare(
-        "upstream_stagger_ms",
-        running.upstream_stagger != new.upstream_stagger,
-    );
-    compare("stale_max_age", running.stale_max_age != new.stale_max_age);
-    compare(
-        "stale_answer_delay_ms",
-        running.stale_answer_delay != new.stale_answer_delay,
-    );
-    compare("resolv_conf", running.resolv_conf != new.resolv_conf);
-    compare(
-        "upstream_timeout_ms",
-        running.upstream_timeout != new.upstream_timeout,
-    );
-    compare("cache_size", running.cache_size != new.cache_size);
-    compare("cache_max_mb", running.cache_max_mb != new.cache_max_mb);
-    // A setting added later and not named above still needs a restart, and still gets said.
-    let only_identity_differs = Settings {
-        identity: new.identity.clone(),
-        ..running.clone()
-    } == *new;
-    if changed.is_empty() && !only_identity_differs {
-        changed.push("other server settings");
-    }
-    changed
+/// The settings (by their key in the settings file) that differ between `running` and `new`
+/// but cannot change without a restart: they own sockets, the forwarder, the observer or the
+/// watched directory. Only the identity is taken over by a reload; every other setting is
+/// declared restart-only in [`crate::config::keys`].
+pub fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<String> {
+    SettingsLayer::described()
+        .into_iter()
+        .filter(|setting| !setting.reloadable && (setting.differs)(running, new))
+        .map(|setting| setting.name())
+        .collect()
 }
 
 /// Keeps the reload triggers alive: the file watcher and the tasks behind it and `SIGHUP`.
@@ -725,6 +686,22 @@ mod tests {
                     s.resolv_conf = PathBuf::from("/x");
                 },
                 &["resolv_conf", "upstream_timeout_ms", "cache_size"],
+            ),
+            (
+                |s| s.limits.max_tcp_connections = 1,
+                &["limits.max_tcp_connections"],
+            ),
+            (|s| s.observe.fail_fast = true, &["fail_fast"]),
+            (
+                |s| s.state_file = Some(PathBuf::from("/x")),
+                &["state_file"],
+            ),
+            (
+                |s| {
+                    s.identity.groups = vec!["ops".into()];
+                    s.metrics = Some("127.0.0.1:9153".parse().expect("addr"));
+                },
+                &["metrics"],
             ),
         ];
         for (index, (change, expected)) in cases.iter().enumerate() {

@@ -10,9 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use clap_complete::Shell;
-use failover_dns::cli::Cli;
 
 /// The command's name, as installed.
 const BINARY: &str = "failover-dns";
@@ -55,7 +53,7 @@ fn write_docs(out_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     for shell in [Shell::Zsh, Shell::Fish] {
         written.push(clap_complete::generate_to(
             shell,
-            &mut Cli::command(),
+            &mut failover_dns::cli::command(),
             BINARY,
             &completions_dir,
         )?);
@@ -75,7 +73,7 @@ fn write_docs(out_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// sentence of the description, without the name it would repeat ("failover-dns - a small DNS
 /// server for a zero-trust agent"); DESCRIPTION keeps the whole text.
 fn man_page_command() -> clap::Command {
-    let command = Cli::command();
+    let command = failover_dns::cli::command();
     let about = command
         .get_about()
         .map(ToString::to_string)
@@ -93,7 +91,12 @@ fn man_page_command() -> clap::Command {
 /// clap_complete agrees with itself this changes nothing.
 fn bash_completion() -> Vec<u8> {
     let mut script = Vec::new();
-    clap_complete::generate(Shell::Bash, &mut Cli::command(), BINARY, &mut script);
+    clap_complete::generate(
+        Shell::Bash,
+        &mut failover_dns::cli::command(),
+        BINARY,
+        &mut script,
+    );
     let script = String::from_utf8_lossy(&script);
     let loop_spelling = BINARY.replace('-', "__");
     let label_spelling = BINARY.replace('-', "__subcmd__");

@@ -7,9 +7,9 @@ use std::time::Duration;
 use crate::config::limits::Limits;
 use crate::config::settings::{
     DEFAULT_CACHE_MAX_MB, DEFAULT_CACHE_SIZE, DEFAULT_STALE_ANSWER_DELAY, DEFAULT_STALE_MAX_AGE,
-    DEFAULT_UPSTREAM_STAGGER, DEFAULT_UPSTREAM_TIMEOUT, Settings, UpstreamSpec, is_own_address,
-    parse_resolv_conf,
+    DEFAULT_UPSTREAM_STAGGER, DEFAULT_UPSTREAM_TIMEOUT, Settings, UpstreamSpec,
 };
+use crate::config::values::{is_own_address, parse_resolv_conf};
 
 /// How forwarding behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
