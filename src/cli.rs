@@ -62,7 +62,7 @@ pub enum Command {
     /// Validate the settings and zone files without serving. Exit 1 with file:line:column on
     /// errors; exit 0 with a warning for each shared name that a policy grants only in part.
     Check(Box<ConfigArgs>),
-    /// Feed one connection outcome for an endpoint address to the running server.
+    /// Reports one connection outcome for an endpoint address to the running server.
     Report(ReportArgs),
     /// Drain a destination for maintenance: its endpoints are answered after every other
     /// endpoint of their names (never removed) until `undrain`. Kept across restarts with

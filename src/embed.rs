@@ -43,9 +43,7 @@ use crate::control::{ControlContext, ControlSocket};
 use crate::dns::forward::{ForwardSettings, Forwarder};
 use crate::dns::handler::Handler;
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-use crate::feed::events::{Event, Events};
-use crate::feed::probe::Probes;
-use crate::feed::{Feed, FeedError, ReportResult, ReportTarget};
+use crate::health::events::{Event, Events};
 use crate::health::{HealthTable, Outcome, ReportSource};
 use crate::location::ConfigError;
 use crate::metrics::Metrics;
@@ -53,6 +51,8 @@ use crate::model::ZoneData;
 use crate::net::server::DnsListener;
 use crate::ops::status::StatusReport;
 use crate::reload::{ReloadError, ReloadSummary, Reloader, SettingsLoader, Trigger};
+use crate::reports::probe::Probes;
+use crate::reports::{ReportError, ReportResult, ReportTarget, Reports};
 
 /// An embedded failover-dns. Cheap to clone; all clones are the same server.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ struct Inner {
     /// The query path: snapshot, health table, forwarder, counters.
     handler: Handler,
     /// Reports in (it shares the handler's snapshot and health table), and the event bus.
-    feed: Feed,
+    reports: Reports,
     reloader: Reloader,
 }
 
@@ -119,7 +119,7 @@ impl FailoverDns {
             events.clone(),
             metrics.clone(),
         );
-        let feed = Feed::new(snapshot.clone(), health.clone(), events, metrics.clone());
+        let reports = Reports::new(snapshot.clone(), health.clone(), events, metrics.clone());
         let handler = Handler::new(snapshot, health, forwarder, metrics)
             .with_forward_allow(settings.forward_allow.clone());
         if settings.forward_allow.allows_everyone()
@@ -130,13 +130,15 @@ impl FailoverDns {
             );
         }
         if let Some(path) = &settings.state_file {
-            crate::feed::persist::restore_at_start(handler.health(), handler.snapshot(), path);
+            let current = handler.snapshot().load();
+            let is_endpoint = |address| current.zones.names_with_address(address).is_some();
+            crate::health::persist::restore_at_start(handler.health(), is_endpoint, path);
         }
         FailoverDns {
             inner: Arc::new(Inner {
                 settings,
                 handler,
-                feed,
+                reports,
                 reloader,
             }),
         }
@@ -157,16 +159,16 @@ impl FailoverDns {
         &self.inner.reloader
     }
 
-    /// The feed: reports in, and the event bus.
-    pub fn feed(&self) -> &Feed {
-        &self.inner.feed
+    /// The reports: reports in, and the event bus.
+    pub fn reports(&self) -> &Reports {
+        &self.inner.reports
     }
 
     /// What the control socket acts on, for an embedder that serves the protocol itself
     /// ([`crate::control::handle_line`]).
     pub fn control_context(&self) -> ControlContext {
         ControlContext {
-            feed: self.inner.feed.clone(),
+            reports: self.inner.reports.clone(),
             reloader: Some(self.inner.reloader.clone()),
             forwarder: Some(self.inner.handler.forwarder().clone()),
         }
@@ -182,22 +184,22 @@ impl FailoverDns {
         outcome: Outcome,
         rtt: Option<Duration>,
         source: ReportSource,
-    ) -> Result<Vec<ReportResult>, FeedError> {
-        self.inner.feed.report(target, outcome, rtt, source)
+    ) -> Result<Vec<ReportResult>, ReportError> {
+        self.inner.reports.report(target, outcome, rtt, source)
     }
 
     /// Drains the destination `id` for maintenance (`true`) or ends its drain (`false`): its
     /// endpoints go after every other endpoint, still answered. Kept in the state file. Returns
     /// whether anything changed.
-    pub fn set_draining(&self, id: &str, draining: bool) -> Result<bool, FeedError> {
-        self.inner.feed.set_draining(id, draining)
+    pub fn set_draining(&self, id: &str, draining: bool) -> Result<bool, ReportError> {
+        self.inner.reports.set_draining(id, draining)
     }
 
     /// The addresses `name` resolves to for this client now, in answer order (A and AAAA
     /// together); `None` when it is not a shared name (or not a valid name).
     pub fn answer_order(&self, name: &str) -> Option<Vec<IpAddr>> {
         let name = crate::config::parse_name(name).ok()?;
-        self.inner.feed.answer_order(&name)
+        self.inner.reports.answer_order(&name)
     }
 
     /// Re-reads the zone files (and settings) and swaps them in; on error the last good
@@ -215,7 +217,7 @@ impl FailoverDns {
 
     /// A receiver of every event from now on (state changes, failovers, reloads).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.feed.events().subscribe()
+        self.inner.reports.events().subscribe()
     }
 
     /// The counters.
@@ -240,11 +242,11 @@ impl FailoverDns {
     ) {
         let handler = self.inner.handler.clone();
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(run_probes(self.inner.feed.clone()));
+        background.spawn(run_probes(self.inner.reports.clone()));
         #[cfg(target_os = "linux")]
-        let observer = crate::feed::observer::start(
+        let observer = crate::reports::observer::start(
             &self.inner.settings.observe,
-            self.inner.feed.clone(),
+            self.inner.reports.clone(),
             handler.metrics().clone(),
         );
         #[cfg(not(target_os = "linux"))]
@@ -265,10 +267,10 @@ impl FailoverDns {
         }
         let state_file: Option<PathBuf> = self.inner.settings.state_file.clone();
         if let Some(path) = &state_file {
-            background.spawn(crate::feed::persist::save_periodically(
+            background.spawn(crate::health::persist::save_periodically(
                 handler.health().clone(),
                 path.clone(),
-                self.inner.feed.events().clone(),
+                self.inner.reports.events().clone(),
             ));
         }
         crate::net::server::run(
@@ -286,17 +288,17 @@ impl FailoverDns {
         background.abort_all();
         while background.join_next().await.is_some() {}
         if let Some(path) = &state_file {
-            crate::feed::persist::save_logged(handler.health(), path);
+            crate::health::persist::save_logged(handler.health(), path);
         }
     }
 }
 
 /// Runs the active probes of the current configuration, and starts them anew after every
 /// successful reload.
-async fn run_probes(feed: Feed) {
-    let mut events = feed.events().subscribe();
+async fn run_probes(reports: Reports) {
+    let mut events = reports.events().subscribe();
     loop {
-        let probes = Probes::start(&feed.snapshot().load(), &feed);
+        let probes = Probes::start(&reports.snapshot().load(), &reports);
         loop {
             match events.recv().await {
                 Ok(Event::ReloadSucceeded { .. }) => break,

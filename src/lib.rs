@@ -12,7 +12,7 @@
 //! ```
 //!
 //! `policy`, `answer` and `zones` are pure. Socket I/O lives at the edges: `net` (the DNS
-//! sockets), `dns::forward` (upstreams), `control` (the control socket), `feed` (probes,
+//! sockets), `dns::forward` (upstreams), `control` (the control socket), `reports` (probes,
 //! re-checks and the observer's netlink socket) and `ops` (the metrics listener, the service
 //! manager's socket).
 //! `reload` rebuilds the snapshot whole (on a file change, `SIGHUP` or a control request) and
@@ -26,7 +26,6 @@ mod config;
 mod control;
 mod dns;
 mod embed;
-mod feed;
 mod health;
 mod location;
 mod metrics;
@@ -35,6 +34,7 @@ mod net;
 mod ops;
 mod os;
 mod reload;
+mod reports;
 #[cfg(test)]
 mod testing;
 mod time;
@@ -48,8 +48,7 @@ pub use control::{
     ControlContext, ControlError, ControlReply, ControlRequest, ControlSocket, handle_line,
 };
 pub use embed::FailoverDns;
-pub use feed::events::Event;
-pub use feed::{Feed, FeedError, ReportResult, ReportTarget};
+pub use health::events::Event;
 pub use health::{HealthTable, Outcome, Report, ReportSource, State};
 pub use location::{ConfigError, Diagnostic, Location, SourceFile};
 pub use metrics::Metrics;
@@ -57,6 +56,7 @@ pub use model::{Identity, ZoneData};
 pub use net::server::{DnsListener, bind, bind_sockets};
 pub use ops::status::{StatusReport, status_report};
 pub use reload::{ReloadError, ReloadSummary};
+pub use reports::{ReportError, ReportResult, ReportTarget, Reports};
 
 // Bring your own socket loop: the query path the server's loops drive, for embedders with
 // sockets of their own, benchmarks and the fuzz targets.

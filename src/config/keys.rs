@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::config::layer::Origin;
 use crate::config::layer::{
     AsWritten, FilePath, Kind, List, Optional, Ranged, Reading, Text, Unshown, settings_layer,
 };
@@ -15,9 +16,9 @@ use crate::config::limits::{ForwardAllow, parse_cidr};
 use crate::config::values::{
     check_ca_file, parse_listen, parse_metrics_listen, parse_stale_max_age, parse_upstream,
 };
-use crate::location::{ConfigError, Located};
+use crate::location::{ConfigError, Located, SourceFile};
+use std::path::Path;
 
-#[allow(unused_imports)] // named by the doc links above
 use crate::config::settings::Settings;
 
 settings_layer! {
@@ -161,6 +162,28 @@ settings_layer! {
         /// This client's device, for policy sources `device:NAME` [default: none]
         #[arg(long, value_name = "NAME", help_heading = "Identity")]
         device: Located<String> => identity.device = Optional(AsWritten), reloadable;
+    }
+}
+
+impl Settings {
+    /// The embedded defaults overlaid with the settings file at `path`. Relative paths in the
+    /// file are relative to the file's directory.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        Settings::layered(Some(path), SettingsLayer::default())
+    }
+
+    /// The one place the layers meet: the embedded defaults, overlaid by the settings file at
+    /// `file` (when there is one), overlaid by the values given as `flags`. Each value is
+    /// checked by its declaration in [`crate::config::keys`], whichever layer it came from.
+    pub fn layered(file: Option<&Path>, flags: SettingsLayer) -> Result<Self, ConfigError> {
+        let mut settings = Settings::default();
+        if let Some(path) = file {
+            let source = SourceFile::read(path)?;
+            let layer: SettingsLayer = source.parse_toml()?;
+            layer.overlay(&mut settings, Origin::File(&source))?;
+        }
+        flags.overlay(&mut settings, Origin::CommandLine)?;
+        Ok(settings)
     }
 }
 

@@ -4,13 +4,10 @@
 //! defaults, overlaid by a settings file, overlaid by command-line flags.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::keys::SettingsLayer;
-use crate::config::layer::Origin;
 use crate::config::limits::{ForwardAllow, Limits};
-use crate::location::{ConfigError, SourceFile};
 use crate::model::Identity;
 use crate::os::default_control_path;
 
@@ -140,28 +137,6 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// The embedded defaults overlaid with the settings file at `path`. Relative paths in the
-    /// file are relative to the file's directory.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        Settings::layered(Some(path), SettingsLayer::default())
-    }
-
-    /// The one place the layers meet: the embedded defaults, overlaid by the settings file at
-    /// `file` (when there is one), overlaid by the values given as `flags`. Each value is
-    /// checked by its declaration in [`crate::config::keys`], whichever layer it came from.
-    pub fn layered(file: Option<&Path>, flags: SettingsLayer) -> Result<Self, ConfigError> {
-        let mut settings = Settings::default();
-        if let Some(path) = file {
-            let source = SourceFile::read(path)?;
-            let layer: SettingsLayer = source.parse_toml()?;
-            layer.overlay(&mut settings, Origin::File(&source))?;
-        }
-        flags.overlay(&mut settings, Origin::CommandLine)?;
-        Ok(settings)
-    }
-}
-
 /// Where the server listens when nothing else is said: loopback, a high port, so a first run
 /// needs no privileges.
 fn default_listen() -> SocketAddr {
@@ -170,6 +145,7 @@ fn default_listen() -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// Writes each case's text to the settings file at `path` and checks that loading it fails
     /// at the case's `:LINE:COLUMN` with a message containing the case's words.

@@ -5,11 +5,11 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::feed::{Feed, ReportResult, ReportTarget};
 use crate::health::{Outcome, ReportSource};
 use crate::ops::explain::{Explanation, explain};
 use crate::ops::status::{StatusReport, status_report};
 use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
+use crate::reports::{ReportResult, ReportTarget, Reports};
 
 /// What control requests act on: the feed (reports, and through it the snapshot, the health
 /// table and the events) and the reloader, when the server has one (an embedder that swaps zone
@@ -17,7 +17,7 @@ use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
 #[derive(Debug, Clone)]
 pub struct ControlContext {
     /// Where reports go.
-    pub feed: Feed,
+    pub reports: Reports,
     /// What `reload` calls.
     pub reloader: Option<Reloader>,
     /// The forwarder whose upstreams `status` shows, when there is one.
@@ -161,7 +161,7 @@ pub(super) fn reload_reply(outcome: Result<ReloadSummary, ReloadError>) -> Contr
 }
 
 fn drain_reply(context: &ControlContext, destination: String, draining: bool) -> ControlReply {
-    match context.feed.set_draining(&destination, draining) {
+    match context.reports.set_draining(&destination, draining) {
         Ok(changed) => ControlReply::Drain {
             destination,
             draining,
@@ -176,8 +176,8 @@ fn drain_reply(context: &ControlContext, destination: String, draining: bool) ->
 /// What `status` shows, the same for the control socket and the embedding API: every shared
 /// name with its order and endpoint health, the configuration in force, and forwarding.
 pub fn status(context: &ControlContext) -> StatusReport {
-    let snapshot = context.feed.snapshot().load();
-    let mut report = status_report(&snapshot, context.feed.health());
+    let snapshot = context.reports.snapshot().load();
+    let mut report = status_report(&snapshot, context.reports.health());
     report.config = context.reloader.as_ref().map(Reloader::config_status);
     report.forwarding = context
         .forwarder
@@ -208,7 +208,7 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
                 }
             };
             let source = source.unwrap_or(ReportSource::Agent);
-            match context.feed.report_ms(&target, outcome, rtt_ms, source) {
+            match context.reports.report_ms(&target, outcome, rtt_ms, source) {
                 Ok(results) => ControlReply::Reported { results },
                 Err(error) => ControlReply::Error {
                     error: error.to_string(),
@@ -223,8 +223,8 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
                     error: format!("{name:?} is not a DNS name"),
                 };
             };
-            let snapshot = context.feed.snapshot().load();
-            match explain(&snapshot, context.feed.health(), &parsed) {
+            let snapshot = context.reports.snapshot().load();
+            match explain(&snapshot, context.reports.health(), &parsed) {
                 Some(explanation) => ControlReply::Explanation(explanation),
                 None => ControlReply::Error {
                     error: format!("{name} is not a shared name"),

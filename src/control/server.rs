@@ -269,7 +269,7 @@ async fn stream_events<R>(
 ) where
     R: tokio::io::AsyncRead + Unpin,
 {
-    let mut events = context.feed.events().subscribe();
+    let mut events = context.reports.events().subscribe();
     let mut line = serde_json::to_vec(&ControlReply::Watching {}).unwrap_or_default();
     line.push(b'\n');
     if !write_within(writer, &line, write_timeout).await {

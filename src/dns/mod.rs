@@ -9,5 +9,7 @@ pub mod fastpath;
 pub mod forward;
 pub mod handler;
 pub mod policy;
+#[cfg(test)]
+mod properties;
 pub mod snapshot;
 pub mod zones;

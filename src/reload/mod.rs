@@ -28,8 +28,8 @@ use crate::config::keys::SettingsLayer;
 use crate::config::settings::Settings;
 use crate::config::{is_zone_file_name, load_zone_dir};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-use crate::feed::events::Events;
 use crate::health::HealthTable;
+use crate::health::events::Events;
 use crate::location::ConfigError;
 use crate::metrics::Metrics;
 use crate::ops::readiness::ServiceManager;
@@ -198,13 +198,13 @@ impl Reloader {
         let trigger = trigger.to_string();
         let at_unix_ms = now_unix_ms();
         events.publish(match outcome {
-            Ok((zones, names)) => crate::feed::events::Event::ReloadSucceeded {
+            Ok((zones, names)) => crate::health::events::Event::ReloadSucceeded {
                 names,
                 zones,
                 trigger,
                 at_unix_ms,
             },
-            Err(error) => crate::feed::events::Event::ReloadFailed {
+            Err(error) => crate::health::events::Event::ReloadFailed {
                 error,
                 trigger,
                 at_unix_ms,

@@ -460,9 +460,6 @@ fn may_point_at_the_id(key: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod equivalence;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 

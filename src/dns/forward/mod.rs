@@ -16,8 +16,6 @@ mod upstream;
 pub use settings::ForwardSettings;
 pub use upstream::{ForwardingStatus, Role, UpstreamStatus};
 use upstream::{Outstanding, Upstream, UpstreamHealth};
-#[cfg(test)]
-mod per_client;
 pub mod race;
 pub mod tls;
 pub mod transport;

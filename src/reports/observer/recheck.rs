@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::feed::own_connections::is_local_failure;
-use crate::feed::{Feed, ReportTarget};
 use crate::health::{Outcome, ReportSource, State};
+use crate::reports::own_connections::is_local_failure;
+use crate::reports::{ReportTarget, Reports};
 
 /// The first wait before a re-check, doubled after each one that fails.
 const FIRST_RECHECK: Duration = Duration::from_secs(1);
@@ -27,7 +27,7 @@ pub const MAX_RECHECKS: usize = 64;
 
 /// The re-checks in progress: one task per (address, port) the observer saw fail.
 pub struct Rechecks {
-    feed: Feed,
+    reports: Reports,
     runtime: tokio::runtime::Handle,
     tasks: Mutex<JoinSet<()>>,
     active: Arc<Mutex<HashSet<SocketAddr>>>,
@@ -35,9 +35,9 @@ pub struct Rechecks {
 
 impl Rechecks {
     /// Re-checks run on `runtime` and report into `feed`.
-    pub fn new(feed: Feed, runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(reports: Reports, runtime: tokio::runtime::Handle) -> Self {
         Rechecks {
-            feed,
+            reports,
             runtime,
             tasks: Mutex::new(JoinSet::new()),
             active: Arc::new(Mutex::new(HashSet::new())),
@@ -64,7 +64,7 @@ impl Rechecks {
         // Reap the finished ones.
         while tasks.try_join_next().is_some() {}
         tasks.spawn_on(
-            recheck(target, self.feed.clone(), Arc::clone(&self.active)),
+            recheck(target, self.reports.clone(), Arc::clone(&self.active)),
             &self.runtime,
         );
     }
@@ -85,24 +85,24 @@ impl Rechecks {
 }
 
 /// Re-checks `target` with back-off until it answers or the endpoint is no longer down.
-async fn recheck(target: SocketAddr, feed: Feed, active: Arc<Mutex<HashSet<SocketAddr>>>) {
+async fn recheck(target: SocketAddr, reports: Reports, active: Arc<Mutex<HashSet<SocketAddr>>>) {
     let mut wait = FIRST_RECHECK;
     loop {
         tokio::time::sleep(wait).await;
         let address = target.ip();
-        if feed.health().get(address).state() != State::Down
-            || !feed.snapshot().load().zones.is_endpoint_address(address)
+        if reports.health().get(address).state() != State::Down
+            || !reports.snapshot().load().zones.is_endpoint_address(address)
         {
             break;
         }
-        match feed
+        match reports
             .own_connections()
             .probe(target, RECHECK_TIMEOUT.min(wait))
             .await
         {
             Ok(rtt) => {
                 info!(%target, rtt_ms = rtt.as_secs_f64() * 1000.0, "re-check: the endpoint answers again");
-                let _ = feed.report(
+                let _ = reports.report(
                     &ReportTarget::Address(address),
                     Outcome::Success,
                     Some(rtt),

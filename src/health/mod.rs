@@ -6,6 +6,9 @@
 //! Reports are ordered by a global sequence number as well as wall-clock time, so "most recent"
 //! and "oldest" are exact even for reports within the same clock tick.
 
+pub mod events;
+pub mod persist;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

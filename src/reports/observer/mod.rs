@@ -37,13 +37,13 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::config::settings::ObserveSettings;
-use crate::feed::sock_diag::{
+use crate::health::{Outcome, ReportSource, State};
+use crate::metrics::{AbortedState, Metrics};
+use crate::reports::sock_diag::{
     DestroyedSockets, DiagSocket, SockDiag, TCP_ESTABLISHED, TCP_SYN_SENT, destination_filter,
     has_net_admin,
 };
-use crate::feed::{Feed, ReportTarget};
-use crate::health::{Outcome, ReportSource, State};
-use crate::metrics::{AbortedState, Metrics};
+use crate::reports::{ReportTarget, Reports};
 
 use evidence::Evidence;
 use recheck::Rechecks;
@@ -103,7 +103,7 @@ impl Observer {
 
 /// Starts the observer on a thread of its own, as `settings` say, reporting into `feed`;
 /// `None` (with a log line saying why) when it is off or cannot run.
-pub fn start(settings: &ObserveSettings, feed: Feed, metrics: Metrics) -> Option<Observer> {
+pub fn start(settings: &ObserveSettings, reports: Reports, metrics: Metrics) -> Option<Observer> {
     if !settings.enabled {
         if settings.fail_fast {
             warn!("fail fast needs the connection observer, which is off: fail fast is off");
@@ -152,8 +152,8 @@ pub fn start(settings: &ObserveSettings, feed: Feed, metrics: Metrics) -> Option
         evidence: Evidence::default(),
         interval: settings.interval,
         fail_fast,
-        rechecks: Rechecks::new(feed.clone(), runtime),
-        feed,
+        rechecks: Rechecks::new(reports.clone(), runtime),
+        reports,
         metrics,
         outbound_ports: ephemeral_ports(),
         watched_changes: None,
@@ -238,7 +238,7 @@ struct Poller {
     interval: Duration,
     fail_fast: bool,
     rechecks: Rechecks,
-    feed: Feed,
+    reports: Reports,
     metrics: Metrics,
     outbound_ports: std::ops::RangeInclusive<u16>,
     /// The snapshot change count the filters were built for.
@@ -264,7 +264,7 @@ impl Poller {
         let mut last_look = Instant::now();
         loop {
             let now = Instant::now();
-            if self.feed.health().take_answered() {
+            if self.reports.health().take_answered() {
                 let soon = (now + AFTER_ANSWER).max(last_look + ANSWER_LOOK_GAP);
                 next_look = next_look.min(soon);
             }
@@ -324,7 +324,7 @@ impl Poller {
         self.sockets.clear();
         let (addresses, sockets, outbound) =
             (&self.addresses, &mut self.sockets, &self.outbound_ports);
-        let own = self.feed.own_connections();
+        let own = self.reports.own_connections();
         let result = destroyed.drain(|socket| {
             if addresses.contains(&socket.remote)
                 && outbound.contains(&socket.local_port)
@@ -355,12 +355,12 @@ impl Poller {
     }
 
     fn refresh_filters(&mut self) {
-        let changes = self.feed.snapshot().changes();
+        let changes = self.reports.snapshot().changes();
         if self.watched_changes == Some(changes) {
             return;
         }
         self.watched_changes = Some(changes);
-        let snapshot = self.feed.snapshot().load();
+        let snapshot = self.reports.snapshot().load();
         self.addresses = snapshot
             .zones
             .data()
@@ -386,7 +386,7 @@ impl Poller {
         }
         self.sockets.clear();
         let states = (1u32 << TCP_ESTABLISHED) | (1u32 << TCP_SYN_SENT);
-        let own = self.feed.own_connections();
+        let own = self.reports.own_connections();
         let program = match &self.filter {
             Filter::Nothing => return,
             Filter::Program(program) => Some(program.as_slice()),
@@ -422,7 +422,7 @@ impl Poller {
             }
             (Ok(()), false) => {}
         }
-        let health = self.feed.health().clone();
+        let health = self.reports.health().clone();
         self.down_before.clear();
         for socket in &self.sockets {
             if health.get(socket.remote).state() == State::Down {
@@ -469,7 +469,7 @@ impl Poller {
         });
         rules::one_per_address(&mut self.observations);
         for observation in &self.observations {
-            let reported = self.feed.report(
+            let reported = self.reports.report(
                 &ReportTarget::Address(observation.address),
                 observation.outcome(),
                 observation.rtt,
@@ -495,8 +495,8 @@ impl Poller {
     /// when a name carrying the endpoint has another endpoint not down. At most
     /// [`MAX_ABORTS_PER_SECOND`] per endpoint.
     fn abort_failing_sockets(&mut self, now: Instant) {
-        let health = self.feed.health().clone();
-        let snapshot = self.feed.snapshot().load();
+        let health = self.reports.health().clone();
+        let snapshot = self.reports.snapshot().load();
         for index in 0..self.sockets.len() {
             let socket = self.sockets[index];
             let state = match socket.state {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::dns::snapshot::Snapshot;
-use crate::feed::own_connections::is_local_failure;
-use crate::feed::{Feed, ReportTarget};
 use crate::health::{Outcome, ReportSource};
 use crate::model::ProbeSpec;
+use crate::reports::own_connections::is_local_failure;
+use crate::reports::{ReportTarget, Reports};
 
 /// The running probes. Dropping it stops them all.
 #[derive(Debug, Default)]
@@ -22,7 +22,7 @@ pub struct Probes {
 
 impl Probes {
     /// Starts a probe per (address, port) of every destination in `snapshot` that has one.
-    pub fn start(snapshot: &Snapshot, feed: &Feed) -> Probes {
+    pub fn start(snapshot: &Snapshot, reports: &Reports) -> Probes {
         let mut tasks = JoinSet::new();
         let mut started: std::collections::HashSet<(IpAddr, u16)> =
             std::collections::HashSet::new();
@@ -35,7 +35,7 @@ impl Probes {
                 if !started.insert((address, spec.port)) {
                     continue;
                 }
-                tasks.spawn(probe_loop(address, spec, feed.clone()));
+                tasks.spawn(probe_loop(address, spec, reports.clone()));
             }
         }
         if !started.is_empty() {
@@ -55,11 +55,11 @@ fn next_wait(spec: &ProbeSpec) -> Duration {
     (spec.interval + Duration::from_millis(offset)).saturating_sub(spec.jitter)
 }
 
-async fn probe_loop(address: IpAddr, spec: ProbeSpec, feed: Feed) {
+async fn probe_loop(address: IpAddr, spec: ProbeSpec, reports: Reports) {
     let target = SocketAddr::new(address, spec.port);
     loop {
         // From a registered port: the connection observer must not count a probe as traffic.
-        let (outcome, rtt) = match feed.own_connections().probe(target, spec.timeout).await {
+        let (outcome, rtt) = match reports.own_connections().probe(target, spec.timeout).await {
             Ok(rtt) => (Outcome::Success, Some(rtt)),
             Err(error) if is_local_failure(&error) => {
                 // This machine's failure (out of descriptors, say), not the path's.
@@ -70,7 +70,7 @@ async fn probe_loop(address: IpAddr, spec: ProbeSpec, feed: Feed) {
             Err(_) => (Outcome::Failure, None),
         };
         // The address may have left the zone data in a reload; the probe set is then replaced.
-        let _ = feed.report(
+        let _ = reports.report(
             &ReportTarget::Address(address),
             outcome,
             rtt,

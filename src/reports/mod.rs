@@ -1,14 +1,12 @@
-//! The feed: one connection outcome for an endpoint address, or for every address of a
+//! The reports: one connection outcome for an endpoint address, or for every address of a
 //! destination, with its source, into the health table; and drains. The state changes and
 //! failovers they cause are logged (one line each), published as events and counted. The
 //! control socket, the embedding API, the probes and the connection observer all report
 //! through here.
 
-pub mod events;
 #[cfg(target_os = "linux")]
 pub mod observer;
 pub mod own_connections;
-pub mod persist;
 pub mod probe;
 #[cfg(target_os = "linux")]
 pub mod sock_diag;
@@ -19,11 +17,11 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-use crate::feed::events::{Event, Events};
-use crate::feed::own_connections::OwnConnections;
+use crate::health::events::{Event, Events};
 use crate::health::{HealthTable, Outcome, Report, ReportSource, State};
 use crate::metrics::Metrics;
 use crate::model::NameIndex;
+use crate::reports::own_connections::OwnConnections;
 use crate::time::now_unix_ms;
 
 /// What a report is about.
@@ -56,7 +54,7 @@ pub const MAX_RTT: Duration = Duration::from_secs(3600);
 
 /// Why a report was not accepted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum FeedError {
+pub enum ReportError {
     /// The address is no endpoint's.
     #[error("{0} is not the address of any endpoint")]
     UnknownAddress(IpAddr),
@@ -71,9 +69,9 @@ pub enum FeedError {
     InvalidRtt(f64),
 }
 
-/// The feed. Cheap to clone.
+/// The reports. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Feed {
+pub struct Reports {
     snapshot: SharedSnapshot,
     health: HealthTable,
     events: Events,
@@ -81,15 +79,15 @@ pub struct Feed {
     own_connections: OwnConnections,
 }
 
-impl Feed {
-    /// A feed into `health`, resolving targets in `snapshot`.
+impl Reports {
+    /// Reports into `health`, resolving targets in `snapshot`.
     pub fn new(
         snapshot: SharedSnapshot,
         health: HealthTable,
         events: Events,
         metrics: Metrics,
     ) -> Self {
-        Feed {
+        Reports {
             snapshot,
             health,
             events,
@@ -132,11 +130,12 @@ impl Feed {
         outcome: Outcome,
         rtt_ms: Option<f64>,
         source: ReportSource,
-    ) -> Result<Vec<ReportResult>, FeedError> {
+    ) -> Result<Vec<ReportResult>, ReportError> {
         let rtt = match rtt_ms {
             None => None,
             Some(ms) => Some(
-                Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| FeedError::InvalidRtt(ms))?,
+                Duration::try_from_secs_f64(ms / 1000.0)
+                    .map_err(|_| ReportError::InvalidRtt(ms))?,
             ),
         };
         self.report(target, outcome, rtt, source)
@@ -149,9 +148,9 @@ impl Feed {
         outcome: Outcome,
         rtt: Option<Duration>,
         source: ReportSource,
-    ) -> Result<Vec<ReportResult>, FeedError> {
+    ) -> Result<Vec<ReportResult>, ReportError> {
         if let Some(rtt) = rtt.filter(|rtt| *rtt > MAX_RTT) {
-            return Err(FeedError::InvalidRtt(rtt.as_secs_f64() * 1000.0));
+            return Err(ReportError::InvalidRtt(rtt.as_secs_f64() * 1000.0));
         }
         let snapshot = self.snapshot.load();
         let addresses = resolve_target(&snapshot, target)?;
@@ -189,11 +188,11 @@ impl Feed {
     /// every other endpoint of their names, still answered. Returns whether that changed
     /// anything; the change is logged, published as an event and shows in the next answer. A
     /// drain that outlived its destination (a reload removed it) can still be ended.
-    pub fn set_draining(&self, id: &str, draining: bool) -> Result<bool, FeedError> {
+    pub fn set_draining(&self, id: &str, draining: bool) -> Result<bool, ReportError> {
         let snapshot = self.snapshot.load();
         let destination = snapshot.zones.destination_index(id);
         if destination.is_none() && (draining || !self.health.is_draining(id)) {
-            return Err(FeedError::UnknownDestination(id.to_string()));
+            return Err(ReportError::UnknownDestination(id.to_string()));
         }
         let addresses = destination
             .map(|destination| snapshot.zones.addresses_of(destination))
@@ -279,28 +278,28 @@ struct FirstEndpoints {
 }
 
 impl FirstEndpoints {
-    fn before(feed: &Feed, snapshot: &Snapshot, addresses: &[IpAddr]) -> Self {
+    fn before(reports: &Reports, snapshot: &Snapshot, addresses: &[IpAddr]) -> Self {
         let mut names: Vec<(NameIndex, Option<IpAddr>)> = Vec::new();
         for address in addresses {
             for &index in snapshot.zones.name_indexes_with_address(*address) {
                 if !names.iter().any(|(seen, _)| *seen == index) {
-                    names.push((index, feed.first_endpoint(snapshot, index)));
+                    names.push((index, reports.first_endpoint(snapshot, index)));
                 }
             }
         }
         FirstEndpoints { names }
     }
 
-    fn publish_changes(self, feed: &Feed, snapshot: &Snapshot) {
+    fn publish_changes(self, reports: &Reports, snapshot: &Snapshot) {
         for (index, before) in self.names {
-            let after = feed.first_endpoint(snapshot, index);
+            let after = reports.first_endpoint(snapshot, index);
             if after != before
                 && let Some(shared) = snapshot.zones.name(index)
             {
                 let name = shared.name.to_string();
                 info!(%name, from = ?before, to = ?after, "first endpoint changed");
-                feed.metrics.failover();
-                feed.events.publish(Event::FirstEndpointChanged {
+                reports.metrics.failover();
+                reports.events.publish(Event::FirstEndpointChanged {
                     name,
                     from: before,
                     to: after,
@@ -311,23 +310,23 @@ impl FirstEndpoints {
     }
 }
 
-fn resolve_target(snapshot: &Snapshot, target: &ReportTarget) -> Result<Vec<IpAddr>, FeedError> {
+fn resolve_target(snapshot: &Snapshot, target: &ReportTarget) -> Result<Vec<IpAddr>, ReportError> {
     match target {
         ReportTarget::Address(address) => {
             if snapshot.zones.names_with_address(*address).is_some() {
                 Ok(vec![*address])
             } else {
-                Err(FeedError::UnknownAddress(*address))
+                Err(ReportError::UnknownAddress(*address))
             }
         }
         ReportTarget::Destination(id) => {
             let destination = snapshot
                 .zones
                 .destination_index(id)
-                .ok_or_else(|| FeedError::UnknownDestination(id.clone()))?;
+                .ok_or_else(|| ReportError::UnknownDestination(id.clone()))?;
             let addresses = snapshot.zones.addresses_of(destination);
             if addresses.is_empty() {
-                Err(FeedError::NoEndpoints(id.clone()))
+                Err(ReportError::NoEndpoints(id.clone()))
             } else {
                 Ok(addresses)
             }
@@ -363,12 +362,12 @@ sources = ["*"]
 destinations = ["app-host", "app-via-gw"]
 "#;
 
-    fn feed() -> (Feed, Metrics) {
+    fn reports() -> (Reports, Metrics) {
         let data = load_zone_text("zone.toml", ZONE).expect("valid zone");
         let snapshot = SharedSnapshot::new(Snapshot::new(data, demo_identity()));
         let metrics = Metrics::new();
-        let feed = Feed::new(snapshot, HealthTable::new(), Events::new(), metrics.clone());
-        (feed, metrics)
+        let reports = Reports::new(snapshot, HealthTable::new(), Events::new(), metrics.clone());
+        (reports, metrics)
     }
 
     fn address(text: &str) -> IpAddr {
@@ -377,12 +376,14 @@ destinations = ["app-host", "app-via-gw"]
 
     #[test]
     fn state_changes_and_failovers_become_events_once() {
-        let (feed, metrics) = feed();
-        let mut events = feed.events().subscribe();
+        let (reports, metrics) = reports();
+        let mut events = reports.events().subscribe();
         let primary = ReportTarget::Address(address("100.64.1.10"));
-        feed.report(&primary, Outcome::Failure, None, ReportSource::Agent)
+        reports
+            .report(&primary, Outcome::Failure, None, ReportSource::Agent)
             .expect("known address");
-        feed.report(&primary, Outcome::Failure, None, ReportSource::Agent)
+        reports
+            .report(&primary, Outcome::Failure, None, ReportSource::Agent)
             .expect("known address");
         let mut seen = Vec::new();
         while let Ok(event) = events.try_recv() {
@@ -410,7 +411,7 @@ destinations = ["app-host", "app-via-gw"]
 
     #[test]
     fn targets_resolve_or_are_rejected_table() {
-        let (feed, _) = feed();
+        let (reports, _) = reports();
         let cases: Vec<(ReportTarget, Result<Vec<&str>, &str>)> = vec![
             (
                 ReportTarget::Address(address("10.10.0.10")),
@@ -434,7 +435,7 @@ destinations = ["app-host", "app-via-gw"]
             ),
         ];
         for (target, expected) in cases {
-            let result = feed
+            let result = reports
                 .report(&target, Outcome::Success, None, ReportSource::Agent)
                 .map(|results| {
                     results
@@ -458,7 +459,7 @@ destinations = ["app-host", "app-via-gw"]
             (3_600_000.0, true),
             (0.0, true),
         ] {
-            let result = feed.report_ms(
+            let result = reports.report_ms(
                 &ReportTarget::Address(address("10.10.0.10")),
                 Outcome::Success,
                 Some(rtt_ms),
@@ -467,17 +468,17 @@ destinations = ["app-host", "app-via-gw"]
             assert_eq!(result.is_ok(), accepted, "rtt_ms {rtt_ms}: {result:?}");
         }
         assert!(matches!(
-            feed.report(
+            reports.report(
                 &ReportTarget::Address(address("10.10.0.10")),
                 Outcome::Success,
                 Some(MAX_RTT + Duration::from_millis(1)),
                 ReportSource::Agent,
             ),
-            Err(FeedError::InvalidRtt(_))
+            Err(ReportError::InvalidRtt(_))
         ));
         let name = hickory_proto::rr::Name::from_ascii("APP.internal.").expect("literal");
         assert_eq!(
-            feed.answer_order(&name).map(|o| o.len()),
+            reports.answer_order(&name).map(|o| o.len()),
             Some(3),
             "both families, each address once"
         );

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::feed::sock_diag::{DiagSocket, TCP_ESTABLISHED, TCP_SYN_SENT, TIMER_RETRANSMIT};
 use crate::health::Outcome;
+use crate::reports::sock_diag::{DiagSocket, TCP_ESTABLISHED, TCP_SYN_SENT, TIMER_RETRANSMIT};
 
 /// The shortest wait a connect is allowed before it counts as failed by its RTT (RFC 8305's
 /// recommended connection attempt delay): a path that answers at all answers within it.

@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use crate::dns::snapshot::SharedSnapshot;
 use crate::health::{EndpointHealth, HealthTable, ReportSource, Stamp};
 use crate::time::unix_ms;
 
@@ -265,11 +264,10 @@ fn read_own_file(path: &Path) -> Result<Vec<u8>, PersistError> {
 
 /// Restores `path` into `health` at start, logging what happened; never fails. Temporary files
 /// a save left behind (the server was killed between creating and renaming one) are removed
-/// first ([`remove_stale_temporaries`]).
-pub fn restore_at_start(health: &HealthTable, snapshot: &SharedSnapshot, path: &Path) {
+/// first ([`remove_stale_temporaries`]). Only addresses that `is_endpoint` accepts (endpoints of
+/// the configuration being served) are restored.
+pub fn restore_at_start(health: &HealthTable, is_endpoint: impl Fn(IpAddr) -> bool, path: &Path) {
     remove_stale_temporaries(path);
-    let current = snapshot.load();
-    let is_endpoint = |address| current.zones.names_with_address(address).is_some();
     match restore(health, path, is_endpoint) {
         Ok((0, 0)) => debug!(path = %path.display(), "no saved health state"),
         Ok((restored, dropped)) => info!(
@@ -339,7 +337,7 @@ const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(60);
 pub async fn save_periodically(
     health: HealthTable,
     path: PathBuf,
-    events: crate::feed::events::Events,
+    events: crate::health::events::Events,
 ) {
     save_loop(&events, || save_logged(&health, &path)).await;
 }
@@ -347,8 +345,8 @@ pub async fn save_periodically(
 /// Calls `save` every [`SAVE_INTERVAL`], and after a drain or undrain: at once when the last
 /// save is [`DRAIN_SAVE_GAP`] old, else when it will be (one save for every drain and undrain
 /// of the gap). Returns when the event bus closes.
-async fn save_loop(events: &crate::feed::events::Events, mut save: impl FnMut()) {
-    use crate::feed::events::Event;
+async fn save_loop(events: &crate::health::events::Events, mut save: impl FnMut()) {
+    use crate::health::events::Event;
     use tokio::sync::broadcast::error::RecvError;
     use tokio::time::Instant;
     let mut ticks = tokio::time::interval(SAVE_INTERVAL);
@@ -394,7 +392,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn drain_toggles_are_saved_together_once_a_gap() {
-        use crate::feed::events::{Event, Events};
+        use crate::health::events::{Event, Events};
         use std::sync::Arc;
         use std::sync::atomic::{AtomicUsize, Ordering};
         let events = Events::new();

@@ -8,7 +8,7 @@ use super::rules::{
     session, syn_age,
 };
 use super::{Filter, MAX_FILTERED_ADDRESSES, filter_for, next_wait};
-use crate::feed::sock_diag::{
+use crate::reports::sock_diag::{
     DiagSocket, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_SENT, TIMER_RETRANSMIT,
 };
 
