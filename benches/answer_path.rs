@@ -27,10 +27,10 @@ use std::time::Duration;
 
 use common::{answer, answer_addresses, handler, query, shared_name, summary};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use failover_dns::AnswerMemo;
-use failover_dns::ForwardSettings;
-use failover_dns::Handler;
-use failover_dns::HealthTable;
+use failover_dns::internals::AnswerMemo;
+use failover_dns::internals::ForwardSettings;
+use failover_dns::internals::Handler;
+use failover_dns::internals::HealthTable;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -176,9 +176,9 @@ fn forwarded_from_cache(c: &mut Criterion) {
         ..ForwardSettings::default()
     };
     let snapshot =
-        failover_dns::Snapshot::new(common::zone_data(SMALL), failover_dns::Identity::default());
+        failover_dns::internals::Snapshot::new(common::zone_data(SMALL), failover_dns::Identity::default());
     let handler = Handler::standalone(
-        failover_dns::SharedSnapshot::new(snapshot),
+        failover_dns::internals::SharedSnapshot::new(snapshot),
         HealthTable::new(),
         forwarder,
     );
@@ -233,7 +233,7 @@ fn forwarded_from_cache(c: &mut Criterion) {
 
 fn forwarded_stale(c: &mut Criterion) {
     let handler = Handler::standalone(
-        failover_dns::SharedSnapshot::new(failover_dns::Snapshot::new(
+        failover_dns::internals::SharedSnapshot::new(failover_dns::internals::Snapshot::new(
             common::zone_data(SMALL),
             failover_dns::Identity::default(),
         )),
@@ -257,7 +257,7 @@ fn forwarded_stale(c: &mut Criterion) {
         .checked_sub(Duration::from_secs(120))
         .expect("the clock has run two minutes");
     forwarder.cache_response(&request, &response, two_minutes_ago);
-    let limit = failover_dns::size_limit(&request, failover_dns::Transport::Udp);
+    let limit = failover_dns::internals::size_limit(&request, failover_dns::internals::Transport::Udp);
     let stale = forwarder.stale_at(&request, now).expect("a stale answer");
     assert!(stale.answers.iter().all(|r| r.ttl == 30), "TTL 30");
     assert!(forwarder.cached_at(&request, now).is_none(), "never fresh");
@@ -276,13 +276,13 @@ fn forwarded_stale(c: &mut Criterion) {
     group.bench_function("stale", |b| {
         b.iter(|| {
             let stale = forwarder.stale_at(black_box(&request), now);
-            stale.map(|m| failover_dns::encode_response(&m, limit).len())
+            stale.map(|m| failover_dns::internals::encode_response(&m, limit).len())
         })
     });
     group.bench_function("fresh", |b| {
         b.iter(|| {
             let cached = forwarder.cached_at(black_box(&fresh), now);
-            cached.map(|c| failover_dns::encode_response(&c.response, limit).len())
+            cached.map(|c| failover_dns::internals::encode_response(&c.response, limit).len())
         })
     });
     group.finish();

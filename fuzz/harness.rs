@@ -20,15 +20,15 @@ use std::sync::OnceLock;
 
 use hickory_proto::op::{Message, MessageType};
 
-use failover_dns::AnswerMemo;
+use failover_dns::internals::AnswerMemo;
 use failover_dns::FailoverDns;
-use failover_dns::HealthTable;
-use failover_dns::Snapshot;
+use failover_dns::internals::HealthTable;
+use failover_dns::internals::Snapshot;
 use failover_dns::load_zone_sources;
-use failover_dns::{CLASSIC_UDP_PAYLOAD, Transport, size_limit};
-use failover_dns::{Client, Handler, Step};
+use failover_dns::internals::{CLASSIC_UDP_PAYLOAD, Transport, size_limit};
+use failover_dns::internals::{Client, Handler, Step};
 use failover_dns::{ConfigError, SourceFile};
-use failover_dns::{ControlReply, handle_line};
+use failover_dns::ControlReply;
 use failover_dns::{Identity, Settings};
 
 /// The zone the request and control targets answer from: IPv4 and IPv6 endpoints, a name
@@ -126,7 +126,7 @@ pub fn fuzz_server() -> Result<&'static FailoverDns, Violation> {
 
 /// The query path of [`fuzz_server`].
 pub fn fuzz_handler() -> Result<&'static Handler, Violation> {
-    fuzz_server().map(FailoverDns::handler)
+    fuzz_server().map(failover_dns::internals::handler_of)
 }
 
 /// One packet through the request path over UDP and over TCP, from a loopback client.
@@ -234,7 +234,7 @@ pub fn check_zone_config(text: &[u8]) -> Result<(), Violation> {
         Ok(data) => {
             let snapshot = Snapshot::new(data, Identity::default());
             let _ = snapshot.warnings();
-            let _ = failover_dns::status_report(&snapshot, &HealthTable::new());
+            let _ = failover_dns::internals::status_report(&snapshot, &HealthTable::new());
         }
         Err(error) => {
             let _ = error.to_string();
@@ -246,7 +246,7 @@ pub fn check_zone_config(text: &[u8]) -> Result<(), Violation> {
 /// One control request line through the protocol handler: the reply must serialize to one
 /// line of JSON that the client side parses back.
 pub fn check_control_line(line: &[u8]) -> Result<(), Violation> {
-    let reply = handle_line(line, &fuzz_server()?.control_context());
+    let reply = fuzz_server()?.handle_control_line(line);
     let broken = |error: String| Violation::ControlReply {
         reply: Box::new(reply.clone()),
         error,

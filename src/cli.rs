@@ -21,9 +21,7 @@ use crate::dns::snapshot::Snapshot;
 use crate::embed::FailoverDns;
 use crate::health::{Outcome, ReportSource};
 use crate::location::ConfigError;
-use crate::ops::readiness::ServiceManager;
 use crate::ops::status::render_status_text;
-use crate::reload::start_triggers;
 
 /// failover-dns: a small DNS server for a zero-trust agent. For a shared name it answers with
 /// every endpoint this client's policies permit, ordered by a live health table the agent feeds,
@@ -299,7 +297,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     // allocator arena (see `load_thread`).
     let initial = settings.clone();
     let dns = crate::reload::load_thread::run(move || {
-        FailoverDns::with_settings_loader(initial, Arc::new(move || reload_args.config.settings()))
+        FailoverDns::builder(initial)
+            .reload_settings_with(Arc::new(move || reload_args.config.settings()))
+            .notify_service_manager()
+            .build()
     })
     .await
     .map_err(|error| CommandError::Io(std::io::Error::other(error)))??;
@@ -323,25 +324,17 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     };
     let control = ControlSocket::bind(&settings.control)?;
     let shutdown = shutdown_signal()?;
-    let reload_triggers = start_triggers(dns.reloader(), args.config.config.as_deref())?;
-    let snapshot = dns.handler().snapshot().load();
-    let (zone_count, name_count) = (
-        snapshot.zones.data().zones.len(),
-        snapshot.zones.data().names.len(),
-    );
-    drop(snapshot);
+    let reload_triggers = dns.start_reload_triggers(args.config.config.as_deref())?;
+    let (zone_count, name_count) = dns.zone_counts();
     let mut out = std::io::stdout().lock();
     for listener in &listeners {
         writeln!(out, "listening on udp+tcp {}", listener.local_addr()?)?;
     }
     writeln!(out, "control socket {}", control.path().display())?;
-    let forwarder = dns.handler().forwarder();
     let shown =
         |list: Vec<UpstreamSpec>| -> Vec<String> { list.iter().map(ToString::to_string).collect() };
-    let (upstreams, backups) = (
-        shown(forwarder.upstreams()),
-        shown(forwarder.backup_upstreams()),
-    );
+    let (upstreams, backups) = dns.upstreams();
+    let (upstreams, backups) = (shown(upstreams), shown(backups));
     if upstreams.is_empty() && backups.is_empty() {
         writeln!(
             out,
@@ -368,23 +361,6 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     out.flush()?;
     drop(out);
     info!(zones = zone_count, names = name_count, "serving");
-    let addresses: Vec<String> = listeners
-        .iter()
-        .filter_map(|listener| listener.local_addr().ok())
-        .map(|address| address.to_string())
-        .collect();
-    // systemd's Type=notify (nothing without NOTIFY_SOCKET): ready now, every reload from now
-    // on, and stopping at the signal.
-    let service_manager = ServiceManager::from_env();
-    service_manager.ready(&format!(
-        "serving {name_count} shared names in {zone_count} zones on {}",
-        addresses.join(", ")
-    ));
-    dns.reloader().tell_service_manager(service_manager.clone());
-    let shutdown = async move {
-        shutdown.await;
-        service_manager.stopping();
-    };
     dns.serve(listeners, Some(control), metrics, shutdown).await;
     drop(reload_triggers);
     info!("stopped");

@@ -29,149 +29,156 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
-use tracing::warn;
 
 use crate::config::load_zone_dir;
-use crate::config::settings::Settings;
-use crate::control::{ControlContext, ControlSocket};
-use crate::dns::forward::{ForwardSettings, Forwarder};
-use crate::dns::handler::Handler;
-use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-use crate::health::events::{Event, Events};
-use crate::health::{HealthTable, Outcome, ReportSource};
+use crate::config::settings::{Settings, UpstreamSpec};
+use crate::control::{ControlReply, ControlSocket};
+use crate::health::events::Event;
+use crate::health::{Outcome, ReportSource};
 use crate::location::ConfigError;
 use crate::metrics::Metrics;
 use crate::model::ZoneData;
 use crate::net::server::DnsListener;
+use crate::ops::readiness::ServiceManager;
 use crate::ops::status::StatusReport;
-use crate::reload::{ReloadError, ReloadSummary, Reloader, SettingsLoader, Trigger};
+use crate::reload::{ReloadError, ReloadSummary, ReloadTriggers, SettingsLoader, Trigger};
 use crate::reports::probe::Probes;
 use crate::reports::{ReportError, ReportResult, ReportTarget, Reports};
+use crate::services::Services;
 
 /// An embedded failover-dns. Cheap to clone; all clones are the same server.
 #[derive(Debug, Clone)]
 pub struct FailoverDns {
-    inner: Arc<Inner>,
+    services: Arc<Services>,
 }
 
-/// The services a server is made of, built once in [`FailoverDns::build`] (the one place they
-/// are wired together) and shared by every socket loop, the control socket and the probes.
-#[derive(Debug)]
-struct Inner {
+/// How a server is built, beyond its settings and zone data: where reloads take their settings
+/// from, and whether the service manager is told about readiness. From
+/// [`FailoverDns::builder`].
+#[must_use]
+pub struct Builder {
     settings: Settings,
-    /// The query path: snapshot, health table, forwarder, counters.
-    handler: Handler,
-    /// Reports in (it shares the handler's snapshot and health table), and the event bus.
-    reports: Reports,
-    reloader: Reloader,
+    load_settings: Option<SettingsLoader>,
+    service_manager: ServiceManager,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("settings", &self.settings)
+            .field("reload_settings", &self.load_settings.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// Every reload takes its settings from `load_settings` (the command line re-reads its
+    /// settings file there); without it, a reload keeps the settings the server was built with
+    /// and re-reads only the zone files.
+    pub fn reload_settings_with(mut self, load_settings: SettingsLoader) -> Self {
+        self.load_settings = Some(load_settings);
+        self
+    }
+
+    /// Tells the service manager that started this process (systemd's `NOTIFY_SOCKET`) when
+    /// the server is ready, reloading and stopping. Off by default: an agent that embeds the
+    /// server owns its own readiness.
+    pub fn notify_service_manager(mut self) -> Self {
+        self.service_manager = ServiceManager::from_env();
+        self
+    }
+
+    /// Builds the server, loading the zone data from the settings' zones directory.
+    pub fn build(self) -> Result<FailoverDns, ConfigError> {
+        let data = load_zone_dir(&self.settings.zones_dir)?;
+        Ok(self.build_with_zone_data(data))
+    }
+
+    /// Builds the server on zone data the agent already holds (for example received as JSON
+    /// and parsed with [`crate::load_zone_text`]); replace it later with
+    /// [`FailoverDns::replace_zone_data`].
+    pub fn build_with_zone_data(self, data: ZoneData) -> FailoverDns {
+        let load_settings = self.load_settings.unwrap_or_else(|| {
+            let fixed = self.settings.clone();
+            Arc::new(move || Ok(fixed.clone()))
+        });
+        FailoverDns {
+            services: Arc::new(Services::build(
+                self.settings,
+                data,
+                load_settings,
+                self.service_manager,
+            )),
+        }
+    }
 }
 
 impl FailoverDns {
+    /// A builder for a server with `settings`.
+    pub fn builder(settings: Settings) -> Builder {
+        Builder {
+            settings,
+            load_settings: None,
+            service_manager: ServiceManager::default(),
+        }
+    }
+
     /// Builds from `settings`, loading the zone data from `settings.zones_dir`. A reload re-reads
     /// that directory with the same settings.
     pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
-        let fixed = settings.clone();
-        FailoverDns::with_settings_loader(settings, Arc::new(move || Ok(fixed.clone())))
+        FailoverDns::builder(settings).build()
     }
 
-    /// Builds from `settings`, loading the zone data from `settings.zones_dir`; every reload
-    /// takes its settings from `load_settings` (the CLI re-reads its settings file there).
-    pub fn with_settings_loader(
-        settings: Settings,
-        load_settings: SettingsLoader,
-    ) -> Result<Self, ConfigError> {
-        let data = load_zone_dir(&settings.zones_dir)?;
-        Ok(FailoverDns::build(settings, data, load_settings))
-    }
-
-    /// Builds from `settings` and zone data the agent already holds (for example received as
-    /// JSON and parsed with [`crate::config::load_zone_text`]). Replace it later with
+    /// Builds from `settings` and zone data the agent already holds. Replace it later with
     /// [`FailoverDns::replace_zone_data`].
     pub fn from_zone_data(settings: Settings, data: ZoneData) -> Self {
-        let fixed = settings.clone();
-        FailoverDns::build(settings, data, Arc::new(move || Ok(fixed.clone())))
+        FailoverDns::builder(settings).build_with_zone_data(data)
     }
 
-    fn build(settings: Settings, data: ZoneData, load_settings: SettingsLoader) -> Self {
-        let (forward_settings, notes) = ForwardSettings::from_settings(&settings);
-        for note in notes {
-            warn!("{note}");
-        }
-        let metrics = Metrics::new();
-        let events = Events::new();
-        let forwarder = Forwarder::new(forward_settings, &metrics);
-        let snapshot = SharedSnapshot::new(Snapshot::new(data, settings.identity.clone()));
-        for warning in snapshot.load().warnings() {
-            warn!("{warning}");
-        }
-        let health = HealthTable::new();
-        let reloader = Reloader::new(
-            snapshot.clone(),
-            health.clone(),
-            settings.clone(),
-            load_settings,
-            events.clone(),
-            metrics.clone(),
-        );
-        let reports = Reports::new(snapshot.clone(), health.clone(), events, metrics.clone());
-        let handler = Handler::new(snapshot, health, forwarder, metrics)
-            .with_forward_allow(settings.forward_allow.clone());
-        if settings.forward_allow.allows_everyone()
-            && settings.listen.iter().any(|a| !a.ip().is_loopback())
-        {
-            warn!(
-                "forward_allow admits every address and a listen address is not loopback: this is an open resolver"
-            );
-        }
-        if let Some(path) = &settings.state_file {
-            let current = handler.snapshot().load();
-            let is_endpoint = |address| current.zones.names_with_address(address).is_some();
-            crate::health::persist::restore_at_start(handler.health(), is_endpoint, path);
-        }
-        FailoverDns {
-            inner: Arc::new(Inner {
-                settings,
-                handler,
-                reports,
-                reloader,
-            }),
-        }
+    /// Its query path, for the fuzz targets (through [`crate::internals::handler_of`]).
+    pub(crate) fn handler(&self) -> &crate::dns::handler::Handler {
+        &self.services.handler
     }
 
     /// The settings it was built with.
     pub fn settings(&self) -> &Settings {
-        &self.inner.settings
+        &self.services.settings
     }
 
-    /// The request handler (the DNS path; for custom socket loops and tests).
-    pub fn handler(&self) -> &Handler {
-        &self.inner.handler
+    /// Carries out one request line of the control protocol (`docs/control-protocol.md`), for an
+    /// embedder that serves the protocol itself; `watch` is served only on the control socket. A
+    /// `reload` blocks the calling thread while the files load.
+    pub fn handle_control_line(&self, line: &[u8]) -> ControlReply {
+        crate::control::handle_line(line, &self.services)
     }
 
-    /// The reloader (what triggers call).
-    pub fn reloader(&self) -> &Reloader {
-        &self.inner.reloader
+    /// Starts reloading on its own: at `SIGHUP`, and when a zone file or `settings_file`
+    /// changes (debounced). The triggers stop when the returned value is dropped. Must run
+    /// inside the Tokio runtime.
+    pub fn start_reload_triggers(
+        &self,
+        settings_file: Option<&std::path::Path>,
+    ) -> std::io::Result<ReloadTriggers> {
+        crate::reload::start_triggers(&self.services.reloader, settings_file)
     }
 
-    /// The reports: reports in, and the event bus.
-    pub fn reports(&self) -> &Reports {
-        &self.inner.reports
+    /// How many zones and shared names the configuration in force has.
+    pub fn zone_counts(&self) -> (usize, usize) {
+        let snapshot = self.services.snapshot.load();
+        let data = snapshot.zones.data();
+        (data.zones.len(), data.names.len())
     }
 
-    /// What the control socket acts on, for an embedder that serves the protocol itself
-    /// ([`crate::control::handle_line`]).
-    pub fn control_context(&self) -> ControlContext {
-        ControlContext {
-            reports: self.inner.reports.clone(),
-            reloader: Some(self.inner.reloader.clone()),
-            forwarder: Some(self.inner.handler.forwarder().clone()),
-        }
+    /// The upstreams names outside the zones are forwarded to, and the backups; both empty when
+    /// forwarding is off.
+    pub fn upstreams(&self) -> (Vec<UpstreamSpec>, Vec<UpstreamSpec>) {
+        let forwarder = &self.services.forwarder;
+        (forwarder.upstreams(), forwarder.backup_upstreams())
     }
 
     /// Records a connection outcome for an address or for every address of a destination; the
@@ -185,54 +192,56 @@ impl FailoverDns {
         rtt: Option<Duration>,
         source: ReportSource,
     ) -> Result<Vec<ReportResult>, ReportError> {
-        self.inner.reports.report(target, outcome, rtt, source)
+        self.services.reports.report(target, outcome, rtt, source)
     }
 
     /// Drains the destination `id` for maintenance (`true`) or ends its drain (`false`): its
     /// endpoints go after every other endpoint, still answered. Kept in the state file. Returns
     /// whether anything changed.
     pub fn set_draining(&self, id: &str, draining: bool) -> Result<bool, ReportError> {
-        self.inner.reports.set_draining(id, draining)
+        self.services.reports.set_draining(id, draining)
     }
 
     /// The addresses `name` resolves to for this client now, in answer order (A and AAAA
     /// together); `None` when it is not a shared name (or not a valid name).
     pub fn answer_order(&self, name: &str) -> Option<Vec<IpAddr>> {
         let name = crate::config::parse_name(name).ok()?;
-        self.inner.reports.answer_order(&name)
+        self.services.reports.answer_order(&name)
     }
 
     /// Re-reads the zone files (and settings) and swaps them in; on error the last good
     /// configuration keeps serving.
     pub async fn reload(&self) -> Result<ReloadSummary, ReloadError> {
-        self.inner.reloader.reload(Trigger::Control).await
+        self.services.reloader.reload(Trigger::Control).await
     }
 
     /// Swaps in zone data the agent received, at once, as a reload does (the generation goes
     /// up, the reload is counted and published as an event); health is kept for addresses that
     /// are still endpoints.
     pub fn replace_zone_data(&self, data: ZoneData) -> ReloadSummary {
-        self.inner.reloader.install_zone_data(data)
+        self.services.reloader.install_zone_data(data)
     }
 
     /// A receiver of every event from now on (state changes, failovers, reloads).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.reports.events().subscribe()
+        self.services.events.subscribe()
     }
 
     /// The counters.
     pub fn metrics(&self) -> &Metrics {
-        self.inner.handler.metrics()
+        &self.services.metrics
     }
 
     /// Every shared name with its answer order and endpoint health.
     pub fn status(&self) -> StatusReport {
-        crate::control::status(&self.control_context())
+        self.services.status()
     }
 
     /// Serves DNS on `listeners` (and the control socket and metrics listener, if given), runs
-    /// the active probes and keeps the health state file, until `shutdown` completes; then
-    /// stops everything and saves the health state one last time.
+    /// the active probes, the connection observer and the health state file, until `shutdown`
+    /// completes; then stops everything and saves the health state one last time. With
+    /// [`Builder::notify_service_manager`], the service manager is told `READY=1` once this
+    /// runs and `STOPPING=1` when `shutdown` completes.
     pub async fn serve(
         &self,
         listeners: Vec<DnsListener>,
@@ -240,43 +249,48 @@ impl FailoverDns {
         metrics: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
     ) {
-        let handler = self.inner.handler.clone();
+        let services = &self.services;
+        let settings = &services.settings;
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(run_probes(self.inner.reports.clone()));
+        background.spawn(run_probes(services.reports.clone(), services.events.clone()));
         #[cfg(target_os = "linux")]
         let observer = crate::reports::observer::start(
-            &self.inner.settings.observe,
-            self.inner.reports.clone(),
-            handler.metrics().clone(),
+            &settings.observe,
+            services.reports.clone(),
+            services.metrics.clone(),
         );
         #[cfg(not(target_os = "linux"))]
-        if self.inner.settings.observe.enabled {
+        if settings.observe.enabled {
             tracing::info!("connection observer: not available on this system (Linux only); off");
         }
         if let Some(socket) = control {
-            let context = self.control_context();
-            let limits = self.inner.settings.limits.clone();
+            let services = Arc::clone(&self.services);
+            let limits = settings.limits.clone();
             // The task owns the socket; aborting it at shutdown drops it, which removes its file.
-            background.spawn(async move { socket.serve_with_limits(context, &limits).await });
+            background.spawn(async move { socket.serve(services, &limits).await });
         }
         if let Some(listener) = metrics {
             background.spawn(crate::ops::metrics_http::serve(
                 listener,
-                handler.metrics().clone(),
+                services.metrics.clone(),
             ));
         }
-        let state_file: Option<PathBuf> = self.inner.settings.state_file.clone();
-        if let Some(path) = &state_file {
+        if let Some(path) = &settings.state_file {
             background.spawn(crate::health::persist::save_periodically(
-                handler.health().clone(),
+                services.health.clone(),
                 path.clone(),
-                self.inner.reports.events().clone(),
+                services.events.clone(),
             ));
         }
+        services.service_manager.ready(&self.serving_status(&listeners));
+        let shutdown = async {
+            shutdown.await;
+            services.service_manager.stopping();
+        };
         crate::net::server::run(
-            handler.clone(),
+            services.handler.clone(),
             listeners,
-            self.inner.settings.limits.clone(),
+            settings.limits.clone(),
             shutdown,
         )
         .await;
@@ -287,16 +301,33 @@ impl FailoverDns {
         }
         background.abort_all();
         while background.join_next().await.is_some() {}
-        if let Some(path) = &state_file {
-            crate::health::persist::save_logged(handler.health(), path);
+        if let Some(path) = &settings.state_file {
+            crate::health::persist::save_logged(&services.health, path);
         }
+    }
+
+    /// What the service manager shows while the server serves `listeners`.
+    fn serving_status(&self, listeners: &[DnsListener]) -> String {
+        let snapshot = self.services.snapshot.load();
+        let data = snapshot.zones.data();
+        let addresses: Vec<String> = listeners
+            .iter()
+            .filter_map(|listener| listener.local_addr().ok())
+            .map(|address| address.to_string())
+            .collect();
+        format!(
+            "serving {} shared names in {} zones on {}",
+            data.names.len(),
+            data.zones.len(),
+            addresses.join(", ")
+        )
     }
 }
 
 /// Runs the active probes of the current configuration, and starts them anew after every
 /// successful reload.
-async fn run_probes(reports: Reports) {
-    let mut events = reports.events().subscribe();
+async fn run_probes(reports: Reports, events: crate::health::events::Events) {
+    let mut events = events.subscribe();
     loop {
         let probes = Probes::start(&reports.snapshot().load(), &reports);
         loop {

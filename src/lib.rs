@@ -35,33 +35,43 @@ mod ops;
 mod os;
 mod reload;
 mod reports;
+mod services;
 #[cfg(test)]
 mod testing;
 mod time;
 
-// Embedding: build a server from settings and zone data, serve it on sockets the caller binds,
-// feed it reports, watch it, reload it.
+// The embedding API: build a server from settings and zone data, serve it on sockets the
+// caller binds, feed it reports, watch it, reload it.
+pub use config::keys::SettingsLayer;
 pub use config::limits::{ForwardAllow, Limits};
 pub use config::settings::{Settings, TlsName, UpstreamSpec};
 pub use config::{load_zone_dir, load_zone_sources, load_zone_text};
-pub use control::{
-    ControlContext, ControlError, ControlReply, ControlRequest, ControlSocket, handle_line,
-};
-pub use embed::FailoverDns;
+pub use control::{ControlError, ControlReply, ControlRequest, ControlSocket};
+pub use embed::{Builder, FailoverDns};
 pub use health::events::Event;
-pub use health::{HealthTable, Outcome, Report, ReportSource, State};
+pub use health::{Outcome, ReportSource, State};
 pub use location::{ConfigError, Diagnostic, Location, SourceFile};
 pub use metrics::Metrics;
 pub use model::{Identity, ZoneData};
 pub use net::server::{DnsListener, bind, bind_sockets};
-pub use ops::status::{StatusReport, status_report};
-pub use reload::{ReloadError, ReloadSummary};
-pub use reports::{ReportError, ReportResult, ReportTarget, Reports};
+pub use ops::status::StatusReport;
+pub use reload::{ReloadError, ReloadSummary, ReloadTriggers, SettingsLoader};
+pub use reports::{ReportError, ReportResult, ReportTarget};
 
-// Bring your own socket loop: the query path the server's loops drive, for embedders with
-// sockets of their own, benchmarks and the fuzz targets.
-pub use dns::answer::{CLASSIC_UDP_PAYLOAD, Transport, encode_response, size_limit};
-pub use dns::fastpath::AnswerMemo;
-pub use dns::forward::{ForwardSettings, ForwardingStatus, Resolution, UpstreamStatus};
-pub use dns::handler::{Client, ForwardJob, Handler, Step};
-pub use dns::snapshot::{SharedSnapshot, Snapshot};
+/// The parts below the embedding API, for the benchmarks, the fuzz targets and embedders that
+/// run socket loops of their own: the query path (parse, decide, answer) and the tables it
+/// reads. Not a stable interface: it changes with the code.
+pub mod internals {
+    pub use crate::dns::answer::{CLASSIC_UDP_PAYLOAD, Transport, encode_response, size_limit};
+    pub use crate::dns::fastpath::AnswerMemo;
+    pub use crate::dns::forward::{ForwardSettings, ForwardingStatus, Resolution, UpstreamStatus};
+    pub use crate::dns::handler::{Client, ForwardJob, Handler, Step};
+    pub use crate::dns::snapshot::{SharedSnapshot, Snapshot};
+    pub use crate::health::{HealthTable, Report};
+    pub use crate::ops::status::status_report;
+
+    /// The query path of `server`, assembled as `serve` assembles it.
+    pub fn handler_of(server: &crate::FailoverDns) -> &Handler {
+        server.handler()
+    }
+}

@@ -13,7 +13,7 @@ mod server;
 use std::path::PathBuf;
 
 pub use client::{request, watch};
-pub use protocol::{ControlContext, ControlReply, ControlRequest, handle_line, status};
+pub use protocol::{ControlReply, ControlRequest, handle_line};
 pub use server::ControlSocket;
 
 /// Errors of the control socket, on either side.

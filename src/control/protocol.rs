@@ -7,22 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::{Outcome, ReportSource};
 use crate::ops::explain::{Explanation, explain};
-use crate::ops::status::{StatusReport, status_report};
-use crate::reload::{ReloadError, ReloadSummary, Reloader, Trigger};
-use crate::reports::{ReportResult, ReportTarget, Reports};
-
-/// What control requests act on: the feed (reports, and through it the snapshot, the health
-/// table and the events) and the reloader, when the server has one (an embedder that swaps zone
-/// data itself has none, and `reload` says so).
-#[derive(Debug, Clone)]
-pub struct ControlContext {
-    /// Where reports go.
-    pub reports: Reports,
-    /// What `reload` calls.
-    pub reloader: Option<Reloader>,
-    /// The forwarder whose upstreams `status` shows, when there is one.
-    pub forwarder: Option<crate::dns::forward::Forwarder>,
-}
+use crate::ops::status::StatusReport;
+use crate::reload::{ReloadError, ReloadSummary, Trigger};
+use crate::reports::{ReportResult, ReportTarget};
+use crate::services::Services;
 
 /// Longest request line accepted; a longer one gets an error reply and the connection closes.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -118,9 +106,9 @@ pub enum ControlReply {
 }
 
 /// Handles one request line (the part of the protocol that does not touch the socket).
-pub fn handle_line(line: &[u8], context: &ControlContext) -> ControlReply {
+pub fn handle_line(line: &[u8], services: &Services) -> ControlReply {
     match parse_line(line) {
-        Ok(request) => handle_request(request, context),
+        Ok(request) => handle_request(request, services),
         Err(reply) => reply,
     }
 }
@@ -160,8 +148,8 @@ pub(super) fn reload_reply(outcome: Result<ReloadSummary, ReloadError>) -> Contr
     }
 }
 
-fn drain_reply(context: &ControlContext, destination: String, draining: bool) -> ControlReply {
-    match context.reports.set_draining(&destination, draining) {
+fn drain_reply(services: &Services, destination: String, draining: bool) -> ControlReply {
+    match services.reports.set_draining(&destination, draining) {
         Ok(changed) => ControlReply::Drain {
             destination,
             draining,
@@ -173,22 +161,8 @@ fn drain_reply(context: &ControlContext, destination: String, draining: bool) ->
     }
 }
 
-/// What `status` shows, the same for the control socket and the embedding API: every shared
-/// name with its order and endpoint health, the configuration in force, and forwarding.
-pub fn status(context: &ControlContext) -> StatusReport {
-    let snapshot = context.reports.snapshot().load();
-    let mut report = status_report(&snapshot, context.reports.health());
-    report.config = context.reloader.as_ref().map(Reloader::config_status);
-    report.forwarding = context
-        .forwarder
-        .as_ref()
-        .filter(|forwarder| forwarder.is_enabled())
-        .map(|forwarder| Box::new(forwarder.status()));
-    report
-}
-
 /// Carries out one control request.
-pub fn handle_request(request: ControlRequest, context: &ControlContext) -> ControlReply {
+pub fn handle_request(request: ControlRequest, services: &Services) -> ControlReply {
     match request {
         ControlRequest::Report {
             address,
@@ -208,23 +182,23 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
                 }
             };
             let source = source.unwrap_or(ReportSource::Agent);
-            match context.reports.report_ms(&target, outcome, rtt_ms, source) {
+            match services.reports.report_ms(&target, outcome, rtt_ms, source) {
                 Ok(results) => ControlReply::Reported { results },
                 Err(error) => ControlReply::Error {
                     error: error.to_string(),
                 },
             }
         }
-        ControlRequest::Drain { destination } => drain_reply(context, destination, true),
-        ControlRequest::Undrain { destination } => drain_reply(context, destination, false),
+        ControlRequest::Drain { destination } => drain_reply(services, destination, true),
+        ControlRequest::Undrain { destination } => drain_reply(services, destination, false),
         ControlRequest::Explain { name } => {
             let Ok(parsed) = crate::config::parse_name(&name) else {
                 return ControlReply::Error {
                     error: format!("{name:?} is not a DNS name"),
                 };
             };
-            let snapshot = context.reports.snapshot().load();
-            match explain(&snapshot, context.reports.health(), &parsed) {
+            let snapshot = services.snapshot.load();
+            match explain(&snapshot, &services.health, &parsed) {
                 Some(explanation) => ControlReply::Explanation(explanation),
                 None => ControlReply::Error {
                     error: format!("{name} is not a shared name"),
@@ -234,13 +208,12 @@ pub fn handle_request(request: ControlRequest, context: &ControlContext) -> Cont
         ControlRequest::Watch {} => ControlReply::Error {
             error: "watch streams events and is only served on the control socket".to_string(),
         },
-        ControlRequest::Status {} => ControlReply::Status(Box::new(status(context))),
+        ControlRequest::Status {} => ControlReply::Status(Box::new(services.status())),
         // Blocks the calling thread while the files load; the socket server takes the async
         // path in `respond` instead.
-        ControlRequest::Reload {} => reload_reply(match context.reloader.as_ref() {
-            Some(reloader) => reloader.reload_blocking(Trigger::Control),
-            None => Err(ReloadError::Unavailable),
-        }),
+        ControlRequest::Reload {} => {
+            reload_reply(services.reloader.reload_blocking(Trigger::Control))
+        }
     }
 }
 

@@ -13,12 +13,13 @@ use tracing::{debug, info, warn};
 
 use super::ControlError;
 use super::protocol::{
-    ControlContext, ControlReply, ControlRequest, MAX_LINE_BYTES, handle_request, parse_line,
+    ControlReply, ControlRequest, MAX_LINE_BYTES, handle_request, parse_line,
     reload_reply,
 };
 use crate::config::limits::Limits;
 use crate::net::accept::AcceptBackoff;
-use crate::reload::{ReloadError, Trigger};
+use crate::reload::Trigger;
+use crate::services::Services;
 
 /// A bound control socket. Dropping it removes the socket file.
 #[derive(Debug)]
@@ -87,17 +88,11 @@ impl ControlSocket {
         &self.path
     }
 
-    /// Accepts connections and serves them, within the default [`Limits`], until the task is
-    /// dropped.
-    pub async fn serve(&self, context: ControlContext) {
-        self.serve_with_limits(context, &Limits::default()).await;
-    }
-
     /// Accepts connections and serves them until the task is dropped: at most
     /// `limits.max_control_connections` at once (one more gets an error line and is closed),
     /// each closed when it stays silent for `limits.control_idle_timeout`. Control connections
     /// run in tasks of their own, so nothing on this socket can hold up DNS.
-    pub async fn serve_with_limits(&self, context: ControlContext, limits: &Limits) {
+    pub(crate) async fn serve(&self, services: Arc<Services>, limits: &Limits) {
         let own_uid = crate::os::current_uid();
         let connections = Arc::new(Semaphore::new(limits.max_control_connections));
         let idle = limits.control_idle_timeout;
@@ -119,9 +114,9 @@ impl ControlSocket {
                 tokio::spawn(refuse_connection(stream, idle));
                 continue;
             };
-            let context = context.clone();
+            let services = Arc::clone(&services);
             tokio::spawn(async move {
-                serve_connection(stream, context, idle).await;
+                serve_connection(stream, services, idle).await;
                 drop(permit);
             });
         }
@@ -213,7 +208,7 @@ impl Drop for ControlSocket {
 /// Serves request lines on one connection until the client closes it, stays silent for `idle`
 /// (or takes longer than that to send one line), sends a line over [`MAX_LINE_BYTES`], or does
 /// not read its replies within `idle`.
-async fn serve_connection(stream: UnixStream, context: ControlContext, idle: Duration) {
+async fn serve_connection(stream: UnixStream, services: Arc<Services>, idle: Duration) {
     let (reader, mut writer) = stream.into_split();
     let mut reader = AsyncBufReader::new(reader);
     let mut line = Vec::new();
@@ -232,10 +227,10 @@ async fn serve_connection(stream: UnixStream, context: ControlContext, idle: Dur
                 error: format!("request line longer than {MAX_LINE_BYTES} bytes"),
             },
             Ok(_) if is_watch(&line) => {
-                stream_events(reader, &mut writer, &context, idle).await;
+                stream_events(reader, &mut writer, &services, idle).await;
                 return;
             }
-            Ok(_) => respond(&line, &context).await,
+            Ok(_) => respond(&line, &services).await,
             Err(error) => {
                 debug!(%error, "control connection read failed");
                 return;
@@ -264,12 +259,12 @@ fn is_watch(line: &[u8]) -> bool {
 async fn stream_events<R>(
     mut reader: R,
     writer: &mut tokio::net::unix::OwnedWriteHalf,
-    context: &ControlContext,
+    services: &Services,
     write_timeout: Duration,
 ) where
     R: tokio::io::AsyncRead + Unpin,
 {
-    let mut events = context.reports.events().subscribe();
+    let mut events = services.events.subscribe();
     let mut line = serde_json::to_vec(&ControlReply::Watching {}).unwrap_or_default();
     line.push(b'\n');
     if !write_within(writer, &line, write_timeout).await {
@@ -319,13 +314,12 @@ async fn write_within(
 
 /// Handles one request line on the socket: like [`handle_line`], except that a reload runs on
 /// the configuration load thread so the runtime's workers keep answering queries while it loads.
-async fn respond(line: &[u8], context: &ControlContext) -> ControlReply {
+async fn respond(line: &[u8], services: &Services) -> ControlReply {
     match parse_line(line) {
-        Ok(ControlRequest::Reload {}) => reload_reply(match context.reloader.as_ref() {
-            Some(reloader) => reloader.reload(Trigger::Control).await,
-            None => Err(ReloadError::Unavailable),
-        }),
-        Ok(request) => handle_request(request, context),
+        Ok(ControlRequest::Reload {}) => {
+            reload_reply(services.reloader.reload(Trigger::Control).await)
+        }
+        Ok(request) => handle_request(request, services),
         Err(reply) => reply,
     }
 }

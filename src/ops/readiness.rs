@@ -12,6 +12,7 @@
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::warn;
 
@@ -32,6 +33,8 @@ struct NotifySocket {
     address: SocketAddr,
     /// The name as given, for log lines.
     name: String,
+    /// Whether `READY=1` was sent: reloads are announced only after it.
+    announced_ready: AtomicBool,
 }
 
 impl ServiceManager {
@@ -63,11 +66,13 @@ impl ServiceManager {
                 sender,
                 address,
                 name: name.to_string(),
+                announced_ready: AtomicBool::new(false),
             })),
         })
     }
 
     /// Whether messages go anywhere.
+    #[cfg(test)]
     pub fn is_listening(&self) -> bool {
         self.socket.is_some()
     }
@@ -76,6 +81,17 @@ impl ServiceManager {
     /// or a reload is over (whatever its outcome: the server serves either way).
     pub fn ready(&self, status: &str) {
         self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
+        if let Some(socket) = &self.socket {
+            socket.announced_ready.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `READY=1` was sent: a reload before it (while the server is still starting) is
+    /// not announced, since the manager still waits for the first `READY=1`.
+    pub fn has_announced_ready(&self) -> bool {
+        self.socket
+            .as_ref()
+            .is_some_and(|socket| socket.announced_ready.load(Ordering::Relaxed))
     }
 
     /// `RELOADING=1`: a reload started; [`ServiceManager::ready`] follows when it is over.

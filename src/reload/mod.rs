@@ -15,7 +15,7 @@ mod stamp;
 mod triggers;
 
 use stamp::InputStamp;
-pub use triggers::start_triggers;
+pub use triggers::{ReloadTriggers, start_triggers};
 
 use std::fmt;
 use std::path::Path;
@@ -115,8 +115,9 @@ struct Inner {
     events: Events,
     /// Where reload outcomes are counted.
     metrics: Metrics,
-    /// Told `RELOADING=1` and `READY=1` around every reload, once attached.
-    service_manager: std::sync::OnceLock<ServiceManager>,
+    /// Told `RELOADING=1` and `READY=1` around every reload once the server announced itself
+    /// ready (a manager from an environment without `NOTIFY_SOCKET` ignores them).
+    service_manager: ServiceManager,
 }
 
 #[derive(Debug, Clone)]
@@ -138,8 +139,8 @@ impl fmt::Debug for Reloader {
 
 impl Reloader {
     /// A reloader for the configuration `snapshot` serves (generation 1, loaded now), which was
-    /// built from `running`; later reloads take their settings from `load_settings`, and
-    /// publish their outcome on `events` and count it in `metrics`.
+    /// built from `running`; later reloads take their settings from `load_settings`, publish
+    /// their outcome on `events`, count it in `metrics` and tell `service_manager`.
     pub fn new(
         snapshot: SharedSnapshot,
         health: HealthTable,
@@ -147,6 +148,7 @@ impl Reloader {
         load_settings: SettingsLoader,
         events: Events,
         metrics: Metrics,
+        service_manager: ServiceManager,
     ) -> Self {
         Reloader {
             inner: Arc::new(Inner {
@@ -157,7 +159,7 @@ impl Reloader {
                 last_build: Mutex::new(None),
                 events,
                 metrics,
-                service_manager: std::sync::OnceLock::new(),
+                service_manager,
                 state: Mutex::new(State {
                     generation: 1,
                     loaded_at: SystemTime::now(),
@@ -168,14 +170,15 @@ impl Reloader {
         }
     }
 
-    /// Tells `service_manager` when each reload starts and ends (the first call wins).
-    pub fn tell_service_manager(&self, service_manager: ServiceManager) {
-        let _ = self.inner.service_manager.set(service_manager);
+    /// `READY=1` after a failed reload: the last good configuration serves on.
+    /// The service manager, once the server told it that it is ready: reloads are announced
+    /// only then (both ways: `RELOADING=1` and the `READY=1` that ends it).
+    fn announced_manager(&self) -> Option<&ServiceManager> {
+        Some(&self.inner.service_manager).filter(|manager| manager.has_announced_ready())
     }
 
-    /// `READY=1` after a failed reload: the last good configuration serves on.
-    fn tell_ready_after_failure(&self) {
-        if let Some(manager) = self.inner.service_manager.get() {
+    fn tell_ready_after_failure(&self, manager: Option<&ServiceManager>) {
+        if let Some(manager) = manager {
             let current = self.inner.snapshot.load();
             let data = current.zones.data();
             manager.ready(&format!(
@@ -217,7 +220,7 @@ impl Reloader {
                 let message = format!("reload task failed: {join_error}");
                 error!(%trigger, "{message}");
                 self.record_failure(message.clone());
-                self.tell_ready_after_failure();
+                self.tell_ready_after_failure(self.announced_manager());
                 Err(ReloadError::Task(message))
             }
         }
@@ -233,7 +236,7 @@ impl Reloader {
             .last_build
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let service_manager = self.inner.service_manager.get();
+        let service_manager = self.announced_manager();
         if let Some(manager) = service_manager {
             manager.reloading();
         }
@@ -272,7 +275,7 @@ impl Reloader {
             }
             Err(config_error) => {
                 self.notify(trigger, Err(config_error.to_string()));
-                self.tell_ready_after_failure();
+                self.tell_ready_after_failure(service_manager);
                 for diagnostic in &config_error.diagnostics {
                     error!(%trigger, "{diagnostic}");
                 }
@@ -524,6 +527,7 @@ mod tests {
             Arc::new(move || Ok(loader_settings.clone())),
             Events::new(),
             Metrics::new(),
+            ServiceManager::default(),
         );
         Fixture {
             dir,
@@ -641,6 +645,7 @@ mod tests {
             }),
             Events::new(),
             Metrics::new(),
+            ServiceManager::default(),
         );
         let error = failing
             .reload(Trigger::Control)

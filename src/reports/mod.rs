@@ -102,11 +102,6 @@ impl Reports {
         &self.own_connections
     }
 
-    /// The counters reports are counted in.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     /// The configuration reports are resolved in.
     pub fn snapshot(&self) -> &SharedSnapshot {
         &self.snapshot
@@ -118,6 +113,7 @@ impl Reports {
     }
 
     /// The event bus state changes are published on.
+    #[cfg(test)]
     pub fn events(&self) -> &Events {
         &self.events
     }
