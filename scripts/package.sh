@@ -2,7 +2,7 @@
 # Builds the Debian package target/debian/failover-dns_VERSION-1_ARCH.deb (under the real target
 # directory when CARGO_TARGET_DIR is set) and prints its path last. What goes where is
 # [package.metadata.deb] in Cargo.toml; this script installs cargo-deb when it is missing, builds
-# the release binary, has xtask generate the man pages and completions from the clap definitions,
+# the release binary, has its hidden generate-docs command write the man pages and completions,
 # packs, and adds the empty /etc/failover-dns/zones/ (cargo-deb packs files only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,9 +16,8 @@ target_dir=$(cargo metadata --locked --no-deps --format-version 1 |
   grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
 [ -n "$target_dir" ] || { echo "package: cannot find the target directory" >&2; exit 1; }
 
-# One build for both: the binary and the generator share the release build of the library.
-cargo build --locked --release -p failover-dns -p xtask
-"$target_dir/release/xtask" docs "$target_dir/release/docs" >/dev/null
+cargo build --locked --release -p failover-dns
+"$target_dir/release/failover-dns" generate-docs "$target_dir/release/docs" >/dev/null
 gzip -9 --no-name --force "$target_dir"/release/docs/man/*.1
 
 deb=$(cargo deb --locked --no-build --strip -p failover-dns | tail -n 1)

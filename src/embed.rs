@@ -99,6 +99,20 @@ impl Builder {
         Ok(self.build_with_zone_data(data))
     }
 
+    /// [`Builder::build`] on the configuration load thread, the thread every reload builds on
+    /// (so all configurations share one allocator arena); the runtime's workers go on meanwhile.
+    pub async fn load(self) -> Result<FailoverDns, ConfigError> {
+        let zones_dir = self.settings.zones_dir.clone();
+        crate::reload::load_thread::run(move || self.build())
+            .await
+            .unwrap_or_else(|error| {
+                Err(ConfigError::one(
+                    crate::location::Location::file(&zones_dir),
+                    error.to_string(),
+                ))
+            })
+    }
+
     /// Builds the server on zone data the agent already holds (for example received as JSON
     /// and parsed with [`crate::load_zone_text`]); replace it later with
     /// [`FailoverDns::replace_zone_data`].
@@ -252,7 +266,10 @@ impl FailoverDns {
         let services = &self.services;
         let settings = &services.settings;
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(run_probes(services.reports.clone(), services.events.clone()));
+        background.spawn(run_probes(
+            services.reports.clone(),
+            services.events.clone(),
+        ));
         #[cfg(target_os = "linux")]
         let observer = crate::reports::observer::start(
             &settings.observe,
@@ -282,7 +299,9 @@ impl FailoverDns {
                 services.events.clone(),
             ));
         }
-        services.service_manager.ready(&self.serving_status(&listeners));
+        services
+            .service_manager
+            .ready(&self.serving_status(&listeners));
         let shutdown = async {
             shutdown.await;
             services.service_manager.stopping();

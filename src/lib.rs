@@ -21,7 +21,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod cli;
 mod config;
 mod control;
 mod dns;
@@ -46,7 +45,7 @@ pub use config::keys::SettingsLayer;
 pub use config::limits::{ForwardAllow, Limits};
 pub use config::settings::{Settings, TlsName, UpstreamSpec};
 pub use config::{load_zone_dir, load_zone_sources, load_zone_text};
-pub use control::{ControlError, ControlReply, ControlRequest, ControlSocket};
+pub use control::{ControlClient, ControlError, ControlReply, ControlRequest, ControlSocket};
 pub use embed::{Builder, FailoverDns};
 pub use health::events::Event;
 pub use health::{Outcome, ReportSource, State};
@@ -54,6 +53,8 @@ pub use location::{ConfigError, Diagnostic, Location, SourceFile};
 pub use metrics::Metrics;
 pub use model::{Identity, ZoneData};
 pub use net::server::{DnsListener, bind, bind_sockets};
+pub use ops::check::{CheckReport, check};
+pub use ops::explain::Explanation;
 pub use ops::status::StatusReport;
 pub use reload::{ReloadError, ReloadSummary, ReloadTriggers, SettingsLoader};
 pub use reports::{ReportError, ReportResult, ReportTarget};

@@ -4,7 +4,9 @@
 
 use std::process::ExitCode;
 
-use failover_dns::cli::{Cli, Command, CommandError, LogFormat};
+mod cli;
+
+use cli::{Cli, Command, CommandError, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc, with its background thread purging freed memory (the crate's `background_threads`
@@ -16,7 +18,11 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let cli = failover_dns::cli::parse();
+    let arguments: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(code) = cli::docs::run_if_asked(&arguments) {
+        return code;
+    }
+    let cli = cli::parse();
     let workers = match &cli.command {
         None => cli.serve.workers,
         Some(Command::Serve(args)) => args.workers,
@@ -49,7 +55,7 @@ async fn run(cli: Cli) -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    match failover_dns::cli::run(cli).await {
+    match cli::run(cli).await {
         Ok(code) => code,
         // A reader that went away (`failover-dns status | head`) is not an error.
         Err(CommandError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {

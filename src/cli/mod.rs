@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default), `check`, `report`, `drain`, `undrain`, `watch`,
-//! `status` and `reload`, and what each does.
-//! The binary only parses this and calls [`run`].
+//! `status` and `reload`, and what each does, on the library's public API.
+
+pub mod docs;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -13,15 +14,14 @@ use clap::{Args, Parser, Subcommand};
 
 use tracing::info;
 
-use crate::config::keys::SettingsLayer;
-use crate::config::load_zone_dir;
-use crate::config::settings::{Settings, UpstreamSpec};
-use crate::control::{ControlError, ControlReply, ControlRequest, ControlSocket};
-use crate::dns::snapshot::Snapshot;
-use crate::embed::FailoverDns;
-use crate::health::{Outcome, ReportSource};
-use crate::location::ConfigError;
-use crate::ops::status::render_status_text;
+use failover_dns::{
+    ConfigError, ControlClient, ControlError, ControlReply, ControlRequest, ControlSocket,
+    FailoverDns, Outcome, ReportSource, Settings, SettingsLayer, UpstreamSpec,
+};
+
+/// The settings file read when `--config` names none and it exists in the working directory:
+/// the repository's own carries the sample identity the sample zones' policies grant.
+const DEFAULT_SETTINGS_FILE: &str = "failover-dns.toml";
 
 /// failover-dns: a small DNS server for a zero-trust agent. For a shared name it answers with
 /// every endpoint this client's policies permit, ordered by a live health table the agent feeds,
@@ -206,7 +206,7 @@ impl ConfigArgs {
     /// there is one (the repository's carries the sample identity), else none.
     fn config_file(&self) -> Option<PathBuf> {
         self.config.clone().or_else(|| {
-            let default = PathBuf::from(crate::config::settings::DEFAULT_SETTINGS_FILE);
+            let default = PathBuf::from(DEFAULT_SETTINGS_FILE);
             default.is_file().then_some(default)
         })
     }
@@ -231,7 +231,7 @@ impl ControlArgs {
 }
 
 /// The command line as clap sees it, each setting's help ending in its default as the
-/// declarations in [`crate::config::keys`] and [`Settings::default`] give it (so `--help`, the man
+/// setting declarations and [`Settings::default`] give it (so `--help`, the man
 /// pages and the completions cannot drift from the code).
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
@@ -247,32 +247,13 @@ pub fn parse() -> Cli {
 }
 
 fn with_defaults(mut command: clap::Command) -> clap::Command {
-    for setting in SettingsLayer::described() {
-        let Some(default) = setting.default.as_ref().and_then(shown_default) else {
-            continue;
-        };
-        command = command.mut_arg(setting.key, |arg| {
+    for (key, default) in SettingsLayer::shown_defaults() {
+        command = command.mut_arg(key, |arg| {
             let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
             arg.help(format!("{help} [default: {default}]"))
         });
     }
     command
-}
-
-/// A default as `--help` shows it: strings bare, lists comma-separated; switches are left to
-/// their help text (`--no-observe` defaulting to "true" would read backwards).
-fn shown_default(value: &toml::Value) -> Option<String> {
-    match value {
-        toml::Value::String(text) => Some(text.clone()),
-        toml::Value::Integer(number) => Some(number.to_string()),
-        toml::Value::Array(items) if items.is_empty() => Some("none".to_string()),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(shown_default)
-            .collect::<Option<Vec<_>>>()
-            .map(|items| items.join(", ")),
-        _ => None,
-    }
 }
 
 /// Runs the parsed command line.
@@ -294,22 +275,18 @@ async fn serve(args: ServeArgs) -> Result<ExitCode, CommandError> {
     let settings = args.config.settings()?;
     let reload_args = args.clone();
     // Loaded on the thread every reload loads on, so that every snapshot is built in the same
-    // allocator arena (see `load_thread`).
-    let initial = settings.clone();
-    let dns = crate::reload::load_thread::run(move || {
-        FailoverDns::builder(initial)
-            .reload_settings_with(Arc::new(move || reload_args.config.settings()))
-            .notify_service_manager()
-            .build()
-    })
-    .await
-    .map_err(|error| CommandError::Io(std::io::Error::other(error)))??;
+    // allocator arena.
+    let dns = FailoverDns::builder(settings.clone())
+        .reload_settings_with(Arc::new(move || reload_args.config.settings()))
+        .notify_service_manager()
+        .load()
+        .await?;
     let mut listeners = Vec::new();
     // One UDP socket per worker thread of the runtime (--workers, else TOKIO_WORKER_THREADS,
     // else one per CPU), so that every worker can answer UDP at once.
     let udp_sockets = tokio::runtime::Handle::current().metrics().num_workers();
     for &address in &settings.listen {
-        let listener = crate::net::server::bind_sockets(address, udp_sockets)
+        let listener = failover_dns::bind_sockets(address, udp_sockets)
             .await
             .map_err(|source| CommandError::Bind { address, source })?;
         listeners.push(listener);
@@ -386,26 +363,23 @@ fn check(args: &ConfigArgs) -> Result<ExitCode, CommandError> {
         Ok(settings) => settings,
         Err(error) => return Ok(print_config_errors(&error)),
     };
-    let data = match load_zone_dir(&settings.zones_dir) {
-        Ok(data) => data,
+    let report = match failover_dns::check(&settings) {
+        Ok(report) => report,
         Err(error) => return Ok(print_config_errors(&error)),
     };
-    let snapshot = Snapshot::new(data, settings.identity.clone());
-    let warnings = snapshot.warnings();
     let mut out = std::io::stdout().lock();
-    for warning in &warnings {
+    for warning in &report.warnings {
         writeln!(out, "warning: {warning}")?;
     }
-    let data = snapshot.zones.data();
     writeln!(
         out,
         "ok: {} zones, {} shared names, {} destinations, {} policies in {} ({} warnings)",
-        data.zones.len(),
-        data.names.len(),
-        data.destinations.len(),
-        data.policies.len(),
+        report.zones,
+        report.names,
+        report.destinations,
+        report.policies,
         settings.zones_dir.display(),
-        warnings.len()
+        report.warnings.len()
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -424,16 +398,13 @@ fn report(args: &ReportArgs) -> Result<ExitCode, CommandError> {
     } else {
         Outcome::Failure
     };
-    let reply = crate::control::request(
-        &path,
-        &ControlRequest::Report {
-            address: args.address,
-            destination: args.destination.clone(),
-            outcome,
-            rtt_ms: args.rtt_ms,
-            source: Some(args.source),
-        },
-    )?;
+    let reply = ControlClient::new(&path).request(&ControlRequest::Report {
+        address: args.address,
+        destination: args.destination.clone(),
+        outcome,
+        rtt_ms: args.rtt_ms,
+        source: Some(args.source),
+    })?;
     let mut out = std::io::stdout().lock();
     match reply {
         ControlReply::Reported { results } => {
@@ -461,7 +432,7 @@ fn drain(args: &DrainArgs, draining: bool) -> Result<ExitCode, CommandError> {
     } else {
         ControlRequest::Undrain { destination }
     };
-    let reply = crate::control::request(&path, &request)?;
+    let reply = ControlClient::new(&path).request(&request)?;
     let mut out = std::io::stdout().lock();
     match reply {
         ControlReply::Drain {
@@ -485,7 +456,7 @@ fn drain(args: &DrainArgs, draining: bool) -> Result<ExitCode, CommandError> {
 fn watch(args: &ControlArgs) -> Result<ExitCode, CommandError> {
     let path = args.path()?;
     let mut out = std::io::stdout();
-    crate::control::watch(&path, |line| {
+    ControlClient::new(&path).watch(|line| {
         // Stop quietly when stdout goes away (`failover-dns watch | head`).
         writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
     })?;
@@ -498,15 +469,14 @@ fn status(args: &StatusArgs) -> Result<ExitCode, CommandError> {
         Some(name) => ControlRequest::Explain { name: name.clone() },
         None => ControlRequest::Status {},
     };
-    let reply = crate::control::request(&path, &request)?;
+    let reply = ControlClient::new(&path).request(&request)?;
     let mut out = std::io::stdout().lock();
     match reply {
         ControlReply::Status(report) if !args.json => {
-            write!(out, "{}", render_status_text(&report, SystemTime::now()))?;
+            write!(out, "{}", report.render_text(SystemTime::now()))?;
         }
         ControlReply::Explanation(explanation) if !args.json => {
-            let text =
-                crate::ops::explain::render_explanation_text(&explanation, SystemTime::now());
+            let text = explanation.render_text(SystemTime::now());
             write!(out, "{text}")?;
         }
         reply => writeln!(
@@ -520,7 +490,7 @@ fn status(args: &StatusArgs) -> Result<ExitCode, CommandError> {
 
 fn reload(args: &ControlArgs) -> Result<ExitCode, CommandError> {
     let path = args.path()?;
-    match crate::control::request(&path, &ControlRequest::Reload {}) {
+    match ControlClient::new(&path).request(&ControlRequest::Reload {}) {
         Ok(ControlReply::Reloaded {
             generation,
             zones,

@@ -187,6 +187,17 @@ impl Settings {
     }
 }
 
+impl SettingsLayer {
+    /// Each setting's flag (its clap argument id, the key) and its default as `--help` shows
+    /// it, for the settings whose default has one written form.
+    pub fn shown_defaults() -> Vec<(&'static str, String)> {
+        SettingsLayer::described()
+            .into_iter()
+            .filter_map(|setting| Some((setting.key, setting.shown_default()?)))
+            .collect()
+    }
+}
+
 /// A list in the settings file that must name at least one entry (`listen`).
 fn non_empty<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
 where

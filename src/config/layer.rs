@@ -274,6 +274,26 @@ pub(crate) struct Described {
 }
 
 impl Described {
+    /// The default as `--help` shows it: strings bare, lists comma-separated (`none` when
+    /// empty); switches and defaults without one written form are left to the help text
+    /// (`--no-observe` defaulting to "true" would read backwards).
+    pub(crate) fn shown_default(&self) -> Option<String> {
+        fn shown(value: &toml::Value) -> Option<String> {
+            match value {
+                toml::Value::String(text) => Some(text.clone()),
+                toml::Value::Integer(number) => Some(number.to_string()),
+                toml::Value::Array(items) if items.is_empty() => Some("none".to_string()),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(shown)
+                    .collect::<Option<Vec<_>>>()
+                    .map(|items| items.join(", ")),
+                _ => None,
+            }
+        }
+        self.default.as_ref().and_then(shown)
+    }
+
     /// The setting as a user names it: its key, after its table's (`limits.max_tcp_connections`).
     pub(crate) fn name(&self) -> String {
         match self.table {

@@ -19,9 +19,6 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 /// The most memory cached forwarded answers may take when nothing else is said, MiB.
 pub const DEFAULT_CACHE_MAX_MB: usize = 64;
-/// The settings file read when `--config` names none and it exists in the working directory:
-/// the repository's own carries the sample identity the sample zones' policies grant.
-pub const DEFAULT_SETTINGS_FILE: &str = "failover-dns.toml";
 /// The zones directory when nothing else is said, relative to the working directory.
 pub const DEFAULT_ZONES_DIR: &str = "zones";
 /// Where upstreams come from when none are named.

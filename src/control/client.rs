@@ -2,14 +2,39 @@
 //! it checks who serves the socket before it sends anything.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::ControlError;
 use super::protocol::{ControlReply, ControlRequest};
 
+/// The client end of the control socket of a running server (what `failover-dns report`,
+/// `status`, `watch` and `reload` use). It talks only to a server of this user or root.
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    path: PathBuf,
+}
+
+impl ControlClient {
+    /// A client of the control socket at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ControlClient { path: path.into() }
+    }
+
+    /// Sends one request and waits for its reply; an error reply is [`ControlError::Rejected`].
+    pub fn request(&self, request: &ControlRequest) -> Result<ControlReply, ControlError> {
+        self::request(&self.path, request)
+    }
+
+    /// Streams events: calls `on_event` with each event line (one JSON object) until the server
+    /// closes the connection or `on_event` returns false.
+    pub fn watch(&self, on_event: impl FnMut(&str) -> bool) -> Result<(), ControlError> {
+        self::watch(&self.path, on_event)
+    }
+}
+
 /// Sends one request to the server at `path` and waits for its reply (client side).
-pub fn request(path: &Path, request: &ControlRequest) -> Result<ControlReply, ControlError> {
+fn request(path: &Path, request: &ControlRequest) -> Result<ControlReply, ControlError> {
     let connection = ClientConnection::open(path, Some(Duration::from_secs(10)))?;
     let (first, _) = connection.send(request)?;
     let reply: ControlReply = serde_json::from_str(first.trim())
@@ -22,7 +47,7 @@ pub fn request(path: &Path, request: &ControlRequest) -> Result<ControlReply, Co
 
 /// Streams events from the server at `path` (client side of `watch`): calls `on_event` with
 /// each event line until the server closes the connection or `on_event` returns false.
-pub fn watch(path: &Path, mut on_event: impl FnMut(&str) -> bool) -> Result<(), ControlError> {
+fn watch(path: &Path, mut on_event: impl FnMut(&str) -> bool) -> Result<(), ControlError> {
     let connection = ClientConnection::open(path, None)?;
     let (first, lines) = connection.send(&ControlRequest::Watch {})?;
     match serde_json::from_str::<ControlReply>(first.trim()) {

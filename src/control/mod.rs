@@ -12,8 +12,9 @@ mod server;
 
 use std::path::PathBuf;
 
-pub use client::{request, watch};
-pub use protocol::{ControlReply, ControlRequest, handle_line};
+pub use client::ControlClient;
+pub(crate) use protocol::handle_line;
+pub use protocol::{ControlReply, ControlRequest};
 pub use server::ControlSocket;
 
 /// Errors of the control socket, on either side.

@@ -13,8 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::ControlError;
 use super::protocol::{
-    ControlReply, ControlRequest, MAX_LINE_BYTES, handle_request, parse_line,
-    reload_reply,
+    ControlReply, ControlRequest, MAX_LINE_BYTES, handle_request, parse_line, reload_reply,
 };
 use crate::config::limits::Limits;
 use crate::net::accept::AcceptBackoff;

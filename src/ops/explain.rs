@@ -175,7 +175,14 @@ fn since(unix_ms: Option<u64>, now: SystemTime) -> String {
 }
 
 /// Renders an explanation for people.
-pub fn render_explanation_text(explanation: &Explanation, now: SystemTime) -> String {
+impl Explanation {
+    /// The explanation as `failover-dns status --name` prints it, with times relative to `now`.
+    pub fn render_text(&self, now: SystemTime) -> String {
+        render_explanation_text(self, now)
+    }
+}
+
+fn render_explanation_text(explanation: &Explanation, now: SystemTime) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{} for {}", explanation.name, explanation.identity);
     if !explanation.visible {

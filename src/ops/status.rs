@@ -185,7 +185,14 @@ fn ago(unix_ms: Option<u64>, now: SystemTime) -> String {
 }
 
 /// Renders a status report for people.
-pub fn render_status_text(report: &StatusReport, now: SystemTime) -> String {
+impl StatusReport {
+    /// The report as `failover-dns status` prints it, with times relative to `now`.
+    pub fn render_text(&self, now: SystemTime) -> String {
+        render_status_text(self, now)
+    }
+}
+
+fn render_status_text(report: &StatusReport, now: SystemTime) -> String {
     let mut out = String::new();
     if let Some(config) = &report.config {
         render_config(&mut out, config, now);
