@@ -65,7 +65,9 @@ pub use reports::{ReportError, ReportResult, ReportTarget};
 pub mod internals {
     pub use crate::dns::answer::{CLASSIC_UDP_PAYLOAD, Transport, encode_response, size_limit};
     pub use crate::dns::fastpath::AnswerMemo;
-    pub use crate::dns::forward::{ForwardSettings, ForwardingStatus, Resolution, UpstreamStatus};
+    pub use crate::dns::forward::{
+        ForwardResult, ForwardSettings, ForwardingStatus, UpstreamStatus,
+    };
     pub use crate::dns::handler::{Client, ForwardJob, Handler, Step};
     pub use crate::dns::snapshot::{SharedSnapshot, Snapshot};
     pub use crate::health::{HealthTable, Report};

@@ -34,9 +34,9 @@ const QUERY_TYPES: [&str; 12] = [
     "a", "aaaa", "any", "https", "svcb", "ptr", "soa", "mx", "txt", "ns", "srv", "other",
 ];
 
-/// What became of a query.
+/// The kind of response a query got, as `queries_total{outcome}` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueryOutcome {
+pub enum ResponseKind {
     /// Answered with records from the owned zones.
     Answer,
     /// NXDOMAIN for an owned name.
@@ -72,15 +72,15 @@ const OUTCOMES: [&str; 10] = [
     "notauth",
 ];
 
-impl QueryOutcome {
+impl ResponseKind {
     fn index(self) -> usize {
         self as usize
     }
 }
 
-/// What became of one attempt at one upstream.
+/// What one attempt at one upstream came to, as `upstream_queries_total{outcome}` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamOutcome {
+pub enum AttemptResult {
     /// A usable answer.
     Answered,
     /// No answer in time.
@@ -552,7 +552,7 @@ impl Metrics {
     }
 
     /// Counts one query of `query_type` (None: no parsable question) and its handling time.
-    pub fn query(&self, query_type: Option<RecordType>, outcome: QueryOutcome, elapsed: Duration) {
+    pub fn query(&self, query_type: Option<RecordType>, outcome: ResponseKind, elapsed: Duration) {
         let type_index = query_type.map_or(QUERY_TYPES.len() - 1, query_type_index);
         self.inner.queries.0[type_index][outcome.index()].fetch_add(1, Ordering::Relaxed);
         self.inner.handling.observe(elapsed);
@@ -585,7 +585,7 @@ impl Metrics {
     }
 
     /// Counts one attempt at one upstream and how long it took.
-    pub fn upstream(&self, upstream: SocketAddr, outcome: UpstreamOutcome, elapsed: Duration) {
+    pub fn upstream(&self, upstream: SocketAddr, outcome: AttemptResult, elapsed: Duration) {
         let record = |counters: &UpstreamCounters| {
             counters.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
             counters.latency.observe(elapsed);
@@ -604,7 +604,7 @@ impl Metrics {
     }
 
     /// Queries counted so far with `outcome`, all types together (for tests and status).
-    pub fn queries_with(&self, outcome: QueryOutcome) -> u64 {
+    pub fn queries_with(&self, outcome: ResponseKind) -> u64 {
         self.inner
             .queries
             .0
@@ -637,25 +637,25 @@ mod tests {
         let metrics = Metrics::new();
         metrics.query(
             Some(RecordType::A),
-            QueryOutcome::Answer,
+            ResponseKind::Answer,
             Duration::from_micros(20),
         );
         metrics.query(
             Some(RecordType::A),
-            QueryOutcome::Answer,
+            ResponseKind::Answer,
             Duration::from_micros(20),
         );
         metrics.query(
             Some(RecordType::HTTPS),
-            QueryOutcome::NoData,
+            ResponseKind::NoData,
             Duration::from_micros(3),
         );
-        metrics.query(None, QueryOutcome::FormErr, Duration::from_micros(1));
+        metrics.query(None, ResponseKind::FormErr, Duration::from_micros(1));
         metrics.report(Outcome::Failure, ReportSource::Agent);
         metrics.failover();
         metrics.reload(false);
         let upstream: SocketAddr = "127.0.0.1:53".parse().expect("literal");
-        metrics.upstream(upstream, UpstreamOutcome::Timeout, Duration::from_secs(2));
+        metrics.upstream(upstream, AttemptResult::Timeout, Duration::from_secs(2));
         let text = metrics.render();
         let expected = [
             "failover_dns_queries_total{type=\"a\",outcome=\"answer\"} 2",
@@ -682,7 +682,7 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(metrics.queries_with(QueryOutcome::Answer), 2);
+        assert_eq!(metrics.queries_with(ResponseKind::Answer), 2);
         assert_valid_exposition(&text);
     }
 
@@ -801,11 +801,7 @@ mod tests {
         let metrics = Metrics::new();
         for upstream in ["[::1]:53", "127.0.0.2:53", "127.0.0.1:5353"] {
             let upstream: SocketAddr = upstream.parse().expect("literal");
-            metrics.upstream(
-                upstream,
-                UpstreamOutcome::Answered,
-                Duration::from_millis(2),
-            );
+            metrics.upstream(upstream, AttemptResult::Answered, Duration::from_millis(2));
         }
         let text = metrics.render();
         assert_valid_exposition(&text);

@@ -137,9 +137,10 @@ pub fn ptr_records<'a>(
         .collect()
 }
 
-/// What the request path decided for one query.
+/// The answer to an owned name, or the error response, decided here without an upstream (a
+/// query that goes upstream ends in a [`crate::dns::forward::ForwardResult`]).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub enum LocalAnswer {
     /// Authoritative data for an owned name.
     Answer {
         /// The answer section.
@@ -170,19 +171,19 @@ pub enum Decision {
     ServFail,
 }
 
-impl Decision {
+impl LocalAnswer {
     /// A word for logs and counters.
     pub fn label(&self) -> &'static str {
         match self {
-            Decision::Answer { .. } => "answer",
-            Decision::NoData { .. } => "nodata",
-            Decision::NxDomain { .. } => "nxdomain",
-            Decision::Refused => "refused",
-            Decision::FormErr => "formerr",
-            Decision::NotImp => "notimp",
-            Decision::BadVersion => "badvers",
-            Decision::NotAuth(_) => "notauth",
-            Decision::ServFail => "servfail",
+            LocalAnswer::Answer { .. } => "answer",
+            LocalAnswer::NoData { .. } => "nodata",
+            LocalAnswer::NxDomain { .. } => "nxdomain",
+            LocalAnswer::Refused => "refused",
+            LocalAnswer::FormErr => "formerr",
+            LocalAnswer::NotImp => "notimp",
+            LocalAnswer::BadVersion => "badvers",
+            LocalAnswer::NotAuth(_) => "notauth",
+            LocalAnswer::ServFail => "servfail",
         }
     }
 }
@@ -242,40 +243,40 @@ pub fn size_limit(request: &Message, transport: Transport) -> usize {
 
 /// Builds the response message for `request`. `recursion_available` is the RA bit: set when
 /// names outside the owned zones are forwarded.
-pub fn build_response(request: &Message, decision: Decision, recursion_available: bool) -> Message {
+pub fn build_response(request: &Message, local: LocalAnswer, recursion_available: bool) -> Message {
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.recursion_available = recursion_available;
     let mut answers = Vec::new();
     let mut authorities = Vec::new();
     let mut signature = None;
-    match decision {
-        Decision::Answer { records } => {
+    match local {
+        LocalAnswer::Answer { records } => {
             metadata.authoritative = true;
             answers = records;
         }
-        Decision::NoData { soa } => {
+        LocalAnswer::NoData { soa } => {
             metadata.authoritative = true;
             authorities.push(soa);
         }
-        Decision::NxDomain { soa } => {
+        LocalAnswer::NxDomain { soa } => {
             metadata.authoritative = true;
             metadata.response_code = ResponseCode::NXDomain;
             authorities.push(soa);
         }
-        Decision::Refused => metadata.response_code = ResponseCode::Refused,
-        Decision::FormErr => metadata.response_code = ResponseCode::FormErr,
-        Decision::NotImp => {
+        LocalAnswer::Refused => metadata.response_code = ResponseCode::Refused,
+        LocalAnswer::FormErr => metadata.response_code = ResponseCode::FormErr,
+        LocalAnswer::NotImp => {
             // RD, CD and RA are defined for QUERY only: an opcode we do not know gets a bare
             // header, only QR with its opcode and ID (as nsd, knot and unbound answer).
             metadata = Metadata::new(metadata.id, MessageType::Response, metadata.op_code);
             metadata.response_code = ResponseCode::NotImp;
         }
-        Decision::BadVersion => metadata.response_code = ResponseCode::BADVERS,
-        Decision::NotAuth(bad_key) => {
+        LocalAnswer::BadVersion => metadata.response_code = ResponseCode::BADVERS,
+        LocalAnswer::NotAuth(bad_key) => {
             metadata.response_code = ResponseCode::NotAuth;
             signature = Some(Box::new(bad_key_record(metadata.id, *bad_key)));
         }
-        Decision::ServFail => metadata.response_code = ResponseCode::ServFail,
+        LocalAnswer::ServFail => metadata.response_code = ResponseCode::ServFail,
     }
     let mut response = Message::new(metadata.id, MessageType::Response, metadata.op_code);
     response.metadata = metadata;

@@ -12,13 +12,13 @@ use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use tracing::debug;
 
 use crate::config::limits::ForwardAllow;
-use crate::dns::answer::{self, BadKey, Decision, Transport};
+use crate::dns::answer::{self, BadKey, LocalAnswer, Transport};
 use crate::dns::fastpath::{AnswerMemo, AnswerState, CacheAging, MemoCounts};
-use crate::dns::forward::{ForwardSettings, Forwarder, IsOwned, Resolution, cache};
+use crate::dns::forward::{ForwardResult, ForwardSettings, Forwarder, IsOwned, cache};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::dns::zones::Lookup;
 use crate::health::HealthTable;
-use crate::metrics::{Metrics, QueryOutcome};
+use crate::metrics::{Metrics, ResponseKind};
 
 /// Answers DNS queries from the current snapshot and the health table, and forwards the rest.
 /// Cheap to clone.
@@ -43,7 +43,8 @@ pub struct Client {
     pub transport: Transport,
 }
 
-/// What the synchronous part of the request path decided.
+/// What the socket loop does next with a packet: the synchronous part of the request path's
+/// verdict.
 #[derive(Debug)]
 pub enum Step {
     /// Send these bytes back.
@@ -63,17 +64,17 @@ pub struct ForwardJob {
     started: Instant,
 }
 
-/// How a local decision is counted.
-fn query_outcome(decision: &Decision) -> QueryOutcome {
-    match decision {
-        Decision::Answer { .. } => QueryOutcome::Answer,
-        Decision::NoData { .. } => QueryOutcome::NoData,
-        Decision::NxDomain { .. } => QueryOutcome::NxDomain,
-        Decision::Refused => QueryOutcome::Refused,
-        Decision::FormErr => QueryOutcome::FormErr,
-        Decision::NotImp | Decision::BadVersion => QueryOutcome::NotImplemented,
-        Decision::ServFail => QueryOutcome::ServFail,
-        Decision::NotAuth(_) => QueryOutcome::NotAuth,
+/// How a local answer is counted.
+fn response_kind(local: &LocalAnswer) -> ResponseKind {
+    match local {
+        LocalAnswer::Answer { .. } => ResponseKind::Answer,
+        LocalAnswer::NoData { .. } => ResponseKind::NoData,
+        LocalAnswer::NxDomain { .. } => ResponseKind::NxDomain,
+        LocalAnswer::Refused => ResponseKind::Refused,
+        LocalAnswer::FormErr => ResponseKind::FormErr,
+        LocalAnswer::NotImp | LocalAnswer::BadVersion => ResponseKind::NotImplemented,
+        LocalAnswer::ServFail => ResponseKind::ServFail,
+        LocalAnswer::NotAuth(_) => ResponseKind::NotAuth,
     }
 }
 
@@ -81,11 +82,11 @@ fn query_outcome(decision: &Decision) -> QueryOutcome {
 #[derive(Debug)]
 #[expect(
     clippy::large_enum_variant,
-    reason = "a short-lived stack value; boxing the decision would allocate on every query"
+    reason = "a short-lived stack value; boxing the local answer would allocate on every query"
 )]
 enum Route {
     /// Answered here.
-    Local(Decision),
+    Local(LocalAnswer),
     /// Forwarded upstream.
     Forward,
 }
@@ -200,7 +201,7 @@ impl Handler {
             if counts.aging.is_some() {
                 self.metrics.cache_hit();
             }
-            if counts.outcome == QueryOutcome::Answer {
+            if counts.outcome == ResponseKind::Answer {
                 self.health.note_answered();
             }
             self.metrics
@@ -231,7 +232,7 @@ impl Handler {
                 let reply = answer::formerr_for_unparsable(packet);
                 if reply.is_some() {
                     self.metrics
-                        .query(None, QueryOutcome::FormErr, started.elapsed());
+                        .query(None, ResponseKind::FormErr, started.elapsed());
                 }
                 return (reply.map_or(Step::Drop, Step::Reply), None);
             }
@@ -243,8 +244,8 @@ impl Handler {
         let limit = answer::size_limit(&request, transport);
         // RA tells the client whether we recurse for it: only when we would forward for it.
         let may_forward = self.may_forward(client);
-        let decision = match self.route(&request, may_forward) {
-            Route::Local(decision) => decision,
+        let local = match self.route(&request, may_forward) {
+            Route::Local(local) => local,
             Route::Forward => {
                 // The count first: a reload after it is seen again by the next query.
                 let changes = self.snapshot.changes();
@@ -256,11 +257,11 @@ impl Handler {
                     self.metrics.cache_hit();
                     let reply = answer::encode_response(&cached.response, limit);
                     self.metrics
-                        .query(query_type, QueryOutcome::Forwarded, started.elapsed());
+                        .query(query_type, ResponseKind::Forwarded, started.elapsed());
                     // A TSIG record would be encoded with its TTL unchanged: not memoised.
                     let counts = cached.response.signature.is_none().then_some(MemoCounts {
                         query_type,
-                        outcome: QueryOutcome::Forwarded,
+                        outcome: ResponseKind::Forwarded,
                         aging: Some(CacheAging {
                             stored: cached.stored,
                             lifetime: cached.lifetime,
@@ -280,17 +281,17 @@ impl Handler {
         debug!(
             id = request.metadata.id,
             question = ?request.queries.first().map(|q| q.to_string()),
-            outcome = decision.label(),
+            outcome = local.label(),
             "query"
         );
-        let outcome = query_outcome(&decision);
-        if outcome == QueryOutcome::Answer {
+        let outcome = response_kind(&local);
+        if outcome == ResponseKind::Answer {
             // A connect to one of the endpoints is likely to follow: the observer looks.
             self.health.note_answered();
         }
         // A BADKEY reply carries the time it was made: never replayed from the memo.
-        let memoisable = !matches!(decision, Decision::NotAuth(_));
-        let response = answer::build_response(&request, decision, may_forward);
+        let memoisable = !matches!(local, LocalAnswer::NotAuth(_));
+        let response = answer::build_response(&request, local, may_forward);
         let reply = answer::encode_response(&response, limit);
         self.metrics.query(query_type, outcome, started.elapsed());
         let counts = memoisable.then_some(MemoCounts {
@@ -317,7 +318,7 @@ impl Handler {
         let is_owned: IsOwned =
             Arc::new(move |name: &Name| snapshot.load().zones.zone_of(name).is_some());
         let resolution = self.forwarder.resolve(&request, transport, is_owned).await;
-        if let Resolution::Failed(None) = resolution {
+        if let ForwardResult::Failed(None) = resolution {
             debug!(id = request.metadata.id, "every upstream failed");
         }
         let (reply, outcome) = forwarded_reply(&request, resolution, transport);
@@ -328,10 +329,10 @@ impl Handler {
     /// SERVFAIL for a query that cannot be forwarded now (every forward slot is taken), counted.
     pub fn servfail(&self, job: &ForwardJob) -> Vec<u8> {
         let request = &job.request;
-        let response = answer::build_response(request, Decision::ServFail, true);
+        let response = answer::build_response(request, LocalAnswer::ServFail, true);
         let query_type = request.queries.first().map(Query::query_type);
         self.metrics
-            .query(query_type, QueryOutcome::ServFail, job.started.elapsed());
+            .query(query_type, ResponseKind::ServFail, job.started.elapsed());
         answer::encode_response(&response, answer::size_limit(request, job.transport))
     }
 
@@ -354,21 +355,21 @@ impl Handler {
     /// outside the zones go upstream or are refused.
     fn route(&self, request: &Message, may_forward: bool) -> Route {
         if request.metadata.op_code != OpCode::Query {
-            return Route::Local(Decision::NotImp);
+            return Route::Local(LocalAnswer::NotImp);
         }
         if let Some(bad_key) = signed_by(request) {
             debug!(id = request.metadata.id, key = %bad_key.key, "signed query; we hold no key");
-            return Route::Local(Decision::NotAuth(Box::new(bad_key)));
+            return Route::Local(LocalAnswer::NotAuth(Box::new(bad_key)));
         }
         if request.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
-            return Route::Local(Decision::BadVersion);
+            return Route::Local(LocalAnswer::BadVersion);
         }
         let [query] = request.queries.as_slice() else {
-            return Route::Local(Decision::FormErr);
+            return Route::Local(LocalAnswer::FormErr);
         };
         let snapshot = self.snapshot.load();
-        if let Some(decision) = answer_owned(&snapshot, &self.health, query) {
-            return Route::Local(decision);
+        if let Some(local) = answer_owned(&snapshot, &self.health, query) {
+            return Route::Local(local);
         }
         if may_forward {
             Route::Forward
@@ -376,7 +377,7 @@ impl Handler {
             if self.forwarder.is_enabled() {
                 debug!(id = request.metadata.id, "client may not forward; refused");
             }
-            Route::Local(Decision::Refused)
+            Route::Local(LocalAnswer::Refused)
         }
     }
 }
@@ -417,21 +418,21 @@ fn signed_by(request: &Message) -> Option<BadKey> {
 /// cache hit is, so the two never differ in what belongs to the client.
 pub(crate) fn forwarded_reply(
     request: &Message,
-    resolution: Resolution,
+    resolution: ForwardResult,
     transport: Transport,
-) -> (Vec<u8>, QueryOutcome) {
+) -> (Vec<u8>, ResponseKind) {
     let limit = answer::size_limit(request, transport);
     let (response, outcome) = match resolution {
         // An upstream's own SERVFAIL or REFUSED is passed on as its answer.
-        Resolution::Answered(forwarded) | Resolution::Failed(Some(forwarded)) => (
+        ForwardResult::Answered(forwarded) | ForwardResult::Failed(Some(forwarded)) => (
             cache::readdress(forwarded.message, request, |ttl| ttl),
-            QueryOutcome::Forwarded,
+            ResponseKind::Forwarded,
         ),
-        Resolution::Refreshed(message) => (message, QueryOutcome::Forwarded),
-        Resolution::Stale(message) => (message, QueryOutcome::Stale),
-        Resolution::Failed(None) => (
-            answer::build_response(request, Decision::ServFail, true),
-            QueryOutcome::ServFail,
+        ForwardResult::Refreshed(message) => (message, ResponseKind::Forwarded),
+        ForwardResult::Stale(message) => (message, ResponseKind::Stale),
+        ForwardResult::Failed(None) => (
+            answer::build_response(request, LocalAnswer::ServFail, true),
+            ResponseKind::ServFail,
         ),
     };
     (answer::encode_response(&response, limit), outcome)
@@ -439,7 +440,7 @@ pub(crate) fn forwarded_reply(
 
 /// Zone lookup → policy filter → health order → records, for one question; `None` when the
 /// name is not ours.
-fn answer_owned(snapshot: &Snapshot, health: &HealthTable, query: &Query) -> Option<Decision> {
+fn answer_owned(snapshot: &Snapshot, health: &HealthTable, query: &Query) -> Option<LocalAnswer> {
     let qname = query.name();
     let qtype = query.query_type();
     let owned = match snapshot.zones.lookup(qname) {
@@ -450,7 +451,7 @@ fn answer_owned(snapshot: &Snapshot, health: &HealthTable, query: &Query) -> Opt
     if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY)
         || matches!(qtype, RecordType::AXFR | RecordType::IXFR)
     {
-        return Some(Decision::Refused);
+        return Some(LocalAnswer::Refused);
     }
     let zone = owned.zone;
     let mut records = Vec::new();
@@ -465,7 +466,7 @@ fn answer_owned(snapshot: &Snapshot, health: &HealthTable, query: &Query) -> Opt
         records.push(zone.soa_record.clone());
     }
     if !records.is_empty() {
-        return Some(Decision::Answer { records });
+        return Some(LocalAnswer::Answer { records });
     }
     let soa = zone.soa_record.clone();
     // The name exists for this client when it has visible data, is the apex, or lies above a
@@ -474,14 +475,14 @@ fn answer_owned(snapshot: &Snapshot, health: &HealthTable, query: &Query) -> Opt
         || owned.is_apex
         || owned.below.iter().any(|&index| snapshot.is_visible(index));
     Some(if exists {
-        Decision::NoData { soa }
+        LocalAnswer::NoData { soa }
     } else {
-        Decision::NxDomain { soa }
+        LocalAnswer::NxDomain { soa }
     })
 }
 
 /// PTR for an endpoint address: the shared names carrying it that this client may see.
-fn reverse_lookup(snapshot: &Snapshot, query: &Query) -> Option<Decision> {
+fn reverse_lookup(snapshot: &Snapshot, query: &Query) -> Option<LocalAnswer> {
     if !matches!(query.query_type(), RecordType::PTR) {
         return None;
     }
@@ -505,7 +506,7 @@ fn reverse_lookup(snapshot: &Snapshot, query: &Query) -> Option<Decision> {
     if targets.is_empty() {
         return None;
     }
-    Some(Decision::Answer {
+    Some(LocalAnswer::Answer {
         records: answer::ptr_records(query.name(), targets, ttl),
     })
 }

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::RecordType;
 
 use crate::dns::answer::Transport;
-use crate::metrics::QueryOutcome;
+use crate::metrics::ResponseKind;
 
 /// How many answers one memo holds at most (a power of two).
 pub const MEMO_SLOTS: usize = 1 << 16;
@@ -82,7 +82,7 @@ pub struct MemoCounts {
     /// The question's type, when it had one.
     pub query_type: Option<RecordType>,
     /// How the query was answered.
-    pub outcome: QueryOutcome,
+    pub outcome: ResponseKind,
     /// Set when the answer came from the forwarding cache.
     pub aging: Option<CacheAging>,
 }
@@ -475,7 +475,7 @@ mod tests {
 
     const COUNTS: MemoCounts = MemoCounts {
         query_type: Some(RecordType::A),
-        outcome: QueryOutcome::Answer,
+        outcome: ResponseKind::Answer,
         aging: None,
     };
 

@@ -38,11 +38,11 @@ use crate::dns::forward::race::{Due, Schedule};
 use crate::dns::forward::tls::DotUpstream;
 pub use crate::dns::forward::transport::Forwarded;
 use crate::dns::forward::transport::{AttemptError, exchange};
-use crate::metrics::{Metrics, UpstreamOutcome};
+use crate::metrics::{AttemptResult, Metrics};
 
 /// What forwarding a query came to.
 #[derive(Debug, Clone)]
-pub enum Resolution {
+pub enum ForwardResult {
     /// An upstream's answer, passed on.
     Answered(Forwarded),
     /// A fresh answer a refresh this query waited for brought (re-addressed to the query).
@@ -287,12 +287,12 @@ impl Forwarder {
         request: &Message,
         transport: Transport,
         is_owned: IsOwned,
-    ) -> Resolution {
+    ) -> ForwardResult {
         let packet = match transport::upstream_query(request) {
             Ok(packet) => packet,
             Err(error) => {
                 debug!(%error, "cannot forward");
-                return Resolution::Failed(None);
+                return ForwardResult::Failed(None);
             }
         };
         let packet = packet.as_slice();
@@ -312,8 +312,8 @@ impl Forwarder {
             )
             .await
         {
-            Ok(forwarded) => Resolution::Answered(forwarded),
-            Err(failure) => Resolution::Failed(failure),
+            Ok(forwarded) => ForwardResult::Answered(forwarded),
+            Err(failure) => ForwardResult::Failed(failure),
         }
     }
 
@@ -325,7 +325,7 @@ impl Forwarder {
         packet: &[u8],
         transport: Transport,
         is_owned: IsOwned,
-    ) -> Resolution {
+    ) -> ForwardResult {
         let mut refresh = self.refresh(key, request, packet, transport, is_owned);
         if !self.every_upstream_held_down() {
             let delay = self.inner.settings.stale_answer_delay;
@@ -338,14 +338,14 @@ impl Forwarder {
         let state = refresh.borrow().clone();
         if let RefreshState::Answered(fresh) = state {
             let fresh = cache::readdress((*fresh).clone(), request, |ttl| ttl);
-            return Resolution::Refreshed(fresh);
+            return ForwardResult::Refreshed(fresh);
         }
         self.inner.stale_answers.fetch_add(1, Ordering::Relaxed);
         debug!(
             name = %request.queries.first().map(|q| q.name().to_string()).unwrap_or_default(),
             "no upstream answered in time; serving the stale answer"
         );
-        Resolution::Stale(stale)
+        ForwardResult::Stale(stale)
     }
 
     /// The refresh of `key` in flight, or a new one started in the background.
@@ -612,16 +612,16 @@ async fn attempt(
             // but a few broken names never hold a working upstream down.
             ResponseCode::ServFail => {
                 upstream.answered_unusable(&AttemptError::Failed(ResponseCode::ServFail));
-                (UpstreamOutcome::Failed, Err(Some(forwarded)))
+                (AttemptResult::Failed, Err(Some(forwarded)))
             }
             // REFUSED is the upstream turning us away, whatever the name.
             code @ ResponseCode::Refused => {
                 upstream.failed(&AttemptError::Failed(code), &inner.settings);
-                (UpstreamOutcome::Failed, Err(Some(forwarded)))
+                (AttemptResult::Failed, Err(Some(forwarded)))
             }
             _ => {
                 upstream.succeeded();
-                (UpstreamOutcome::Answered, Ok(forwarded))
+                (AttemptResult::Answered, Ok(forwarded))
             }
         },
         // An answer we cannot use (it does not parse, or does not match): the upstream is
@@ -630,13 +630,13 @@ async fn attempt(
         // every other name.
         Err(error @ AttemptError::Malformed(_)) => {
             upstream.answered_unusable(&error);
-            (UpstreamOutcome::Error, Err(None))
+            (AttemptResult::Error, Err(None))
         }
         Err(error) => {
             upstream.failed(&error, &inner.settings);
             let outcome = match error {
-                AttemptError::Timeout => UpstreamOutcome::Timeout,
-                _ => UpstreamOutcome::Error,
+                AttemptError::Timeout => AttemptResult::Timeout,
+                _ => AttemptResult::Error,
             };
             (outcome, Err(None))
         }

@@ -15,7 +15,7 @@ use proptest::prelude::*;
 
 use crate::config::settings::UpstreamSpec;
 use crate::dns::answer::{MAX_UDP_PAYLOAD, Transport};
-use crate::dns::forward::{ForwardSettings, Forwarded, Resolution};
+use crate::dns::forward::{ForwardResult, ForwardSettings, Forwarded};
 use crate::dns::handler::{Client, Handler, Step, forwarded_reply};
 use crate::dns::snapshot::{SharedSnapshot, Snapshot};
 use crate::health::HealthTable;
@@ -157,7 +157,7 @@ proptest! {
             let upstream = upstream_reply(asked, upstream_options);
             let miss = forwarded_reply(
                 &request,
-                Resolution::Answered(Forwarded { message: upstream.clone() }),
+                ForwardResult::Answered(Forwarded { message: upstream.clone() }),
                 asked.transport,
             )
             .0;
