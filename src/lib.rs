@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unnameable_types)]
 
 mod config;
 mod control;
@@ -43,19 +44,23 @@ mod time;
 // caller binds, feed it reports, watch it, reload it.
 pub use config::keys::SettingsLayer;
 pub use config::limits::{ForwardAllow, Limits};
-pub use config::settings::{Settings, TlsName, UpstreamSpec};
+pub use config::settings::{ObserveSettings, Settings, TlsName, UpstreamSpec};
 pub use config::{load_zone_dir, load_zone_sources, load_zone_text};
 pub use control::{ControlClient, ControlError, ControlReply, ControlRequest, ControlSocket};
+pub use dns::forward::{ForwardingStatus, Role, UpstreamStatus};
 pub use embed::{Builder, FailoverDns};
 pub use health::events::Event;
 pub use health::{Outcome, ReportSource, State};
 pub use location::{ConfigError, Diagnostic, Location, SourceFile};
 pub use metrics::Metrics;
-pub use model::{Identity, ZoneData};
+pub use model::{
+    Destination, DestinationIndex, DestinationKind, Endpoint, Identity, Policy, PolicySource,
+    ProbeSpec, SharedName, SoaValues, Zone, ZoneData,
+};
 pub use net::server::{DnsListener, bind, bind_sockets};
 pub use ops::check::{CheckReport, check};
-pub use ops::explain::Explanation;
-pub use ops::status::StatusReport;
+pub use ops::explain::{EndpointExplanation, Explanation};
+pub use ops::status::{ConfigStatus, EndpointStatus, NameStatus, StatusReport};
 pub use reload::{ReloadError, ReloadSummary, ReloadTriggers, SettingsLoader};
 pub use reports::{ReportError, ReportResult, ReportTarget};
 
@@ -63,14 +68,18 @@ pub use reports::{ReportError, ReportResult, ReportTarget};
 /// run socket loops of their own: the query path (parse, decide, answer) and the tables it
 /// reads. Not a stable interface: it changes with the code.
 pub mod internals {
-    pub use crate::dns::answer::{CLASSIC_UDP_PAYLOAD, Transport, encode_response, size_limit};
-    pub use crate::dns::fastpath::AnswerMemo;
-    pub use crate::dns::forward::{
-        ForwardResult, ForwardSettings, ForwardingStatus, UpstreamStatus,
+    pub use crate::dns::answer::{
+        CLASSIC_UDP_PAYLOAD, OrderedEndpoint, Transport, encode_response, size_limit,
     };
+    pub use crate::dns::fastpath::{AnswerMemo, AnswerState, CacheAging, MemoCounts};
+    pub use crate::dns::forward::cache::CachedAnswer;
+    pub use crate::dns::forward::{ForwardResult, ForwardSettings, Forwarded, Forwarder};
     pub use crate::dns::handler::{Client, ForwardJob, Handler, Step};
+    pub use crate::dns::policy::Grants;
     pub use crate::dns::snapshot::{SharedSnapshot, Snapshot};
-    pub use crate::health::{HealthTable, Report};
+    pub use crate::dns::zones::{Lookup, OwnedName, Zones};
+    pub use crate::health::{EndpointHealth, HealthTable, Report, Stamp};
+    pub use crate::metrics::ResponseKind;
     pub use crate::ops::status::status_report;
 
     /// The query path of `server`, assembled as `serve` assembles it.

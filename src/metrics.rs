@@ -552,19 +552,24 @@ impl Metrics {
     }
 
     /// Counts one query of `query_type` (None: no parsable question) and its handling time.
-    pub fn query(&self, query_type: Option<RecordType>, outcome: ResponseKind, elapsed: Duration) {
+    pub(crate) fn query(
+        &self,
+        query_type: Option<RecordType>,
+        outcome: ResponseKind,
+        elapsed: Duration,
+    ) {
         let type_index = query_type.map_or(QUERY_TYPES.len() - 1, query_type_index);
         self.inner.queries.0[type_index][outcome.index()].fetch_add(1, Ordering::Relaxed);
         self.inner.handling.observe(elapsed);
     }
 
     /// Counts a forwarded query answered from the cache.
-    pub fn cache_hit(&self) {
+    pub(crate) fn cache_hit(&self) {
         self.inner.cache_hits.add_one();
     }
 
     /// Counts a socket fail fast aborted, by what it was doing.
-    pub fn aborted_connect(&self, state: AbortedState) {
+    pub(crate) fn aborted_connect(&self, state: AbortedState) {
         let index = AbortedState::ALL
             .iter()
             .position(|s| *s == state)
@@ -573,19 +578,19 @@ impl Metrics {
     }
 
     /// Counts a change of a name's first endpoint.
-    pub fn failover(&self) {
+    pub(crate) fn failover(&self) {
         self.inner.failovers.add_one();
     }
 
     /// Counts a report accepted from `source`.
-    pub fn report(&self, outcome: Outcome, source: ReportSource) {
+    pub(crate) fn report(&self, outcome: Outcome, source: ReportSource) {
         self.inner
             .reports
             .add_one(source, matches!(outcome, Outcome::Success));
     }
 
     /// Counts one attempt at one upstream and how long it took.
-    pub fn upstream(&self, upstream: SocketAddr, outcome: AttemptResult, elapsed: Duration) {
+    pub(crate) fn upstream(&self, upstream: SocketAddr, outcome: AttemptResult, elapsed: Duration) {
         let record = |counters: &UpstreamCounters| {
             counters.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
             counters.latency.observe(elapsed);
@@ -599,12 +604,13 @@ impl Metrics {
     }
 
     /// Counts a reload by outcome.
-    pub fn reload(&self, succeeded: bool) {
+    pub(crate) fn reload(&self, succeeded: bool) {
         self.inner.reloads.add_one(succeeded);
     }
 
     /// Queries counted so far with `outcome`, all types together (for tests and status).
-    pub fn queries_with(&self, outcome: ResponseKind) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn queries_with(&self, outcome: ResponseKind) -> u64 {
         self.inner
             .queries
             .0

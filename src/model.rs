@@ -280,7 +280,7 @@ pub struct Identity {
 
 /// One entry of a policy's `sources`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub enum PolicySource {
     /// `*`: every identity.
     Anyone,
     /// `user:NAME`.
@@ -291,11 +291,11 @@ pub enum Source {
     Device(String),
 }
 
-impl Source {
+impl PolicySource {
     /// Parses `*`, `user:NAME`, `group:NAME` or `device:NAME`.
     pub fn parse(text: &str) -> Result<Self, String> {
         if text == "*" {
-            return Ok(Source::Anyone);
+            return Ok(PolicySource::Anyone);
         }
         let Some((kind, name)) = text.split_once(':') else {
             return Err(format!(
@@ -307,9 +307,9 @@ impl Source {
         }
         let name = name.to_string();
         match kind {
-            "user" => Ok(Source::User(name)),
-            "group" => Ok(Source::Group(name)),
-            "device" => Ok(Source::Device(name)),
+            "user" => Ok(PolicySource::User(name)),
+            "group" => Ok(PolicySource::Group(name)),
+            "device" => Ok(PolicySource::Device(name)),
             _ => Err(format!(
                 "source {text:?}: unknown kind {kind:?} (expected user, group or device)"
             )),
@@ -319,21 +319,21 @@ impl Source {
     /// Whether this source names `identity`.
     pub fn matches(&self, identity: &Identity) -> bool {
         match self {
-            Source::Anyone => true,
-            Source::User(user) => identity.user.as_deref() == Some(user.as_str()),
-            Source::Group(group) => identity.groups.iter().any(|g| g == group),
-            Source::Device(device) => identity.device.as_deref() == Some(device.as_str()),
+            PolicySource::Anyone => true,
+            PolicySource::User(user) => identity.user.as_deref() == Some(user.as_str()),
+            PolicySource::Group(group) => identity.groups.iter().any(|g| g == group),
+            PolicySource::Device(device) => identity.device.as_deref() == Some(device.as_str()),
         }
     }
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for PolicySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Anyone => write!(f, "*"),
-            Source::User(name) => write!(f, "user:{name}"),
-            Source::Group(name) => write!(f, "group:{name}"),
-            Source::Device(name) => write!(f, "device:{name}"),
+            PolicySource::Anyone => write!(f, "*"),
+            PolicySource::User(name) => write!(f, "user:{name}"),
+            PolicySource::Group(name) => write!(f, "group:{name}"),
+            PolicySource::Device(name) => write!(f, "device:{name}"),
         }
     }
 }
@@ -346,7 +346,7 @@ pub struct Policy {
     /// A disabled policy grants nothing.
     pub enabled: bool,
     /// Who the policy applies to.
-    pub sources: Vec<Source>,
+    pub sources: Vec<PolicySource>,
     /// What it grants.
     pub destinations: Vec<DestinationIndex>,
 }

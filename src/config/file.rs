@@ -17,8 +17,8 @@ use ipnet::IpNet;
 
 use super::raw::{RawAssetKind, RawFile, RawProbe, parse_name, probe_spec};
 use crate::location::{ConfigError, Located, Location, SourceFile};
+use crate::model::PolicySource;
 use crate::model::ProbeSpec;
-use crate::model::Source;
 
 /// A line and column in the file being prepared (both 0 when the format records no spans, as
 /// for JSON: then a location names the whole file).
@@ -109,7 +109,7 @@ pub(super) struct PreparedSubnet {
 pub(super) struct PreparedPolicy {
     pub id: At<Text>,
     pub enabled: bool,
-    pub sources: Vec<At<Result<Source, String>>>,
+    pub sources: Vec<At<Result<PolicySource, String>>>,
     pub destinations: Vec<At<Text>>,
 }
 
@@ -293,7 +293,7 @@ impl Preparing<'_> {
                 .into_iter()
                 .map(|source| {
                     let (text, span) = source.into_parts();
-                    (Source::parse(&text), Pos::of(self.source, span))
+                    (PolicySource::parse(&text), Pos::of(self.source, span))
                 })
                 .collect();
             let destinations = policy

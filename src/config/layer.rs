@@ -331,13 +331,13 @@ macro_rules! settings_layer {
             $(
                 $(#[$field_meta])*
                 #[serde(default)]
-                pub $key: Option<$raw>,
+                pub(crate) $key: Option<$raw>,
             )*
             $($(
                 #[allow(missing_docs)]
                 #[serde(default)]
                 #[command(flatten)]
-                pub $nested: $nested_layer,
+                pub(crate) $nested: $nested_layer,
             )*)?
         }
 

@@ -252,7 +252,7 @@ pub fn partial_grants_indexed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Source;
+    use crate::model::PolicySource;
 
     fn id(i: usize) -> DestinationIndex {
         DestinationIndex::new(i)
@@ -264,7 +264,7 @@ mod tests {
             enabled,
             sources: sources
                 .iter()
-                .map(|s| Source::parse(s).expect("test source parses"))
+                .map(|s| PolicySource::parse(s).expect("test source parses"))
                 .collect(),
             destinations: destinations.iter().map(|&d| id(d)).collect(),
         }
@@ -280,18 +280,18 @@ mod tests {
 
     #[test]
     fn source_parsing_table() {
-        let cases: &[(&str, Result<Source, ()>)] = &[
-            ("*", Ok(Source::Anyone)),
-            ("user:alice", Ok(Source::User("alice".into()))),
-            ("group:eng", Ok(Source::Group("eng".into()))),
-            ("device:pc-1", Ok(Source::Device("pc-1".into()))),
+        let cases: &[(&str, Result<PolicySource, ()>)] = &[
+            ("*", Ok(PolicySource::Anyone)),
+            ("user:alice", Ok(PolicySource::User("alice".into()))),
+            ("group:eng", Ok(PolicySource::Group("eng".into()))),
+            ("device:pc-1", Ok(PolicySource::Device("pc-1".into()))),
             ("user:", Err(())),
             ("alice", Err(())),
             ("role:admin", Err(())),
             ("", Err(())),
         ];
         for (text, expected) in cases {
-            let parsed = Source::parse(text).map_err(|_| ());
+            let parsed = PolicySource::parse(text).map_err(|_| ());
             assert_eq!(&parsed, expected, "source {text:?}");
         }
     }
