@@ -17,6 +17,7 @@ pub use settings::ForwardSettings;
 pub use upstream::{ForwardingStatus, Role, UpstreamStatus};
 use upstream::{Outstanding, Upstream, UpstreamHealth};
 pub mod race;
+mod stale;
 pub mod tls;
 pub mod transport;
 
@@ -35,6 +36,7 @@ use crate::config::settings::UpstreamSpec;
 use crate::dns::answer::Transport;
 use crate::dns::forward::cache::{AnswerCache, CacheKey, CachedAnswer};
 use crate::dns::forward::race::{Due, Schedule};
+use crate::dns::forward::stale::RefreshState;
 use crate::dns::forward::tls::DotUpstream;
 pub use crate::dns::forward::transport::Forwarded;
 use crate::dns::forward::transport::{AttemptError, exchange};
@@ -57,14 +59,6 @@ pub enum ForwardResult {
 /// Whether a name is one of ours (its records never come from an upstream); shared with the
 /// background tasks of a query.
 pub type IsOwned = Arc<dyn Fn(&Name) -> bool + Send + Sync>;
-
-/// Where a background refresh of a stale answer is.
-#[derive(Debug, Clone)]
-enum RefreshState {
-    Running,
-    Answered(Arc<Message>),
-    Failed,
-}
 
 /// The upstream resolvers and the answer cache. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -315,81 +309,6 @@ impl Forwarder {
             Ok(forwarded) => ForwardResult::Answered(forwarded),
             Err(failure) => ForwardResult::Failed(failure),
         }
-    }
-
-    async fn resolve_stale(
-        &self,
-        key: CacheKey,
-        stale: Message,
-        request: &Message,
-        packet: &[u8],
-        transport: Transport,
-        is_owned: IsOwned,
-    ) -> ForwardResult {
-        let mut refresh = self.refresh(key, request, packet, transport, is_owned);
-        if !self.every_upstream_held_down() {
-            let delay = self.inner.settings.stale_answer_delay;
-            let _ = tokio::time::timeout(
-                delay,
-                refresh.wait_for(|state| !matches!(state, RefreshState::Running)),
-            )
-            .await;
-        }
-        let state = refresh.borrow().clone();
-        if let RefreshState::Answered(fresh) = state {
-            let fresh = cache::readdress((*fresh).clone(), request, |ttl| ttl);
-            return ForwardResult::Refreshed(fresh);
-        }
-        self.inner.stale_answers.fetch_add(1, Ordering::Relaxed);
-        debug!(
-            name = %request.queries.first().map(|q| q.name().to_string()).unwrap_or_default(),
-            "no upstream answered in time; serving the stale answer"
-        );
-        ForwardResult::Stale(stale)
-    }
-
-    /// The refresh of `key` in flight, or a new one started in the background.
-    fn refresh(
-        &self,
-        key: CacheKey,
-        request: &Message,
-        packet: &[u8],
-        transport: Transport,
-        is_owned: IsOwned,
-    ) -> watch::Receiver<RefreshState> {
-        let Ok(mut refreshing) = self.inner.refreshing.lock() else {
-            return watch::channel(RefreshState::Failed).1;
-        };
-        if let Some(running) = refreshing.get(&key) {
-            return running.clone();
-        }
-        let (sender, receiver) = watch::channel(RefreshState::Running);
-        refreshing.insert(key.clone(), receiver.clone());
-        drop(refreshing);
-        let forwarder = self.clone();
-        let request = Arc::new(request.clone());
-        let packet: Arc<[u8]> = Arc::from(packet);
-        tokio::spawn(async move {
-            let outcome = forwarder
-                .race(Arc::clone(&request), packet, transport, &is_owned)
-                .await;
-            let state = match outcome {
-                Ok(forwarded) => RefreshState::Answered(Arc::new(forwarded.message)),
-                Err(_) => {
-                    debug!(
-                        name = %request.queries.first().map(|q| q.name().to_string()).unwrap_or_default(),
-                        "refreshing a stale answer failed: every upstream failed"
-                    );
-                    RefreshState::Failed
-                }
-            };
-            // Forget the refresh before telling its waiters, so the next query starts another.
-            if let Ok(mut refreshing) = forwarder.inner.refreshing.lock() {
-                refreshing.remove(&key);
-            }
-            sender.send_replace(state);
-        });
-        receiver
     }
 
     /// Whether every upstream is held down now (then a stale answer goes out at once).
