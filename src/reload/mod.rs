@@ -508,6 +508,11 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
+        fixture_telling(ServiceManager::default())
+    }
+
+    /// A reloader over one zone file in a temporary directory that tells `service_manager`.
+    fn fixture_telling(service_manager: ServiceManager) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let zones = dir.path().join("zones");
         std::fs::create_dir(&zones).expect("zones dir");
@@ -527,7 +532,7 @@ mod tests {
             Arc::new(move || Ok(loader_settings.clone())),
             Events::new(),
             Metrics::new(),
-            ServiceManager::default(),
+            service_manager,
         );
         Fixture {
             dir,
@@ -535,6 +540,37 @@ mod tests {
             snapshot,
             health,
         }
+    }
+
+    #[test]
+    fn reloads_are_announced_to_the_service_manager_only_after_ready() {
+        use std::os::unix::net::UnixDatagram;
+        let socket_dir = tempfile::tempdir().expect("temp dir");
+        let path = socket_dir.path().join("notify.sock");
+        let listener = UnixDatagram::bind(&path).expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let manager = ServiceManager::for_socket(path.to_str().expect("UTF-8")).expect("socket");
+        let f = fixture_telling(manager.clone());
+        let mut buffer = [0u8; 1024];
+        let mut received = || {
+            let mut messages = Vec::new();
+            while let Ok(length) = listener.recv(&mut buffer) {
+                let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
+                messages.push(text.lines().next().unwrap_or_default().to_string());
+            }
+            messages
+        };
+        // Still starting: the manager waits for the first READY=1, so a reload says nothing.
+        f.reloader
+            .reload_blocking(Trigger::Control)
+            .expect("reload");
+        assert_eq!(received(), Vec::<String>::new());
+        manager.ready("serving");
+        assert_eq!(received(), ["READY=1"]);
+        f.reloader
+            .reload_blocking(Trigger::Control)
+            .expect("reload");
+        assert_eq!(received(), ["RELOADING=1", "READY=1"]);
     }
 
     fn address(text: &str) -> IpAddr {
