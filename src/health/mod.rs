@@ -209,7 +209,10 @@ impl HealthTable {
     }
 
     /// Records one outcome and returns the endpoint's new health. The caller decides which
-    /// addresses are endpoints; the table records whatever it is given.
+    /// addresses are endpoints; the table records whatever it is given. This is the table alone:
+    /// every report of the server goes through `Reports` (and so `FailoverDns::report`), which
+    /// also logs a state change, publishes it and counts it; only benchmarks and tests write
+    /// here directly.
     pub fn report(&self, report: Report) -> EndpointHealth {
         let mut entry = self.inner.entries.entry(report.address).or_default();
         // Taking the sequence number while holding the entry's lock keeps per-address order and
