@@ -1,6 +1,9 @@
 //! The reload triggers that run on their own: `SIGHUP`, and a watcher on the zones directory and
 //! the settings file whose bursts of changes are debounced into one reload. (The control socket's
 //! `reload` request calls [`Reloader::reload`] directly.)
+//!
+//! The debouncer is by hand rather than `notify-debouncer-*`: a few lines on the channel the
+//! watcher already feeds, where those crates run a thread of their own and report per path.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
