@@ -175,8 +175,10 @@ fn forwarded_from_cache(c: &mut Criterion) {
         upstreams: vec![failover_dns::UpstreamSpec::plain(upstream)],
         ..ForwardSettings::default()
     };
-    let snapshot =
-        failover_dns::internals::Snapshot::new(common::zone_data(SMALL), failover_dns::Identity::default());
+    let snapshot = failover_dns::internals::Snapshot::new(
+        common::zone_data(SMALL),
+        failover_dns::Identity::default(),
+    );
     let handler = Handler::standalone(
         failover_dns::internals::SharedSnapshot::new(snapshot),
         HealthTable::new(),
@@ -257,7 +259,8 @@ fn forwarded_stale(c: &mut Criterion) {
         .checked_sub(Duration::from_secs(120))
         .expect("the clock has run two minutes");
     forwarder.cache_response(&request, &response, two_minutes_ago);
-    let limit = failover_dns::internals::size_limit(&request, failover_dns::internals::Transport::Udp);
+    let limit =
+        failover_dns::internals::size_limit(&request, failover_dns::internals::Transport::Udp);
     let stale = forwarder.stale_at(&request, now).expect("a stale answer");
     assert!(stale.answers.iter().all(|r| r.ttl == 30), "TTL 30");
     assert!(forwarder.cached_at(&request, now).is_none(), "never fresh");

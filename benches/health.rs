@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use common::{addresses, answer, handler, query, report, shared_name};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use failover_dns::internals::Handler;
 use failover_dns::Outcome;
+use failover_dns::internals::Handler;
 use failover_dns::internals::HealthTable;
 use hickory_proto::rr::RecordType;
 

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use failover_dns::internals::ForwardSettings;
 use failover_dns::internals::Handler;
 use failover_dns::internals::HealthTable;
-use failover_dns::load_zone_dir;
 use failover_dns::internals::{SharedSnapshot, Snapshot};
+use failover_dns::load_zone_dir;
 
 /// Loads the directory the way `serve` does and returns the handler.
 fn load(dir: &std::path::Path) -> Handler {

@@ -20,15 +20,15 @@ use std::sync::OnceLock;
 
 use hickory_proto::op::{Message, MessageType};
 
-use failover_dns::internals::AnswerMemo;
+use failover_dns::ControlReply;
 use failover_dns::FailoverDns;
+use failover_dns::internals::AnswerMemo;
 use failover_dns::internals::HealthTable;
 use failover_dns::internals::Snapshot;
-use failover_dns::load_zone_sources;
 use failover_dns::internals::{CLASSIC_UDP_PAYLOAD, Transport, size_limit};
 use failover_dns::internals::{Client, Handler, Step};
+use failover_dns::load_zone_sources;
 use failover_dns::{ConfigError, SourceFile};
-use failover_dns::ControlReply;
 use failover_dns::{Identity, Settings};
 
 /// The zone the request and control targets answer from: IPv4 and IPv6 endpoints, a name

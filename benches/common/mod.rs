@@ -18,16 +18,16 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
+use failover_dns::SourceFile;
+use failover_dns::ZoneData;
 use failover_dns::internals::AnswerMemo;
 use failover_dns::internals::ForwardSettings;
-use failover_dns::SourceFile;
 use failover_dns::internals::Transport;
-use failover_dns::ZoneData;
-use failover_dns::load_zone_sources;
 use failover_dns::internals::{Client, Handler, Step};
-use failover_dns::{Outcome, ReportSource};
 use failover_dns::internals::{HealthTable, Report};
 use failover_dns::internals::{SharedSnapshot, Snapshot};
+use failover_dns::load_zone_sources;
+use failover_dns::{Outcome, ReportSource};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 

@@ -279,7 +279,9 @@ fn sigterm_right_after_ready_stops_cleanly() {
     // be installed, or the default action kills the process and leaves the socket behind. The
     // window is short, so try a few times.
     for attempt in 1..=20 {
-        let mut server = Server::spawn_and_terminate_at_ready(&[("zone.toml", ZONE)]);
+        let mut server = Server::builder(&[("zone.toml", ZONE)])
+            .sigterm_at_ready()
+            .start();
         let path = server.control_path();
         let status = server.stop();
         assert!(

@@ -14,8 +14,8 @@ use hickory_proto::rr::{RData, RecordType};
 
 use crate::failover::{A, B, C};
 use crate::support::Server;
+use crate::support::wire::{self, REPLY_DEADLINE};
 use crate::support::zones::APP_THREE_ENDPOINTS_ZONE;
-use crate::wire::{self, REPLY_DEADLINE};
 
 /// The addresses of a reply's answer section, in order.
 fn addresses(reply: &Message) -> Vec<String> {

@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::support::upstream::{CookieUpstream, SilentUpstream, Unbound, free_port};
+use crate::support::wire;
 use crate::support::zones::APP_PRIMARY_ONLY_ZONE;
 use crate::support::{Dig, Server, wait_for};
-use crate::wire;
 
 const RECORDS: &[&str] = &[
     "www.example.test. 300 IN A 198.51.100.7",

@@ -9,10 +9,9 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType};
@@ -20,7 +19,7 @@ use hickory_proto::rr::{Name, RData, Record, rdata};
 
 use crate::support::upstream::Unbound;
 use crate::support::zones::{APP_PRIMARY, APP_VIA_BERLIN, APP_ZONE};
-use crate::support::{BINARY, Server, run_with_deadline, text, wait_for};
+use crate::support::{BINARY, Server, ServerBuilder, run_with_deadline, text, wait_for};
 
 fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
@@ -184,16 +183,15 @@ fn idle_metrics_connections_cannot_starve_the_server_of_descriptors() {
         return;
     }
     let upstream = Unbound::start(&["www.example.test. 300 IN A 192.0.2.80"]);
-    let server = Server::start_wrapped(
-        &["prlimit", "--nofile=1024"],
-        &[("zone.toml", APP_ZONE)],
-        &[
+    let server = Server::builder(&[("zone.toml", APP_ZONE)])
+        .args(&[
             "--upstream",
             &upstream.upstream_arg(),
             "--metrics",
             "127.0.0.1:0",
-        ],
-    );
+        ])
+        .wrapped_by(&["prlimit", "--nofile=1024"])
+        .start();
     let metrics = server.metrics_address().expect("metrics listener");
     // A local process tries to open more idle connections to the metrics port than the
     // server has descriptors, until the kernel stops completing them (its backlog is full).
@@ -431,41 +429,11 @@ fn readable_zones() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (base, zones, shared)
 }
 
-/// Runs the server until it prints `ready:` (within 20 s) and returns it running.
-fn spawn_until_ready(mut command: Command) -> Child {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn failover-dns serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match receiver.recv_timeout(left) {
-            Ok(line) if line.starts_with("ready:") => return child,
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                let output = child.wait_with_output().expect("collect the output");
-                panic!("no ready line: {}", text(&output.stderr));
-            }
-        }
-    }
-}
-
 #[test]
 fn the_default_control_socket_lives_in_a_private_directory() {
     let (_base, zones, shared) = readable_zones();
     let (command, uid) = serve_with_default_control(&zones, &shared);
-    let mut server = spawn_until_ready(command);
+    let mut server = ServerBuilder::spawn_prepared(command);
     let directory = shared.join(format!("failover-dns-{uid}"));
     let metadata = std::fs::symlink_metadata(&directory).expect("the private directory");
     assert!(metadata.is_dir(), "{metadata:?}");

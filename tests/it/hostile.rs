@@ -14,7 +14,7 @@ use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::RecordType;
 
 use crate::support::Server;
-use crate::wire::{self, REPLY_DEADLINE, Read1};
+use crate::support::wire::{self, REPLY_DEADLINE, Read1};
 
 /// The ID of the valid query sent behind each hostile packet; no seed uses it.
 const PROBE_ID: u16 = 0xBEEF;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
+use crate::support::wire::{self, REPLY_DEADLINE, Read1};
 use crate::support::zones::APP_PRIMARY_ONLY_ZONE;
 use crate::support::{Server, expect_answers, wait_for};
-use crate::wire::{self, REPLY_DEADLINE, Read1};
 
 /// The zone of a second failover-dns that plays the upstream resolver.
 const UPSTREAM_ZONE: &str = r#"

@@ -8,7 +8,9 @@ use crate::support::zones::{APP_AND_DB_ZONE, APP_PRIMARY};
 
 #[test]
 fn the_default_log_has_no_line_per_query_and_one_per_state_change() {
-    let mut server = Server::start_with_default_log_level(&[("zone.toml", APP_AND_DB_ZONE)], &[]);
+    let mut server = Server::builder(&[("zone.toml", APP_AND_DB_ZONE)])
+        .default_log_level()
+        .start();
     // 20 queries of every kind: answers, NODATA, NXDOMAIN, refused, over UDP and TCP.
     for ask in [
         &["app.internal", "A"][..],

@@ -3,9 +3,9 @@
 //! the control socket and the `report`/`status`/`check` subcommands for everything else.
 //!
 //! One test binary (`autotests = false`), one harness in [`support`] (`server`: the `Server`
-//! harness; `dig`: `dig` and its parser; `expect`: [`support::expect_answers`], table-driven DNS
-//! checks; `zones`: the zone fixtures; `upstream`: real upstream resolvers), and one module per
-//! area:
+//! harness and its builder; `dig`: `dig` and its parser; `wire`: raw DNS over UDP and TCP;
+//! `expect`: [`support::expect_answers`], table-driven DNS checks; `zones`: the zone fixtures;
+//! `upstream`: real upstream resolvers), and one module per area:
 //!
 //! - `answers`: what a shared name resolves to, record types, case, empty non-terminals;
 //! - `failover`: how reports reorder the answer;
@@ -49,7 +49,8 @@
 //! connections that keep new clients out, an upstream's records for our names), `limits`
 //! (connection limits, timeouts, pipelining, slow clients, floods, the forwarding allow-list),
 //! `fuzz_corpus` (every fuzz corpus file through the fuzz harness, on stable), `supply_chain`
-//! (lockfiles against known advisories, offline); `wire` has the raw UDP/TCP helpers they share.
+//! (lockfiles against known advisories, offline); `support::wire` has the raw UDP/TCP helpers
+//! they share.
 
 mod support;
 
@@ -91,4 +92,3 @@ mod strict_clients;
 mod supply_chain;
 mod truncation;
 mod watch;
-mod wire;

@@ -106,7 +106,10 @@ pub(crate) fn network_speaking(test: &str, protocol: &str) -> Option<(Netns, Vec
 pub(crate) fn server_in(netns: &Netns, extra_args: &[&str]) -> Server {
     let mut args = vec!["--listen", "127.0.0.1:53"];
     args.extend_from_slice(extra_args);
-    Server::start_in_netns(netns.name(), &[("zone.toml", ZONE)], &args)
+    Server::builder(&[("zone.toml", ZONE)])
+        .args(&args)
+        .in_netns(netns.name())
+        .start()
 }
 
 /// `curl URL` through the C library: (seconds it took, the address it reached).

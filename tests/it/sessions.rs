@@ -404,14 +404,13 @@ fn fail_fast_leaves_alone_what_is_alive_idle_or_has_nowhere_else_to_go() {
     let solo = "import socket, time\nl = socket.socket()\nl.bind(('127.0.0.5', 8080))\nl.listen()\nheld = []\nwhile True:\n    held.append(l.accept())\n";
     let _never_reads = Running(netns.spawn(&["python3", "-c", never_reads]));
     let _solo = Running(netns.spawn(&["python3", "-c", solo]));
-    let server = Server::start_in_netns(
-        netns.name(),
-        &[
-            ("zone.toml", crate::observer::ZONE),
-            ("solo.toml", SOLO_ZONE),
-        ],
-        &["--listen", "127.0.0.1:53", "--fail-fast"],
-    );
+    let server = Server::builder(&[
+        ("zone.toml", crate::observer::ZONE),
+        ("solo.toml", SOLO_ZONE),
+    ])
+    .args(&["--listen", "127.0.0.1:53", "--fail-fast"])
+    .in_netns(netns.name())
+    .start();
     let wait_listening = |address: &str, port: u16| {
         let start = Instant::now();
         while !netns

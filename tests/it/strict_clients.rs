@@ -12,9 +12,9 @@ use hickory_proto::rr::rdata::tsig::{TSIG, TsigAlgorithm, TsigError, make_tsig_r
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::support::upstream::{CookieUpstream, Unbound};
+use crate::support::wire;
 use crate::support::zones::APP_PRIMARY_ONLY_ZONE;
 use crate::support::{Dig, Server, dig_at};
-use crate::wire;
 
 const RECORDS: &[&str] = &["www.example.test. 300 IN A 198.51.100.7"];
 

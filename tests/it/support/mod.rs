@@ -1,7 +1,9 @@
-//! The harness: [`Server`] runs the real `failover-dns` binary (`server`); `dig` talks to it
-//! (`dig`: the runner and a strict parser of its output); [`expect_answers`] checks a table of
-//! exchanges (`expect`); `zones` holds the zone fixtures; `upstream` runs real upstream
-//! resolvers. Here: the small helpers every kind of test uses.
+//! The harness: [`Server`] runs the real `failover-dns` binary (`server`, started through
+//! [`Server::builder`]); `dig` talks to it (`dig`: the runner and a strict parser of its output);
+//! `wire` sends raw DNS over UDP and TCP, for what `dig` will not send; [`expect_answers`] checks
+//! a table of exchanges (`expect`); `zones` holds the zone fixtures; `upstream` runs real upstream
+//! resolvers; `netns` makes network namespaces; `watcher` runs `failover-dns watch`. Here: the
+//! small helpers every kind of test uses.
 
 mod dig;
 mod expect;
@@ -9,6 +11,7 @@ pub mod netns;
 mod server;
 pub mod upstream;
 pub mod watcher;
+pub mod wire;
 pub mod zones;
 
 use std::path::PathBuf;
@@ -18,7 +21,9 @@ use std::time::{Duration, Instant};
 
 pub use dig::{Dig, dig_at};
 pub use expect::expect_answers;
-pub use server::{BINARY, Server, endpoint_states, failover_dns, state_of, status_json};
+pub use server::{
+    BINARY, Server, ServerBuilder, endpoint_states, failover_dns, state_of, status_json,
+};
 pub use zones::zone_dir;
 
 /// How long [`wait_for`] polls: how long a change may take before a test fails, generous for a

@@ -2,8 +2,13 @@
 //! files of the test's own, wait until it answers DNS, talk to it with `dig` and the CLI, and stop
 //! it with SIGTERM when the test is done.
 //!
+//! Every server starts through one builder, [`Server::builder`] (its options: arguments, a
+//! wrapper command, a network namespace, the default log level, SIGTERM at `ready:`), and every
+//! process through one spawn-until-ready, which a test's own prepared `serve` command can use
+//! too ([`ServerBuilder::spawn_prepared`]).
+//!
 //! Readiness is observed, never slept for: the server announces its port and then `ready:` on
-//! stdout, and [`Server::start`] returns only once `dig` got a reply for the zone apex SOA.
+//! stdout, and [`ServerBuilder::start`] returns only once `dig` got a reply for the zone apex SOA.
 //! Every server lives in a temporary directory of its own (zones, control socket), so tests run
 //! in parallel; [`Server::restart`] starts the process again in the same directory.
 
@@ -40,13 +45,16 @@ pub fn failover_dns(args: &[&str]) -> Output {
         .output()
         .expect("run failover-dns")
 }
-/// A running `failover-dns serve`. Dropping it sends SIGTERM and waits for the process.
+
+/// A running `failover-dns serve`, started through [`Server::builder`] (or [`Server::start`]).
+/// Dropping it sends SIGTERM and waits for the process.
 pub struct Server {
-    /// A command the server runs under (`prlimit …`), empty for none.
+    /// `ip netns exec NAME` for a server in a network namespace: the server and the harness's own
+    /// `dig`s run under it. Empty for none.
+    netns_exec: Vec<String>,
+    /// A command the server runs under (`prlimit …`), inside the namespace if any; empty for
+    /// none.
     wrapper: Vec<String>,
-    /// A command the harness's own `dig`s run under: `ip netns exec NAME` for a server in a
-    /// network namespace, empty for none.
-    dig_wrapper: Vec<String>,
     child: Option<Child>,
     dir: TempDir,
     /// The test's own arguments, kept for [`Server::restart`].
@@ -64,48 +72,93 @@ pub struct Server {
     earlier_stderr: String,
 }
 
+/// How a [`Server`] starts: made by [`Server::builder`], configured by its methods, run by
+/// [`ServerBuilder::start`]. Without options the server runs `failover-dns serve` on its zones,
+/// a free loopback port and a control socket in its directory, logging at debug level.
+#[must_use = "nothing starts until `start`"]
+pub struct ServerBuilder {
+    /// The server the options configure, not started yet.
+    server: Server,
+    /// Whether [`ServerBuilder::start`] sends SIGTERM at `ready:` and returns without querying.
+    sigterm_at_ready: bool,
+}
+
+impl ServerBuilder {
+    /// Adds `args` (identity flags, `--upstream`, ...) to the server's command line, after the
+    /// harness's own; they are kept for [`Server::restart`].
+    pub fn args(mut self, args: &[&str]) -> ServerBuilder {
+        let args = args.iter().map(ToString::to_string);
+        self.server.extra_args.extend(args);
+        self
+    }
+
+    /// Runs the server under `wrapper`, a command that execs the rest of its arguments (such as
+    /// `prlimit --nofile=1024`), so its pid is the server's.
+    pub fn wrapped_by(mut self, wrapper: &[&str]) -> ServerBuilder {
+        self.server.wrapper = wrapper.iter().map(ToString::to_string).collect();
+        self
+    }
+
+    /// Runs the server, and the harness's `dig`s, in the network namespace `netns` (see
+    /// `support::netns`).
+    pub fn in_netns(mut self, netns: &str) -> ServerBuilder {
+        self.server.netns_exec = ["ip", "netns", "exec", netns].map(String::from).to_vec();
+        self
+    }
+
+    /// Runs the server with `RUST_LOG` unset, so it logs at its own default level (what users
+    /// see), not the harness's debug level.
+    pub fn default_log_level(mut self) -> ServerBuilder {
+        self.server.default_log_level = true;
+        self
+    }
+
+    /// Sends the server SIGTERM the moment it prints `ready:`, as a supervisor may. The signal
+    /// comes from a shell that is already waiting for the word, so it lands within microseconds
+    /// of the line rather than after a process start. [`ServerBuilder::start`] then returns
+    /// without querying the server, and [`Server::stop`] collects the exit status.
+    pub fn sigterm_at_ready(mut self) -> ServerBuilder {
+        self.sigterm_at_ready = true;
+        self
+    }
+
+    /// Starts the server and returns once it printed `ready:` and answers DNS (once it printed
+    /// `ready:` and got its SIGTERM, with [`ServerBuilder::sigterm_at_ready`]).
+    pub fn start(self) -> Server {
+        let ServerBuilder {
+            mut server,
+            sigterm_at_ready,
+        } = self;
+        server.launch(sigterm_at_ready);
+        if !sigterm_at_ready {
+            server.wait_until_answering();
+        }
+        server
+    }
+
+    /// For a `serve` the harness does not set up, one the test prepared itself (as another
+    /// user, with its default control socket, in an environment of its own): runs `command` as
+    /// it is, through the same spawn-until-ready as [`ServerBuilder::start`], and returns the
+    /// process once it printed `ready:`. Neither its announcement nor its DNS is checked; its
+    /// stdout and stderr are read on in the background; stopping it is the test's.
+    pub fn spawn_prepared(command: Command) -> Child {
+        spawn_until_ready(command, false).child
+    }
+}
+
 impl Server {
+    /// How to start a server on `zone_files`: see [`ServerBuilder`] for the options.
+    pub fn builder(zone_files: &[(&str, &str)]) -> ServerBuilder {
+        ServerBuilder {
+            server: Server::new(zone_files),
+            sigterm_at_ready: false,
+        }
+    }
+
     /// Starts a server on `zone_files` with `extra_args` (identity flags, ...) and returns once
-    /// it answers DNS.
+    /// it answers DNS: [`Server::builder`] with [`ServerBuilder::args`] only.
     pub fn start(zone_files: &[(&str, &str)], extra_args: &[&str]) -> Server {
-        Server::start_wrapped(&[], zone_files, extra_args)
-    }
-
-    /// Like [`Server::start`], with the server run by `wrapper` (a command that execs the rest
-    /// of its arguments, such as `prlimit --nofile=1024`), so its pid is the server's.
-    pub fn start_wrapped(
-        wrapper: &[&str],
-        zone_files: &[(&str, &str)],
-        extra_args: &[&str],
-    ) -> Server {
-        let mut server = Server::new(zone_files, extra_args, false);
-        server.wrapper = wrapper.iter().map(ToString::to_string).collect();
-        server.launch(false);
-        server.wait_until_answering();
-        server
-    }
-
-    /// Like [`Server::start`], with the server and the harness's `dig`s in the network namespace
-    /// `netns` (see `support::netns`).
-    pub fn start_in_netns(netns: &str, zone_files: &[(&str, &str)], extra_args: &[&str]) -> Server {
-        let wrapper = ["ip", "netns", "exec", netns].map(String::from).to_vec();
-        let mut server = Server::new(zone_files, extra_args, false);
-        server.wrapper = wrapper.clone();
-        server.dig_wrapper = wrapper;
-        server.launch(false);
-        server.wait_until_answering();
-        server
-    }
-
-    /// Like [`Server::start`], but with `RUST_LOG` unset, so the server logs at its own default
-    /// level (what users see), not the harness's debug level.
-    pub fn start_with_default_log_level(
-        zone_files: &[(&str, &str)],
-        extra_args: &[&str],
-    ) -> Server {
-        let server = Server::spawn(zone_files, extra_args, false, true);
-        server.wait_until_answering();
-        server
+        Server::builder(zone_files).args(extra_args).start()
     }
 
     /// Stops the server if it still runs (SIGTERM, as [`Server::stop`]) and starts it again in
@@ -123,36 +176,15 @@ impl Server {
         self.wait_until_answering();
     }
 
-    /// Starts a server and sends it SIGTERM the moment it prints `ready:`, as a supervisor may.
-    /// The signal comes from a shell that is already waiting for the word, so it lands within
-    /// microseconds of the line rather than after a process start. [`Server::stop`] then
-    /// collects the exit status.
-    pub fn spawn_and_terminate_at_ready(zone_files: &[(&str, &str)]) -> Server {
-        Server::spawn(zone_files, &[], true, false)
-    }
-
-    /// Starts a server and returns as soon as it printed `ready:` (after SIGTERM, when
-    /// `terminate_at_ready`), without querying it.
-    fn spawn(
-        zone_files: &[(&str, &str)],
-        extra_args: &[&str],
-        terminate_at_ready: bool,
-        default_log_level: bool,
-    ) -> Server {
-        let mut server = Server::new(zone_files, extra_args, default_log_level);
-        server.launch(terminate_at_ready);
-        server
-    }
-
-    /// A server not started yet.
-    fn new(zone_files: &[(&str, &str)], extra_args: &[&str], default_log_level: bool) -> Server {
+    /// A server not started yet, with no options.
+    fn new(zone_files: &[(&str, &str)]) -> Server {
         Server {
+            netns_exec: Vec::new(),
             wrapper: Vec::new(),
-            dig_wrapper: Vec::new(),
             child: None,
             dir: zone_dir(zone_files),
-            extra_args: extra_args.iter().map(ToString::to_string).collect(),
-            default_log_level,
+            extra_args: Vec::new(),
+            default_log_level: false,
             port: 0,
             metrics: None,
             origin: first_zone_origin(zone_files),
@@ -163,15 +195,17 @@ impl Server {
         }
     }
 
-    /// Runs `failover-dns serve` in the server's directory and waits for `ready:`.
-    fn launch(&mut self, terminate_at_ready: bool) {
+    /// Runs `failover-dns serve` in the server's directory and waits for `ready:` (sending
+    /// SIGTERM at it, when `sigterm_at_ready`), then checks what it announced.
+    fn launch(&mut self, sigterm_at_ready: bool) {
         let dir = self.dir.path();
         let zones = dir.join("zones");
         let control = dir.join("control.sock");
-        let mut command = match self.wrapper.split_first() {
-            Some((program, args)) => {
+        let mut prefix = self.netns_exec.iter().chain(&self.wrapper);
+        let mut command = match prefix.next() {
+            Some(program) => {
                 let mut command = Command::new(program);
-                command.args(args).arg(BINARY);
+                command.args(prefix).arg(BINARY);
                 command
             }
             None => Command::new(BINARY),
@@ -197,74 +231,14 @@ impl Server {
             // Query outcomes in the log that a failing test prints, without colour codes.
             command.env("RUST_LOG", "failover_dns=debug");
         }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn failover-dns serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let stderr_reader = {
-            let mut pipe = child.stderr.take().expect("stderr is piped");
-            let stderr = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut chunk = [0u8; 4096];
-                while let Ok(read @ 1..) = pipe.read(&mut chunk) {
-                    let text = String::from_utf8_lossy(&chunk[..read]);
-                    stderr.lock().expect("stderr buffer").push_str(&text);
-                }
-            })
-        };
-        let lines = {
-            let pipe = child.stdout.take().expect("stdout is piped");
-            let (sender, receiver) = mpsc::channel();
-            // Keeps draining stdout after `ready:` so the server never blocks on a full pipe.
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = sender.send(line);
-                }
-            });
-            receiver
-        };
-        let mut terminator = terminate_at_ready.then(|| {
-            let pid = child.id().to_string();
-            Command::new("sh")
-                .args(["-c", "read -r _ && kill -TERM \"$1\"", "sh", &pid])
-                .stdin(Stdio::piped())
-                .spawn()
-                .expect("spawn sh")
-        });
-        self.child = Some(child);
+        // A failed startup reports its own log: nothing for `Drop` to add.
         self.port = 0;
         self.metrics = None;
-        self.stdout = Vec::new();
-        self.stderr = stderr;
-        self.stderr_reader = Some(stderr_reader);
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    let ready = line.starts_with("ready: ");
-                    self.stdout.push(line);
-                    if ready {
-                        if let Some(terminator) = &mut terminator {
-                            let mut stdin = terminator.stdin.take().expect("stdin is piped");
-                            stdin.write_all(b"go\n").expect("arm the terminator");
-                            drop(stdin);
-                            terminator.wait().expect("wait for the terminator");
-                        }
-                        break;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.fail_startup("printed no `ready:` line within 20 s")
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.fail_startup("closed stdout before `ready:`")
-                }
-            }
-        }
+        let ready = spawn_until_ready(command, sigterm_at_ready);
+        self.child = Some(ready.child);
+        self.stdout = ready.stdout;
+        self.stderr = ready.stderr;
+        self.stderr_reader = Some(ready.stderr_reader);
         (self.port, self.metrics) = self.announced_ports(&control);
     }
 
@@ -370,18 +344,6 @@ impl Server {
         );
     }
 
-    fn fail_startup(&mut self, what: &str) -> ! {
-        let status = self.terminate();
-        if let Some(reader) = self.stderr_reader.take() {
-            let _ = reader.join();
-        }
-        panic!(
-            "failover-dns serve {what} (exit: {status:?})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.stdout.join("\n"),
-            self.stderr()
-        );
-    }
-
     /// The server's process id (for signals other than the harness's own SIGTERM). Panics once
     /// the server was stopped, so a test never signals a reused or zero pid.
     pub fn pid(&self) -> u32 {
@@ -419,7 +381,7 @@ impl Server {
     /// Like [`Server::dig`], but a `dig` that got no reply is an `Err`. A reply that cannot be
     /// parsed still panics.
     pub fn try_dig(&self, args: &[&str]) -> Result<Dig, String> {
-        dig_wrapped(&self.dig_wrapper, "127.0.0.1", self.port, args)
+        dig_wrapped(&self.netns_exec, "127.0.0.1", self.port, args)
     }
 
     /// Runs `failover-dns ARGS... --control PATH` against this server.
@@ -482,25 +444,9 @@ impl Server {
         status
     }
 
-    /// SIGTERM, wait up to [`SHUTDOWN_TIMEOUT`], SIGKILL after that. `None` when it had to be
-    /// killed (or was already reaped).
+    /// [`terminate`]s the process, if it still runs.
     fn terminate(&mut self) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        let pid = child.id().to_string();
-        // The crate forbids `unsafe`, so no libc::kill: the `kill` command does the same.
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = sender.send(child.wait());
-        });
-        match receiver.recv_timeout(SHUTDOWN_TIMEOUT) {
-            Ok(status) => status.ok(),
-            Err(_) => {
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
-                let _ = receiver.recv();
-                None
-            }
-        }
+        terminate(self.child.take()?)
     }
 }
 
@@ -523,6 +469,117 @@ impl Drop for Server {
                 self.port,
                 self.stderr()
             );
+        }
+    }
+}
+
+/// A `failover-dns serve` that printed `ready:`: the process, what it printed up to that line,
+/// and its log so far (`stderr`, which `stderr_reader` keeps filling until the process exits).
+struct Ready {
+    child: Child,
+    stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: JoinHandle<()>,
+}
+
+/// The harness's one spawn-until-ready: runs `command` with stdout and stderr piped and returns
+/// once it printed a `ready: ` line (after sending it SIGTERM, when `sigterm_at_ready`). Both
+/// pipes are read on in the background, so the server never blocks on a full pipe. Panics with
+/// what it printed when it closes stdout first, or prints no `ready:` within [`STARTUP_TIMEOUT`].
+fn spawn_until_ready(mut command: Command, sigterm_at_ready: bool) -> Ready {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let stderr_reader = {
+        let mut pipe = child.stderr.take().expect("stderr is piped");
+        let stderr = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(read @ 1..) = pipe.read(&mut chunk) {
+                let text = String::from_utf8_lossy(&chunk[..read]);
+                stderr.lock().expect("stderr buffer").push_str(&text);
+            }
+        })
+    };
+    let lines = {
+        let pipe = child.stdout.take().expect("stdout is piped");
+        let (sender, receiver) = mpsc::channel();
+        // Keeps draining stdout after `ready:` so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        receiver
+    };
+    let mut terminator = sigterm_at_ready.then(|| {
+        let pid = child.id().to_string();
+        Command::new("sh")
+            .args(["-c", "read -r _ && kill -TERM \"$1\"", "sh", &pid])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn sh")
+    });
+    let mut stdout = Vec::new();
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let failure = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let ready = line.starts_with("ready: ");
+                stdout.push(line);
+                if ready {
+                    if let Some(terminator) = &mut terminator {
+                        let mut stdin = terminator.stdin.take().expect("stdin is piped");
+                        stdin.write_all(b"go\n").expect("arm the terminator");
+                        drop(stdin);
+                        terminator.wait().expect("wait for the terminator");
+                    }
+                    return Ready {
+                        child,
+                        stdout,
+                        stderr,
+                        stderr_reader,
+                    };
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                break format!("printed no `ready:` line within {STARTUP_TIMEOUT:?}");
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break "closed stdout before `ready:`".to_string();
+            }
+        }
+    };
+    let status = terminate(child);
+    let _ = stderr_reader.join();
+    panic!(
+        "failover-dns serve {failure} (exit: {status:?})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        stdout.join("\n"),
+        stderr.lock().expect("stderr buffer")
+    );
+}
+
+/// SIGTERM, wait up to [`SHUTDOWN_TIMEOUT`], SIGKILL after that. `None` when it had to be
+/// killed (or was already reaped).
+fn terminate(mut child: Child) -> Option<ExitStatus> {
+    let pid = child.id().to_string();
+    // The crate forbids `unsafe`, so no libc::kill: the `kill` command does the same.
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait());
+    });
+    match receiver.recv_timeout(SHUTDOWN_TIMEOUT) {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            let _ = receiver.recv();
+            None
         }
     }
 }
