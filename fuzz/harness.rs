@@ -8,7 +8,7 @@
 //!   query ID and fit the client's UDP limit; a response (QR=1) is never answered; and
 //!   [`Handler::handle_memoised`] must give the same bytes, on a miss and from the memo.
 //! - [`check_zone_config`]: file text → [`load_zone_sources`] → snapshot and `check` warnings.
-//! - [`check_control_line`]: bytes → [`handle_line`] → a reply that serializes to one JSON line
+//! - [`check_control_line`]: bytes → `FailoverDns::handle_control_line` → a reply that serializes to one JSON line
 //!   the client side parses back.
 //!
 //! Not part of the library: the fuzz targets and the integration tests include this file

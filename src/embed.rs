@@ -46,7 +46,8 @@ use crate::model::ZoneData;
 use crate::net::server::DnsListener;
 use crate::ops::readiness::ServiceManager;
 use crate::ops::status::StatusReport;
-use crate::reload::{ReloadError, ReloadSummary, ReloadTriggers, SettingsLoader, Trigger};
+use crate::reload::triggers::ReloadTriggers;
+use crate::reload::{ReloadError, ReloadSummary, SettingsLoader, Trigger};
 use crate::reports::probe::Probes;
 use crate::reports::{ReportError, ReportResult, ReportTarget, Reports};
 use crate::services::Services;
@@ -178,7 +179,7 @@ impl FailoverDns {
         &self,
         settings_file: Option<&std::path::Path>,
     ) -> std::io::Result<ReloadTriggers> {
-        crate::reload::start_triggers(&self.services.reloader, settings_file)
+        crate::reload::triggers::start_triggers(&self.services.reloader, settings_file)
     }
 
     /// How many zones and shared names the configuration in force has.

@@ -61,7 +61,8 @@ pub use net::server::{DnsListener, bind, bind_sockets};
 pub use ops::check::{CheckReport, check};
 pub use ops::explain::{EndpointExplanation, Explanation};
 pub use ops::status::{ConfigStatus, EndpointStatus, NameStatus, StatusReport};
-pub use reload::{ReloadError, ReloadSummary, ReloadTriggers, SettingsLoader};
+pub use reload::triggers::ReloadTriggers;
+pub use reload::{ReloadError, ReloadSummary, SettingsLoader};
 pub use reports::{ReportError, ReportResult, ReportTarget};
 
 /// The parts below the embedding API, for the benchmarks, the fuzz targets and embedders that

@@ -60,7 +60,7 @@ pub enum Command {
     /// Validate the settings and zone files without serving. Exit 1 with file:line:column on
     /// errors; exit 0 with a warning for each shared name that a policy grants only in part.
     Check(Box<ConfigArgs>),
-    /// Reports one connection outcome for an endpoint address to the running server.
+    /// Feed one connection outcome for an endpoint address to the running server.
     Report(ReportArgs),
     /// Drain a destination for maintenance: its endpoints are answered after every other
     /// endpoint of their names (never removed) until `undrain`. Kept across restarts with
@@ -241,9 +241,25 @@ pub fn command() -> clap::Command {
 }
 
 /// The parsed command line (exits with clap's message and status 2 on a usage error).
+/// Setting flags are checked here, by the same code as the settings file but before it is
+/// read: a bad value is a usage error (status 2), whatever the file says.
 pub fn parse() -> Cli {
     use clap::FromArgMatches;
-    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|error| error.exit())
+    let mut command = command();
+    let matches = command.get_matches_mut();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let flags = match &cli.command {
+        None => Some(&cli.serve.config.settings),
+        Some(Command::Serve(args)) => Some(&args.config.settings),
+        Some(Command::Check(args)) => Some(&args.settings),
+        Some(_) => None,
+    };
+    if let Some(Err(error)) = flags.map(|flags| Settings::layered(None, flags.clone())) {
+        command
+            .error(clap::error::ErrorKind::ValueValidation, error)
+            .exit();
+    }
+    cli
 }
 
 fn with_defaults(mut command: clap::Command) -> clap::Command {

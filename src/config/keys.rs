@@ -206,7 +206,9 @@ where
 {
     let list: Vec<T> = serde::Deserialize::deserialize(deserializer)?;
     if list.is_empty() {
-        return Err(serde::de::Error::custom("must name at least one address"));
+        return Err(serde::de::Error::custom(
+            "listen must name at least one address",
+        ));
     }
     Ok(Some(list))
 }

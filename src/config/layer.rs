@@ -271,6 +271,8 @@ pub(crate) struct Described {
     pub(crate) default: Option<toml::Value>,
     /// Whether `running` and `new` differ in this setting.
     pub(crate) differs: fn(&Settings, &Settings) -> bool,
+    /// Sets this setting of the first settings to its value in the second.
+    pub(crate) take_over: fn(&mut Settings, &Settings),
 }
 
 impl Described {
@@ -375,6 +377,7 @@ macro_rules! settings_layer {
                         reloadable: false $(|| { let _ = stringify!($reloadable); true })?,
                         default: ($kind).written(&defaults.$($path).+),
                         differs: |running, new| running.$($path).+ != new.$($path).+,
+                        take_over: |running, new| running.$($path).+ = new.$($path).+.clone(),
                     },
                 )*];
                 $($( described.extend(<$nested_layer>::described()); )*)?

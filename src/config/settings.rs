@@ -358,6 +358,11 @@ mod tests {
             ),
             ("lisen = []\n", ":1:1", "unknown field"),
             (
+                "listen = []\n",
+                ":1:10",
+                "listen must name at least one address",
+            ),
+            (
                 "[identity]\nuser = \"a\"\nrole = \"x\"\n",
                 ":3:1",
                 "unknown field",

@@ -1,6 +1,6 @@
 //! The values settings are written as, parsed: upstreams (plain DNS and DNS over TLS), listen
 //! and metrics addresses, the serve-stale age, a CA file, and the nameservers of a resolv.conf.
-//! Each parser returns a message a user can act on; [`crate::config::settings`] says where.
+//! Each parser returns a message a user can act on; the settings layer (`config::layer`) says where.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::ControlError;
+use super::error::ControlError;
 use super::protocol::{ControlReply, ControlRequest};
 
 /// The client end of the control socket of a running server (what `failover-dns report`,

@@ -11,7 +11,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use super::ControlError;
+use super::error::ControlError;
 use super::protocol::{
     ControlReply, ControlRequest, MAX_LINE_BYTES, handle_request, parse_line, reload_reply,
 };

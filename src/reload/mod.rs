@@ -12,10 +12,9 @@
 
 pub mod load_thread;
 mod stamp;
-mod triggers;
+pub mod triggers;
 
 use stamp::InputStamp;
-pub use triggers::{ReloadTriggers, start_triggers};
 
 use std::fmt;
 use std::path::Path;
@@ -89,9 +88,6 @@ pub enum ReloadError {
     /// The reload task itself failed (a bug: it panicked).
     #[error("reload failed: {0}")]
     Task(String),
-    /// The server was not started with a settings source, so there is nothing to reload from.
-    #[error("reload is not available in this server")]
-    Unavailable,
 }
 
 /// Rebuilds and swaps the configuration. A cheap `Clone` handle; all clones share one state.
@@ -170,13 +166,13 @@ impl Reloader {
         }
     }
 
-    /// `READY=1` after a failed reload: the last good configuration serves on.
     /// The service manager, once the server told it that it is ready: reloads are announced
     /// only then (both ways: `RELOADING=1` and the `READY=1` that ends it).
     fn announced_manager(&self) -> Option<&ServiceManager> {
         Some(&self.inner.service_manager).filter(|manager| manager.has_announced_ready())
     }
 
+    /// `READY=1` after a failed reload: the last good configuration serves on.
     fn tell_ready_after_failure(&self, manager: Option<&ServiceManager>) {
         if let Some(manager) = manager {
             let current = self.inner.snapshot.load();
@@ -428,11 +424,22 @@ fn build(
 /// watched directory. Only the identity is taken over by a reload; every other setting is
 /// declared restart-only in [`crate::config::keys`].
 pub fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<String> {
-    SettingsLayer::described()
-        .into_iter()
+    let described = SettingsLayer::described();
+    let mut changed: Vec<String> = described
+        .iter()
         .filter(|setting| !setting.reloadable && (setting.differs)(running, new))
         .map(|setting| setting.name())
-        .collect()
+        .collect();
+    // A field of `Settings` that no declaration covers still needs a restart, and still gets
+    // said: compare the rest of the settings with every reloadable one taken from `new`.
+    let mut reloaded = running.clone();
+    for setting in described.iter().filter(|setting| setting.reloadable) {
+        (setting.take_over)(&mut reloaded, new);
+    }
+    if changed.is_empty() && reloaded != *new {
+        changed.push("other server settings".to_string());
+    }
+    changed
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Optional active probes for setups without an agent: for each destination with a `probe`, a
 //! TCP connect to the configured port on each of its endpoint addresses, every interval (with
-//! jitter), reported through the same feed as the agent's reports.
+//! jitter), reported through the same `Reports` as the agent's reports.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

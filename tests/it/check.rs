@@ -265,3 +265,40 @@ fn entries_named_like_zone_files_that_are_not_files_are_skipped_with_a_warning()
         "{stderr}"
     );
 }
+
+#[test]
+fn a_bad_setting_flag_is_a_usage_error_before_the_settings_file_is_read() {
+    // The flag is checked as the file would be, and wins over a file that is broken too.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(&settings, "cache_size = \"many\"\n").expect("write");
+    let settings = settings.to_str().expect("UTF-8 path");
+    for (flag, value, words) in [
+        (
+            "--upstream-timeout-ms",
+            "5",
+            "upstream_timeout_ms 5 is outside 10..=30000",
+        ),
+        ("--upstream", "tls://192.0.2.1#", "invalid upstream"),
+        (
+            "--max-tcp-connections",
+            "0",
+            "max_tcp_connections 0 is outside 1..=65535",
+        ),
+    ] {
+        let output = failover_dns(&["check", "--config", settings, flag, value]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{flag}: {words}")),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    let output = failover_dns(&["check", "--config", settings]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("settings.toml:1:14"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -21,14 +21,13 @@ mod stale;
 pub mod tls;
 pub mod transport;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Name;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -36,7 +35,7 @@ use crate::config::settings::UpstreamSpec;
 use crate::dns::answer::Transport;
 use crate::dns::forward::cache::{AnswerCache, CacheKey, CachedAnswer};
 use crate::dns::forward::race::{Due, Schedule};
-use crate::dns::forward::stale::RefreshState;
+use crate::dns::forward::stale::Refreshes;
 use crate::dns::forward::tls::DotUpstream;
 pub use crate::dns::forward::transport::Forwarded;
 use crate::dns::forward::transport::{AttemptError, exchange};
@@ -81,7 +80,7 @@ struct Inner {
     /// ours ([`Forwarder::forget_now_owned`]).
     zones_checked: AtomicU64,
     /// The background refresh of each stale answer being refreshed: at most one per question.
-    refreshing: Mutex<HashMap<CacheKey, watch::Receiver<RefreshState>>>,
+    refreshing: Refreshes,
     stale_answers: AtomicU64,
 }
 
@@ -140,7 +139,7 @@ impl Forwarder {
                 metrics: metrics.clone(),
                 outstanding,
                 zones_checked: AtomicU64::new(0),
-                refreshing: Mutex::new(HashMap::new()),
+                refreshing: Refreshes::default(),
                 stale_answers: AtomicU64::new(0),
             }),
         }
@@ -263,7 +262,7 @@ impl Forwarder {
         ForwardingStatus {
             upstreams,
             stale_answers: self.inner.stale_answers.load(Ordering::Relaxed),
-            refreshes_in_flight: self.inner.refreshing.lock().map_or(0, |r| r.len()),
+            refreshes_in_flight: self.inner.refreshing.len(),
         }
     }
 
@@ -309,6 +308,51 @@ impl Forwarder {
             Ok(forwarded) => ForwardResult::Answered(forwarded),
             Err(failure) => ForwardResult::Failed(failure),
         }
+    }
+
+    /// Answers a query whose cached answer expired: the refresh of it (started now, or already
+    /// running for another query) if it comes within the stale answer delay, else the stale
+    /// answer (at once when every upstream is held down).
+    async fn resolve_stale(
+        &self,
+        key: CacheKey,
+        stale: Message,
+        request: &Message,
+        packet: &[u8],
+        transport: Transport,
+        is_owned: IsOwned,
+    ) -> ForwardResult {
+        let (refresh, started) = self.inner.refreshing.join(key);
+        if let Some(started) = started {
+            let forwarder = self.clone();
+            let request = Arc::new(request.clone());
+            let packet: Arc<[u8]> = Arc::from(packet);
+            tokio::spawn(async move {
+                let outcome = forwarder
+                    .race(Arc::clone(&request), packet, transport, &is_owned)
+                    .await;
+                if outcome.is_err() {
+                    debug!(
+                        name = %request.queries.first().map(|q| q.name().to_string()).unwrap_or_default(),
+                        "refreshing a stale answer failed: every upstream failed"
+                    );
+                }
+                let fresh = outcome.ok().map(|forwarded| forwarded.message);
+                forwarder.inner.refreshing.finish(started, fresh);
+            });
+        }
+        let delay =
+            (!self.every_upstream_held_down()).then_some(self.inner.settings.stale_answer_delay);
+        if let Some(fresh) = refresh.fresh_within(delay).await {
+            let fresh = cache::readdress((*fresh).clone(), request, |ttl| ttl);
+            return ForwardResult::Refreshed(fresh);
+        }
+        self.inner.stale_answers.fetch_add(1, Ordering::Relaxed);
+        debug!(
+            name = %request.queries.first().map(|q| q.name().to_string()).unwrap_or_default(),
+            "no upstream answered in time; serving the stale answer"
+        );
+        ForwardResult::Stale(stale)
     }
 
     /// Whether every upstream is held down now (then a stale answer goes out at once).

@@ -1,102 +1,85 @@
-//! Serve-stale (RFC 8767): a query whose cached answer expired waits a moment for a refresh
-//! of it (one per question, shared by every query that asks meanwhile, run in the background)
-//! and gets the expired answer, every TTL 30, when no upstream answers in time.
+//! Serve-stale (RFC 8767) bookkeeping: the background refresh of each expired answer, at most
+//! one per question, shared by every query that asks meanwhile; and the wait, bounded by the
+//! stale answer delay, after which a query gets the expired answer instead. What a refresh asks
+//! the upstreams is the forwarder's business (`Forwarder::resolve`).
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hickory_proto::op::Message;
 use tokio::sync::watch;
-use tracing::debug;
 
-use crate::dns::answer::Transport;
-use crate::dns::forward::cache::{self, CacheKey};
-use crate::dns::forward::{ForwardResult, Forwarder, IsOwned};
+use crate::dns::forward::cache::CacheKey;
 
 /// Where a background refresh of a stale answer is.
 #[derive(Debug, Clone)]
-pub(super) enum RefreshState {
+enum RefreshState {
     Running,
     Answered(Arc<Message>),
     Failed,
 }
 
-impl Forwarder {
-    /// Answers a query whose cached answer expired: the refresh of it (started now, or already
-    /// running for another query) if it comes within the stale answer delay, else the stale
-    /// answer (at once when every upstream is held down).
-    pub(super) async fn resolve_stale(
-        &self,
-        key: CacheKey,
-        stale: Message,
-        request: &Message,
-        packet: &[u8],
-        transport: Transport,
-        is_owned: IsOwned,
-    ) -> ForwardResult {
-        let mut refresh = self.refresh(key, request, packet, transport, is_owned);
-        if !self.every_upstream_held_down() {
-            let delay = self.inner.settings.stale_answer_delay;
-            let _ = tokio::time::timeout(
-                delay,
-                refresh.wait_for(|state| !matches!(state, RefreshState::Running)),
-            )
-            .await;
-        }
-        let state = refresh.borrow().clone();
-        if let RefreshState::Answered(fresh) = state {
-            let fresh = cache::readdress((*fresh).clone(), request, |ttl| ttl);
-            return ForwardResult::Refreshed(fresh);
-        }
-        self.inner.stale_answers.fetch_add(1, Ordering::Relaxed);
-        debug!(
-            name = %request.queries.first().map(|q| q.name().to_string()).unwrap_or_default(),
-            "no upstream answered in time; serving the stale answer"
-        );
-        ForwardResult::Stale(stale)
-    }
+/// The refreshes running now, by question.
+#[derive(Debug, Default)]
+pub(super) struct Refreshes {
+    running: Mutex<HashMap<CacheKey, watch::Receiver<RefreshState>>>,
+}
 
-    /// The refresh of `key` in flight, or a new one started in the background.
-    fn refresh(
-        &self,
-        key: CacheKey,
-        request: &Message,
-        packet: &[u8],
-        transport: Transport,
-        is_owned: IsOwned,
-    ) -> watch::Receiver<RefreshState> {
-        let Ok(mut refreshing) = self.inner.refreshing.lock() else {
-            return watch::channel(RefreshState::Failed).1;
+/// A refresh the caller of [`Refreshes::join`] must run and end with [`Refreshes::finish`].
+pub(super) struct Started {
+    key: CacheKey,
+    sender: watch::Sender<RefreshState>,
+}
+
+/// A refresh to wait for.
+pub(super) struct Refresh(watch::Receiver<RefreshState>);
+
+impl Refreshes {
+    /// The refresh of `key` in flight, and, when none was, the one the caller must start.
+    pub(super) fn join(&self, key: CacheKey) -> (Refresh, Option<Started>) {
+        let Ok(mut running) = self.running.lock() else {
+            return (Refresh(watch::channel(RefreshState::Failed).1), None);
         };
-        if let Some(running) = refreshing.get(&key) {
-            return running.clone();
+        if let Some(refresh) = running.get(&key) {
+            return (Refresh(refresh.clone()), None);
         }
         let (sender, receiver) = watch::channel(RefreshState::Running);
-        refreshing.insert(key.clone(), receiver.clone());
-        drop(refreshing);
-        let forwarder = self.clone();
-        let request = Arc::new(request.clone());
-        let packet: Arc<[u8]> = Arc::from(packet);
-        tokio::spawn(async move {
-            let outcome = forwarder
-                .race(Arc::clone(&request), packet, transport, &is_owned)
-                .await;
-            let state = match outcome {
-                Ok(forwarded) => RefreshState::Answered(Arc::new(forwarded.message)),
-                Err(_) => {
-                    debug!(
-                        name = %request.queries.first().map(|q| q.name().to_string()).unwrap_or_default(),
-                        "refreshing a stale answer failed: every upstream failed"
-                    );
-                    RefreshState::Failed
-                }
-            };
-            // Forget the refresh before telling its waiters, so the next query starts another.
-            if let Ok(mut refreshing) = forwarder.inner.refreshing.lock() {
-                refreshing.remove(&key);
-            }
-            sender.send_replace(state);
-        });
-        receiver
+        running.insert(key.clone(), receiver.clone());
+        (Refresh(receiver), Some(Started { key, sender }))
+    }
+
+    /// Ends `started` with the fresh answer, or `None` when every upstream failed. The refresh
+    /// is forgotten before its waiters are told, so the next query starts another.
+    pub(super) fn finish(&self, started: Started, fresh: Option<Message>) {
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&started.key);
+        }
+        let state = match fresh {
+            Some(message) => RefreshState::Answered(Arc::new(message)),
+            None => RefreshState::Failed,
+        };
+        started.sender.send_replace(state);
+    }
+
+    /// How many refreshes run now.
+    pub(super) fn len(&self) -> usize {
+        self.running.lock().map_or(0, |running| running.len())
+    }
+}
+
+impl Refresh {
+    /// The fresh answer, when the refresh brings one within `delay` (`None`: not waited for).
+    pub(super) async fn fresh_within(mut self, delay: Option<Duration>) -> Option<Arc<Message>> {
+        if let Some(delay) = delay {
+            let finished = self
+                .0
+                .wait_for(|state| !matches!(state, RefreshState::Running));
+            let _ = tokio::time::timeout(delay, finished).await;
+        }
+        match &*self.0.borrow() {
+            RefreshState::Answered(fresh) => Some(Arc::clone(fresh)),
+            RefreshState::Running | RefreshState::Failed => None,
+        }
     }
 }

@@ -101,7 +101,7 @@ impl Observer {
     }
 }
 
-/// Starts the observer on a thread of its own, as `settings` say, reporting into `feed`;
+/// Starts the observer on a thread of its own, as `settings` say, reporting into `reports`;
 /// `None` (with a log line saying why) when it is off or cannot run.
 pub fn start(settings: &ObserveSettings, reports: Reports, metrics: Metrics) -> Option<Observer> {
     if !settings.enabled {

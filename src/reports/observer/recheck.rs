@@ -34,7 +34,7 @@ pub struct Rechecks {
 }
 
 impl Rechecks {
-    /// Re-checks run on `runtime` and report into `feed`.
+    /// Re-checks run on `runtime` and report into `reports`.
     pub fn new(reports: Reports, runtime: tokio::runtime::Handle) -> Self {
         Rechecks {
             reports,
