@@ -1,6 +1,6 @@
 //! `failover-dns check`: a bad zone file exits 1 naming FILE:LINE:COL of every problem on stderr;
 //! good files exit 0, with a warning on stdout for each policy that grants only part of a shared
-//! name (the seed's pitfall: failover cannot work for its clients).
+//! name (the policy pitfall: failover cannot work for its clients).
 
 use std::process::Output;
 

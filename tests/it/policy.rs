@@ -18,7 +18,7 @@ kind = "gateway"
 addresses = ["100.64.0.2"]
 "#;
 
-/// One name per kind of source, plus the seed's pitfall (a policy granting only the primary),
+/// One name per kind of source, plus the policy pitfall (a policy granting only the primary),
 /// a name no policy grants and one only a disabled policy grants.
 const NAMES: &str = r#"
 [[asset]]
