@@ -25,7 +25,7 @@ settings_layer! {
     /// The server settings as one layer: the top level of the settings file, or the flags of
     /// `serve` and `check`. Each value present overrides the one below it.
     pub struct SettingsLayer {
-        /// Directory of zone and policy files (*.toml)
+        /// Directory of zone and policy files (*.toml, *.json)
         #[arg(long, value_name = "DIR")]
         zones: Located<String> => zones_dir = FilePath;
         /// Address to serve DNS on, UDP and TCP (repeatable; port 0 picks a free port)
