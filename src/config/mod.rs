@@ -342,6 +342,28 @@ names = ["APP.internal."]
     }
 
     #[test]
+    fn zone_files_are_the_visible_toml_and_json_files() {
+        for (name, read) in [
+            ("zone.toml", true),
+            ("push.json", true),
+            ("a.b.json", true),
+            (".zone.toml.tmp", false),
+            (".hidden.toml", false),
+            ("zone.toml~", false),
+            ("zone.toml.swp", false),
+            ("notes.txt", false),
+            ("json", false),
+            ("toml", false),
+        ] {
+            assert_eq!(
+                is_zone_file_name(std::ffi::OsStr::new(name)),
+                read,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn json_pushed_by_a_console_loads_like_toml() {
         let json = r#"{
   "zone": [{"origin": "internal", "ttl": 7}],

@@ -149,6 +149,38 @@ fn a_file_change_takes_effect_within_a_second_without_restart() {
     assert!(status["config"]["last_error"].is_null(), "{status}");
 }
 
+/// `DB` as a management console pushes it: the same data as JSON.
+const DB_JSON: &str = r#"{
+  "asset": [{"id": "db-host", "kind": "primary", "addresses": ["100.64.2.10"], "names": ["db.internal"]}],
+  "policy": [{"id": "db", "sources": ["*"], "destinations": ["db-host"]}]
+}"#;
+
+#[test]
+fn a_json_file_in_the_zones_directory_is_read_and_its_changes_reload() {
+    let server = Server::start(&[("zone.toml", APP_ZONE), ("db.json", DB_JSON)], &[]);
+    assert_eq!(
+        lookup(&server, "db.internal"),
+        ("NOERROR".to_string(), vec!["100.64.2.10".to_string()]),
+        "a *.json zone file is read at start"
+    );
+
+    // The console pushes a new address: the watcher reloads on a *.json change too.
+    replace_file(
+        &server.zones_dir(),
+        "db.json",
+        &DB_JSON.replace("100.64.2.10", "100.64.2.11"),
+    );
+    wait_for("db.internal follows the changed db.json", &server, || {
+        let (status, addresses) = lookup(&server, "db.internal");
+        (status == "NOERROR" && addresses == ["100.64.2.11"]).then_some(())
+    });
+    let log = server.stderr();
+    assert!(
+        log.contains("configuration reloaded") && log.contains("trigger=watcher"),
+        "the change reloaded through the watcher:\n{log}"
+    );
+}
+
 #[test]
 fn garbage_keeps_the_old_answers_and_shows_where_until_a_good_write() {
     let server = Server::start(&[("zone.toml", APP_ZONE)], &[]);
